@@ -360,12 +360,14 @@ impl Connection {
             progress.header_len
         };
         let remaining = header.payload_len - progress.done;
-        let available = (input.len().saturating_sub(start) as u64).min(remaining) as usize;
+        // Where the unprocessed payload starts in `input`: a streaming frame's processed
+        // bytes were consumed, an inline frame's stay in place (already unmasked).
         let chunk_at = if progress.streaming {
             start
         } else {
             start + progress.done as usize
         };
+        let available = (input.len().saturating_sub(chunk_at) as u64).min(remaining) as usize;
         let chunk = &mut input[chunk_at..chunk_at + available];
         if let Some(key) = header.mask {
             apply_mask(chunk, key, progress.done as usize);

@@ -29,3 +29,6 @@ pub use close::CloseCode;
 pub use connection::{Closing, Connection, Event, Limits, MessageKind, Role, State};
 pub use error::{HandshakeError, WsError};
 pub use frame::{encode_frame, FrameHeader, OpCode};
+
+#[cfg(test)]
+mod tests;
