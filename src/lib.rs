@@ -6,6 +6,7 @@
 //!
 //! - [`ws`]: RFC 6455 as a state machine with no IO (bytes in, events and bytes out).
 //! - [`io`]: io_uring workers pinned to cores, listeners, connection drivers, the client.
+//! - [`echo`]: the echo service (`feedrelay echo`).
 //!
 //! `unsafe` is denied here and allowed in exactly two places: `ws::mask` (SIMD
 //! intrinsics) and `io` (the ring and the OS).
@@ -17,5 +18,6 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod echo;
 pub mod io;
 pub mod ws;

@@ -1,3 +1,135 @@
-fn main() {
-    println!("Hello, world!");
+//! The `feedrelay` command line: the edge where typed errors become one-line reports.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+
+use feedrelay::echo::Echo;
+use feedrelay::io::listener::bind_reuseport;
+use feedrelay::io::server::{accept_loop, ServerConfig};
+use feedrelay::io::worker::{run_workers, CoreMap};
+use feedrelay::io::{ring, shutdown, IoError};
+use feedrelay::ws::mask::MaskKernel;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// WebSocket feed relay for low-latency trading desks.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Echo every message back (text as text, binary as binary); answers pings and closes
+    /// cleanly. SIGINT/SIGTERM close every connection with 1001 and exit 0.
+    Echo {
+        /// Address to listen on (port 0: the OS picks one; the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: SocketAddr,
+        /// Number of workers (default: one per --cores entry, or one per online CPU).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Cores to pin the workers to, one worker per core (e.g. 0,1).
+        #[arg(long, value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
+        /// Largest message accepted, in bytes (larger: close 1009).
+        #[arg(long, default_value_t = 16 << 20)]
+        max_message_bytes: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEEDRELAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Echo {
+            listen,
+            workers,
+            cores,
+            max_message_bytes,
+        } => echo(listen, workers, cores, max_message_bytes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("feedrelay: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Adds what the operator can do to the errors they can fix.
+fn explain(e: IoError) -> anyhow::Error {
+    let hint = match &e {
+        IoError::Op { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            Some("another process holds this port: pick another with --listen, or stop it")
+        }
+        IoError::Op { source, .. } if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Some("that address is not on this host: use one of its addresses, or 0.0.0.0")
+        }
+        IoError::Op { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("ports below 1024 need privileges: use a higher port")
+        }
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow!("{e}; {h}"),
+        None => anyhow!(e),
+    }
+}
+
+fn echo(
+    listen: SocketAddr,
+    workers: Option<usize>,
+    cores: Option<Vec<usize>>,
+    max_message_bytes: usize,
+) -> anyhow::Result<()> {
+    let map = CoreMap::new(workers, cores.as_deref()).map_err(explain)?;
+    ring::probe().map_err(explain)?;
+    let listeners = bind_reuseport(listen, map.workers()).map_err(explain)?;
+    let local = listeners[0].local_addr().context("listener address")?;
+    let mut config = ServerConfig::default();
+    config.limits.max_message_bytes = max_message_bytes;
+    config.limits.max_frame_bytes = max_message_bytes;
+    let (trigger, shutdown) = shutdown::channel();
+    trigger
+        .fire_on_signals()
+        .context("installing SIGINT/SIGTERM handlers")?;
+    let pins: Vec<String> = (0..map.workers())
+        .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
+        .collect();
+    println!(
+        "feedrelay echo listening on ws://{local} ({} workers, cores [{}], unmask {})",
+        map.workers(),
+        pins.join(","),
+        MaskKernel::detected().name()
+    );
+    let listeners: Arc<Mutex<Vec<Option<std::net::TcpListener>>>> =
+        Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    run_workers(&map, move |i| {
+        let listener = listeners.lock().ok().and_then(|mut l| l.get_mut(i)?.take());
+        let config = std::rc::Rc::new(config.clone());
+        let shutdown = shutdown.clone();
+        async move {
+            let listener =
+                listener.ok_or_else(|| IoError::Config(format!("no listener for worker {i}")))?;
+            accept_loop(listener, || Echo, config, shutdown).await
+        }
+    })
+    .map_err(explain)?;
+    println!("feedrelay echo stopped");
+    Ok(())
 }

@@ -1,0 +1,377 @@
+//! A WebSocket client over the ring, built on the same [`Connection`] core.
+//!
+//! Used to dial exchange feeds and by the load generator; the tests use it against
+//! `feedrelay echo` and against independent servers. It answers pings by itself and
+//! masks what it sends. `wss://` is not supported yet (TLS comes with the feeds).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Instant;
+
+use tokio::time::{timeout_at, Instant as TokioInstant};
+
+use super::ring::{self, TcpStream};
+use super::server::seed;
+use crate::ws::handshake::ClientHandshake;
+use crate::ws::{
+    CloseCode, Connection, Event, HandshakeError, Limits, MessageKind, OpCode, Role, State, WsError,
+};
+
+/// A `ws://` or `wss://` URL, split into what dialling needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    /// `wss://`.
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port (default 80 or 443).
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub path_and_query: String,
+}
+
+impl WsUrl {
+    /// The `Host` header value: the port only when not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match (self.tls, self.port) {
+            (false, 80) | (true, 443) => host,
+            (_, p) => format!("{host}:{p}"),
+        }
+    }
+}
+
+impl FromStr for WsUrl {
+    type Err = ClientError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| ClientError::Url(format!("{url}: {why}"));
+        let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (true, r)
+        } else {
+            return Err(bad("the scheme must be ws:// or wss://"));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad("bad port"))?,
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(WsUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+            path_and_query: path,
+        })
+    }
+}
+
+/// What the client can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL cannot be dialled.
+    #[error("bad URL {0}")]
+    Url(String),
+    /// `wss://` needs TLS, which this client does not do yet.
+    #[error("wss:// is not supported yet")]
+    TlsUnsupported,
+    /// Name resolution, connect, read or write failed.
+    #[error("{op} {target}: {source}")]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// On what.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused or botched the opening handshake.
+    #[error("handshake with {0}: {1}")]
+    Handshake(String, #[source] HandshakeError),
+    /// The server broke the protocol; the connection was failed.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] WsError),
+    /// The connection is closed (or closing); nothing more can be sent or received.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// What [`WsClient::recv`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole message.
+    Message(MessageKind, Vec<u8>),
+    /// A ping (already answered).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// The server's close frame (already answered).
+    Close(Option<(CloseCode, String)>),
+}
+
+/// A client connection.
+pub struct WsClient {
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: Connection,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl WsClient {
+    /// Dials `url`, sends the handshake with `headers`, and checks the answer.
+    pub async fn connect(
+        url: &str,
+        headers: &[(String, String)],
+        limits: Limits,
+    ) -> Result<WsClient, ClientError> {
+        let url: WsUrl = url.parse()?;
+        if url.tls {
+            return Err(ClientError::TlsUnsupported);
+        }
+        let target = format!("{}:{}", url.host, url.port);
+        let io = |op, source| ClientError::Io {
+            op,
+            target: target.clone(),
+            source,
+        };
+        let peer = (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .map_err(|e| io("resolve", e))?
+            .next()
+            .ok_or_else(|| io("resolve", std::io::ErrorKind::NotFound.into()))?;
+        let stream = ring::connect(peer).await.map_err(|e| io("connect to", e))?;
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&seed().to_ne_bytes());
+        nonce[8..].copy_from_slice(&seed().to_ne_bytes());
+        let handshake = ClientHandshake::new(nonce);
+        let mut out = Vec::with_capacity(4096);
+        handshake.write_request(&url.host_header(), &url.path_and_query, headers, &mut out);
+        let (res, mut out) = ring::write_all(&stream, out).await;
+        res.map_err(|e| io("write to", e))?;
+        let capacity = limits.inline_frame_bytes.max(limits.max_header_bytes);
+        let mut buf = Vec::with_capacity(capacity);
+        loop {
+            match handshake.parse_response(&buf, limits.max_header_bytes) {
+                Ok(Some((_, n))) => {
+                    buf.drain(..n);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Handshake(target, e)),
+            }
+            let (res, b) = ring::read_append(&stream, buf).await;
+            buf = b;
+            match res {
+                Ok(0) => {
+                    let e = HandshakeError::MalformedHttp("connection closed during handshake");
+                    return Err(ClientError::Handshake(target, e));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io("read from", e)),
+            }
+        }
+        out.clear();
+        Ok(WsClient {
+            stream,
+            peer,
+            conn: Connection::new(Role::Client, limits, seed()),
+            buf,
+            out,
+        })
+    }
+
+    /// The server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends a whole message.
+    pub async fn send(&mut self, kind: MessageKind, payload: &[u8]) -> Result<(), ClientError> {
+        self.send_frame(kind.opcode(), true, payload).await
+    }
+
+    /// Sends one frame (for fragmented messages: the message's opcode first, then
+    /// [`OpCode::Continuation`], `fin` on the last).
+    pub async fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        self.conn
+            .send_frame(opcode, fin, payload, &mut self.out)
+            .map_err(|_| ClientError::Closed)?;
+        self.flush().await
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        self.conn
+            .send_ping(payload, &mut self.out)
+            .map_err(|_| ClientError::Closed)?;
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        self.conn.poll_transmit(&mut self.out);
+        let out = std::mem::take(&mut self.out);
+        let (res, out) = ring::write_all(&self.stream, out).await;
+        self.out = out;
+        res.map_err(|e| ClientError::Io {
+            op: "write to",
+            target: self.peer.to_string(),
+            source: e,
+        })
+    }
+
+    /// Waits for the next message, ping, pong or close. Pings and the server's close
+    /// are answered before this returns. After a close, returns [`ClientError::Closed`].
+    pub async fn recv(&mut self) -> Result<Incoming, ClientError> {
+        loop {
+            if let Some(incoming) = self.next_buffered()? {
+                self.flush().await?;
+                return Ok(incoming);
+            }
+            if self.conn.state() == State::Closed {
+                return Err(ClientError::Closed);
+            }
+            let deadline = self.conn.poll_timeout().map(TokioInstant::from_std);
+            let buf = std::mem::take(&mut self.buf);
+            let read = ring::read_append(&self.stream, buf);
+            let (res, buf) = match deadline {
+                Some(d) => match timeout_at(d, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.conn.handle_timeout(Instant::now());
+                        return Err(ClientError::Closed);
+                    }
+                },
+                None => read.await,
+            };
+            self.buf = buf;
+            match res {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ClientError::Io {
+                        op: "read from",
+                        target: self.peer.to_string(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The next event already in the buffer, if any, as an owned value.
+    fn next_buffered(&mut self) -> Result<Option<Incoming>, ClientError> {
+        loop {
+            let (incoming, used) = match self.conn.handle_input(&mut self.buf) {
+                Ok(Some((event, used))) => {
+                    let incoming = match event {
+                        Event::Message { kind, payload } => {
+                            Some(Incoming::Message(kind, payload.to_vec()))
+                        }
+                        Event::Ping(p) => Some(Incoming::Ping(p.to_vec())),
+                        Event::Pong(p) => Some(Incoming::Pong(p.to_vec())),
+                        Event::Close(c) => {
+                            Some(Incoming::Close(c.map(|(code, r)| (code, r.to_owned()))))
+                        }
+                        Event::Progress => None,
+                    };
+                    (incoming, used)
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            self.buf.drain(..used);
+            if incoming.is_some() {
+                return Ok(incoming);
+            }
+        }
+    }
+
+    /// Starts the close handshake and waits for the server's close frame and for it to
+    /// close TCP (§7.1.1: the server closes first). Returns the server's close, if any.
+    pub async fn close(
+        mut self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<Option<(CloseCode, String)>, ClientError> {
+        self.conn.close(code, reason, Instant::now());
+        self.flush().await?;
+        loop {
+            match self.recv().await {
+                Ok(Incoming::Close(c)) => {
+                    self.wait_for_server_close().await;
+                    return Ok(c);
+                }
+                Ok(_) => {}
+                Err(ClientError::Closed) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After the close handshake: the server closes TCP first; give it a moment.
+    async fn wait_for_server_close(&mut self) {
+        let deadline = TokioInstant::now() + self.conn.limits().close_timeout;
+        let buf = std::mem::take(&mut self.buf);
+        let _ = timeout_at(deadline, ring::read_append(&self.stream, buf)).await;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let u: WsUrl = "ws://127.0.0.1:9001/ws?topics=A,B".parse().unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path_and_query.as_str()),
+            (false, "127.0.0.1", 9001, "/ws?topics=A,B")
+        );
+        assert_eq!(u.host_header(), "127.0.0.1:9001");
+        let u: WsUrl = "wss://example.com".parse().unwrap();
+        assert_eq!(
+            (u.port, u.path_and_query.as_str(), u.host_header().as_str()),
+            (443, "/", "example.com")
+        );
+        let u: WsUrl = "ws://[::1]:8080?x=1".parse().unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_and_query.as_str()),
+            ("::1", 8080, "/?x=1")
+        );
+        assert_eq!(u.host_header(), "[::1]:8080");
+        for bad in ["http://x", "ws://", "ws://h:notaport/", "ws://[::1"] {
+            assert!(bad.parse::<WsUrl>().is_err(), "{bad}");
+        }
+    }
+}

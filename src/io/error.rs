@@ -1,0 +1,46 @@
+//! IO failures: which operation, on what, and the OS error.
+
+use std::io;
+
+/// An IO operation failed, or the host cannot run io_uring workers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IoError {
+    /// An operation on a socket or address failed.
+    #[error("{op} {target}: {source}")]
+    Op {
+        /// What we were doing ("listen on", "accept on", "read from", "write to").
+        op: &'static str,
+        /// The address or connection it was done on.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused to set up an io_uring.
+    #[error("io_uring is not available: {source}; {hint}")]
+    RingUnavailable {
+        /// The error from `io_uring_setup`.
+        #[source]
+        source: io::Error,
+        /// What the operator can do about it.
+        hint: &'static str,
+    },
+    /// The operator asked for workers or cores this host cannot give.
+    #[error("bad worker/core configuration: {0}")]
+    Config(String),
+    /// A worker thread died (a bug: it should have reported an error instead).
+    #[error("worker {0} panicked")]
+    WorkerPanicked(usize),
+}
+
+impl IoError {
+    /// An [`IoError::Op`].
+    pub fn op(op: &'static str, target: impl ToString, source: io::Error) -> IoError {
+        IoError::Op {
+            op,
+            target: target.to_string(),
+            source,
+        }
+    }
+}

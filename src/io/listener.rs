@@ -1,0 +1,58 @@
+//! Listening sockets: one per worker on the same address, with `SO_REUSEPORT`, so the
+//! kernel spreads new connections over the workers with no shared accept lock.
+
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::error::IoError;
+
+/// Pending connections per listener before the kernel refuses more.
+pub const BACKLOG: i32 = 1024;
+
+/// Binds `count` listeners to `addr` with `SO_REUSEPORT`. With port 0 the first bind
+/// picks the port and the others join it.
+pub fn bind_reuseport(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, IoError> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let listener = bind_one(addr).map_err(|e| IoError::op("listen on", addr, e))?;
+        addr = listener
+            .local_addr()
+            .map_err(|e| IoError::op("listen on", addr, e))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_shares_one_port() {
+        let ls = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = ls[0].local_addr().unwrap().port();
+        assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == port));
+    }
+
+    #[test]
+    fn port_in_use_without_reuseport_is_an_error() {
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_reuseport(plain.local_addr().unwrap(), 1).unwrap_err();
+        assert!(err.to_string().contains("Address already in use"), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Every call into `tokio-uring`, in one place.
+//!
+//! `tokio-uring` 0.5 has had no release since 2024 and lacks multishot receive and
+//! provided-buffer rings; keeping it behind this module means replacing it (by the
+//! `io-uring` crate directly) changes one file. Buffers pass to the kernel by ownership
+//! and come back with the result: a read or write owns its buffer until its completion
+//! arrives, which is why these functions take and return `Vec<u8>`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio_uring::buf::BoundedBuf;
+
+use super::error::IoError;
+
+pub use tokio_uring::net::{TcpListener, TcpStream};
+
+/// Submission queue entries per ring (completion queue is twice that).
+pub const RING_ENTRIES: u32 = 256;
+
+/// One io_uring runtime, owned by the worker thread that created it.
+pub struct Ring {
+    rt: tokio_uring::Runtime,
+}
+
+impl Ring {
+    /// Sets up a ring on this thread; fails with a hint if the kernel refuses.
+    pub fn new() -> Result<Ring, IoError> {
+        let mut builder = tokio_uring::builder();
+        builder.entries(RING_ENTRIES);
+        tokio_uring::Runtime::new(&builder)
+            .map(|rt| Ring { rt })
+            .map_err(ring_unavailable)
+    }
+
+    /// Runs `fut` to completion on this ring (tasks it spawns run here too).
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.rt.block_on(fut)
+    }
+}
+
+/// Checks that this host can create an io_uring, before any worker starts.
+pub fn probe() -> Result<(), IoError> {
+    Ring::new().map(drop)
+}
+
+fn ring_unavailable(source: io::Error) -> IoError {
+    let hint = match source.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "io_uring is disabled or blocked: set `sysctl kernel.io_uring_disabled=0` \
+             (2 disables it for everyone, 1 for unprivileged users), or allow \
+             io_uring_setup in the container's seccomp profile"
+        }
+        Some(libc::ENOSYS) => "this kernel has no io_uring (Linux 5.11 or later is needed)",
+        Some(libc::ENOMEM) => {
+            "the ring could not be allocated: raise `ulimit -l` (RLIMIT_MEMLOCK) on older kernels"
+        }
+        _ => "run `feedrelay check` to see what the host is missing",
+    };
+    IoError::RingUnavailable { source, hint }
+}
+
+/// Spawns a task on the current worker's ring.
+pub fn spawn<F: Future + 'static>(fut: F) {
+    drop(tokio_uring::spawn(fut));
+}
+
+/// Reads into the spare capacity of `buf` (after its `len()`), without zero-filling it.
+/// Returns the number of bytes read (0 at end of stream) and the buffer.
+pub async fn read_append(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    let len = buf.len();
+    if len == buf.capacity() {
+        return (Err(io::Error::other("read buffer full")), buf);
+    }
+    let (res, slice) = stream.read(buf.slice(len..)).await;
+    (res, slice.into_inner())
+}
+
+/// Writes all of `buf` (one submission unless the socket takes it in parts) and hands
+/// the buffer back, cleared, for reuse.
+pub async fn write_all(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    if buf.is_empty() {
+        return (Ok(()), buf);
+    }
+    let (res, mut buf) = stream.write_all(buf).await;
+    buf.clear();
+    (res, buf)
+}
+
+/// Connects to `addr` through the ring.
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Wraps a bound std listener for this ring.
+pub fn listener(std: std::net::TcpListener) -> TcpListener {
+    TcpListener::from_std(std)
+}

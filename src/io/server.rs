@@ -1,0 +1,281 @@
+//! The server side: accept connections, run the handshake, drive a
+//! [`Connection`] over the socket, and hand whole messages to a [`Service`].
+//!
+//! One read, then every whole frame in the buffer is handled in place, then everything
+//! those frames produced (replies, pongs, the close frame) goes out in one write. The
+//! read buffer is allocated once per connection and reused; a partial frame left at the
+//! end of a read is moved to the front before the next read (usually zero bytes).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::time::{timeout_at, Instant as TokioInstant};
+
+use super::error::IoError;
+use super::ring::{self, TcpListener, TcpStream};
+use super::shutdown::Shutdown;
+use crate::ws::handshake::{self, Request};
+use crate::ws::{CloseCode, Connection, Event, Limits, MessageKind, Role, State};
+
+/// What a server does with its connections' messages.
+pub trait Service {
+    /// Decides at the handshake: `Err((status, reason))` refuses with that HTTP status.
+    fn accept(&mut self, _req: &Request) -> Result<(), (u16, String)> {
+        Ok(())
+    }
+
+    /// A whole message arrived; frames to send back go into `out`.
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], out: &mut Vec<u8>);
+}
+
+/// Sizes and times of the server side.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Protocol limits for every connection.
+    pub limits: Limits,
+    /// A client must finish its handshake within this time.
+    pub handshake_timeout: Duration,
+    /// After the close frame went out, how long to wait for the peer to close TCP.
+    pub linger: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Bytes of read buffer per connection: enough for an inline frame or a handshake.
+    pub fn read_buffer_bytes(&self) -> usize {
+        self.limits
+            .inline_frame_bytes
+            .max(self.limits.max_header_bytes)
+    }
+}
+
+/// Accepts connections on this worker's listener until shutdown, serving each with a
+/// service from `make_service`; then waits for open connections to finish closing.
+pub async fn accept_loop<S, F>(
+    listener: std::net::TcpListener,
+    make_service: F,
+    config: Rc<ServerConfig>,
+    mut shutdown: Shutdown,
+) -> Result<(), IoError>
+where
+    S: Service + 'static,
+    F: Fn() -> S,
+{
+    let local = listener
+        .local_addr()
+        .map_err(|e| IoError::op("listen on", "socket", e))?;
+    let listener: TcpListener = ring::listener(listener);
+    let live = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let service = make_service();
+                let (config, shutdown, live) =
+                    (Rc::clone(&config), shutdown.clone(), Rc::clone(&live));
+                live.set(live.get() + 1);
+                ring::spawn(async move {
+                    if let Err(e) = serve(stream, peer, service, &config, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    live.set(live.get() - 1);
+                });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: say so, back off, keep serving the others.
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let grace = config.limits.close_timeout + config.linger;
+    let deadline = Instant::now() + grace;
+    while live.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Serves one connection from handshake to close.
+pub async fn serve<S: Service>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut service: S,
+    config: &ServerConfig,
+    mut shutdown: Shutdown,
+) -> Result<(), IoError> {
+    let capacity = config.read_buffer_bytes();
+    let mut buf = Vec::with_capacity(capacity);
+    let mut out = Vec::with_capacity(4096);
+
+    // Opening handshake, within the handshake timeout.
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let request = loop {
+        match handshake::parse_request(&buf, config.limits.max_header_bytes) {
+            Ok(Some((req, n))) => {
+                buf.drain(..n);
+                break req;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "handshake refused");
+                handshake::write_reject(&e, &mut out);
+                let _ = ring::write_all(&stream, out).await;
+                linger_close(&stream, config.linger).await;
+                return Ok(());
+            }
+        }
+        let (res, b) = match timeout_at(deadline, ring::read_append(&stream, buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(%peer, "handshake timed out");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+        };
+        buf = b;
+        match res {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(IoError::op("read from", peer, e)),
+        }
+    };
+    if let Err((status, reason)) = service.accept(&request) {
+        handshake::write_status(status, "", &reason, &mut out);
+        let _ = ring::write_all(&stream, out).await;
+        linger_close(&stream, config.linger).await;
+        return Ok(());
+    }
+    handshake::write_accept(&request, &mut out);
+
+    let mut conn = Connection::new(Role::Server, config.limits, seed());
+    let mut closing = shutdown.is_triggered();
+    let mut abandon = false;
+    if closing {
+        conn.close(
+            CloseCode::GOING_AWAY,
+            "server shutting down",
+            Instant::now(),
+        );
+    }
+    loop {
+        // Handle every whole frame in the buffer, in place.
+        let mut start = 0;
+        loop {
+            match conn.handle_input(&mut buf[start..]) {
+                Ok(Some((event, used))) => {
+                    if let Event::Message { kind, payload } = event {
+                        service.on_message(kind, payload, &mut out);
+                    }
+                    start += used;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "protocol error; failing the connection");
+                    break;
+                }
+            }
+            conn.poll_transmit(&mut out);
+        }
+        conn.poll_transmit(&mut out);
+        buf.drain(..start);
+
+        let (res, o) = ring::write_all(&stream, out).await;
+        out = o;
+        res.map_err(|e| IoError::op("write to", peer, e))?;
+        if conn.state() == State::Closed || abandon {
+            break;
+        }
+
+        // Read more: until data, shutdown, or the close handshake's deadline.
+        let deadline = conn.poll_timeout().map(TokioInstant::from_std);
+        let partial_frame = !buf.is_empty();
+        let read = async {
+            match deadline {
+                Some(d) => timeout_at(d, ring::read_append(&stream, buf)).await.ok(),
+                None => Some(ring::read_append(&stream, buf).await),
+            }
+        };
+        let outcome = tokio::select! {
+            r = read => r,
+            _ = shutdown.wait(), if !closing => {
+                closing = true;
+                conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
+                // The read in flight keeps its buffer until it completes; take a new one.
+                // A partial frame in the old buffer is lost, so only wait for the peer's
+                // close if the stream was at a frame boundary.
+                buf = Vec::with_capacity(capacity);
+                abandon = partial_frame;
+                continue;
+            }
+        };
+        match outcome {
+            None => {
+                conn.handle_timeout(Instant::now());
+                buf = Vec::with_capacity(capacity);
+            }
+            Some((res, b)) => {
+                buf = b;
+                match res {
+                    Ok(0) => {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(IoError::op("read from", peer, e)),
+                }
+            }
+        }
+    }
+    linger_close(&stream, config.linger).await;
+    Ok(())
+}
+
+/// Closes TCP after our last bytes: FIN first, then drain what the peer still sends
+/// until it closes too (or `linger` passes), so the kernel does not answer unread data
+/// with a reset that could destroy our close frame in flight (RFC 6455 §7.1.1).
+async fn linger_close(stream: &TcpStream, linger: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = TokioInstant::now() + linger;
+    let mut scratch = Vec::with_capacity(512);
+    loop {
+        match timeout_at(deadline, ring::read_append(stream, scratch)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                scratch = b;
+                scratch.clear();
+            }
+            _ => break,
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// A seed for the connection's masking-key generator (unused by a server, which does
+/// not mask, but every connection gets a fresh one).
+pub(crate) fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // If the OS has no randomness to give, a clock-derived seed still varies per call.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9);
+        return t;
+    }
+    u64::from_ne_bytes(b)
+}

@@ -1,0 +1,138 @@
+//! Worker threads: one per configured core, each pinned and running its own ring.
+//!
+//! A worker owns everything it touches (its ring, its listener, its connections), so
+//! the hot path shares nothing between cores. Pinning uses `core_affinity`; a worker
+//! with no core in the [`CoreMap`] floats, which is what an unpinned run measures.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::thread;
+
+use super::error::IoError;
+use super::ring::Ring;
+
+/// Which core each worker is pinned to (`None`: not pinned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreMap {
+    cores: Vec<Option<usize>>,
+}
+
+impl CoreMap {
+    /// Builds the map from `--workers` and `--cores`. With cores given, there is one
+    /// worker per core (and `workers`, if also given, must agree); with neither, one
+    /// unpinned worker per online CPU. Every core must exist on this host.
+    pub fn new(workers: Option<usize>, cores: Option<&[usize]>) -> Result<CoreMap, IoError> {
+        let online: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        match (workers, cores) {
+            (Some(0), _) => Err(IoError::Config("--workers must be at least 1".into())),
+            (Some(n), Some(c)) if n != c.len() => Err(IoError::Config(format!(
+                "--workers {n} but --cores lists {} cores; give one core per worker",
+                c.len()
+            ))),
+            (_, Some([])) => Err(IoError::Config("--cores is empty".into())),
+            (_, Some(c)) => {
+                for core in c {
+                    if !online.contains(core) {
+                        return Err(IoError::Config(format!(
+                            "core {core} is not online on this host (online: {online:?})"
+                        )));
+                    }
+                }
+                Ok(CoreMap {
+                    cores: c.iter().map(|&c| Some(c)).collect(),
+                })
+            }
+            (Some(n), None) => Ok(CoreMap {
+                cores: vec![None; n],
+            }),
+            (None, None) => Ok(CoreMap {
+                cores: vec![None; online.len().max(1)],
+            }),
+        }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// The core of worker `i`, if pinned.
+    pub fn core(&self, i: usize) -> Option<usize> {
+        self.cores.get(i).copied().flatten()
+    }
+}
+
+/// Starts one thread per worker, pins it, sets up its ring and runs `body(i)` on it;
+/// returns when every worker has returned. The first error wins.
+pub fn run_workers<F, Fut>(map: &CoreMap, body: F) -> Result<(), IoError>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), IoError>>,
+{
+    let body = Arc::new(body);
+    let mut handles = Vec::with_capacity(map.workers());
+    for i in 0..map.workers() {
+        let body = Arc::clone(&body);
+        let core = map.core(i);
+        let handle = thread::Builder::new()
+            .name(format!("feedrelay-w{i}"))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        return Err(IoError::Config(format!(
+                            "could not pin worker {i} to core {id}"
+                        )));
+                    }
+                }
+                let ring = Ring::new()?;
+                ring.block_on(body(i))
+            })
+            .map_err(|e| IoError::op("spawn worker thread", i, e))?;
+        handles.push(handle);
+    }
+    let mut first = Ok(());
+    for (i, h) in handles.into_iter().enumerate() {
+        let result = h.join().unwrap_or(Err(IoError::WorkerPanicked(i)));
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_map_rules() {
+        assert_eq!(CoreMap::new(Some(3), None).unwrap().workers(), 3);
+        let m = CoreMap::new(None, Some(&[0])).unwrap();
+        assert_eq!((m.workers(), m.core(0)), (1, Some(0)));
+        assert!(CoreMap::new(Some(2), Some(&[0])).is_err());
+        assert!(CoreMap::new(Some(0), None).is_err());
+        assert!(CoreMap::new(None, Some(&[])).is_err());
+        let err = CoreMap::new(None, Some(&[4096])).unwrap_err().to_string();
+        assert!(err.contains("core 4096 is not online"), "{err}");
+        assert!(CoreMap::new(None, None).unwrap().workers() >= 1);
+    }
+
+    #[test]
+    fn workers_run_pinned_on_their_own_ring() {
+        let map = CoreMap::new(None, Some(&[0])).unwrap();
+        run_workers(&map, |i| async move {
+            assert_eq!(i, 0);
+            // A ring operation works here: a connect to a closed port is refused.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            drop(l);
+            assert!(super::super::ring::connect(addr).await.is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+}
