@@ -1,0 +1,231 @@
+//! Shared by the integration tests: start `feedrelay` as a child process on a port the
+//! OS picks, find the Python interpreter that `scripts/test.sh` set up, and speak raw
+//! WebSocket frames over a blocking socket (independent of our own client).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `feedrelay` child, stopped with SIGTERM when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// `feedrelay echo --listen 127.0.0.1:0` plus `args`; waits for its listening line.
+    pub fn echo(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+            .args(["echo", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn feedrelay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: not needed; kill(2) through the command line keeps tests free of unsafe.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = self.child.kill();
+        panic!("feedrelay did not exit within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The Python with `websockets` that `scripts/test.sh` installs. Fails loudly if absent:
+/// an interop test that cannot find its peer must not pass in silence.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("FEEDRELAY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python interpreter at {} — run scripts/test.sh, which creates .venv with websockets",
+        path.display()
+    );
+    path
+}
+
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A WebSocket client that writes frames byte for byte as the test says.
+pub struct Raw {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+impl Raw {
+    /// Connects and completes the handshake (asserting the 101).
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::tcp(addr);
+        let req = format!(
+            "GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        raw.s.write_all(req.as_bytes()).unwrap();
+        let head = raw.read_http_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
+        raw
+    }
+
+    pub fn tcp(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    /// Reads an HTTP response head (and leaves what follows in the buffer).
+    pub fn read_http_head(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..i + 4).collect();
+                return String::from_utf8_lossy(&head).into_owned();
+            }
+            assert!(self.fill() > 0, "connection closed before the HTTP head");
+        }
+    }
+
+    /// Reads the rest of the stream until EOF (bounded by the read timeout).
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        match self.s.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    /// A whole frame with any first byte, masked with [`KEY`] or not.
+    pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut out = vec![first];
+        let m = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n @ 0..=125 => out.push(m | n as u8),
+            n @ 126..=0xffff => {
+                out.push(m | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(m | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&KEY);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+        } else {
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    pub fn send(&mut self, first: u8, payload: &[u8]) {
+        self.s.write_all(&Raw::frame(first, payload, true)).unwrap();
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next frame from the server as (first byte, payload); None at EOF.
+    pub fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames must not be masked");
+                let (len, at) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&self.buf[2..10]);
+                        (u64::from_be_bytes(b) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let first = self.buf[0];
+                    let payload = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return Some((first, payload));
+                }
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Expects a close frame with `code` next (after any frames `skip` allows), then
+    /// the server closing TCP.
+    pub fn expect_close(&mut self, code: Option<u16>) {
+        let (first, payload) = self.recv().expect("a close frame, got EOF");
+        assert_eq!(
+            first, 0x88,
+            "expected close, got frame {first:#x} {payload:?}"
+        );
+        let got = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        assert_eq!(got, code, "close payload {payload:?}");
+        assert_eq!(
+            self.recv(),
+            None,
+            "the server must close TCP after the close frame"
+        );
+    }
+}
