@@ -71,6 +71,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a status line to stdout; a closed stdout (the reader went away) is not an
+/// error worth dying for, unlike what `println!` does.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 /// Adds what the operator can do to the errors they can fix.
 fn explain(e: IoError) -> anyhow::Error {
     let hint = match &e {
@@ -111,12 +119,12 @@ fn echo(
     let pins: Vec<String> = (0..map.workers())
         .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
         .collect();
-    println!(
+    say(&format!(
         "feedrelay echo listening on ws://{local} ({} workers, cores [{}], unmask {})",
         map.workers(),
         pins.join(","),
         MaskKernel::detected().name()
-    );
+    ));
     let listeners: Arc<Mutex<Vec<Option<std::net::TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
     run_workers(&map, move |i| {
@@ -130,6 +138,6 @@ fn echo(
         }
     })
     .map_err(explain)?;
-    println!("feedrelay echo stopped");
+    say("feedrelay echo stopped");
     Ok(())
 }
