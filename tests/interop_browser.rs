@@ -94,7 +94,10 @@ fn chromium_echoes_text_and_binary_and_closes_cleanly() {
     let decoded = percent_decode(&result);
     println!("chromium reported: {decoded}");
     assert!(decoded.contains(r#""ok":true"#), "{decoded}");
-    assert!(decoded.contains(r#""code":1000"#) && decoded.contains(r#""clean":true"#), "{decoded}");
+    assert!(
+        decoded.contains(r#""code":1000"#) && decoded.contains(r#""clean":true"#),
+        "{decoded}"
+    );
 }
 
 fn percent_decode(s: &str) -> String {

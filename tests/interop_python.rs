@@ -22,7 +22,10 @@ fn python_client_against_feedrelay_echo() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     print!("{stdout}");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python websockets client cases failed");
+    assert!(
+        out.status.success(),
+        "python websockets client cases failed"
+    );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
@@ -35,13 +38,21 @@ fn feedrelay_client_against_python_server() {
         .spawn()
         .expect("start python websockets server");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.trim().strip_prefix("listening on ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
     let url = format!("ws://127.0.0.1:{port}/echo?x=1");
 
     let ring = Ring::new().expect("io_uring");
     ring.block_on(async {
-        let mut c = WsClient::connect(&url, &[("X-Test".into(), "1".into())], Limits::default()).await.unwrap();
+        let mut c = WsClient::connect(&url, &[("X-Test".into(), "1".into())], Limits::default())
+            .await
+            .unwrap();
         let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
         for (kind, payload) in [
             (MessageKind::Text, "hello κόσμε".as_bytes().to_vec()),
@@ -53,8 +64,13 @@ fn feedrelay_client_against_python_server() {
             assert_eq!(c.recv().await.unwrap(), Incoming::Message(kind, payload));
         }
         c.send_frame(OpCode::Text, false, b"frag").await.unwrap();
-        c.send_frame(OpCode::Continuation, true, b"mented").await.unwrap();
-        assert_eq!(c.recv().await.unwrap(), Incoming::Message(MessageKind::Text, b"fragmented".to_vec()));
+        c.send_frame(OpCode::Continuation, true, b"mented")
+            .await
+            .unwrap();
+        assert_eq!(
+            c.recv().await.unwrap(),
+            Incoming::Message(MessageKind::Text, b"fragmented".to_vec())
+        );
         c.ping(b"p1").await.unwrap();
         assert_eq!(c.recv().await.unwrap(), Incoming::Pong(b"p1".to_vec()));
         // Client-initiated close: the server answers with our code.
@@ -62,7 +78,9 @@ fn feedrelay_client_against_python_server() {
         assert_eq!(got.map(|(code, _)| code), Some(CloseCode::NORMAL));
 
         // Server-initiated close: we answer, and see its code and reason.
-        let mut c = WsClient::connect(&url, &[], Limits::default()).await.unwrap();
+        let mut c = WsClient::connect(&url, &[], Limits::default())
+            .await
+            .unwrap();
         c.send(MessageKind::Text, b"close:4001").await.unwrap();
         assert_eq!(
             c.recv().await.unwrap(),

@@ -29,7 +29,9 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
         c.send(0x81, b"hi");
         assert_eq!(c.recv().unwrap(), (0x81, b"hi".to_vec()));
     }
-    let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
     for mut c in clients {
         let (first, payload) = c.recv().expect("close frame");
         assert_eq!(first, 0x88);
@@ -43,7 +45,9 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
 #[test]
 fn sigint_with_no_connections_exits_0() {
     let mut server = Server::echo(&[]);
-    let _ = Command::new("kill").args(["-INT", &server.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status();
     assert_eq!(server.terminate().code(), Some(0));
 }
 
@@ -59,10 +63,22 @@ fn port_in_use_is_a_one_line_error() {
 
 #[test]
 fn bad_address_and_cores_are_refused() {
-    assert_fails_with(&feedrelay(&["echo", "--listen", "not-an-address"]), "invalid socket address");
-    assert_fails_with(&feedrelay(&["echo", "--listen", "127.0.0.1:0", "--cores", "4095"]), "core 4095 is not online");
-    assert_fails_with(&feedrelay(&["echo", "--listen", "127.0.0.1:0", "--workers", "0"]), "at least 1");
-    assert_fails_with(&feedrelay(&["echo", "--listen", "192.0.2.1:0"]), "not on this host");
+    assert_fails_with(
+        &feedrelay(&["echo", "--listen", "not-an-address"]),
+        "invalid socket address",
+    );
+    assert_fails_with(
+        &feedrelay(&["echo", "--listen", "127.0.0.1:0", "--cores", "4095"]),
+        "core 4095 is not online",
+    );
+    assert_fails_with(
+        &feedrelay(&["echo", "--listen", "127.0.0.1:0", "--workers", "0"]),
+        "at least 1",
+    );
+    assert_fails_with(
+        &feedrelay(&["echo", "--listen", "192.0.2.1:0"]),
+        "not on this host",
+    );
 }
 
 /// A seccomp filter that makes `io_uring_setup` fail with EPERM, as container runtimes'
@@ -82,14 +98,41 @@ fn io_uring_blocked_by_seccomp_is_a_one_line_error() {
         cmd.pre_exec(|| {
             let filter = [
                 // Load the syscall number (offset 0 of struct seccomp_data).
-                libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
-                libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt: 0, jf: 1, k: SYS_IO_URING_SETUP },
-                libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32 },
-                libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: SYS_IO_URING_SETUP,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
             ];
-            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut _,
+            };
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const _,
+                ) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
