@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (a Python
 # venv with `websockets`, Debian's chromium when missing), then lint, unit, property,
-# loopback integration and interop tests, and one pass of each benchmark in test mode.
+# loopback integration and interop tests, and one pass of each benchmark in test mode
+# (criterion runs each benchmark once under `cargo test --all-targets`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +34,5 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-step "cargo test (unit, property, loopback integration, interop)"
+step "cargo test --all-targets (unit, property, loopback, interop; benches once in test mode)"
 cargo test --all-targets --quiet
-
-step "benchmarks compile and run once (criterion test mode)"
-cargo test --benches --quiet
