@@ -20,4 +20,5 @@
 
 pub mod echo;
 pub mod io;
+pub mod relay;
 pub mod ws;

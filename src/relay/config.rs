@@ -1,0 +1,310 @@
+//! `feedrelay run` configuration: a TOML file, defaults for everything, flags on top.
+//!
+//! Unknown keys are errors (a typo must not silently leave a default in force), and
+//! every error names the file, the line and the field, and what is allowed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::queue::{QueueLimits, SlowConsumerPolicy};
+use super::routing::MAX_WORKERS;
+use super::topic::JsonPointer;
+use crate::ws::Limits;
+
+/// How a worker waits when it has nothing to do (Agrona's idle strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleMode {
+    /// Busy-poll the inbox: lowest wake-up latency, burns its core.
+    Spin,
+    /// Poll, giving the CPU to other threads between polls.
+    Yield,
+    /// Sleep until a producer wakes it; no CPU when idle.
+    Park,
+}
+
+/// The whole configuration, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (publishers at `/pub`, subscribers at `/ws`).
+    pub listen: SocketAddr,
+    /// Number of workers (default: one per entry in `cores`, or one per online CPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Core each worker is pinned to, in worker order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores: Option<Vec<usize>>,
+    /// How an idle worker waits: `spin`, `yield` or `park`.
+    pub idle: IdleMode,
+    /// JSON pointer (RFC 6901) to a message's topic.
+    pub topic_pointer: String,
+    /// Topic for messages without one; absent: such messages are dropped and counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_topic: Option<String>,
+    /// Frames a subscriber's queue holds at most.
+    pub queue_max_messages: usize,
+    /// Bytes a subscriber's queue holds at most.
+    pub queue_max_bytes: usize,
+    /// What happens when a subscriber's queue is full: `disconnect`, `drop`, `conflate`.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Per-topic overrides of `slow_consumer`.
+    pub topic_policies: BTreeMap<String, SlowConsumerPolicy>,
+    /// Ping idle subscribers this often (ms).
+    pub keepalive_interval_ms: u64,
+    /// Close a connection that sent nothing (not even a pong) for this long (ms).
+    pub idle_timeout_ms: u64,
+    /// A client must finish the opening handshake within this time (ms).
+    pub handshake_timeout_ms: u64,
+    /// Largest frame payload accepted from a client.
+    pub max_frame_bytes: usize,
+    /// Largest message accepted from a client.
+    pub max_message_bytes: usize,
+    /// Topics one subscriber may hold at once.
+    pub max_subscriptions: usize,
+    /// Connections accepted at once, over all workers; more are refused with 503.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            workers: None,
+            cores: None,
+            idle: IdleMode::Park,
+            topic_pointer: "/s".into(),
+            default_topic: None,
+            queue_max_messages: 4096,
+            queue_max_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            topic_policies: BTreeMap::new(),
+            keepalive_interval_ms: 15_000,
+            idle_timeout_ms: 60_000,
+            handshake_timeout_ms: 10_000,
+            max_frame_bytes: 1 << 20,
+            max_message_bytes: 1 << 20,
+            max_subscriptions: 1024,
+            max_connections: 10_000,
+            shutdown_grace_ms: 2_000,
+        }
+    }
+}
+
+/// A configuration the relay refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's report: line, column, field and what is expected.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config {path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file (or `flags`).
+        path: String,
+        /// The offending field.
+        field: &'static str,
+        /// What is allowed.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Config::parse(&text, &shown)
+    }
+
+    /// Parses and checks config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks ranges that types alone do not.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field, reason: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            field,
+            reason,
+        };
+        if let Some(w) = self.workers {
+            if w == 0 || w > MAX_WORKERS {
+                return Err(bad(
+                    "workers",
+                    format!("must be 1..={MAX_WORKERS}, got {w}"),
+                ));
+            }
+        }
+        if let Some(c) = &self.cores {
+            if c.is_empty() || c.len() > MAX_WORKERS {
+                return Err(bad("cores", format!("must list 1..={MAX_WORKERS} cores")));
+            }
+            if let Some(w) = self.workers {
+                if w != c.len() {
+                    return Err(bad(
+                        "workers",
+                        format!("is {w} but cores lists {} cores", c.len()),
+                    ));
+                }
+            }
+        }
+        JsonPointer::parse(&self.topic_pointer).map_err(|e| bad("topic_pointer", e))?;
+        let positive: [(&'static str, u64); 9] = [
+            ("queue_max_messages", self.queue_max_messages as u64),
+            ("queue_max_bytes", self.queue_max_bytes as u64),
+            ("keepalive_interval_ms", self.keepalive_interval_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("max_frame_bytes", self.max_frame_bytes as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_subscriptions", self.max_subscriptions as u64),
+            ("max_connections", self.max_connections as u64),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(bad(field, "must be greater than 0".into()));
+            }
+        }
+        if self.max_frame_bytes > self.max_message_bytes {
+            return Err(bad(
+                "max_frame_bytes",
+                "must not exceed max_message_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (for `--print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Protocol limits for client connections.
+    pub fn ws_limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_message_bytes: self.max_message_bytes,
+            ..Limits::default()
+        }
+    }
+
+    /// Subscriber queue bounds.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_messages: self.queue_max_messages,
+            max_bytes: self.queue_max_bytes,
+        }
+    }
+
+    /// Keepalive interval.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+
+    /// Idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_print_config() {
+        let c = Config::default();
+        assert_eq!(Config::parse(&c.to_toml(), "printed").unwrap(), c);
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::parse(
+            r#"
+listen = "0.0.0.0:9100"
+cores = [0, 1]
+idle = "spin"
+topic_pointer = "/data/s"
+default_topic = "misc"
+slow_consumer = "disconnect"
+[topic_policies]
+"BTC-USD" = "conflate"
+"#,
+            "relay.toml",
+        )
+        .unwrap();
+        assert_eq!(c.idle, IdleMode::Spin);
+        assert_eq!(c.topic_policies["BTC-USD"], SlowConsumerPolicy::Conflate);
+    }
+
+    #[test]
+    fn errors_name_file_line_field_and_allowed_values() {
+        let e = Config::parse(
+            "listen = \"127.0.0.1:1\"\nqueue_max_mesages = 5\n",
+            "relay.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("relay.toml") && e.contains("line 2") && e.contains("queue_max_mesages"),
+            "{e}"
+        );
+        assert!(
+            e.contains("queue_max_messages"),
+            "lists what is allowed: {e}"
+        );
+        let e = Config::parse("idle = \"sleep\"\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1") && e.contains("spin") && e.contains("park"),
+            "{e}"
+        );
+        let e = Config::parse("workers = 0\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`workers`") && e.contains("1..=64"), "{e}");
+        let e = Config::parse("topic_pointer = \"s\"\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("topic_pointer"), "{e}");
+        let e = Config::parse("queue_max_bytes = 0\n", "relay.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("queue_max_bytes") && e.contains("greater than 0"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! relay
+#![allow(missing_docs)]
+pub mod config;
+pub mod control;
+pub mod queue;
+pub mod routing;
+pub mod topic;

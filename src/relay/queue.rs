@@ -1,0 +1,271 @@
+//! A subscriber's bounded outgoing queue and what happens when it is full.
+//!
+//! Every subscriber has one. Relayed frames are shared `Bytes` (encoded once for
+//! everyone), so queueing costs a reference count, not a copy. The queue is bounded in
+//! messages and in bytes; a push that would pass either bound applies the subscriber's
+//! [`SlowConsumerPolicy`], so a slow subscriber only ever affects its own queue and
+//! memory stays bounded by the limits.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What to do when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Close the subscriber with 1008 and a reason.
+    Disconnect,
+    /// Drop the new message for this subscriber and count it.
+    Drop,
+    /// Replace the queued message of the same topic with the new one (keeping only the
+    /// latest per topic); if there is none, drop the new message and count it.
+    Conflate,
+}
+
+impl SlowConsumerPolicy {
+    /// The configuration word.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlowConsumerPolicy::Disconnect => "disconnect",
+            SlowConsumerPolicy::Drop => "drop",
+            SlowConsumerPolicy::Conflate => "conflate",
+        }
+    }
+}
+
+/// Bounds of one subscriber's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Frames queued at most.
+    pub max_messages: usize,
+    /// Bytes queued at most (frame headers included).
+    pub max_bytes: usize,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued at the back.
+    Queued,
+    /// Replaced an older queued message of the same topic (which counts as dropped).
+    Conflated,
+    /// Not queued (counted as dropped).
+    Dropped,
+    /// The queue is full under `Disconnect`: close the subscriber.
+    Disconnect,
+}
+
+#[derive(Debug)]
+struct Entry {
+    topic: Bytes,
+    frame: Bytes,
+}
+
+/// The queue itself.
+#[derive(Debug)]
+pub struct SubscriberQueue {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    limits: QueueLimits,
+}
+
+impl SubscriberQueue {
+    /// An empty queue with these bounds.
+    pub fn new(limits: QueueLimits) -> Self {
+        SubscriberQueue {
+            entries: VecDeque::new(),
+            bytes: 0,
+            limits,
+        }
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn fits(&self, len: usize) -> bool {
+        self.entries.len() < self.limits.max_messages && self.bytes + len <= self.limits.max_bytes
+    }
+
+    /// Queues a relayed frame of `topic`, or applies `policy` if it does not fit.
+    pub fn push(&mut self, topic: &Bytes, frame: Bytes, policy: SlowConsumerPolicy) -> Push {
+        if self.fits(frame.len()) {
+            self.bytes += frame.len();
+            self.entries.push_back(Entry {
+                topic: topic.clone(),
+                frame,
+            });
+            return Push::Queued;
+        }
+        match policy {
+            SlowConsumerPolicy::Disconnect => Push::Disconnect,
+            SlowConsumerPolicy::Drop => Push::Dropped,
+            SlowConsumerPolicy::Conflate => {
+                let Some(at) = self.entries.iter().position(|e| e.topic == *topic) else {
+                    return Push::Dropped;
+                };
+                let old_len = self.entries[at].frame.len();
+                if self.bytes - old_len + frame.len() > self.limits.max_bytes {
+                    return Push::Dropped;
+                }
+                // Remove and push at the back: the topic's latest value goes out after
+                // what was queued before it, and the topic's own order is kept.
+                self.entries.remove(at);
+                self.bytes = self.bytes - old_len + frame.len();
+                self.entries.push_back(Entry {
+                    topic: topic.clone(),
+                    frame,
+                });
+                Push::Conflated
+            }
+        }
+    }
+
+    /// Queues a frame of our own (a control reply, a pong): not subject to the policy,
+    /// but it must fit; `false` means the subscriber is not reading and must go.
+    pub fn push_control(&mut self, frame: Bytes) -> bool {
+        if !self.fits(frame.len()) {
+            return false;
+        }
+        self.bytes += frame.len();
+        self.entries.push_back(Entry {
+            topic: Bytes::new(),
+            frame,
+        });
+        true
+    }
+
+    /// Moves up to `max` frames into `out` (for one vectored write); returns their bytes.
+    pub fn drain_into(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        let mut taken = 0;
+        while out.len() < max {
+            let Some(e) = self.entries.pop_front() else {
+                break;
+            };
+            taken += e.frame.len();
+            out.push(e.frame);
+        }
+        self.bytes -= taken;
+        taken
+    }
+
+    /// Drops everything queued (the subscriber is going away).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(max_messages: usize, max_bytes: usize) -> SubscriberQueue {
+        SubscriberQueue::new(QueueLimits {
+            max_messages,
+            max_bytes,
+        })
+    }
+
+    fn drain(q: &mut SubscriberQueue) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        q.drain_into(&mut out, usize::MAX);
+        out
+    }
+
+    const A: Bytes = Bytes::from_static(b"A");
+    const B: Bytes = Bytes::from_static(b"B");
+
+    #[test]
+    fn bounded_by_messages_and_bytes() {
+        let mut q = q(2, 10);
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"1234"), SlowConsumerPolicy::Drop),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"5678"), SlowConsumerPolicy::Drop),
+            Push::Queued
+        );
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"9"), SlowConsumerPolicy::Drop),
+            Push::Dropped
+        );
+        assert_eq!((q.len(), q.bytes()), (2, 8));
+        let mut q2 = self::q(10, 10);
+        q2.push(
+            &A,
+            Bytes::from_static(b"12345678"),
+            SlowConsumerPolicy::Drop,
+        );
+        assert_eq!(
+            q2.push(&A, Bytes::from_static(b"123"), SlowConsumerPolicy::Drop),
+            Push::Dropped
+        );
+        assert_eq!(
+            q2.push(&A, Bytes::from_static(b"12"), SlowConsumerPolicy::Drop),
+            Push::Queued
+        );
+    }
+
+    #[test]
+    fn disconnect_policy_says_so() {
+        let mut q = q(1, 100);
+        q.push(&A, Bytes::from_static(b"x"), SlowConsumerPolicy::Disconnect);
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"y"), SlowConsumerPolicy::Disconnect),
+            Push::Disconnect
+        );
+    }
+
+    #[test]
+    fn conflate_keeps_latest_per_topic_in_order() {
+        let mut q = q(2, 100);
+        q.push(&A, Bytes::from_static(b"a1"), SlowConsumerPolicy::Conflate);
+        q.push(&B, Bytes::from_static(b"b1"), SlowConsumerPolicy::Conflate);
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"a2"), SlowConsumerPolicy::Conflate),
+            Push::Conflated
+        );
+        assert_eq!(
+            q.push(&A, Bytes::from_static(b"a3"), SlowConsumerPolicy::Conflate),
+            Push::Conflated
+        );
+        let c = Bytes::from_static(b"C");
+        assert_eq!(
+            q.push(&c, Bytes::from_static(b"c1"), SlowConsumerPolicy::Conflate),
+            Push::Dropped
+        );
+        assert_eq!(
+            drain(&mut q),
+            vec![Bytes::from_static(b"b1"), Bytes::from_static(b"a3")]
+        );
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn drain_respects_batch_size_and_control_frames_are_bounded() {
+        let mut q = q(3, 100);
+        assert!(q.push_control(Bytes::from_static(b"pong")));
+        q.push(&A, Bytes::from_static(b"m1"), SlowConsumerPolicy::Drop);
+        q.push(&A, Bytes::from_static(b"m2"), SlowConsumerPolicy::Drop);
+        assert!(!q.push_control(Bytes::from_static(b"reply")));
+        let mut out = Vec::new();
+        assert_eq!(q.drain_into(&mut out, 2), 6);
+        assert_eq!(out.len(), 2);
+        assert_eq!((q.len(), q.bytes()), (1, 2));
+    }
+}
