@@ -4,4 +4,5 @@ pub mod config;
 pub mod control;
 pub mod queue;
 pub mod routing;
+pub mod shard;
 pub mod topic;
