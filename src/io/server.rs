@@ -28,6 +28,9 @@ pub trait Service {
 
     /// A whole message arrived; frames to send back go into `out`.
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], out: &mut Vec<u8>);
+
+    /// Every whole frame of one read has been handled (a place to flush batched work).
+    fn on_batch_end(&mut self) {}
 }
 
 /// Sizes and times of the server side.
@@ -117,13 +120,28 @@ pub async fn serve<S: Service>(
     peer: SocketAddr,
     mut service: S,
     config: &ServerConfig,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<(), IoError> {
-    let capacity = config.read_buffer_bytes();
-    let mut buf = Vec::with_capacity(capacity);
-    let mut out = Vec::with_capacity(4096);
+    let Some((_request, buf)) =
+        accept_handshake(&stream, peer, config, |req| service.accept(req)).await?
+    else {
+        return Ok(());
+    };
+    drive(&stream, peer, service, config, shutdown, buf).await
+}
 
-    // Opening handshake, within the handshake timeout.
+/// Reads and answers the opening handshake within the handshake timeout. `decide`
+/// may refuse with an HTTP status and reason. Returns the request and the read buffer
+/// (which may already hold the first frames), or `None` if the connection was refused
+/// or went away (it has then been closed).
+pub async fn accept_handshake(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    decide: impl FnOnce(&Request) -> Result<(), (u16, String)>,
+) -> Result<Option<(Request, Vec<u8>)>, IoError> {
+    let mut buf = Vec::with_capacity(config.read_buffer_bytes());
+    let mut out = Vec::with_capacity(512);
     let deadline = TokioInstant::now() + config.handshake_timeout;
     let request = loop {
         match handshake::parse_request(&buf, config.limits.max_header_bytes) {
@@ -135,37 +153,51 @@ pub async fn serve<S: Service>(
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "handshake refused");
                 handshake::write_reject(&e, &mut out);
-                let _ = ring::write_all(&stream, out).await;
-                linger_close(&stream, config.linger).await;
-                return Ok(());
+                let _ = ring::write_all(stream, out).await;
+                linger_close(stream, config.linger).await;
+                return Ok(None);
             }
         }
-        let (res, b) = match timeout_at(deadline, ring::read_append(&stream, buf)).await {
+        let (res, b) = match timeout_at(deadline, ring::read_append(stream, buf)).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::debug!(%peer, "handshake timed out");
                 let _ = stream.shutdown(std::net::Shutdown::Both);
-                return Ok(());
+                return Ok(None);
             }
         };
         buf = b;
         match res {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) => return Err(IoError::op("read from", peer, e)),
         }
     };
-    if let Err((status, reason)) = service.accept(&request) {
+    if let Err((status, reason)) = decide(&request) {
         handshake::write_status(status, "", &reason, &mut out);
-        let _ = ring::write_all(&stream, out).await;
-        linger_close(&stream, config.linger).await;
-        return Ok(());
+        let _ = ring::write_all(stream, out).await;
+        linger_close(stream, config.linger).await;
+        return Ok(None);
     }
     handshake::write_accept(&request, &mut out);
+    let (res, _) = ring::write_all(stream, out).await;
+    res.map_err(|e| IoError::op("write to", peer, e))?;
+    Ok(Some((request, buf)))
+}
 
+/// Runs an accepted connection: read, handle every whole frame in place, write what
+/// they produced in one submission, until the close handshake ends or shutdown.
+pub async fn drive<S: Service>(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    mut service: S,
+    config: &ServerConfig,
+    mut shutdown: Shutdown,
+    mut buf: Vec<u8>,
+) -> Result<(), IoError> {
+    let mut out = Vec::with_capacity(4096);
     let mut conn = Connection::new(Role::Server, config.limits, seed());
     let mut closing = shutdown.is_triggered();
-    let mut abandon = false;
     if closing {
         conn.close(
             CloseCode::GOING_AWAY,
@@ -193,63 +225,67 @@ pub async fn serve<S: Service>(
             conn.poll_transmit(&mut out);
         }
         conn.poll_transmit(&mut out);
+        service.on_batch_end();
         buf.drain(..start);
 
-        let (res, o) = ring::write_all(&stream, out).await;
+        let (res, o) = ring::write_all(stream, out).await;
         out = o;
         res.map_err(|e| IoError::op("write to", peer, e))?;
-        if conn.state() == State::Closed || abandon {
+        if conn.state() == State::Closed {
             break;
         }
 
-        // Read more: until data, shutdown, or the close handshake's deadline.
-        let deadline = conn.poll_timeout().map(TokioInstant::from_std);
-        let partial_frame = !buf.is_empty();
-        let read = async {
-            match deadline {
-                Some(d) => timeout_at(d, ring::read_append(&stream, buf)).await.ok(),
-                None => Some(ring::read_append(&stream, buf).await),
-            }
-        };
-        let outcome = tokio::select! {
-            r = read => r,
-            _ = shutdown.wait(), if !closing => {
-                closing = true;
-                conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
-                // The read in flight keeps its buffer until it completes; take a new one.
-                // A partial frame in the old buffer is lost, so only wait for the peer's
-                // close if the stream was at a frame boundary.
-                buf = Vec::with_capacity(capacity);
-                abandon = partial_frame;
-                continue;
-            }
-        };
-        match outcome {
-            None => {
-                conn.handle_timeout(Instant::now());
-                buf = Vec::with_capacity(capacity);
-            }
-            Some((res, b)) => {
-                buf = b;
-                match res {
-                    Ok(0) => {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                        return Ok(());
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(IoError::op("read from", peer, e)),
+        // Read more: until data, shutdown, or the close handshake's deadline. The read
+        // stays pinned while shutdown writes our close frame: dropping a read in flight
+        // would leave it in the ring, where it would swallow the peer's next bytes.
+        let read = ring::read_append(stream, buf);
+        tokio::pin!(read);
+        let (res, b) = loop {
+            let deadline = conn.poll_timeout().map(TokioInstant::from_std);
+            tokio::select! {
+                r = &mut read => break r,
+                _ = shutdown.wait(), if !closing => {
+                    closing = true;
+                    conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
+                    conn.poll_transmit(&mut out);
+                    let (res, o) = ring::write_all(stream, out).await;
+                    out = o;
+                    res.map_err(|e| IoError::op("write to", peer, e))?;
+                }
+                _ = sleep_until_opt(deadline) => {
+                    // The peer never finished the close handshake: give up on it.
+                    conn.handle_timeout(Instant::now());
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return Ok(());
                 }
             }
+        };
+        buf = b;
+        match res {
+            Ok(0) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(IoError::op("read from", peer, e)),
         }
     }
-    linger_close(&stream, config.linger).await;
+    linger_close(stream, config.linger).await;
     Ok(())
+}
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until_opt(deadline: Option<TokioInstant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Closes TCP after our last bytes: FIN first, then drain what the peer still sends
 /// until it closes too (or `linger` passes), so the kernel does not answer unread data
 /// with a reset that could destroy our close frame in flight (RFC 6455 §7.1.1).
-async fn linger_close(stream: &TcpStream, linger: Duration) {
+pub async fn linger_close(stream: &TcpStream, linger: Duration) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let deadline = TokioInstant::now() + linger;
     let mut scratch = Vec::with_capacity(512);
