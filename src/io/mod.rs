@@ -13,6 +13,7 @@
 //! - [`listener`]: `SO_REUSEPORT` listeners, one per worker.
 //! - [`worker`]: worker threads, one per configured core, each with its own ring.
 //! - [`server`]: the server-side connection driver, generic over a [`server::Service`].
+//! - [`relay`]: the relay's workers: publishers, subscribers, the inbox between workers.
 //! - [`client`]: a WebSocket client over the same core, for feeds and load generation.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 #![allow(unsafe_code)]
@@ -20,6 +21,7 @@
 pub mod client;
 pub mod error;
 pub mod listener;
+pub mod relay;
 pub mod ring;
 pub mod server;
 pub mod shutdown;

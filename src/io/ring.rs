@@ -99,3 +99,44 @@ pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 pub fn listener(std: std::net::TcpListener) -> TcpListener {
     TcpListener::from_std(std)
 }
+
+/// Writes every frame in `frames` with vectored writes (one submission unless the
+/// socket takes only part), and hands the vector back, empty, for reuse. A partly
+/// written frame is resubmitted from where it stopped (a slice, not a copy).
+pub async fn writev_all(
+    stream: &TcpStream,
+    mut frames: Vec<bytes::Bytes>,
+) -> (io::Result<()>, Vec<bytes::Bytes>) {
+    use bytes::Buf;
+    while !frames.is_empty() {
+        let (res, back) = stream.writev(frames).await;
+        frames = back;
+        let mut written = match res {
+            Ok(0) => {
+                frames.clear();
+                return (Err(io::ErrorKind::WriteZero.into()), frames);
+            }
+            Ok(n) => n,
+            Err(e) => {
+                frames.clear();
+                return (Err(e), frames);
+            }
+        };
+        let done = frames
+            .iter()
+            .take_while(|f| {
+                if written >= f.len() {
+                    written -= f.len();
+                    true
+                } else {
+                    false
+                }
+            })
+            .count();
+        frames.drain(..done);
+        if let Some(first) = frames.first_mut() {
+            first.advance(written);
+        }
+    }
+    (Ok(()), frames)
+}

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// After the close frame went out, how long to wait for the peer to close TCP.
     pub linger: Duration,
+    /// Close a connection (1001) that sent nothing for this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             handshake_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
+            idle_timeout: None,
         }
     }
 }
@@ -240,10 +243,19 @@ pub async fn drive<S: Service>(
         // would leave it in the ring, where it would swallow the peer's next bytes.
         let read = ring::read_append(stream, buf);
         tokio::pin!(read);
+        let idle_deadline = config.idle_timeout.map(|d| TokioInstant::now() + d);
         let (res, b) = loop {
             let deadline = conn.poll_timeout().map(TokioInstant::from_std);
             tokio::select! {
                 r = &mut read => break r,
+                _ = sleep_until_opt(idle_deadline), if !closing => {
+                    closing = true;
+                    conn.close(CloseCode::GOING_AWAY, "idle timeout", Instant::now());
+                    conn.poll_transmit(&mut out);
+                    let (res, o) = ring::write_all(stream, out).await;
+                    out = o;
+                    res.map_err(|e| IoError::op("write to", peer, e))?;
+                }
                 _ = shutdown.wait(), if !closing => {
                     closing = true;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());

@@ -67,11 +67,13 @@ impl CoreMap {
 }
 
 /// Starts one thread per worker, pins it, sets up its ring and runs `body(i)` on it;
-/// returns when every worker has returned. The first error wins.
-pub fn run_workers<F, Fut>(map: &CoreMap, body: F) -> Result<(), IoError>
+/// returns every worker's result, in worker order, once all have returned. The first
+/// error wins.
+pub fn run_workers<F, Fut, T>(map: &CoreMap, body: F) -> Result<Vec<T>, IoError>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), IoError>>,
+    Fut: Future<Output = Result<T, IoError>>,
+    T: Send + 'static,
 {
     let body = Arc::new(body);
     let mut handles = Vec::with_capacity(map.workers());
@@ -94,14 +96,44 @@ where
             .map_err(|e| IoError::op("spawn worker thread", i, e))?;
         handles.push(handle);
     }
-    let mut first = Ok(());
+    let mut results = Vec::with_capacity(handles.len());
+    let mut first_error = None;
     for (i, h) in handles.into_iter().enumerate() {
-        let result = h.join().unwrap_or(Err(IoError::WorkerPanicked(i)));
-        if first.is_ok() {
-            first = result;
+        match h.join().unwrap_or(Err(IoError::WorkerPanicked(i))) {
+            Ok(v) => results.push(v),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    first
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+/// Raises this process's open-file limit (soft) towards `want`, up to the hard limit;
+/// returns the soft limit now in force. Each connection is one descriptor.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < want && lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit within the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    lim.rlim_cur
 }
 
 #[cfg(test)]

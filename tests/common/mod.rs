@@ -13,30 +13,75 @@ use std::time::Duration;
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Server {
     /// `feedrelay echo --listen 127.0.0.1:0` plus `args`; waits for its listening line.
     pub fn echo(args: &[&str]) -> Server {
+        Server::start(&["echo", "--listen", "127.0.0.1:0"], args)
+    }
+
+    /// `feedrelay run --listen 127.0.0.1:0` plus `args` (and `--config` with `toml`
+    /// written to a temporary file, if given).
+    pub fn relay(args: &[&str], toml: Option<&str>) -> Server {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if let Some(t) = toml {
+            let path = std::env::temp_dir().join(format!(
+                "feedrelay-test-{}-{}.toml",
+                std::process::id(),
+                COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            std::fs::write(&path, t).unwrap();
+            all.push("--config".into());
+            all.push(path.display().to_string());
+        }
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Server::start(&["run", "--listen", "127.0.0.1:0"], &refs)
+    }
+
+    fn start(base: &[&str], args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-            .args(["echo", "--listen", "127.0.0.1:0"])
+            .args(base)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn feedrelay");
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listening line");
+        reader.read_line(&mut line).expect("read listening line");
+        // Keep reading stdout in the background so the summary at exit can be checked.
+        let rest = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&rest);
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            while reader.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&l);
+                }
+                l.clear();
+            }
+        });
         let addr = line
             .split("ws://")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            stdout: rest,
+        }
+    }
+
+    /// What the server printed after its listening line (complete once it exited).
+    pub fn output(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -45,6 +90,13 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = self.terminate_inner();
+        // Let the stdout reader catch the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        status
+    }
+
+    fn terminate_inner(&mut self) -> std::process::ExitStatus {
         // SAFETY: not needed; kill(2) through the command line keeps tests free of unsafe.
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

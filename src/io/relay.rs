@@ -1,0 +1,716 @@
+//! The relay's IO: per-worker context, publisher and subscriber connections, the inbox
+//! that takes hops from other workers, and how an idle worker waits.
+//!
+//! A publisher's message is read on the worker that owns its connection, framed once
+//! into a `Bytes`, and given to that worker's [`Shard`], which queues it for local
+//! subscribers and names the other workers that want it; those get the same `Bytes`
+//! over bounded `crossbeam-channel`s, one per worker pair. Each subscriber has a writer
+//! task that drains its queue into one vectored write at a time.
+//!
+//! # Idle strategies
+//!
+//! How a worker with an empty inbox waits is chosen once at start ([`IdleMode`]):
+//! - `spin`: poll the inbox in a loop (yielding to the worker's own IO tasks between
+//!   polls). Lowest wake-up latency; burns its core at 100% even when idle, which
+//!   starves everything else on a small box, so it is never the default.
+//! - `yield`: like `spin`, but gives the CPU to other threads between polls
+//!   (`sched_yield`); still 100% CPU when nothing else wants the core.
+//! - `park`: sleep until woken. A producer that finds the worker parked wakes it with a
+//!   `tokio::sync::Notify` (one `eventfd` write); a busy worker is never parked, so the
+//!   wake costs nothing while work flows. The wake-up latency is the scheduler's: on a
+//!   busy host it grows, and `tuning/` shows how isolated cores help.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::Notify;
+use tokio::time::Instant as TokioInstant;
+
+use super::error::IoError;
+use super::ring::{self, TcpStream};
+use super::server::{accept_handshake, drive, linger_close, seed, ServerConfig, Service};
+use super::shutdown::Shutdown;
+use crate::relay::config::{Config, IdleMode};
+use crate::relay::control::{self, Control};
+use crate::relay::routing::SubId;
+use crate::relay::shard::{Hop, Relayed, Shard, ShardSettings, ShardStats};
+use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
+use crate::ws::handshake::Request;
+use crate::ws::{
+    encode_frame, CloseCode, Connection, Event, FrameHeader, MessageKind, OpCode, Role, State,
+};
+
+/// Hops a channel between two workers holds; a full channel drops (and counts) rather
+/// than stall the publisher. Not yet tuned by a benchmark.
+pub const CHANNEL_CAPACITY: usize = 65_536;
+
+/// Hops taken from the inbox before the worker's other tasks get a turn.
+pub const INBOX_BATCH: usize = 256;
+
+/// Frames per vectored write to one subscriber (IOV_MAX is 1024). Not yet tuned by a
+/// benchmark.
+pub const MAX_WRITE_BATCH: usize = 64;
+
+/// Read buffer of a subscriber connection: subscribers only send control messages,
+/// so an idle subscriber holds a small buffer; larger control frames stream through the
+/// reassembly buffer (up to `max_message_bytes`).
+pub const SUBSCRIBER_READ_BYTES: usize = 1024;
+
+/// How a parked worker is woken.
+#[derive(Debug, Default)]
+pub struct Wake {
+    parked: AtomicBool,
+    notify: Notify,
+}
+
+impl Wake {
+    /// Wakes the worker if it is parked; free if it is not.
+    pub fn wake(&self) {
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// One worker's ends of the channels between workers.
+#[derive(Debug)]
+pub struct WorkerLinks {
+    incoming: Vec<Receiver<Hop>>,
+    outgoing: Vec<Option<Sender<Hop>>>,
+    wakes: Arc<Vec<Wake>>,
+}
+
+/// Builds the channels for `workers` workers: one bounded channel per ordered pair.
+pub fn links(workers: usize) -> Vec<WorkerLinks> {
+    let wakes: Arc<Vec<Wake>> = Arc::new((0..workers).map(|_| Wake::default()).collect());
+    let mut incoming: Vec<Vec<Receiver<Hop>>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut outgoing: Vec<Vec<Option<Sender<Hop>>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (from, out) in outgoing.iter_mut().enumerate() {
+        for (to, inc) in incoming.iter_mut().enumerate() {
+            if from == to {
+                out.push(None);
+            } else {
+                let (tx, rx) = bounded(CHANNEL_CAPACITY);
+                out.push(Some(tx));
+                inc.push(rx);
+            }
+        }
+    }
+    incoming
+        .into_iter()
+        .zip(outgoing)
+        .map(|(incoming, outgoing)| WorkerLinks {
+            incoming,
+            outgoing,
+            wakes: Arc::clone(&wakes),
+        })
+        .collect()
+}
+
+/// Connections open over all workers, against `max_connections`.
+#[derive(Debug, Default)]
+pub struct ConnectionCount(AtomicUsize);
+
+/// What a worker reports when it stops.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerSummary {
+    /// The shard's counters.
+    pub stats: ShardStats,
+    /// Publisher connections accepted.
+    pub publishers: u64,
+    /// Subscriber connections accepted.
+    pub subscribers: u64,
+    /// Connections refused at the handshake (bad path, over the limit, bad request).
+    pub refused: u64,
+}
+
+/// A subscriber's writer, as the reader and the shard's flush see it.
+#[derive(Debug, Default)]
+struct SubWriter {
+    notify: Notify,
+    /// Set by the reader when the connection is done; the writer stops touching the
+    /// shard (the subscriber's id may be reused).
+    gone: Cell<bool>,
+    /// Write what is queued (ending with our close frame), then close TCP.
+    close_after_flush: Cell<bool>,
+}
+
+/// Everything one worker's tasks share. Single-threaded: `RefCell`s, never held across
+/// an `.await`.
+struct WorkerCtx {
+    id: usize,
+    shard: RefCell<Shard>,
+    links: WorkerLinks,
+    writers: RefCell<Vec<Option<Rc<SubWriter>>>>,
+    outbox: RefCell<Vec<(usize, Hop)>>,
+    dirty: RefCell<Vec<SubId>>,
+    server: ServerConfig,
+    pointer: JsonPointer,
+    default_topic: Option<Bytes>,
+    keepalive: Duration,
+    idle_timeout: Duration,
+    grace: Duration,
+    max_connections: usize,
+    connections: Arc<ConnectionCount>,
+    live: Cell<usize>,
+    summary: RefCell<WorkerSummary>,
+}
+
+impl WorkerCtx {
+    /// Sends the shard's outgoing hops, wakes the workers that got some, and wakes the
+    /// writers of subscribers whose queues changed.
+    fn flush(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        let mut dirty = self.dirty.borrow_mut();
+        {
+            let mut shard = self.shard.borrow_mut();
+            shard.take_outbox(&mut outbox);
+            shard.take_dirty(&mut dirty);
+        }
+        let mut woken = 0u64;
+        for (to, hop) in outbox.drain(..) {
+            let Some(Some(tx)) = self.links.outgoing.get(to) else {
+                continue;
+            };
+            match tx.try_send(hop) {
+                Ok(()) => woken |= 1 << to,
+                Err(TrySendError::Full(hop)) => self.shard.borrow_mut().count_channel_full(&hop),
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+        while woken != 0 {
+            let w = woken.trailing_zeros() as usize;
+            woken &= woken - 1;
+            self.links.wakes[w].wake();
+        }
+        let writers = self.writers.borrow();
+        for id in dirty.drain(..) {
+            if let Some(Some(w)) = writers.get(id) {
+                w.notify.notify_one();
+            }
+        }
+    }
+
+    /// Moves up to [`INBOX_BATCH`] hops from other workers into the shard.
+    fn drain_inbox(&self) -> usize {
+        let mut n = 0;
+        {
+            let mut shard = self.shard.borrow_mut();
+            for rx in &self.links.incoming {
+                while n < INBOX_BATCH {
+                    match rx.try_recv() {
+                        Ok(hop) => {
+                            shard.handle_hop(hop);
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if n > 0 {
+            self.flush();
+        }
+        n
+    }
+
+    fn inbox_empty(&self) -> bool {
+        self.links.incoming.iter().all(|rx| rx.is_empty())
+    }
+}
+
+/// Takes hops from the other workers until the worker stops, waiting as `idle` says.
+async fn run_inbox(ctx: Rc<WorkerCtx>, idle: IdleMode) {
+    let wake = &ctx.links.wakes[ctx.id];
+    loop {
+        if ctx.drain_inbox() > 0 {
+            // Let the writers this batch woke (and the readers) run before the next.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match idle {
+            IdleMode::Spin => {
+                std::hint::spin_loop();
+                tokio::task::yield_now().await;
+            }
+            IdleMode::Yield => {
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
+            IdleMode::Park => {
+                wake.parked.store(true, Ordering::SeqCst);
+                // Re-check after announcing the park: a producer that sent before it saw
+                // the flag did not wake us.
+                if !ctx.inbox_empty() {
+                    wake.parked.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                wake.notify.notified().await;
+            }
+        }
+    }
+}
+
+/// Runs one relay worker: accepts on `listener` until shutdown, then lets connections
+/// close within the grace period, and reports its counters.
+pub async fn run_worker(
+    id: usize,
+    workers: usize,
+    listener: std::net::TcpListener,
+    links: WorkerLinks,
+    config: Arc<Config>,
+    connections: Arc<ConnectionCount>,
+    mut shutdown: Shutdown,
+) -> Result<WorkerSummary, IoError> {
+    let settings = ShardSettings {
+        queue: config.queue_limits(),
+        policy: config.slow_consumer,
+        topic_policies: config
+            .topic_policies
+            .iter()
+            .map(|(t, p)| (Bytes::copy_from_slice(t.as_bytes()), *p))
+            .collect::<HashMap<_, _>>(),
+        max_subscriptions: config.max_subscriptions,
+    };
+    let pointer = JsonPointer::parse(&config.topic_pointer)
+        .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
+    let server = ServerConfig {
+        limits: config.ws_limits(),
+        handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+        idle_timeout: Some(config.idle_timeout()),
+        ..ServerConfig::default()
+    };
+    let ctx = Rc::new(WorkerCtx {
+        id,
+        shard: RefCell::new(Shard::new(id, workers, settings)),
+        links,
+        writers: RefCell::new(Vec::new()),
+        outbox: RefCell::new(Vec::new()),
+        dirty: RefCell::new(Vec::new()),
+        server,
+        pointer,
+        default_topic: config
+            .default_topic
+            .as_ref()
+            .map(|t| Bytes::copy_from_slice(t.as_bytes())),
+        keepalive: config.keepalive(),
+        idle_timeout: config.idle_timeout(),
+        grace: Duration::from_millis(config.shutdown_grace_ms),
+        max_connections: config.max_connections,
+        connections,
+        live: Cell::new(0),
+        summary: RefCell::new(WorkerSummary::default()),
+    });
+    ring::spawn(run_inbox(Rc::clone(&ctx), config.idle));
+
+    let local = listener
+        .local_addr()
+        .map_err(|e| IoError::op("listen on", "socket", e))?;
+    let listener = ring::listener(listener);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let ctx2 = Rc::clone(&ctx);
+                let shutdown = shutdown.clone();
+                ctx.live.set(ctx.live.get() + 1);
+                ctx.connections.0.fetch_add(1, Ordering::Relaxed);
+                ring::spawn(async move {
+                    if let Err(e) = serve(&ctx2, stream, peer, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    ctx2.connections.0.fetch_sub(1, Ordering::Relaxed);
+                    ctx2.live.set(ctx2.live.get() - 1);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger;
+    while ctx.live.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut summary = ctx.summary.borrow().clone();
+    summary.stats = ctx.shard.borrow().stats.clone();
+    Ok(summary)
+}
+
+/// Which side of the relay a connection is on, decided by its path.
+enum Side {
+    Publisher,
+    Subscriber(Vec<String>),
+}
+
+fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, (u16, String)> {
+    if ctx.connections.0.load(Ordering::Relaxed) > ctx.max_connections {
+        return Err((
+            503,
+            format!("over max_connections ({})", ctx.max_connections),
+        ));
+    }
+    match req.path.as_str() {
+        "/pub" => Ok(Side::Publisher),
+        "/ws" => control::parse_query_topics(req.query_param("topics").unwrap_or(""))
+            .map(Side::Subscriber)
+            .map_err(|e| (400, format!("topics: {e}"))),
+        other => Err((
+            404,
+            format!("no such path {other:?}: publishers use /pub, subscribers /ws?topics=A,B"),
+        )),
+    }
+}
+
+async fn serve(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+) -> Result<(), IoError> {
+    let mut side = None;
+    let accepted = accept_handshake(&stream, peer, &ctx.server, |req| {
+        side = Some(route(req, ctx)?);
+        Ok(())
+    })
+    .await?;
+    let (Some((_req, buf)), Some(side)) = (accepted, side) else {
+        ctx.summary.borrow_mut().refused += 1;
+        return Ok(());
+    };
+    match side {
+        Side::Publisher => {
+            ctx.summary.borrow_mut().publishers += 1;
+            let publisher = Publisher {
+                ctx: Rc::clone(ctx),
+                topics: TopicReader::new(ctx.pointer.clone()),
+            };
+            drive(&stream, peer, publisher, &ctx.server, shutdown, buf).await
+        }
+        Side::Subscriber(topics) => {
+            ctx.summary.borrow_mut().subscribers += 1;
+            serve_subscriber(ctx, Rc::new(stream), peer, topics, buf, shutdown).await
+        }
+    }
+}
+
+/// A publisher connection's messages go into the relay.
+struct Publisher {
+    ctx: Rc<WorkerCtx>,
+    topics: TopicReader,
+}
+
+impl Service for Publisher {
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _out: &mut Vec<u8>) {
+        // Frame once, exactly sized, so the Vec becomes the shared Bytes without a copy.
+        let header_len = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: kind.opcode(),
+            mask: None,
+            payload_len: payload.len() as u64,
+        }
+        .encoded_len();
+        let mut frame = Vec::with_capacity(header_len + payload.len());
+        encode_frame(&mut frame, kind.opcode(), true, payload, None);
+        let frame = Bytes::from(frame);
+        let topic = match self.topics.lookup(payload) {
+            TopicLookup::InPayload(r) => frame.slice(header_len + r.start..header_len + r.end),
+            TopicLookup::Unescaped(t) => Bytes::from(t),
+            TopicLookup::Missing | TopicLookup::NotJson => match &self.ctx.default_topic {
+                Some(t) => t.clone(),
+                None => {
+                    self.ctx.shard.borrow_mut().drop_no_topic();
+                    return;
+                }
+            },
+        };
+        self.ctx
+            .shard
+            .borrow_mut()
+            .publish(Relayed { topic, frame });
+    }
+
+    fn on_batch_end(&mut self) {
+        self.ctx.flush();
+    }
+}
+
+/// A server frame built on the control path (allocates; not the relay's hot path).
+fn control_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(payload.len() + 10);
+    encode_frame(&mut v, opcode, true, payload, None);
+    Bytes::from(v)
+}
+
+/// An empty ping, for keepalive.
+static PING: [u8; 2] = [0x89, 0x00];
+
+async fn serve_subscriber(
+    ctx: &Rc<WorkerCtx>,
+    stream: Rc<TcpStream>,
+    peer: SocketAddr,
+    topics: Vec<String>,
+    handshake_buf: Vec<u8>,
+    mut shutdown: Shutdown,
+) -> Result<(), IoError> {
+    // Subscribers only send control messages: swap the handshake buffer for a small one.
+    let mut buf = Vec::with_capacity(SUBSCRIBER_READ_BYTES.max(handshake_buf.len()));
+    buf.extend_from_slice(&handshake_buf);
+    drop(handshake_buf);
+    let limits = crate::ws::Limits {
+        inline_frame_bytes: SUBSCRIBER_READ_BYTES,
+        ..ctx.server.limits
+    };
+
+    let id = ctx.shard.borrow_mut().add_subscriber();
+    let writer = Rc::new(SubWriter::default());
+    {
+        let mut writers = ctx.writers.borrow_mut();
+        if writers.len() <= id {
+            writers.resize(id + 1, None);
+        }
+        writers[id] = Some(Rc::clone(&writer));
+    }
+    if !topics.is_empty() {
+        let reply = control_frame(
+            OpCode::Text,
+            control::reply("subscribed", &topics).as_bytes(),
+        );
+        let result = ctx.shard.borrow_mut().subscribe(id, &topics, reply);
+        if let Err(reason) = result {
+            let frame = control_frame(OpCode::Text, control::reply_error(&reason).as_bytes());
+            ctx.shard.borrow_mut().reply(id, frame);
+        }
+    }
+    ctx.flush();
+    let last_rx = Rc::new(Cell::new(Instant::now()));
+    ring::spawn(write_loop(
+        Rc::clone(ctx),
+        Rc::clone(&stream),
+        id,
+        Rc::clone(&writer),
+        Rc::clone(&last_rx),
+    ));
+
+    let result = read_loop(
+        ctx,
+        &stream,
+        peer,
+        id,
+        &writer,
+        &last_rx,
+        buf,
+        limits,
+        &mut shutdown,
+    )
+    .await;
+
+    // Done reading: retire the subscriber, then let the writer see it is gone.
+    writer.gone.set(true);
+    writer.notify.notify_one();
+    if let Some(slot) = ctx.writers.borrow_mut().get_mut(id) {
+        *slot = None;
+    }
+    ctx.shard.borrow_mut().remove_subscriber(id);
+    ctx.flush();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_loop(
+    ctx: &Rc<WorkerCtx>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    id: SubId,
+    writer: &SubWriter,
+    last_rx: &Cell<Instant>,
+    mut buf: Vec<u8>,
+    limits: crate::ws::Limits,
+    shutdown: &mut Shutdown,
+) -> Result<(), IoError> {
+    let mut conn = Connection::new(Role::Server, limits, seed());
+    let mut out = Vec::new();
+    let mut closing = false;
+    loop {
+        let mut start = 0;
+        loop {
+            let step = conn.handle_input(&mut buf[start..]);
+            let (event, used) = match step {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "subscriber broke the protocol");
+                    break;
+                }
+            };
+            if let Event::Message { kind, payload } = event {
+                let reply = match kind {
+                    MessageKind::Binary => control::reply_error("control messages are JSON text"),
+                    MessageKind::Text => match control::parse(payload) {
+                        Err(reason) => control::reply_error(&reason),
+                        Ok(Control::Subscribe(topics)) => {
+                            let ok = control_frame(
+                                OpCode::Text,
+                                control::reply("subscribed", &topics).as_bytes(),
+                            );
+                            match ctx.shard.borrow_mut().subscribe(id, &topics, ok) {
+                                Ok(()) => String::new(),
+                                Err(reason) => control::reply_error(&reason),
+                            }
+                        }
+                        Ok(Control::Unsubscribe(topics)) => {
+                            let ok = control_frame(
+                                OpCode::Text,
+                                control::reply("unsubscribed", &topics).as_bytes(),
+                            );
+                            ctx.shard.borrow_mut().unsubscribe(id, &topics, ok);
+                            String::new()
+                        }
+                    },
+                };
+                if !reply.is_empty() {
+                    ctx.shard
+                        .borrow_mut()
+                        .reply(id, control_frame(OpCode::Text, reply.as_bytes()));
+                }
+            }
+            start += used;
+            if conn.poll_transmit(&mut out) {
+                ctx.shard
+                    .borrow_mut()
+                    .reply(id, Bytes::copy_from_slice(&out));
+                out.clear();
+            }
+        }
+        if conn.poll_transmit(&mut out) {
+            ctx.shard
+                .borrow_mut()
+                .reply(id, Bytes::copy_from_slice(&out));
+            out.clear();
+        }
+        buf.drain(..start);
+        if conn.state() == State::Closed {
+            writer.close_after_flush.set(true);
+            writer.notify.notify_one();
+        }
+        ctx.flush();
+
+        let read = ring::read_append(stream, buf);
+        tokio::pin!(read);
+        let (res, b) = loop {
+            tokio::select! {
+                r = &mut read => break r,
+                _ = shutdown.wait(), if !closing => {
+                    // Flush what is queued, then our close frame, then close.
+                    closing = true;
+                    conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
+                    if conn.poll_transmit(&mut out) {
+                        ctx.shard.borrow_mut().reply(id, Bytes::copy_from_slice(&out));
+                        out.clear();
+                    }
+                    writer.close_after_flush.set(true);
+                    ctx.flush();
+                    writer.notify.notify_one();
+                }
+            }
+        };
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            Ok(_) => last_rx.set(Instant::now()),
+        }
+    }
+}
+
+async fn write_loop(
+    ctx: Rc<WorkerCtx>,
+    stream: Rc<TcpStream>,
+    id: SubId,
+    writer: Rc<SubWriter>,
+    last_rx: Rc<Cell<Instant>>,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_WRITE_BATCH);
+    loop {
+        if writer.gone.get() {
+            break;
+        }
+        let close = {
+            let mut shard = ctx.shard.borrow_mut();
+            let Some(sub) = shard.subscriber(id) else {
+                break;
+            };
+            match sub.close.take() {
+                Some(c) => Some(c),
+                None => {
+                    sub.queue.drain_into(&mut batch, MAX_WRITE_BATCH);
+                    None
+                }
+            }
+        };
+        if let Some((code, reason)) = close {
+            tracing::debug!(sub = id, %code, reason, "closing subscriber");
+            close_with(&stream, code, &reason, ctx.server.linger).await;
+            break;
+        }
+        if batch.is_empty() {
+            if writer.close_after_flush.get() {
+                linger_close(&stream, ctx.server.linger).await;
+                break;
+            }
+            let deadline = TokioInstant::now() + ctx.keepalive;
+            if tokio::time::timeout_at(deadline, writer.notify.notified())
+                .await
+                .is_err()
+                && !writer.gone.get()
+            {
+                if last_rx.get().elapsed() >= ctx.idle_timeout {
+                    close_with(
+                        &stream,
+                        CloseCode::GOING_AWAY,
+                        "idle timeout",
+                        ctx.server.linger,
+                    )
+                    .await;
+                    break;
+                }
+                ctx.shard.borrow_mut().reply(id, Bytes::from_static(&PING));
+            }
+            continue;
+        }
+        let frames = batch.len() as u64;
+        let (res, back) = ring::writev_all(&stream, batch).await;
+        batch = back;
+        if res.is_err() {
+            break;
+        }
+        ctx.shard.borrow_mut().stats.messages_out += frames;
+    }
+    // Make sure the reader sees the end too.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes a close frame and closes TCP.
+async fn close_with(stream: &TcpStream, code: CloseCode, reason: &str, linger: Duration) {
+    let mut payload = code.0.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
+    let mut out = Vec::new();
+    encode_frame(&mut out, OpCode::Close, true, &payload, None);
+    let _ = ring::write_all(stream, out).await;
+    linger_close(stream, linger).await;
+}
