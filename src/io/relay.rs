@@ -132,9 +132,11 @@ pub struct WorkerSummary {
 }
 
 /// A subscriber's writer, as the reader and the shard's flush see it.
-#[derive(Debug, Default)]
 struct SubWriter {
+    stream: Rc<TcpStream>,
     notify: Notify,
+    /// A vectored write is in flight (the peer may have stopped reading).
+    writing: Cell<bool>,
     /// Set by the reader when the connection is done; the writer stops touching the
     /// shard (the subscriber's id may be reused).
     gone: Cell<bool>,
@@ -192,8 +194,26 @@ impl WorkerCtx {
         }
         let writers = self.writers.borrow();
         for id in dirty.drain(..) {
-            if let Some(Some(w)) = writers.get(id) {
-                w.notify.notify_one();
+            let Some(Some(w)) = writers.get(id) else {
+                continue;
+            };
+            w.notify.notify_one();
+            let closing = self
+                .shard
+                .borrow_mut()
+                .subscriber(id)
+                .is_some_and(|s| s.close.is_some());
+            if closing && w.writing.get() {
+                // The writer is stuck behind a full socket: a subscriber that stopped
+                // reading will never read our close frame. Give it the linger period,
+                // then cut the connection so its memory and descriptor come back.
+                let (w, linger) = (Rc::clone(w), self.server.linger);
+                ring::spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    if w.writing.get() {
+                        let _ = w.stream.shutdown(std::net::Shutdown::Both);
+                    }
+                });
             }
         }
     }
@@ -476,7 +496,13 @@ async fn serve_subscriber(
     };
 
     let id = ctx.shard.borrow_mut().add_subscriber();
-    let writer = Rc::new(SubWriter::default());
+    let writer = Rc::new(SubWriter {
+        stream: Rc::clone(&stream),
+        notify: Notify::new(),
+        writing: Cell::new(false),
+        gone: Cell::new(false),
+        close_after_flush: Cell::new(false),
+    });
     {
         let mut writers = ctx.writers.borrow_mut();
         if writers.len() <= id {
@@ -694,7 +720,9 @@ async fn write_loop(
             continue;
         }
         let frames = batch.len() as u64;
+        writer.writing.set(true);
         let (res, back) = ring::writev_all(&stream, batch).await;
+        writer.writing.set(false);
         batch = back;
         if res.is_err() {
             break;

@@ -145,6 +145,7 @@ pub fn script(name: &str) -> PathBuf {
 pub struct Raw {
     pub s: TcpStream,
     buf: Vec<u8>,
+    timeout_is_eof: bool,
 }
 
 pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -170,7 +171,11 @@ impl Raw {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.set_nodelay(true).unwrap();
-        Raw { s, buf: Vec::new() }
+        Raw {
+            s,
+            buf: Vec::new(),
+            timeout_is_eof: false,
+        }
     }
 
     /// Reads an HTTP response head (and leaves what follows in the buffer).
@@ -192,12 +197,27 @@ impl Raw {
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        match self.s.read(&mut chunk) {
+        let read = loop {
+            match self.s.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        match read {
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 n
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e)
+                if self.timeout_is_eof
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                0
+            }
             Err(e) => panic!("read: {e}"),
         }
     }
@@ -232,6 +252,14 @@ impl Raw {
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, or None at EOF or when the read timeout passes first.
+    pub fn recv_or_timeout(&mut self) -> Option<(u8, Vec<u8>)> {
+        self.timeout_is_eof = true;
+        let r = self.recv();
+        self.timeout_is_eof = false;
+        r
     }
 
     /// The next frame from the server as (first byte, payload); None at EOF.
