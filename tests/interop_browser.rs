@@ -44,15 +44,14 @@ ws.onclose = (e) => report(JSON.stringify({ok: JSON.stringify(got) === JSON.stri
 ws.onerror = () => report(JSON.stringify({ok: false, error: 'websocket error'}));
 </script></body></html>"#;
 
-#[test]
-fn chromium_echoes_text_and_binary_and_closes_cleanly() {
-    let server = Server::echo(&[]);
-    let page = PAGE.replace("ECHO_URL", &server.url());
+/// Serves `page` at `/` on loopback, opens it in headless Chromium, and returns what
+/// the page reports at `/result?..` (and, if it calls `/ready`, calls `on_ready` first).
+fn run_page(page: String, on_ready: impl FnOnce()) -> String {
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let page_url = format!("http://{}/", http.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for stream in http.incoming().take(8) {
+        for stream in http.incoming().take(16) {
             let Ok(mut stream) = stream else { continue };
             let mut line = String::new();
             let _ = BufReader::new(&stream).read_line(&mut line);
@@ -63,12 +62,22 @@ fn chromium_echoes_text_and_binary_and_closes_cleanly() {
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            if let Some(q) = target.strip_prefix("/result?") {
-                let _ = tx.send(q.to_owned());
+            if target == "/ready" {
+                let _ = tx.send(None);
+            } else if let Some(q) = target.strip_prefix("/result?") {
+                let _ = tx.send(Some(q.to_owned()));
             }
         }
     });
-    let profile = std::env::temp_dir().join(format!("feedrelay-chromium-{}", std::process::id()));
+    let profile = std::env::temp_dir().join(format!(
+        "feedrelay-chromium-{}-{}",
+        std::process::id(),
+        page_url
+            .rsplit(':')
+            .next()
+            .unwrap_or("0")
+            .trim_end_matches('/')
+    ));
     let mut browser = Command::new(chromium())
         .args([
             "--headless",
@@ -86,18 +95,82 @@ fn chromium_echoes_text_and_binary_and_closes_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
-    let result = rx.recv_timeout(Duration::from_secs(60));
+    let mut on_ready = Some(on_ready);
+    let result = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(None) => {
+                if let Some(f) = on_ready.take() {
+                    f();
+                }
+            }
+            other => break other,
+        }
+    };
     let _ = browser.kill();
     let _ = browser.wait();
     let _ = std::fs::remove_dir_all(&profile);
-    let result = result.expect("the page reported within 60 s");
+    let result = result
+        .expect("the page reported within 60 s")
+        .unwrap_or_default();
     let decoded = percent_decode(&result);
     println!("chromium reported: {decoded}");
+    decoded
+}
+
+#[test]
+fn chromium_echoes_text_and_binary_and_closes_cleanly() {
+    let server = Server::echo(&[]);
+    let decoded = run_page(PAGE.replace("ECHO_URL", &server.url()), || {});
     assert!(decoded.contains(r#""ok":true"#), "{decoded}");
     assert!(
         decoded.contains(r#""code":1000"#) && decoded.contains(r#""clean":true"#),
         "{decoded}"
     );
+}
+
+const SUBSCRIBER_PAGE: &str = r#"<!doctype html><html><body><script>
+const ws = new WebSocket('RELAY_URL');
+const got = [];
+ws.onmessage = (e) => {
+  const m = JSON.parse(e.data);
+  if (m.event === 'subscribed') { fetch('/ready'); return; }
+  got.push(m.seq);
+  if (got.length === 20) {
+    const ok = got.every((s, i) => s === i);
+    ws.close(1000);
+    fetch('/result?' + encodeURIComponent(JSON.stringify({ok, got})));
+  }
+};
+ws.onerror = () => fetch('/result?' + encodeURIComponent(JSON.stringify({ok: false, error: 'websocket error'})));
+</script></body></html>"#;
+
+#[test]
+fn chromium_subscribes_to_the_relay_and_receives_in_order() {
+    let server = Server::relay(&["--workers", "2"], None);
+    let page =
+        SUBSCRIBER_PAGE.replace("RELAY_URL", &format!("ws://{}/ws?topics=TICK", server.addr));
+    let addr = server.addr;
+    let decoded = run_page(page, move || {
+        feedrelay::io::ring::Ring::new()
+            .unwrap()
+            .block_on(async move {
+                let mut publ = feedrelay::io::client::WsClient::connect(
+                    &format!("ws://{addr}/pub"),
+                    &[],
+                    feedrelay::ws::Limits::default(),
+                )
+                .await
+                .unwrap();
+                for seq in 0..20 {
+                    let m = format!(r#"{{"s":"TICK","seq":{seq}}}"#);
+                    publ.send(feedrelay::ws::MessageKind::Text, m.as_bytes())
+                        .await
+                        .unwrap();
+                }
+                let _ = publ.close(feedrelay::ws::CloseCode::NORMAL, "").await;
+            });
+    });
+    assert!(decoded.contains(r#""ok":true"#), "{decoded}");
 }
 
 fn percent_decode(s: &str) -> String {

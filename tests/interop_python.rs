@@ -91,3 +91,18 @@ fn feedrelay_client_against_python_server() {
     drop(child.stdin.take());
     let _ = child.wait();
 }
+
+#[test]
+fn python_publisher_and_subscribers_through_the_relay() {
+    let server = Server::relay(&["--workers", "2"], None);
+    let out = Command::new(python())
+        .arg(script("relay_pubsub.py"))
+        .arg(format!("ws://{}/", server.addr))
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "python websockets relay cases failed");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
