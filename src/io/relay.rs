@@ -671,7 +671,7 @@ async fn write_loop(
     writer: Rc<SubWriter>,
     last_rx: Rc<Cell<Instant>>,
 ) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_WRITE_BATCH);
+    let mut batch = ring::WriteBatch::with_capacity(MAX_WRITE_BATCH);
     loop {
         if writer.gone.get() {
             break;
@@ -684,7 +684,7 @@ async fn write_loop(
             match sub.close.take() {
                 Some(c) => Some(c),
                 None => {
-                    sub.queue.drain_into(&mut batch, MAX_WRITE_BATCH);
+                    sub.queue.drain_into(&mut batch.frames, MAX_WRITE_BATCH);
                     None
                 }
             }
@@ -694,7 +694,7 @@ async fn write_loop(
             close_with(&stream, code, &reason, ctx.server.linger).await;
             break;
         }
-        if batch.is_empty() {
+        if batch.frames.is_empty() {
             if writer.close_after_flush.get() {
                 linger_close(&stream, ctx.server.linger).await;
                 break;
@@ -719,7 +719,7 @@ async fn write_loop(
             }
             continue;
         }
-        let frames = batch.len() as u64;
+        let frames = batch.frames.len() as u64;
         writer.writing.set(true);
         let (res, back) = ring::writev_all(&stream, batch).await;
         writer.writing.set(false);

@@ -100,29 +100,92 @@ pub fn listener(std: std::net::TcpListener) -> TcpListener {
     TcpListener::from_std(std)
 }
 
-/// Writes every frame in `frames` with vectored writes (one submission unless the
-/// socket takes only part), and hands the vector back, empty, for reuse. A partly
-/// written frame is resubmitted from where it stopped (a slice, not a copy).
-pub async fn writev_all(
-    stream: &TcpStream,
-    mut frames: Vec<bytes::Bytes>,
-) -> (io::Result<()>, Vec<bytes::Bytes>) {
+/// Frames for one vectored write, with the `iovec` array that describes them; both
+/// vectors keep their capacity from write to write, so writing allocates nothing.
+/// (`tokio-uring`'s own `writev` builds a fresh `iovec` vector per call.)
+#[derive(Default)]
+pub struct WriteBatch {
+    /// The frames, in order.
+    pub frames: Vec<bytes::Bytes>,
+    iovs: Vec<libc::iovec>,
+}
+
+impl WriteBatch {
+    /// Room for `n` frames.
+    pub fn with_capacity(n: usize) -> Self {
+        WriteBatch {
+            frames: Vec::with_capacity(n),
+            iovs: Vec::with_capacity(n),
+        }
+    }
+}
+
+struct WritevTransform;
+
+impl tokio_uring::OneshotOutputTransform for WritevTransform {
+    type Output = (io::Result<usize>, WriteBatch);
+    type StoredData = WriteBatch;
+
+    fn transform_oneshot_output(
+        self,
+        batch: WriteBatch,
+        cqe: io_uring::cqueue::Entry,
+    ) -> Self::Output {
+        let res = if cqe.result() >= 0 {
+            Ok(cqe.result() as usize)
+        } else {
+            Err(io::Error::from_raw_os_error(-cqe.result()))
+        };
+        (res, batch)
+    }
+}
+
+/// One `IORING_OP_WRITEV` over the batch's frames.
+async fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> (io::Result<usize>, WriteBatch) {
+    use std::os::fd::AsRawFd;
+    batch.iovs.clear();
+    for f in &batch.frames {
+        batch.iovs.push(libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        });
+    }
+    // The kernel reads the iovecs and the frames they point to until the completion
+    // arrives. Both live in `batch`, which the op owns until then (tokio-uring keeps an
+    // op's data alive even if this future is dropped), and moving the vectors does not
+    // move their heap contents. The caller holds `stream` open across the await.
+    let sqe = io_uring::opcode::Writev::new(
+        io_uring::types::Fd(stream.as_raw_fd()),
+        batch.iovs.as_ptr(),
+        batch.iovs.len() as u32,
+    )
+    .build();
+    tokio_uring::UnsubmittedOneshot::new(batch, WritevTransform, sqe)
+        .submit()
+        .await
+}
+
+/// Writes every frame in the batch (one submission unless the socket takes only part;
+/// a partly written frame is resubmitted from where it stopped, as a slice, not a copy)
+/// and hands the batch back, empty, for reuse.
+pub async fn writev_all(stream: &TcpStream, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
     use bytes::Buf;
-    while !frames.is_empty() {
-        let (res, back) = stream.writev(frames).await;
-        frames = back;
+    while !batch.frames.is_empty() {
+        let (res, back) = writev_once(stream, batch).await;
+        batch = back;
         let mut written = match res {
             Ok(0) => {
-                frames.clear();
-                return (Err(io::ErrorKind::WriteZero.into()), frames);
+                batch.frames.clear();
+                return (Err(io::ErrorKind::WriteZero.into()), batch);
             }
             Ok(n) => n,
             Err(e) => {
-                frames.clear();
-                return (Err(e), frames);
+                batch.frames.clear();
+                return (Err(e), batch);
             }
         };
-        let done = frames
+        let done = batch
+            .frames
             .iter()
             .take_while(|f| {
                 if written >= f.len() {
@@ -133,10 +196,10 @@ pub async fn writev_all(
                 }
             })
             .count();
-        frames.drain(..done);
-        if let Some(first) = frames.first_mut() {
+        batch.frames.drain(..done);
+        if let Some(first) = batch.frames.first_mut() {
             first.advance(written);
         }
     }
-    (Ok(()), frames)
+    (Ok(()), batch)
 }
