@@ -1,0 +1,166 @@
+//! The hot-path budget, counted: heap allocations on the relay's worker threads per
+//! relayed message, with a counting global allocator. The relay runs in this process
+//! (two workers); only allocations made on worker threads are counted, so the test's
+//! own clients do not blur the figure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use feedrelay::io::client::{Incoming, WsClient};
+use feedrelay::io::listener::bind_reuseport;
+use feedrelay::io::relay::{links, run_worker, ConnectionCount};
+use feedrelay::io::ring::Ring;
+use feedrelay::io::shutdown;
+use feedrelay::io::worker::{run_workers, CoreMap};
+use feedrelay::relay::config::Config;
+use feedrelay::ws::{Limits, MessageKind};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; counting touches
+// only an atomic and a const-initialised thread-local without a destructor.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SUBSCRIBERS: usize = 20;
+const WARMUP: usize = 2_000;
+const MEASURED: usize = 5_000;
+
+#[test]
+fn no_allocation_per_message_per_subscriber() {
+    let config = Arc::new(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: Some(2),
+        ..Config::default()
+    });
+    let map = CoreMap::new(Some(2), None).unwrap();
+    let listeners = bind_reuseport(config.listen, 2).unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let (trigger, stop) = shutdown::channel();
+    let per_worker = Arc::new(Mutex::new(
+        listeners
+            .into_iter()
+            .zip(links(2))
+            .map(Some)
+            .collect::<Vec<_>>(),
+    ));
+    let relay = std::thread::spawn(move || {
+        let connections = Arc::new(ConnectionCount::default());
+        run_workers(&map, move |i| {
+            let (listener, links) = per_worker.lock().unwrap()[i].take().unwrap();
+            let (config, connections, stop) =
+                (Arc::clone(&config), Arc::clone(&connections), stop.clone());
+            async move {
+                COUNTED.with(|c| c.set(true));
+                run_worker(i, 2, listener, links, config, connections, stop).await
+            }
+        })
+    });
+
+    let (before, after, delivered) = Ring::new().unwrap().block_on(async move {
+        let url = format!("ws://{addr}/");
+        let mut readers = Vec::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        for _ in 0..SUBSCRIBERS {
+            let mut c = WsClient::connect(&format!("{url}ws?topics=*"), &[], Limits::default())
+                .await
+                .unwrap();
+            assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
+            let tx = tx.clone();
+            readers.push(tokio_uring::spawn(async move {
+                for n in 1..=WARMUP + MEASURED {
+                    match c.recv().await.unwrap() {
+                        Incoming::Message(MessageKind::Text, _) => {}
+                        other => panic!("{other:?}"),
+                    }
+                    if n == WARMUP || n == WARMUP + MEASURED {
+                        let _ = tx.send(n);
+                    }
+                }
+            }));
+        }
+        let mut publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+            .await
+            .unwrap();
+        let pad = "p".repeat(200);
+        let mut send = async |from: usize, to: usize| {
+            for seq in from..to {
+                let m = format!(r#"{{"s":"SYM{}","seq":{seq},"pad":"{pad}"}}"#, seq % 10);
+                publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();
+                if seq % 32 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        send(0, WARMUP).await;
+        for _ in 0..SUBSCRIBERS {
+            assert_eq!(rx.recv().await, Some(WARMUP));
+        }
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        send(WARMUP, WARMUP + MEASURED).await;
+        for _ in 0..SUBSCRIBERS {
+            assert_eq!(rx.recv().await, Some(WARMUP + MEASURED));
+        }
+        let after = ALLOCATIONS.load(Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        (before, after, MEASURED * SUBSCRIBERS)
+    });
+    trigger.fire();
+    relay.join().unwrap().unwrap();
+
+    let allocations = after - before;
+    let per_message = allocations as f64 / MEASURED as f64;
+    let per_delivery = allocations as f64 / delivered as f64;
+    println!(
+        "relay worker allocations: {allocations} for {MEASURED} messages to {SUBSCRIBERS} subscribers \
+         ({per_message:.3} per message, {per_delivery:.4} per delivery)"
+    );
+    // The shared frame (and the reference count Bytes adds on its first clone) is the
+    // budget per message; nothing may scale with the number of subscribers.
+    assert!(
+        per_message <= 2.5,
+        "{per_message:.3} allocations per message"
+    );
+    assert!(
+        per_delivery <= 0.15,
+        "{per_delivery:.4} allocations per delivery"
+    );
+}
