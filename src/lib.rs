@@ -18,6 +18,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod bench;
 pub mod echo;
 pub mod io;
 pub mod relay;

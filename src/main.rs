@@ -30,6 +30,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
+    /// loss and order checks, relay CPU per delivered message.
+    Bench {
+        /// Relay base URL (e.g. ws://127.0.0.1:9001/); or use --spawn.
+        #[arg(long)]
+        target: Option<String>,
+        /// The relay's process id, to read its CPU time (with --target).
+        #[arg(long)]
+        relay_pid: Option<u32>,
+        /// Start a relay for the run (once per idle mode and round).
+        #[arg(long)]
+        spawn: bool,
+        /// Idle modes to compare, with --spawn (e.g. park,yield,spin).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "park")]
+        idle: Vec<IdleMode>,
+        /// Workers of the spawned relay.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Cores of the spawned relay's workers.
+        #[arg(long, value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
+        /// Messages per second published.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Warm-up seconds per run (not measured).
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Subscribers (each takes every topic).
+        #[arg(long, default_value_t = 10)]
+        subs: usize,
+        /// Topics.
+        #[arg(long, default_value_t = 10)]
+        topics: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Rounds; with several idle modes, they alternate within each round.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
     /// Run the relay: publishers connect to /pub, subscribers to /ws?topics=A,B.
     Run {
         /// TOML configuration file (flags below override it).
@@ -79,6 +122,35 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench {
+            target,
+            relay_pid,
+            spawn,
+            idle,
+            workers,
+            cores,
+            rate,
+            duration,
+            warmup,
+            subs,
+            topics,
+            size,
+            rounds,
+        } => bench(BenchArgs {
+            target,
+            relay_pid,
+            spawn,
+            idle,
+            workers,
+            cores,
+            rate,
+            duration,
+            warmup,
+            subs,
+            topics,
+            size,
+            rounds,
+        }),
         Command::Run {
             config,
             listen,
@@ -292,4 +364,176 @@ fn summary(workers: &[WorkerSummary]) -> String {
         ));
     }
     text
+}
+
+/// One idle mode's results, summed over rounds.
+struct ModeTotals {
+    latency: hdrhistogram::Histogram<u64>,
+    /// sent, expected, received, lost, duplicated, reordered.
+    counts: [u64; 6],
+    cpu: std::time::Duration,
+    wall: std::time::Duration,
+}
+
+struct BenchArgs {
+    target: Option<String>,
+    relay_pid: Option<u32>,
+    spawn: bool,
+    idle: Vec<IdleMode>,
+    workers: usize,
+    cores: Option<Vec<usize>>,
+    rate: u64,
+    duration: f64,
+    warmup: f64,
+    subs: usize,
+    topics: usize,
+    size: usize,
+    rounds: usize,
+}
+
+/// A relay started for one benchmark run; killed when dropped.
+struct SpawnedRelay {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SpawnedRelay {
+    fn start(idle: IdleMode, workers: usize, cores: Option<&[usize]>) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers.to_string(),
+        ]);
+        cmd.arg("--idle").arg(format!("{idle:?}").to_lowercase());
+        if let Some(c) = cores {
+            let list: Vec<String> = c.iter().map(|c| c.to_string()).collect();
+            cmd.arg("--cores").arg(list.join(","));
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting the relay")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("relay stdout")?)
+            .read_line(&mut line)?;
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .ok_or_else(|| anyhow!("relay did not start: {line:?}"))?;
+        Ok(SpawnedRelay {
+            url: format!("ws://{addr}/"),
+            child,
+        })
+    }
+}
+
+impl Drop for SpawnedRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use feedrelay::bench::{percentiles_us, run as run_load, LoadSpec};
+    if a.spawn == a.target.is_some() {
+        anyhow::bail!("give either --target URL or --spawn");
+    }
+    let modes: Vec<Option<IdleMode>> = if a.spawn {
+        a.idle.iter().copied().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut merged: Vec<Option<ModeTotals>> = (0..modes.len()).map(|_| None).collect();
+    for round in 0..a.rounds.max(1) {
+        for (m, mode) in modes.iter().enumerate() {
+            let relay = match mode {
+                Some(idle) => Some(SpawnedRelay::start(*idle, a.workers, a.cores.as_deref())?),
+                None => None,
+            };
+            let spec = LoadSpec {
+                target: relay
+                    .as_ref()
+                    .map_or_else(|| a.target.clone().unwrap_or_default(), |r| r.url.clone()),
+                rate: a.rate,
+                duration: std::time::Duration::from_secs_f64(a.duration),
+                warmup: std::time::Duration::from_secs_f64(a.warmup),
+                subs: a.subs,
+                topics: a.topics,
+                size: a.size,
+                relay_pid: relay.as_ref().map(|r| r.child.id()).or(a.relay_pid),
+            };
+            let label = mode.map_or("target".to_owned(), |i| format!("{i:?}").to_lowercase());
+            eprintln!("round {} / {}: {label} ...", round + 1, a.rounds.max(1));
+            let r = run_load(&spec)?;
+            drop(relay);
+            let counts = [
+                r.sent,
+                r.expected,
+                r.received,
+                r.lost,
+                r.duplicated,
+                r.reordered,
+            ];
+            let cpu = r.relay_cpu.unwrap_or_default();
+            match &mut merged[m] {
+                Some(t) => {
+                    t.latency.add(&r.latency).map_err(|e| anyhow!("{e}"))?;
+                    for (acc, v) in t.counts.iter_mut().zip(counts) {
+                        *acc += v;
+                    }
+                    t.cpu += cpu;
+                    t.wall += r.elapsed;
+                }
+                slot => {
+                    *slot = Some(ModeTotals {
+                        latency: r.latency,
+                        counts,
+                        cpu,
+                        wall: r.elapsed,
+                    })
+                }
+            }
+        }
+    }
+    say(&format!(
+        "setup: {} msg/s in, {} B, {} topics, {} subscribers ({} deliveries/s), {} workers, cores {}, {} s x {} rounds, {} CPUs",
+        a.rate,
+        a.size,
+        a.topics,
+        a.subs,
+        a.rate * a.subs as u64,
+        a.workers,
+        a.cores.as_ref().map_or("unpinned".to_owned(), |c| format!("{c:?}")),
+        a.duration,
+        a.rounds.max(1),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    say("idle      p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  relay CPU%  CPU ns/delivery");
+    for (mode, m) in modes.iter().zip(merged) {
+        let Some(ModeTotals {
+            latency: h,
+            counts: c,
+            cpu,
+            wall,
+        }) = m
+        else {
+            continue;
+        };
+        let p = percentiles_us(&h);
+        let label = mode.map_or("target".to_owned(), |i| format!("{i:?}").to_lowercase());
+        let cpu_pct = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+        let per = cpu.as_nanos() as f64 / (c[2].max(1)) as f64;
+        say(&format!(
+            "{label:<7} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
+            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
+        ));
+    }
+    Ok(())
 }

@@ -22,14 +22,20 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid, owned rlimit.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
-    assert!(lim.rlim_max as usize > SUBSCRIBERS + 100, "need an open-file limit above {SUBSCRIBERS}");
+    assert!(
+        lim.rlim_max as usize > SUBSCRIBERS + 100,
+        "need an open-file limit above {SUBSCRIBERS}"
+    );
 }
 
 fn connect(server: &Server, topic: usize) -> TcpStream {
@@ -57,7 +63,8 @@ fn ten_thousand_idle_subscribers_cost_at_most_16_kib_each() {
     // Wait until every handshake has been answered (the relay has them all).
     for s in &mut subs {
         let mut b = [0u8; 1];
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
         use std::io::Read;
         assert_eq!(s.read(&mut b).unwrap(), 1, "handshake answered");
     }

@@ -15,12 +15,14 @@
 //! - [`server`]: the server-side connection driver, generic over a [`server::Service`].
 //! - [`relay`]: the relay's workers: publishers, subscribers, the inbox between workers.
 //! - [`client`]: a WebSocket client over the same core, for feeds and load generation.
+//! - [`procfs`]: CPU time of a process from /proc.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 #![allow(unsafe_code)]
 
 pub mod client;
 pub mod error;
 pub mod listener;
+pub mod procfs;
 pub mod relay;
 pub mod ring;
 pub mod server;

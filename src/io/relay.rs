@@ -162,6 +162,8 @@ struct WorkerCtx {
     max_connections: usize,
     connections: Arc<ConnectionCount>,
     live: Cell<usize>,
+    /// Set when the worker has stopped accepting and its connections are gone.
+    done: Cell<bool>,
     summary: RefCell<WorkerSummary>,
 }
 
@@ -246,29 +248,59 @@ impl WorkerCtx {
     }
 }
 
-/// Takes hops from the other workers until the worker stops, waiting as `idle` says.
+/// Yields to the runtime once: the worker's other tasks run and the runtime polls its
+/// drivers without sleeping (completions are reaped), then this resumes.
+///
+/// tokio's `yield_now` would do as much, but it defers through the scheduler; waking
+/// our own waker keeps the loop in the root future. Neither makes the runtime *submit*
+/// queued ring operations (it does that only when it parks): [`ring::submit_pending`]
+/// does, after each yield.
+struct YieldToRing(bool);
+
+impl std::future::Future for YieldToRing {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Takes hops from the other workers until the worker is done, waiting as `idle`
+/// says. Runs inside the worker's root future (see [`YieldToRing`]).
 async fn run_inbox(ctx: Rc<WorkerCtx>, idle: IdleMode) {
     let wake = &ctx.links.wakes[ctx.id];
-    loop {
+    while !ctx.done.get() {
         if ctx.drain_inbox() > 0 {
-            // Let the writers this batch woke (and the readers) run before the next.
-            tokio::task::yield_now().await;
+            // Let the writers this batch woke run, then hand their writes to the kernel:
+            // a busy worker does not park, so the runtime would not submit them.
+            YieldToRing(false).await;
+            ring::submit_pending();
             continue;
         }
         match idle {
             IdleMode::Spin => {
                 std::hint::spin_loop();
-                tokio::task::yield_now().await;
+                YieldToRing(false).await;
+                ring::submit_pending();
             }
             IdleMode::Yield => {
                 std::thread::yield_now();
-                tokio::task::yield_now().await;
+                YieldToRing(false).await;
+                ring::submit_pending();
             }
             IdleMode::Park => {
                 wake.parked.store(true, Ordering::SeqCst);
                 // Re-check after announcing the park: a producer that sent before it saw
                 // the flag did not wake us.
-                if !ctx.inbox_empty() {
+                if !ctx.inbox_empty() || ctx.done.get() {
                     wake.parked.store(false, Ordering::SeqCst);
                     continue;
                 }
@@ -326,10 +358,41 @@ pub async fn run_worker(
         max_connections: config.max_connections,
         connections,
         live: Cell::new(0),
+        done: Cell::new(false),
         summary: RefCell::new(WorkerSummary::default()),
     });
-    ring::spawn(run_inbox(Rc::clone(&ctx), config.idle));
+    let inbox = run_inbox(Rc::clone(&ctx), config.idle);
+    let accept = accept_until_done(Rc::clone(&ctx), listener, &mut shutdown);
+    let ((), result) = tokio::join!(inbox, accept);
+    result?;
+    let mut summary = ctx.summary.borrow().clone();
+    summary.stats = ctx.shard.borrow().stats.clone();
+    Ok(summary)
+}
 
+/// Accepts until shutdown, then waits (bounded by the grace period) for connections to
+/// finish, then marks the worker done.
+async fn accept_until_done(
+    ctx: Rc<WorkerCtx>,
+    listener: std::net::TcpListener,
+    shutdown: &mut Shutdown,
+) -> Result<(), IoError> {
+    let result = accept_loop(&ctx, listener, shutdown).await;
+    let deadline = Instant::now() + ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger;
+    while ctx.live.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ctx.done.set(true);
+    ctx.links.wakes[ctx.id].parked.store(true, Ordering::SeqCst);
+    ctx.links.wakes[ctx.id].wake();
+    result
+}
+
+async fn accept_loop(
+    ctx: &Rc<WorkerCtx>,
+    listener: std::net::TcpListener,
+    shutdown: &mut Shutdown,
+) -> Result<(), IoError> {
     let local = listener
         .local_addr()
         .map_err(|e| IoError::op("listen on", "socket", e))?;
@@ -342,7 +405,7 @@ pub async fn run_worker(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let ctx2 = Rc::clone(&ctx);
+                let ctx2 = Rc::clone(ctx);
                 let shutdown = shutdown.clone();
                 ctx.live.set(ctx.live.get() + 1);
                 ctx.connections.0.fetch_add(1, Ordering::Relaxed);
@@ -360,13 +423,7 @@ pub async fn run_worker(
             }
         }
     }
-    let deadline = Instant::now() + ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger;
-    while ctx.live.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut summary = ctx.summary.borrow().clone();
-    summary.stats = ctx.shard.borrow().stats.clone();
-    Ok(summary)
+    Ok(())
 }
 
 /// Which side of the relay a connection is on, decided by its path.

@@ -24,19 +24,81 @@ pub struct Ring {
     rt: tokio_uring::Runtime,
 }
 
+thread_local! {
+    /// This thread's ring descriptor, for [`submit_pending`]; -1 if unknown.
+    static RING_FD: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+}
+
+/// Serialises ring creation so each thread can tell which new descriptor is its ring.
+static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The io_uring descriptors open in this process.
+fn ring_fds() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        (target.as_os_str() == "anon_inode:[io_uring]")
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+    .collect()
+}
+
 impl Ring {
     /// Sets up a ring on this thread; fails with a hint if the kernel refuses.
     pub fn new() -> Result<Ring, IoError> {
         let mut builder = tokio_uring::builder();
         builder.entries(RING_ENTRIES);
-        tokio_uring::Runtime::new(&builder)
-            .map(|rt| Ring { rt })
-            .map_err(ring_unavailable)
+        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+        let before = ring_fds();
+        let rt = tokio_uring::Runtime::new(&builder).map_err(ring_unavailable)?;
+        let new: Vec<i32> = ring_fds()
+            .into_iter()
+            .filter(|fd| !before.contains(fd))
+            .collect();
+        if let [fd] = new[..] {
+            RING_FD.with(|r| r.set(fd));
+        }
+        Ok(Ring { rt })
     }
 
     /// Runs `fut` to completion on this ring (tasks it spawns run here too).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         self.rt.block_on(fut)
+    }
+}
+
+/// Submits the operations queued in this thread's ring now (one `io_uring_enter`).
+///
+/// `tokio-uring` 0.5 submits only when the tokio runtime parks. A worker that never
+/// parks (the `spin` and `yield` idle strategies, or one kept busy by its inbox) would
+/// otherwise leave its writes and accepts queued and unseen by the kernel. `tokio-uring`
+/// exposes no submit call, so the ring's descriptor is found when the ring is created
+/// (the one new `anon_inode:[io_uring]` in /proc/self/fd) and entered directly: the
+/// submission tail is already published (io-uring publishes it when a push ends). When
+/// the ring layer moves to the `io-uring` crate directly, this becomes its `submit()`.
+pub fn submit_pending() {
+    let fd = RING_FD.with(|r| r.get());
+    if fd < 0 {
+        return;
+    }
+    const TO_SUBMIT: u32 = 4096;
+    // SAFETY: `fd` is this thread's io_uring, open for the ring's lifetime; with no
+    // GETEVENTS flag and no argument, io_uring_enter only consumes submission entries
+    // that the runtime has already written and published.
+    unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            TO_SUBMIT,
+            0u32,
+            0u32,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+        );
     }
 }
 
