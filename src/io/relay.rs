@@ -607,6 +607,10 @@ async fn serve_subscriber(
     if let Some(slot) = ctx.writers.borrow_mut().get_mut(id) {
         *slot = None;
     }
+    let drops = ctx.shard.borrow_mut().subscriber(id).map_or(0, |s| s.drops);
+    if drops > 0 {
+        tracing::info!(%peer, drops, "subscriber left; messages were dropped for it");
+    }
     ctx.shard.borrow_mut().remove_subscriber(id);
     ctx.flush();
     result
