@@ -16,6 +16,7 @@
 //! - [`relay`]: the relay's workers: publishers, subscribers, the inbox between workers.
 //! - [`client`]: a WebSocket client over the same core, for feeds and load generation.
 //! - [`procfs`]: CPU time of a process from /proc.
+//! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 #![allow(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod relay;
 pub mod ring;
 pub mod server;
 pub mod shutdown;
+pub mod signal;
 pub mod worker;
 
 pub use error::IoError;

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::Notify;
-use tokio::time::Instant as TokioInstant;
+
+use super::signal::LocalSignal;
 
 use super::error::IoError;
 use super::ring::{self, TcpStream};
@@ -131,10 +132,14 @@ pub struct WorkerSummary {
     pub refused: u64,
 }
 
-/// A subscriber's writer, as the reader and the shard's flush see it.
+/// A subscriber's writer, as the reader, the shard's flush and the keepalive sweep see it.
 struct SubWriter {
     stream: Rc<TcpStream>,
-    notify: Notify,
+    notify: LocalSignal,
+    /// When the subscriber last sent anything (a pong counts).
+    last_rx: Cell<Instant>,
+    /// Set by the keepalive sweep: the subscriber was silent past the idle timeout.
+    idle_close: Cell<bool>,
     /// A vectored write is in flight (the peer may have stopped reading).
     writing: Cell<bool>,
     /// Set by the reader when the connection is done; the writer stops touching the
@@ -199,7 +204,7 @@ impl WorkerCtx {
             let Some(Some(w)) = writers.get(id) else {
                 continue;
             };
-            w.notify.notify_one();
+            w.notify.raise();
             let closing = self
                 .shard
                 .borrow_mut()
@@ -361,6 +366,7 @@ pub async fn run_worker(
         done: Cell::new(false),
         summary: RefCell::new(WorkerSummary::default()),
     });
+    ring::spawn(keepalive_sweep(Rc::clone(&ctx)));
     let inbox = run_inbox(Rc::clone(&ctx), config.idle);
     let accept = accept_until_done(Rc::clone(&ctx), listener, &mut shutdown);
     let ((), result) = tokio::join!(inbox, accept);
@@ -555,7 +561,9 @@ async fn serve_subscriber(
     let id = ctx.shard.borrow_mut().add_subscriber();
     let writer = Rc::new(SubWriter {
         stream: Rc::clone(&stream),
-        notify: Notify::new(),
+        notify: LocalSignal::new(),
+        last_rx: Cell::new(Instant::now()),
+        idle_close: Cell::new(false),
         writing: Cell::new(false),
         gone: Cell::new(false),
         close_after_flush: Cell::new(false),
@@ -579,31 +587,18 @@ async fn serve_subscriber(
         }
     }
     ctx.flush();
-    let last_rx = Rc::new(Cell::new(Instant::now()));
     ring::spawn(write_loop(
         Rc::clone(ctx),
         Rc::clone(&stream),
         id,
         Rc::clone(&writer),
-        Rc::clone(&last_rx),
     ));
 
-    let result = read_loop(
-        ctx,
-        &stream,
-        peer,
-        id,
-        &writer,
-        &last_rx,
-        buf,
-        limits,
-        &mut shutdown,
-    )
-    .await;
+    let result = read_loop(ctx, &stream, peer, id, &writer, buf, limits, &mut shutdown).await;
 
     // Done reading: retire the subscriber, then let the writer see it is gone.
     writer.gone.set(true);
-    writer.notify.notify_one();
+    writer.notify.raise();
     if let Some(slot) = ctx.writers.borrow_mut().get_mut(id) {
         *slot = None;
     }
@@ -623,7 +618,6 @@ async fn read_loop(
     peer: SocketAddr,
     id: SubId,
     writer: &SubWriter,
-    last_rx: &Cell<Instant>,
     mut buf: Vec<u8>,
     limits: crate::ws::Limits,
     shutdown: &mut Shutdown,
@@ -691,7 +685,7 @@ async fn read_loop(
         buf.drain(..start);
         if conn.state() == State::Closed {
             writer.close_after_flush.set(true);
-            writer.notify.notify_one();
+            writer.notify.raise();
         }
         ctx.flush();
 
@@ -710,7 +704,7 @@ async fn read_loop(
                     }
                     writer.close_after_flush.set(true);
                     ctx.flush();
-                    writer.notify.notify_one();
+                    writer.notify.raise();
                 }
             }
         };
@@ -720,21 +714,25 @@ async fn read_loop(
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Ok(());
             }
-            Ok(_) => last_rx.set(Instant::now()),
+            Ok(_) => writer.last_rx.set(Instant::now()),
         }
     }
 }
 
-async fn write_loop(
-    ctx: Rc<WorkerCtx>,
-    stream: Rc<TcpStream>,
-    id: SubId,
-    writer: Rc<SubWriter>,
-    last_rx: Rc<Cell<Instant>>,
-) {
+async fn write_loop(ctx: Rc<WorkerCtx>, stream: Rc<TcpStream>, id: SubId, writer: Rc<SubWriter>) {
     let mut batch = ring::WriteBatch::with_capacity(MAX_WRITE_BATCH);
     loop {
         if writer.gone.get() {
+            break;
+        }
+        if writer.idle_close.get() {
+            close_with(
+                &stream,
+                CloseCode::GOING_AWAY,
+                "idle timeout",
+                ctx.server.linger,
+            )
+            .await;
             break;
         }
         let close = {
@@ -760,24 +758,7 @@ async fn write_loop(
                 linger_close(&stream, ctx.server.linger).await;
                 break;
             }
-            let deadline = TokioInstant::now() + ctx.keepalive;
-            if tokio::time::timeout_at(deadline, writer.notify.notified())
-                .await
-                .is_err()
-                && !writer.gone.get()
-            {
-                if last_rx.get().elapsed() >= ctx.idle_timeout {
-                    close_with(
-                        &stream,
-                        CloseCode::GOING_AWAY,
-                        "idle timeout",
-                        ctx.server.linger,
-                    )
-                    .await;
-                    break;
-                }
-                ctx.shard.borrow_mut().reply(id, Bytes::from_static(&PING));
-            }
+            writer.notify.wait().await;
             continue;
         }
         let frames = batch.frames.len() as u64;
@@ -792,6 +773,44 @@ async fn write_loop(
     }
     // Make sure the reader sees the end too.
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Every half keepalive interval: pings subscribers, and closes those silent for longer
+/// than the idle timeout. One sweep over the worker's subscribers instead of a timer per
+/// subscriber (a timer per wait would cost a clock read and a timer-wheel lock per
+/// subscriber per message).
+async fn keepalive_sweep(ctx: Rc<WorkerCtx>) {
+    let period = ctx.keepalive / 2;
+    let mut ticker = tokio::time::interval(period.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ping = Instant::now();
+    loop {
+        ticker.tick().await;
+        if ctx.done.get() {
+            break;
+        }
+        let now = Instant::now();
+        let ping = now.duration_since(last_ping) >= ctx.keepalive;
+        if ping {
+            last_ping = now;
+        }
+        let writers: Vec<(SubId, Rc<SubWriter>)> = ctx
+            .writers
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(id, w)| Some((id, Rc::clone(w.as_ref()?))))
+            .collect();
+        for (id, w) in writers {
+            if now.duration_since(w.last_rx.get()) >= ctx.idle_timeout {
+                w.idle_close.set(true);
+                w.notify.raise();
+            } else if ping {
+                ctx.shard.borrow_mut().reply(id, Bytes::from_static(&PING));
+            }
+        }
+        ctx.flush();
+    }
 }
 
 /// Writes a close frame and closes TCP.
