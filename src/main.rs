@@ -32,47 +32,7 @@ struct Cli {
 enum Command {
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
-    Bench {
-        /// Relay base URL (e.g. ws://127.0.0.1:9001/); or use --spawn.
-        #[arg(long)]
-        target: Option<String>,
-        /// The relay's process id, to read its CPU time (with --target).
-        #[arg(long)]
-        relay_pid: Option<u32>,
-        /// Start a relay for the run (once per idle mode and round).
-        #[arg(long)]
-        spawn: bool,
-        /// Idle modes to compare, with --spawn (e.g. park,yield,spin).
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "park")]
-        idle: Vec<IdleMode>,
-        /// Workers of the spawned relay.
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        /// Cores of the spawned relay's workers.
-        #[arg(long, value_delimiter = ',')]
-        cores: Option<Vec<usize>>,
-        /// Messages per second published.
-        #[arg(long, default_value_t = 10_000)]
-        rate: u64,
-        /// Measured seconds per run.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Warm-up seconds per run (not measured).
-        #[arg(long, default_value_t = 2.0)]
-        warmup: f64,
-        /// Subscribers (each takes every topic).
-        #[arg(long, default_value_t = 10)]
-        subs: usize,
-        /// Topics.
-        #[arg(long, default_value_t = 10)]
-        topics: usize,
-        /// Message size in bytes.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
-        /// Rounds; with several idle modes, they alternate within each round.
-        #[arg(long, default_value_t = 1)]
-        rounds: usize,
-    },
+    Bench(BenchArgs),
     /// Run the relay: publishers connect to /pub, subscribers to /ws?topics=A,B.
     Run {
         /// TOML configuration file (flags below override it).
@@ -122,35 +82,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench {
-            target,
-            relay_pid,
-            spawn,
-            idle,
-            workers,
-            cores,
-            rate,
-            duration,
-            warmup,
-            subs,
-            topics,
-            size,
-            rounds,
-        } => bench(BenchArgs {
-            target,
-            relay_pid,
-            spawn,
-            idle,
-            workers,
-            cores,
-            rate,
-            duration,
-            warmup,
-            subs,
-            topics,
-            size,
-            rounds,
-        }),
+        Command::Bench(args) => bench(args),
         Command::Run {
             config,
             listen,
@@ -375,19 +307,46 @@ struct ModeTotals {
     wall: std::time::Duration,
 }
 
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// Relay base URL (e.g. ws://127.0.0.1:9001/); or use --spawn.
+    #[arg(long)]
     target: Option<String>,
+    /// The relay's process id, to read its CPU time (with --target).
+    #[arg(long)]
     relay_pid: Option<u32>,
+    /// Start a relay for the run (once per idle mode and round).
+    #[arg(long)]
     spawn: bool,
+    /// Idle modes to compare, with --spawn (e.g. park,yield,spin).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "park")]
     idle: Vec<IdleMode>,
+    /// Workers of the spawned relay.
+    #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Cores of the spawned relay's workers.
+    #[arg(long, value_delimiter = ',')]
     cores: Option<Vec<usize>>,
+    /// Messages per second published.
+    #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Warm-up seconds per run (not measured).
+    #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Subscribers (each takes every topic).
+    #[arg(long, default_value_t = 10)]
     subs: usize,
+    /// Topics.
+    #[arg(long, default_value_t = 10)]
     topics: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 256)]
     size: usize,
+    /// Rounds; with several idle modes, they alternate within each round.
+    #[arg(long, default_value_t = 1)]
     rounds: usize,
 }
 

@@ -239,9 +239,7 @@ fn a_subscriber_that_vanishes_mid_stream_is_cleaned_up() {
         let mut publ = publisher(&url).await;
         for round in 0..5 {
             // A raw subscriber that reads nothing and then disappears (RST or FIN).
-            let mut gone = Raw::tcp(server.addr);
-            gone.send_bytes(b"GET /ws?topics=T HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-            let _ = gone.read_http_head();
+            let gone = Raw::subscribe(server.addr, "T");
             for i in 0..50 {
                 publ.send(
                     MessageKind::Text,

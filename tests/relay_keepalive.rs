@@ -11,11 +11,7 @@ fn silent_subscribers_are_pinged_then_closed_with_1001() {
         &[],
         Some("keepalive_interval_ms = 100\nidle_timeout_ms = 400\n"),
     );
-    let mut raw = Raw::tcp(server.addr);
-    raw.send_bytes(b"GET /ws?topics=T HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    assert!(raw.read_http_head().starts_with("HTTP/1.1 101"));
-    let (_, reply) = raw.recv().unwrap();
-    assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
+    let mut raw = Raw::subscribe(server.addr, "T");
     let mut pings = 0;
     loop {
         let (first, payload) = raw.recv().expect("a ping or the close");
@@ -38,10 +34,7 @@ fn answering_pings_keeps_a_subscriber_alive() {
         &[],
         Some("keepalive_interval_ms = 100\nidle_timeout_ms = 400\n"),
     );
-    let mut raw = Raw::tcp(server.addr);
-    raw.send_bytes(b"GET /ws?topics=T HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    assert!(raw.read_http_head().starts_with("HTTP/1.1 101"));
-    let _ = raw.recv().unwrap();
+    let mut raw = Raw::subscribe(server.addr, "T");
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1200) {
         let (first, payload) = raw.recv().expect("a ping");

@@ -21,13 +21,7 @@ fn config(policy: &str) -> String {
 
 /// A subscriber that completes the handshake and then never reads again.
 fn stalled_subscriber(server: &Server) -> Raw {
-    let mut raw = Raw::tcp(server.addr);
-    raw.send_bytes(b"GET /ws?topics=T HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    let head = raw.read_http_head();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let (_, reply) = raw.recv().expect("subscribed reply");
-    assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
-    raw
+    Raw::subscribe(server.addr, "T")
 }
 
 fn seq_of(m: &[u8]) -> usize {

@@ -36,7 +36,10 @@ use super::signal::LocalSignal;
 
 use super::error::IoError;
 use super::ring::{self, TcpStream};
-use super::server::{accept_handshake, drive, linger_close, seed, ServerConfig, Service};
+use super::server::{
+    accept_handshake, accept_until_shutdown, drain_connections, drive, linger_close, seed,
+    ServerConfig, Service,
+};
 use super::shutdown::Shutdown;
 use crate::relay::config::{Config, IdleMode};
 use crate::relay::control::{self, Control};
@@ -383,53 +386,29 @@ async fn accept_until_done(
     listener: std::net::TcpListener,
     shutdown: &mut Shutdown,
 ) -> Result<(), IoError> {
-    let result = accept_loop(&ctx, listener, shutdown).await;
-    let deadline = Instant::now() + ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger;
-    while ctx.live.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let for_each = shutdown.clone();
+    let result = accept_until_shutdown(listener, shutdown, |stream, peer| {
+        let (ctx, shutdown) = (Rc::clone(&ctx), for_each.clone());
+        ctx.live.set(ctx.live.get() + 1);
+        ctx.connections.0.fetch_add(1, Ordering::Relaxed);
+        ring::spawn(async move {
+            if let Err(e) = serve(&ctx, stream, peer, shutdown).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            ctx.connections.0.fetch_sub(1, Ordering::Relaxed);
+            ctx.live.set(ctx.live.get() - 1);
+        });
+    })
+    .await;
+    drain_connections(
+        &ctx.live,
+        ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger,
+    )
+    .await;
     ctx.done.set(true);
     ctx.links.wakes[ctx.id].parked.store(true, Ordering::SeqCst);
     ctx.links.wakes[ctx.id].wake();
     result
-}
-
-async fn accept_loop(
-    ctx: &Rc<WorkerCtx>,
-    listener: std::net::TcpListener,
-    shutdown: &mut Shutdown,
-) -> Result<(), IoError> {
-    let local = listener
-        .local_addr()
-        .map_err(|e| IoError::op("listen on", "socket", e))?;
-    let listener = ring::listener(listener);
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let ctx2 = Rc::clone(ctx);
-                let shutdown = shutdown.clone();
-                ctx.live.set(ctx.live.get() + 1);
-                ctx.connections.0.fetch_add(1, Ordering::Relaxed);
-                ring::spawn(async move {
-                    if let Err(e) = serve(&ctx2, stream, peer, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    ctx2.connections.0.fetch_sub(1, Ordering::Relaxed);
-                    ctx2.live.set(ctx2.live.get() - 1);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%local, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Which side of the relay a connection is on, decided by its path.

@@ -78,43 +78,62 @@ where
     S: Service + 'static,
     F: Fn() -> S,
 {
+    let live = Rc::new(Cell::new(0usize));
+    let for_each = shutdown.clone();
+    accept_until_shutdown(listener, &mut shutdown, |stream, peer| {
+        let service = make_service();
+        let (config, shutdown, live) = (Rc::clone(&config), for_each.clone(), Rc::clone(&live));
+        live.set(live.get() + 1);
+        ring::spawn(async move {
+            if let Err(e) = serve(stream, peer, service, &config, shutdown).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            live.set(live.get() - 1);
+        });
+    })
+    .await?;
+    drain_connections(&live, config.limits.close_timeout + config.linger).await;
+    Ok(())
+}
+
+/// Accepts on `listener` until `shutdown`, handing each connection (with `TCP_NODELAY`
+/// set) to `on_accept`. A failed accept (EMFILE, ENFILE, ...) is logged and retried
+/// after a pause, so the connections already open keep being served.
+pub async fn accept_until_shutdown(
+    listener: std::net::TcpListener,
+    shutdown: &mut Shutdown,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+) -> Result<(), IoError> {
+    /// Pause after a failed accept before trying again.
+    const ACCEPT_RETRY: Duration = Duration::from_millis(10);
     let local = listener
         .local_addr()
         .map_err(|e| IoError::op("listen on", "socket", e))?;
     let listener: TcpListener = ring::listener(listener);
-    let live = Rc::new(Cell::new(0usize));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait() => break,
+            _ = shutdown.wait() => return Ok(()),
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let service = make_service();
-                let (config, shutdown, live) =
-                    (Rc::clone(&config), shutdown.clone(), Rc::clone(&live));
-                live.set(live.get() + 1);
-                ring::spawn(async move {
-                    if let Err(e) = serve(stream, peer, service, &config, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    live.set(live.get() - 1);
-                });
+                on_accept(stream, peer);
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: say so, back off, keep serving the others.
                 tracing::warn!(%local, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
     }
-    let grace = config.limits.close_timeout + config.linger;
+}
+
+/// Waits until no connection is `live`, or `grace` has passed.
+pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
     let deadline = Instant::now() + grace;
     while live.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(())
 }
 
 /// Serves one connection from handshake to close.

@@ -167,6 +167,23 @@ impl Raw {
         raw
     }
 
+    /// A raw relay subscriber to `topics`, handshake done and `subscribed` reply read.
+    pub fn subscribe(addr: SocketAddr, topics: &str) -> Raw {
+        let mut raw = Raw::tcp(addr);
+        let req = format!(
+            "GET /ws?topics={topics} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        raw.send_bytes(req.as_bytes());
+        let head = raw.read_http_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (_, reply) = raw.recv().expect("subscribed reply");
+        assert!(
+            String::from_utf8_lossy(&reply).contains("\"subscribed\""),
+            "{reply:?}"
+        );
+        raw
+    }
+
     pub fn tcp(addr: SocketAddr) -> Raw {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -6,9 +6,10 @@ exits non-zero if any case failed.
 """
 import asyncio
 import sys
-import traceback
 
 import websockets
+
+import cases
 from websockets.exceptions import ConnectionClosed
 
 URL = sys.argv[1]
@@ -90,20 +91,4 @@ async def case_invalid_utf8_is_1007():
     assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1007, ws.protocol.close_rcvd
 
 
-async def main():
-    cases = [(n, f) for n, f in globals().items() if n.startswith("case_")]
-    passed = failed = 0
-    for name, f in cases:
-        try:
-            await asyncio.wait_for(f(), 60)
-            print(f"ok   {name}")
-            passed += 1
-        except Exception:
-            print(f"FAIL {name}")
-            traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return failed
-
-
-sys.exit(1 if asyncio.run(main()) else 0)
+cases.run(globals())

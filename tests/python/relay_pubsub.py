@@ -6,9 +6,10 @@ Prints a closing 'N passed, M failed' line; exits non-zero on failure.
 import asyncio
 import json
 import sys
-import traceback
 
 import websockets
+
+import cases
 
 BASE = sys.argv[1]
 TIMEOUT = 10
@@ -51,20 +52,4 @@ async def case_binary_is_relayed_as_binary():
         assert got == b'{"s":"BIN","x":1}', got
 
 
-async def main():
-    cases = [(n, f) for n, f in globals().items() if n.startswith("case_")]
-    passed = failed = 0
-    for name, f in cases:
-        try:
-            await asyncio.wait_for(f(), 60)
-            print(f"ok   {name}")
-            passed += 1
-        except Exception:
-            print(f"FAIL {name}")
-            traceback.print_exc()
-            failed += 1
-    print(f"{passed} passed, {failed} failed")
-    return failed
-
-
-sys.exit(1 if asyncio.run(main()) else 0)
+cases.run(globals())
