@@ -122,6 +122,33 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
+/// What `echo` and `run` share at start: check the ring, bind one listener per worker,
+/// arm SIGINT/SIGTERM, and print the listening line (which tests and scripts parse).
+fn start(
+    map: &CoreMap,
+    listen: SocketAddr,
+    what: &str,
+    extra: &str,
+) -> anyhow::Result<(Vec<std::net::TcpListener>, shutdown::Shutdown)> {
+    ring::probe().map_err(explain)?;
+    let listeners = bind_reuseport(listen, map.workers()).map_err(explain)?;
+    let local = listeners[0].local_addr().context("listener address")?;
+    let (trigger, shutdown) = shutdown::channel();
+    trigger
+        .fire_on_signals()
+        .context("installing SIGINT/SIGTERM handlers")?;
+    let pins: Vec<String> = (0..map.workers())
+        .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
+        .collect();
+    say(&format!(
+        "feedrelay {what} listening on ws://{local} ({} workers, cores [{}]{extra}, unmask {})",
+        map.workers(),
+        pins.join(","),
+        MaskKernel::detected().name()
+    ));
+    Ok((listeners, shutdown))
+}
+
 /// Adds what the operator can do to the errors they can fix.
 fn explain(e: IoError) -> anyhow::Error {
     let hint = match &e {
@@ -149,25 +176,10 @@ fn echo(
     max_message_bytes: usize,
 ) -> anyhow::Result<()> {
     let map = CoreMap::new(workers, cores.as_deref()).map_err(explain)?;
-    ring::probe().map_err(explain)?;
-    let listeners = bind_reuseport(listen, map.workers()).map_err(explain)?;
-    let local = listeners[0].local_addr().context("listener address")?;
+    let (listeners, shutdown) = start(&map, listen, "echo", "")?;
     let mut config = ServerConfig::default();
     config.limits.max_message_bytes = max_message_bytes;
     config.limits.max_frame_bytes = max_message_bytes;
-    let (trigger, shutdown) = shutdown::channel();
-    trigger
-        .fire_on_signals()
-        .context("installing SIGINT/SIGTERM handlers")?;
-    let pins: Vec<String> = (0..map.workers())
-        .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
-        .collect();
-    say(&format!(
-        "feedrelay echo listening on ws://{local} ({} workers, cores [{}], unmask {})",
-        map.workers(),
-        pins.join(","),
-        MaskKernel::detected().name()
-    ));
     let listeners: Arc<Mutex<Vec<Option<std::net::TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
     run_workers(&map, move |i| {
@@ -225,22 +237,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             "the open-file limit is below max_connections; raise `ulimit -n`"
         );
     }
-    let listeners = bind_reuseport(config.listen, map.workers()).map_err(explain)?;
-    let local = listeners[0].local_addr().context("listener address")?;
-    let (trigger, shutdown) = shutdown::channel();
-    trigger
-        .fire_on_signals()
-        .context("installing SIGINT/SIGTERM handlers")?;
-    let pins: Vec<String> = (0..map.workers())
-        .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
-        .collect();
-    say(&format!(
-        "feedrelay run listening on ws://{local} ({} workers, cores [{}], idle {:?}, unmask {})",
-        map.workers(),
-        pins.join(","),
-        config.idle,
-        MaskKernel::detected().name()
-    ));
+    let idle = format!(", idle {:?}", config.idle).to_lowercase();
+    let (listeners, shutdown) = start(&map, config.listen, "run", &idle)?;
     let workers = map.workers();
     let per_worker: Arc<Mutex<Vec<Option<_>>>> = Arc::new(Mutex::new(
         listeners

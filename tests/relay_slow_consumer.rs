@@ -19,6 +19,19 @@ fn config(policy: &str) -> String {
     format!("slow_consumer = \"{policy}\"\nqueue_max_messages = 100\nqueue_max_bytes = 1048576\n")
 }
 
+/// Starts a relay with `policy`, a subscriber that never reads, and a full run of
+/// messages that a fast subscriber must get in time.
+fn stall_one_subscriber(policy: &str) -> (Server, Raw) {
+    let server = Server::relay(&["--workers", "2"], Some(&config(policy)));
+    let slow = stalled_subscriber(&server);
+    let took = run_with_stalled_subscriber(&server);
+    assert!(
+        took < Duration::from_secs(20),
+        "fast subscriber took {took:?}"
+    );
+    (server, slow)
+}
+
 /// A subscriber that completes the handshake and then never reads again.
 fn stalled_subscriber(server: &Server) -> Raw {
     Raw::subscribe(server.addr, "T")
@@ -87,13 +100,7 @@ fn drain_stalled(raw: &mut Raw) -> (Vec<usize>, Option<u16>) {
 
 #[test]
 fn drop_policy_counts_drops_and_keeps_order() {
-    let mut server = Server::relay(&["--workers", "2"], Some(&config("drop")));
-    let mut slow = stalled_subscriber(&server);
-    let took = run_with_stalled_subscriber(&server);
-    assert!(
-        took < Duration::from_secs(20),
-        "fast subscriber took {took:?}"
-    );
+    let (mut server, mut slow) = stall_one_subscriber("drop");
     let (seqs, close) = drain_stalled(&mut slow);
     assert_eq!(close, None);
     assert!(
@@ -117,13 +124,7 @@ fn drop_policy_counts_drops_and_keeps_order() {
 
 #[test]
 fn conflate_policy_keeps_the_latest_and_counts() {
-    let mut server = Server::relay(&["--workers", "2"], Some(&config("conflate")));
-    let mut slow = stalled_subscriber(&server);
-    let took = run_with_stalled_subscriber(&server);
-    assert!(
-        took < Duration::from_secs(20),
-        "fast subscriber took {took:?}"
-    );
+    let (mut server, mut slow) = stall_one_subscriber("conflate");
     let (seqs, _) = drain_stalled(&mut slow);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order kept");
     assert_eq!(
@@ -142,13 +143,7 @@ fn conflate_policy_keeps_the_latest_and_counts() {
 
 #[test]
 fn disconnect_policy_cuts_the_slow_subscriber_only() {
-    let mut server = Server::relay(&["--workers", "2"], Some(&config("disconnect")));
-    let mut slow = stalled_subscriber(&server);
-    let took = run_with_stalled_subscriber(&server);
-    assert!(
-        took < Duration::from_secs(20),
-        "fast subscriber took {took:?}"
-    );
+    let (mut server, mut slow) = stall_one_subscriber("disconnect");
     let (seqs, close) = drain_stalled(&mut slow);
     assert!(seqs.len() < MESSAGES);
     // Either our 1008 close got through, or the subscriber was cut off after the linger
