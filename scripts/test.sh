@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "python venv with websockets (.venv)"
-if ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
+step "python venv with websockets and hdrhistogram (.venv)"
+if ! .venv/bin/python -c 'import websockets, hdrh' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi

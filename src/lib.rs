@@ -21,5 +21,6 @@
 pub mod bench;
 pub mod echo;
 pub mod io;
+pub mod metrics;
 pub mod relay;
 pub mod ws;

@@ -9,11 +9,14 @@ use clap::{Parser, Subcommand};
 
 use feedrelay::echo::Echo;
 use feedrelay::io::listener::bind_reuseport;
-use feedrelay::io::relay::{links, run_worker, ConnectionCount, WorkerSummary};
+use feedrelay::io::relay::{
+    links, run_worker, ConnectionCount, MetricsLink, WorkerSetup, WorkerSummary,
+};
 use feedrelay::io::server::{accept_loop, ServerConfig};
 use feedrelay::io::worker::raise_fd_limit;
 use feedrelay::io::worker::{run_workers, CoreMap};
 use feedrelay::io::{ring, shutdown, IoError};
+use feedrelay::metrics::collector::Collector;
 use feedrelay::relay::config::{Config, IdleMode};
 use feedrelay::ws::mask::MaskKernel;
 
@@ -53,6 +56,9 @@ enum Command {
         /// Print the effective configuration as TOML and exit.
         #[arg(long)]
         print_config: bool,
+        /// Write per-hop HdrHistogram interval logs (V2 compressed, one tag per hop) here.
+        #[arg(long)]
+        hlog: Option<std::path::PathBuf>,
     },
     /// Echo every message back (text as text, binary as binary); answers pings and closes
     /// cleanly. SIGINT/SIGTERM close every connection with 1001 and exit 0.
@@ -90,12 +96,13 @@ fn main() -> ExitCode {
             cores,
             idle,
             print_config,
+            hlog,
         } => load_config(config.as_deref(), listen, workers, cores, idle).and_then(|c| {
             if print_config {
                 say(c.to_toml().trim_end());
                 Ok(())
             } else {
-                run(c)
+                run(c, hlog.as_deref())
             }
         }),
         Command::Echo {
@@ -225,7 +232,7 @@ fn load_config(
     Ok(config)
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     let map = CoreMap::new(config.workers, config.cores.as_deref()).map_err(explain)?;
     ring::probe().map_err(explain)?;
     let want = config.max_connections as u64 + 64;
@@ -247,6 +254,15 @@ fn run(config: Config) -> anyhow::Result<()> {
             .map(Some)
             .collect(),
     ));
+    let collector = if config.metrics {
+        Some(Collector::start(workers, hlog)?)
+    } else {
+        None
+    };
+    let link = collector.as_ref().map(|c| MetricsLink {
+        tx: c.sender(),
+        snapshot: c.snapshot(),
+    });
     let config = Arc::new(config);
     let connections = Arc::new(ConnectionCount::default());
     let summaries = run_workers(&map, move |i| {
@@ -254,20 +270,68 @@ fn run(config: Config) -> anyhow::Result<()> {
             .lock()
             .ok()
             .and_then(|mut l| l.get_mut(i)?.take());
-        let (config, connections, shutdown) = (
+        let (config, connections, shutdown, link) = (
             Arc::clone(&config),
             Arc::clone(&connections),
             shutdown.clone(),
+            link.clone(),
         );
         async move {
             let (listener, links) =
                 mine.ok_or_else(|| IoError::Config(format!("no listener for worker {i}")))?;
-            run_worker(i, workers, listener, links, config, connections, shutdown).await
+            run_worker(WorkerSetup {
+                id: i,
+                workers,
+                listener,
+                links,
+                config,
+                connections,
+                metrics: link,
+                shutdown,
+            })
+            .await
         }
     })
     .map_err(explain)?;
     say(&summary(&summaries));
+    if let Some(c) = collector {
+        let snapshot = c.finish()?;
+        say(&percentile_table(&snapshot.merged()));
+        if let Some(p) = hlog {
+            say(&format!("per-hop interval log: {}", p.display()));
+        }
+    }
     Ok(())
+}
+
+/// p50, p90, p99, p99.9, p99.99 and max per hop, in µs.
+fn percentile_table(h: &feedrelay::metrics::HopHistograms) -> String {
+    use feedrelay::metrics::Hop;
+    let mut t = String::from(
+        "hop          count     p50 us     p90 us     p99 us   p99.9 us  p99.99 us     max us",
+    );
+    for hop in Hop::ALL {
+        let x = h.get(hop);
+        let q = |p: f64| {
+            if x.is_empty() {
+                0.0
+            } else {
+                x.value_at_quantile(p) as f64 / 1e3
+            }
+        };
+        t.push_str(&format!(
+            "\n{:<8} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            hop.name(),
+            x.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            x.max() as f64 / 1e3
+        ));
+    }
+    t
 }
 
 /// The shutdown summary: messages in and out, drops by reason, connections.

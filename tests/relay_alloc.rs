@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use feedrelay::io::client::{Incoming, WsClient};
 use feedrelay::io::listener::bind_reuseport;
-use feedrelay::io::relay::{links, run_worker, ConnectionCount};
+use feedrelay::io::relay::{links, run_worker, ConnectionCount, MetricsLink, WorkerSetup};
 use feedrelay::io::ring::Ring;
 use feedrelay::io::shutdown;
 use feedrelay::io::worker::{run_workers, CoreMap};
+use feedrelay::metrics::collector::Collector;
 use feedrelay::relay::config::Config;
 use feedrelay::ws::{Limits, MessageKind};
 
@@ -80,15 +81,34 @@ fn no_allocation_per_message_per_subscriber() {
             .map(Some)
             .collect::<Vec<_>>(),
     ));
+    let collector = Collector::start(2, None).unwrap();
+    let link = MetricsLink {
+        tx: collector.sender(),
+        snapshot: collector.snapshot(),
+    };
     let relay = std::thread::spawn(move || {
         let connections = Arc::new(ConnectionCount::default());
         run_workers(&map, move |i| {
             let (listener, links) = per_worker.lock().unwrap()[i].take().unwrap();
-            let (config, connections, stop) =
-                (Arc::clone(&config), Arc::clone(&connections), stop.clone());
+            let (config, connections, stop, link) = (
+                Arc::clone(&config),
+                Arc::clone(&connections),
+                stop.clone(),
+                link.clone(),
+            );
             async move {
                 COUNTED.with(|c| c.set(true));
-                run_worker(i, 2, listener, links, config, connections, stop).await
+                run_worker(WorkerSetup {
+                    id: i,
+                    workers: 2,
+                    listener,
+                    links,
+                    config,
+                    connections,
+                    metrics: Some(link),
+                    shutdown: stop,
+                })
+                .await
             }
         })
     });
@@ -145,6 +165,11 @@ fn no_allocation_per_message_per_subscriber() {
     });
     trigger.fire();
     relay.join().unwrap().unwrap();
+    let recorded = collector.finish().unwrap().merged();
+    assert!(
+        !recorded.get(feedrelay::metrics::Hop::Egress).is_empty(),
+        "egress latencies recorded"
+    );
 
     let allocations = after - before;
     let per_message = allocations as f64 / MEASURED as f64;

@@ -37,10 +37,12 @@ use super::signal::LocalSignal;
 use super::error::IoError;
 use super::ring::{self, TcpStream};
 use super::server::{
-    accept_handshake, accept_until_shutdown, drain_connections, drive, linger_close, seed,
+    accept_handshake_or_plain, accept_until_shutdown, drain_connections, drive, linger_close, seed,
     ServerConfig, Service,
 };
 use super::shutdown::Shutdown;
+use crate::metrics::collector::{Counters, Interval, Snapshot};
+use crate::metrics::{now_ns, prometheus, Hop as HopKind, HopHistograms};
 use crate::relay::config::{Config, IdleMode};
 use crate::relay::control::{self, Control};
 use crate::relay::routing::SubId;
@@ -118,6 +120,15 @@ pub fn links(workers: usize) -> Vec<WorkerLinks> {
         .collect()
 }
 
+/// Where a worker sends its metrics, and the merged view `/metrics` renders.
+#[derive(Debug, Clone)]
+pub struct MetricsLink {
+    /// The collector's inbox.
+    pub tx: crossbeam_channel::Sender<Interval>,
+    /// The collector's merged snapshot.
+    pub snapshot: Arc<std::sync::Mutex<Snapshot>>,
+}
+
 /// Connections open over all workers, against `max_connections`.
 #[derive(Debug, Default)]
 pub struct ConnectionCount(AtomicUsize);
@@ -170,6 +181,13 @@ struct WorkerCtx {
     max_connections: usize,
     connections: Arc<ConnectionCount>,
     live: Cell<usize>,
+    publishers_live: Cell<u64>,
+    subscribers_live: Cell<u64>,
+    /// This worker's hop latencies since the last metrics tick.
+    hops: RefCell<HopHistograms>,
+    /// When the current metrics interval started.
+    interval_start: Cell<std::time::SystemTime>,
+    metrics: Option<MetricsLink>,
     /// Set when the worker has stopped accepting and its connections are gone.
     done: Cell<bool>,
     summary: RefCell<WorkerSummary>,
@@ -237,7 +255,13 @@ impl WorkerCtx {
                 while n < INBOX_BATCH {
                     match rx.try_recv() {
                         Ok(hop) => {
-                            shard.handle_hop(hop);
+                            let now = now_ns();
+                            if let (Some(_), Hop::Message(m)) = (&self.metrics, &hop) {
+                                self.hops
+                                    .borrow_mut()
+                                    .record(HopKind::Queue, now.saturating_sub(m.routed_ns));
+                            }
+                            shard.handle_hop(hop, now);
                             n += 1;
                         }
                         Err(_) => break,
@@ -318,17 +342,39 @@ async fn run_inbox(ctx: Rc<WorkerCtx>, idle: IdleMode) {
     }
 }
 
+/// What one relay worker starts with.
+pub struct WorkerSetup {
+    /// Its index.
+    pub id: usize,
+    /// How many workers there are.
+    pub workers: usize,
+    /// Its `SO_REUSEPORT` listener.
+    pub listener: std::net::TcpListener,
+    /// Its ends of the channels between workers.
+    pub links: WorkerLinks,
+    /// The relay's configuration.
+    pub config: Arc<Config>,
+    /// Connections open over all workers.
+    pub connections: Arc<ConnectionCount>,
+    /// Where to send metrics (`None`: metrics off).
+    pub metrics: Option<MetricsLink>,
+    /// When to stop.
+    pub shutdown: Shutdown,
+}
+
 /// Runs one relay worker: accepts on `listener` until shutdown, then lets connections
 /// close within the grace period, and reports its counters.
-pub async fn run_worker(
-    id: usize,
-    workers: usize,
-    listener: std::net::TcpListener,
-    links: WorkerLinks,
-    config: Arc<Config>,
-    connections: Arc<ConnectionCount>,
-    mut shutdown: Shutdown,
-) -> Result<WorkerSummary, IoError> {
+pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
+    let WorkerSetup {
+        id,
+        workers,
+        listener,
+        links,
+        config,
+        connections,
+        metrics,
+        mut shutdown,
+    } = setup;
     let settings = ShardSettings {
         queue: config.queue_limits(),
         policy: config.slow_consumer,
@@ -366,13 +412,22 @@ pub async fn run_worker(
         max_connections: config.max_connections,
         connections,
         live: Cell::new(0),
+        publishers_live: Cell::new(0),
+        subscribers_live: Cell::new(0),
+        hops: RefCell::new(HopHistograms::default()),
+        interval_start: Cell::new(std::time::SystemTime::now()),
+        metrics,
         done: Cell::new(false),
         summary: RefCell::new(WorkerSummary::default()),
     });
     ring::spawn(keepalive_sweep(Rc::clone(&ctx)));
+    if ctx.metrics.is_some() {
+        ring::spawn(metrics_tick(Rc::clone(&ctx)));
+    }
     let inbox = run_inbox(Rc::clone(&ctx), config.idle);
     let accept = accept_until_done(Rc::clone(&ctx), listener, &mut shutdown);
     let ((), result) = tokio::join!(inbox, accept);
+    send_interval(&ctx);
     result?;
     let mut summary = ctx.summary.borrow().clone();
     summary.stats = ctx.shard.borrow().stats.clone();
@@ -443,10 +498,19 @@ async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), IoError> {
     let mut side = None;
-    let accepted = accept_handshake(&stream, peer, &ctx.server, |req| {
-        side = Some(route(req, ctx)?);
-        Ok(())
-    })
+    let accepted = accept_handshake_or_plain(
+        &stream,
+        peer,
+        &ctx.server,
+        |req| {
+            side = Some(route(req, ctx)?);
+            Ok(())
+        },
+        |path| match (path, &ctx.metrics) {
+            ("/metrics", Some(m)) => m.snapshot.lock().ok().map(|s| prometheus::render(&s)),
+            _ => None,
+        },
+    )
     .await?;
     let (Some((_req, buf)), Some(side)) = (accepted, side) else {
         ctx.summary.borrow_mut().refused += 1;
@@ -458,12 +522,19 @@ async fn serve(
             let publisher = Publisher {
                 ctx: Rc::clone(ctx),
                 topics: TopicReader::new(ctx.pointer.clone()),
+                read_ns: now_ns(),
             };
-            drive(&stream, peer, publisher, &ctx.server, shutdown, buf).await
+            ctx.publishers_live.set(ctx.publishers_live.get() + 1);
+            let r = drive(&stream, peer, publisher, &ctx.server, shutdown, buf).await;
+            ctx.publishers_live.set(ctx.publishers_live.get() - 1);
+            r
         }
         Side::Subscriber(topics) => {
             ctx.summary.borrow_mut().subscribers += 1;
-            serve_subscriber(ctx, Rc::new(stream), peer, topics, buf, shutdown).await
+            ctx.subscribers_live.set(ctx.subscribers_live.get() + 1);
+            let r = serve_subscriber(ctx, Rc::new(stream), peer, topics, buf, shutdown).await;
+            ctx.subscribers_live.set(ctx.subscribers_live.get() - 1);
+            r
         }
     }
 }
@@ -472,6 +543,8 @@ async fn serve(
 struct Publisher {
     ctx: Rc<WorkerCtx>,
     topics: TopicReader,
+    /// When the read being handled completed (start of the `ingress` hop).
+    read_ns: u64,
 }
 
 impl Service for Publisher {
@@ -499,10 +572,25 @@ impl Service for Publisher {
                 }
             },
         };
-        self.ctx
-            .shard
-            .borrow_mut()
-            .publish(Relayed { topic, frame });
+        let now = now_ns();
+        if self.ctx.metrics.is_some() {
+            self.ctx
+                .hops
+                .borrow_mut()
+                .record(HopKind::Ingress, now.saturating_sub(self.read_ns));
+        }
+        self.ctx.shard.borrow_mut().publish(
+            Relayed {
+                topic,
+                frame,
+                routed_ns: now,
+            },
+            now,
+        );
+    }
+
+    fn on_read(&mut self) {
+        self.read_ns = now_ns();
     }
 
     fn on_batch_end(&mut self) {
@@ -722,7 +810,11 @@ async fn write_loop(ctx: Rc<WorkerCtx>, stream: Rc<TcpStream>, id: SubId, writer
             match sub.close.take() {
                 Some(c) => Some(c),
                 None => {
-                    sub.queue.drain_into(&mut batch.frames, MAX_WRITE_BATCH);
+                    sub.queue.drain_timed(
+                        &mut batch.frames,
+                        Some(&mut batch.times),
+                        MAX_WRITE_BATCH,
+                    );
                     None
                 }
             }
@@ -748,10 +840,70 @@ async fn write_loop(ctx: Rc<WorkerCtx>, stream: Rc<TcpStream>, id: SubId, writer
         if res.is_err() {
             break;
         }
+        if ctx.metrics.is_some() {
+            let now = now_ns();
+            let mut hops = ctx.hops.borrow_mut();
+            for &t in batch.times.iter().filter(|&&t| t > 0) {
+                hops.record(HopKind::Egress, now.saturating_sub(t));
+            }
+        }
+        batch.times.clear();
         ctx.shard.borrow_mut().stats.messages_out += frames;
     }
     // Make sure the reader sees the end too.
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// How often a worker hands its interval histograms to the collector.
+pub const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Once per [`METRICS_INTERVAL`]: swaps this worker's histograms for empty ones and
+/// sends the interval, with the counters, to the collector (off the hot path).
+async fn metrics_tick(ctx: Rc<WorkerCtx>) {
+    let mut ticker = tokio::time::interval(METRICS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    while !ctx.done.get() {
+        ticker.tick().await;
+        send_interval(&ctx);
+    }
+}
+
+/// Sends what this worker recorded since the last interval, and its counters.
+fn send_interval(ctx: &WorkerCtx) {
+    let Some(link) = ctx.metrics.as_ref() else {
+        return;
+    };
+    let mut hops = HopHistograms::default();
+    ctx.hops.borrow_mut().take_into(&mut hops);
+    let now = std::time::SystemTime::now();
+    let started = ctx.interval_start.replace(now);
+    let counters = {
+        let mut shard = ctx.shard.borrow_mut();
+        let queue_bytes = shard.queued_bytes() as u64;
+        let st = &shard.stats;
+        Counters {
+            messages_in: st.messages_in,
+            messages_out: st.messages_out,
+            dropped: vec![
+                ("queue_full", st.dropped_queue_full),
+                ("conflated", st.dropped_conflated),
+                ("no_topic", st.dropped_no_topic),
+                ("channel_full", st.dropped_channel_full),
+                ("slow_disconnect", st.slow_disconnects),
+            ],
+            publishers: ctx.publishers_live.get(),
+            subscribers: ctx.subscribers_live.get(),
+            queue_bytes,
+        }
+    };
+    let _ = link.tx.send(Interval {
+        worker: ctx.id,
+        start: started,
+        duration: now.duration_since(started).unwrap_or_default(),
+        hops,
+        counters,
+    });
 }
 
 /// Every half keepalive interval: pings subscribers, and closes those silent for longer

@@ -169,6 +169,8 @@ pub fn listener(std: std::net::TcpListener) -> TcpListener {
 pub struct WriteBatch {
     /// The frames, in order.
     pub frames: Vec<bytes::Bytes>,
+    /// Per frame, when it was queued (for the caller's egress latency; not written).
+    pub times: Vec<u64>,
     iovs: Vec<libc::iovec>,
 }
 
@@ -177,6 +179,7 @@ impl WriteBatch {
     pub fn with_capacity(n: usize) -> Self {
         WriteBatch {
             frames: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
             iovs: Vec::with_capacity(n),
         }
     }

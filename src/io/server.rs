@@ -29,6 +29,9 @@ pub trait Service {
     /// A whole message arrived; frames to send back go into `out`.
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], out: &mut Vec<u8>);
 
+    /// A read completed (before its frames are handled): a place to take a timestamp.
+    fn on_read(&mut self) {}
+
     /// Every whole frame of one read has been handled (a place to flush batched work).
     fn on_batch_end(&mut self) {}
 }
@@ -162,6 +165,18 @@ pub async fn accept_handshake(
     config: &ServerConfig,
     decide: impl FnOnce(&Request) -> Result<(), (u16, String)>,
 ) -> Result<Option<(Request, Vec<u8>)>, IoError> {
+    accept_handshake_or_plain(stream, peer, config, decide, |_| None).await
+}
+
+/// [`accept_handshake`], and a plain-HTTP `GET` (no upgrade) is answered `200` with the
+/// body `plain(path)` returns, if it returns one (e.g. `/metrics`).
+pub async fn accept_handshake_or_plain(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    decide: impl FnOnce(&Request) -> Result<(), (u16, String)>,
+    plain: impl FnOnce(&str) -> Option<String>,
+) -> Result<Option<(Request, Vec<u8>)>, IoError> {
     let mut buf = Vec::with_capacity(config.read_buffer_bytes());
     let mut out = Vec::with_capacity(512);
     let deadline = TokioInstant::now() + config.handshake_timeout;
@@ -173,6 +188,12 @@ pub async fn accept_handshake(
             }
             Ok(None) => {}
             Err(e) => {
+                if let Some(body) = handshake::plain_get_path(&buf).and_then(|p| plain(&p)) {
+                    handshake::write_plain_ok("text/plain; version=0.0.4", &body, &mut out);
+                    let _ = ring::write_all(stream, out).await;
+                    linger_close(stream, config.linger).await;
+                    return Ok(None);
+                }
                 tracing::debug!(%peer, error = %e, "handshake refused");
                 handshake::write_reject(&e, &mut out);
                 let _ = ring::write_all(stream, out).await;
@@ -297,7 +318,7 @@ pub async fn drive<S: Service>(
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Ok(());
             }
-            Ok(_) => {}
+            Ok(_) => service.on_read(),
             Err(e) => return Err(IoError::op("read from", peer, e)),
         }
     }

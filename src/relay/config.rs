@@ -70,6 +70,8 @@ pub struct Config {
     pub max_connections: usize,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
+    /// Record per-hop latency histograms and serve `GET /metrics`.
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             max_subscriptions: 1024,
             max_connections: 10_000,
             shutdown_grace_ms: 2_000,
+            metrics: true,
         }
     }
 }

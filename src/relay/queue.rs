@@ -61,6 +61,8 @@ pub enum Push {
 struct Entry {
     topic: Bytes,
     frame: Bytes,
+    /// When it was queued (metrics clock, ns); 0 for our own control frames.
+    queued_ns: u64,
 }
 
 /// The queue itself.
@@ -100,13 +102,21 @@ impl SubscriberQueue {
         self.entries.len() < self.limits.max_messages && self.bytes + len <= self.limits.max_bytes
     }
 
-    /// Queues a relayed frame of `topic`, or applies `policy` if it does not fit.
-    pub fn push(&mut self, topic: &Bytes, frame: Bytes, policy: SlowConsumerPolicy) -> Push {
+    /// Queues a relayed frame of `topic` at time `now_ns`, or applies `policy` if it
+    /// does not fit.
+    pub fn push(
+        &mut self,
+        topic: &Bytes,
+        frame: Bytes,
+        policy: SlowConsumerPolicy,
+        now_ns: u64,
+    ) -> Push {
         if self.fits(frame.len()) {
             self.bytes += frame.len();
             self.entries.push_back(Entry {
                 topic: topic.clone(),
                 frame,
+                queued_ns: now_ns,
             });
             return Push::Queued;
         }
@@ -128,6 +138,7 @@ impl SubscriberQueue {
                 self.entries.push_back(Entry {
                     topic: topic.clone(),
                     frame,
+                    queued_ns: now_ns,
                 });
                 Push::Conflated
             }
@@ -144,12 +155,24 @@ impl SubscriberQueue {
         self.entries.push_back(Entry {
             topic: Bytes::new(),
             frame,
+            queued_ns: 0,
         });
         true
     }
 
     /// Moves up to `max` frames into `out` (for one vectored write); returns their bytes.
     pub fn drain_into(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        self.drain_timed(out, None, max)
+    }
+
+    /// Like [`drain_into`](Self::drain_into), also pushing each frame's queue time
+    /// (0 for control frames) into `times`.
+    pub fn drain_timed(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        mut times: Option<&mut Vec<u64>>,
+        max: usize,
+    ) -> usize {
         let mut taken = 0;
         while out.len() < max {
             let Some(e) = self.entries.pop_front() else {
@@ -157,6 +180,9 @@ impl SubscriberQueue {
             };
             taken += e.frame.len();
             out.push(e.frame);
+            if let Some(t) = times.as_deref_mut() {
+                t.push(e.queued_ns);
+            }
         }
         self.bytes -= taken;
         taken
@@ -193,15 +219,15 @@ mod tests {
     fn bounded_by_messages_and_bytes() {
         let mut q = q(2, 10);
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"1234"), SlowConsumerPolicy::Drop),
+            q.push(&A, Bytes::from_static(b"1234"), SlowConsumerPolicy::Drop, 1),
             Push::Queued
         );
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"5678"), SlowConsumerPolicy::Drop),
+            q.push(&A, Bytes::from_static(b"5678"), SlowConsumerPolicy::Drop, 1),
             Push::Queued
         );
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"9"), SlowConsumerPolicy::Drop),
+            q.push(&A, Bytes::from_static(b"9"), SlowConsumerPolicy::Drop, 1),
             Push::Dropped
         );
         assert_eq!((q.len(), q.bytes()), (2, 8));
@@ -210,13 +236,14 @@ mod tests {
             &A,
             Bytes::from_static(b"12345678"),
             SlowConsumerPolicy::Drop,
+            1,
         );
         assert_eq!(
-            q2.push(&A, Bytes::from_static(b"123"), SlowConsumerPolicy::Drop),
+            q2.push(&A, Bytes::from_static(b"123"), SlowConsumerPolicy::Drop, 1),
             Push::Dropped
         );
         assert_eq!(
-            q2.push(&A, Bytes::from_static(b"12"), SlowConsumerPolicy::Drop),
+            q2.push(&A, Bytes::from_static(b"12"), SlowConsumerPolicy::Drop, 1),
             Push::Queued
         );
     }
@@ -224,9 +251,19 @@ mod tests {
     #[test]
     fn disconnect_policy_says_so() {
         let mut q = q(1, 100);
-        q.push(&A, Bytes::from_static(b"x"), SlowConsumerPolicy::Disconnect);
+        q.push(
+            &A,
+            Bytes::from_static(b"x"),
+            SlowConsumerPolicy::Disconnect,
+            1,
+        );
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"y"), SlowConsumerPolicy::Disconnect),
+            q.push(
+                &A,
+                Bytes::from_static(b"y"),
+                SlowConsumerPolicy::Disconnect,
+                1
+            ),
             Push::Disconnect
         );
     }
@@ -234,19 +271,44 @@ mod tests {
     #[test]
     fn conflate_keeps_latest_per_topic_in_order() {
         let mut q = q(2, 100);
-        q.push(&A, Bytes::from_static(b"a1"), SlowConsumerPolicy::Conflate);
-        q.push(&B, Bytes::from_static(b"b1"), SlowConsumerPolicy::Conflate);
+        q.push(
+            &A,
+            Bytes::from_static(b"a1"),
+            SlowConsumerPolicy::Conflate,
+            1,
+        );
+        q.push(
+            &B,
+            Bytes::from_static(b"b1"),
+            SlowConsumerPolicy::Conflate,
+            1,
+        );
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"a2"), SlowConsumerPolicy::Conflate),
+            q.push(
+                &A,
+                Bytes::from_static(b"a2"),
+                SlowConsumerPolicy::Conflate,
+                1
+            ),
             Push::Conflated
         );
         assert_eq!(
-            q.push(&A, Bytes::from_static(b"a3"), SlowConsumerPolicy::Conflate),
+            q.push(
+                &A,
+                Bytes::from_static(b"a3"),
+                SlowConsumerPolicy::Conflate,
+                1
+            ),
             Push::Conflated
         );
         let c = Bytes::from_static(b"C");
         assert_eq!(
-            q.push(&c, Bytes::from_static(b"c1"), SlowConsumerPolicy::Conflate),
+            q.push(
+                &c,
+                Bytes::from_static(b"c1"),
+                SlowConsumerPolicy::Conflate,
+                1
+            ),
             Push::Dropped
         );
         assert_eq!(
@@ -260,8 +322,8 @@ mod tests {
     fn drain_respects_batch_size_and_control_frames_are_bounded() {
         let mut q = q(3, 100);
         assert!(q.push_control(Bytes::from_static(b"pong")));
-        q.push(&A, Bytes::from_static(b"m1"), SlowConsumerPolicy::Drop);
-        q.push(&A, Bytes::from_static(b"m2"), SlowConsumerPolicy::Drop);
+        q.push(&A, Bytes::from_static(b"m1"), SlowConsumerPolicy::Drop, 1);
+        q.push(&A, Bytes::from_static(b"m2"), SlowConsumerPolicy::Drop, 1);
         assert!(!q.push_control(Bytes::from_static(b"reply")));
         let mut out = Vec::new();
         assert_eq!(q.drain_into(&mut out, 2), 6);

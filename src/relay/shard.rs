@@ -23,6 +23,8 @@ pub struct Relayed {
     pub topic: Bytes,
     /// The whole frame, header included.
     pub frame: Bytes,
+    /// When it was routed (metrics clock, ns): the start of the `queue` hop.
+    pub routed_ns: u64,
 }
 
 /// What travels between workers, on bounded channels.
@@ -195,6 +197,11 @@ impl Shard {
         self.subs.get_mut(id)?.as_mut()
     }
 
+    /// Bytes queued for all of this worker's subscribers (walks them: off the hot path).
+    pub fn queued_bytes(&mut self) -> usize {
+        self.subs.iter().flatten().map(|s| s.queue.bytes()).sum()
+    }
+
     /// Live subscribers on this worker.
     pub fn subscriber_count(&self) -> usize {
         self.subs.len() - self.free.len()
@@ -298,7 +305,7 @@ impl Shard {
 
     /// A message published on this worker: delivered to local subscribers, and handed
     /// to every other worker that has subscribers for its topic.
-    pub fn publish(&mut self, msg: Relayed) {
+    pub fn publish(&mut self, msg: Relayed, now_ns: u64) {
         self.stats.messages_in += 1;
         let mut remote: WorkerMask = self.routing.remote_workers(&msg.topic);
         while remote != 0 {
@@ -306,7 +313,7 @@ impl Shard {
             remote &= remote - 1;
             self.outbox.push((w, Hop::Message(msg.clone())));
         }
-        self.deliver(&msg);
+        self.deliver(&msg, now_ns);
     }
 
     /// A message with no topic and no default: counted and dropped.
@@ -315,10 +322,10 @@ impl Shard {
         self.stats.dropped_no_topic += 1;
     }
 
-    /// A hop from another worker.
-    pub fn handle_hop(&mut self, hop: Hop) {
+    /// A hop from another worker, taken off the channel at `now_ns`.
+    pub fn handle_hop(&mut self, hop: Hop, now_ns: u64) {
         match hop {
-            Hop::Message(msg) => self.deliver(&msg),
+            Hop::Message(msg) => self.deliver(&msg, now_ns),
             Hop::Interest {
                 from,
                 interest,
@@ -388,7 +395,7 @@ impl Shard {
         }
     }
 
-    fn deliver(&mut self, msg: &Relayed) {
+    fn deliver(&mut self, msg: &Relayed, now_ns: u64) {
         let policy = if self.settings.topic_policies.is_empty() {
             self.settings.policy
         } else {
@@ -422,7 +429,10 @@ impl Shard {
                 continue;
             }
             let was_empty = sub.queue.is_empty();
-            match sub.queue.push(&msg.topic, msg.frame.clone(), policy) {
+            match sub
+                .queue
+                .push(&msg.topic, msg.frame.clone(), policy, now_ns)
+            {
                 Push::Queued => {
                     stats.messages_queued += 1;
                     if was_empty {
@@ -473,6 +483,7 @@ mod tests {
         Relayed {
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(body.as_bytes()),
+            routed_ns: 1,
         }
     }
 
@@ -499,8 +510,8 @@ mod tests {
             .unwrap();
         s.subscribe(all, &strs(&["*", "A"]), Bytes::from_static(b"ok-all"))
             .unwrap();
-        s.publish(msg("A", "a1"));
-        s.publish(msg("B", "b1"));
+        s.publish(msg("A", "a1"), 1);
+        s.publish(msg("B", "b1"), 1);
         assert_eq!(
             drain(&mut s, a),
             vec![Bytes::from_static(b"ok-a"), Bytes::from_static(b"a1")]
@@ -514,7 +525,7 @@ mod tests {
             ]
         );
         s.unsubscribe(a, &strs(&["A"]), Bytes::from_static(b"bye"));
-        s.publish(msg("A", "a2"));
+        s.publish(msg("A", "a2"), 1);
         assert_eq!(drain(&mut s, a), vec![Bytes::from_static(b"bye")]);
         assert_eq!(s.stats.messages_in, 3);
     }
@@ -551,7 +562,7 @@ mod tests {
                 .unwrap();
             drain(&mut s, fast);
             for body in ["1", "2", "3"] {
-                s.publish(msg("A", body));
+                s.publish(msg("A", body), 1);
                 drain(&mut s, fast);
             }
             assert_eq!(s.stats.dropped_queue_full, dropped, "{policy:?}");
@@ -583,15 +594,15 @@ mod tests {
         assert_eq!(hops.len(), 1);
         for (to, hop) in hops.drain(..) {
             assert_eq!(to, 0);
-            w0.handle_hop(hop);
+            w0.handle_hop(hop, 1);
         }
-        w0.publish(msg("A", "m1"));
-        w0.publish(msg("B", "not wanted"));
+        w0.publish(msg("A", "m1"), 1);
+        w0.publish(msg("B", "not wanted"), 1);
         w0.take_outbox(&mut hops);
         assert_eq!(hops.len(), 2, "the ack and one message");
         for (to, hop) in hops.drain(..) {
             assert_eq!(to, 1);
-            w1.handle_hop(hop);
+            w1.handle_hop(hop, 1);
         }
         assert_eq!(
             drain(&mut w1, sub),
@@ -600,9 +611,9 @@ mod tests {
         w1.remove_subscriber(sub);
         w1.take_outbox(&mut hops);
         for (_, hop) in hops.drain(..) {
-            w0.handle_hop(hop);
+            w0.handle_hop(hop, 1);
         }
-        w0.publish(msg("A", "m2"));
+        w0.publish(msg("A", "m2"), 1);
         w0.take_outbox(&mut hops);
         assert!(hops.is_empty(), "no interest left on worker 1");
     }

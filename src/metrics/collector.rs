@@ -1,0 +1,213 @@
+//! The collector: merges the workers' interval histograms off the hot path, writes the
+//! HdrHistogram interval log, and keeps the snapshot that `/metrics` renders.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+
+use super::hop::{Hop, HopHistograms};
+
+/// Counters and gauges a worker reports with each interval (totals since start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages published on this worker.
+    pub messages_in: u64,
+    /// Frames written to subscribers.
+    pub messages_out: u64,
+    /// Drops by reason (`queue_full`, `conflated`, `no_topic`, `channel_full`,
+    /// `slow_disconnect`).
+    pub dropped: Vec<(&'static str, u64)>,
+    /// Open publisher connections.
+    pub publishers: u64,
+    /// Open subscriber connections.
+    pub subscribers: u64,
+    /// Bytes queued for subscribers right now.
+    pub queue_bytes: u64,
+}
+
+/// One worker's second.
+#[derive(Debug)]
+pub struct Interval {
+    /// Which worker.
+    pub worker: usize,
+    /// When the interval started and ended.
+    pub start: SystemTime,
+    /// Length of the interval.
+    pub duration: Duration,
+    /// Latencies recorded during it.
+    pub hops: HopHistograms,
+    /// Totals at its end.
+    pub counters: Counters,
+}
+
+/// What the collector knows: totals per worker.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Per worker: all latencies so far, and the latest counters.
+    pub workers: Vec<(HopHistograms, Counters)>,
+}
+
+impl Snapshot {
+    /// Latencies of every worker together.
+    pub fn merged(&self) -> HopHistograms {
+        let mut all = HopHistograms::default();
+        for (h, _) in &self.workers {
+            all.add(h);
+        }
+        all
+    }
+}
+
+/// Why metrics could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The hlog file could not be created or written.
+    #[error("hlog {path}: {source}")]
+    Hlog {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A histogram could not be encoded.
+    #[error("hlog {path}: encoding a histogram failed: {reason}")]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running collector.
+pub struct Collector {
+    tx: Sender<Interval>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    thread: JoinHandle<Result<(), MetricsError>>,
+}
+
+impl Collector {
+    /// Starts the collector thread for `workers` workers, writing `hlog` if given (the
+    /// file is created now, so a bad path fails before the relay starts).
+    pub fn start(workers: usize, hlog: Option<&Path>) -> Result<Collector, MetricsError> {
+        let (tx, rx) = unbounded();
+        let snapshot = Arc::new(Mutex::new(Snapshot {
+            workers: (0..workers).map(|_| Default::default()).collect(),
+        }));
+        let file = match hlog {
+            Some(p) => Some((
+                p.to_owned(),
+                File::create(p).map_err(|source| MetricsError::Hlog {
+                    path: p.to_owned(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let shared = Arc::clone(&snapshot);
+        let thread = std::thread::Builder::new()
+            .name("feedrelay-metrics".into())
+            .spawn(move || collect(rx, shared, file))
+            .map_err(|source| MetricsError::Hlog {
+                path: PathBuf::from("<collector thread>"),
+                source,
+            })?;
+        Ok(Collector {
+            tx,
+            snapshot,
+            thread,
+        })
+    }
+
+    /// Where workers send their intervals.
+    pub fn sender(&self) -> Sender<Interval> {
+        self.tx.clone()
+    }
+
+    /// The snapshot `/metrics` renders.
+    pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
+        Arc::clone(&self.snapshot)
+    }
+
+    /// Waits until every worker's sender is gone, then returns the final totals.
+    pub fn finish(self) -> Result<Snapshot, MetricsError> {
+        drop(self.tx);
+        match self.thread.join() {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(MetricsError::Encode {
+                    path: PathBuf::new(),
+                    reason: "collector thread panicked".into(),
+                })
+            }
+        }
+        Ok(self.snapshot.lock().map(|s| s.clone()).unwrap_or_default())
+    }
+}
+
+fn collect(
+    rx: Receiver<Interval>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    file: Option<(PathBuf, File)>,
+) -> Result<(), MetricsError> {
+    let start = SystemTime::now();
+    let mut serializer = V2DeflateSerializer::new();
+    let (path, mut file) = match file {
+        Some((p, f)) => (p, Some(f)),
+        None => (PathBuf::new(), None),
+    };
+    let io = |source| MetricsError::Hlog {
+        path: path.clone(),
+        source,
+    };
+    // One writer for the whole run: the header (start time, base time, legend) is
+    // written once; values are ns, shown in seconds by tools (max value divisor 1e9).
+    let mut writer = match file.as_mut() {
+        Some(f) => Some(
+            IntervalLogWriterBuilder::new()
+                .add_comment(
+                    "feedrelay per-hop latency in nanoseconds; tags: ingress, queue, egress",
+                )
+                .add_comment(
+                    "one entry per worker per interval: sum the entries of a tag for the relay",
+                )
+                .with_start_time(start)
+                .with_base_time(start)
+                .with_max_value_divisor(1e9)
+                .begin_log_with(f, &mut serializer)
+                .map_err(io)?,
+        ),
+        None => None,
+    };
+    for interval in rx {
+        if let Some(w) = writer.as_mut() {
+            let offset = interval.start.duration_since(start).unwrap_or_default();
+            for hop in Hop::ALL {
+                let h = interval.hops.get(hop);
+                if h.is_empty() {
+                    continue;
+                }
+                w.write_histogram(h, offset, interval.duration, Tag::new(hop.name()))
+                    .map_err(|e| MetricsError::Encode {
+                        path: path.clone(),
+                        reason: format!("{e:?}"),
+                    })?;
+            }
+        }
+        if let Ok(mut s) = snapshot.lock() {
+            if let Some((hist, counters)) = s.workers.get_mut(interval.worker) {
+                hist.add(&interval.hops);
+                *counters = interval.counters;
+            }
+        }
+    }
+    Ok(())
+}
