@@ -59,6 +59,9 @@ enum Command {
         /// Write per-hop HdrHistogram interval logs (V2 compressed, one tag per hop) here.
         #[arg(long)]
         hlog: Option<std::path::PathBuf>,
+        /// Do not record per-hop latencies (and serve no /metrics), whatever the config says.
+        #[arg(long)]
+        no_metrics: bool,
     },
     /// Echo every message back (text as text, binary as binary); answers pings and closes
     /// cleanly. SIGINT/SIGTERM close every connection with 1001 and exit 0.
@@ -97,7 +100,11 @@ fn main() -> ExitCode {
             idle,
             print_config,
             hlog,
-        } => load_config(config.as_deref(), listen, workers, cores, idle).and_then(|c| {
+            no_metrics,
+        } => load_config(config.as_deref(), listen, workers, cores, idle).and_then(|mut c| {
+            if no_metrics {
+                c.metrics = false;
+            }
             if print_config {
                 say(c.to_toml().trim_end());
                 Ok(())
@@ -360,6 +367,22 @@ fn summary(workers: &[WorkerSummary]) -> String {
     text
 }
 
+/// `park`, `park-nometrics`, or `target`.
+fn variant_label(mode: Option<(IdleMode, bool)>) -> String {
+    match mode {
+        None => "target".to_owned(),
+        Some((idle, true)) => format!("{idle:?}").to_lowercase(),
+        Some((idle, false)) => format!("{idle:?}-nometrics").to_lowercase(),
+    }
+}
+
+/// A switch as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
 /// One idle mode's results, summed over rounds.
 struct ModeTotals {
     latency: hdrhistogram::Histogram<u64>,
@@ -383,6 +406,10 @@ struct BenchArgs {
     /// Idle modes to compare, with --spawn (e.g. park,yield,spin).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "park")]
     idle: Vec<IdleMode>,
+    /// With --spawn: per-hop metrics in the spawned relay, `on`, `off`, or `on,off` to
+    /// compare (each idle mode runs once per setting, alternating).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    metrics: Vec<OnOff>,
     /// Workers of the spawned relay.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -419,7 +446,12 @@ struct SpawnedRelay {
 }
 
 impl SpawnedRelay {
-    fn start(idle: IdleMode, workers: usize, cores: Option<&[usize]>) -> anyhow::Result<Self> {
+    fn start(
+        idle: IdleMode,
+        metrics: bool,
+        workers: usize,
+        cores: Option<&[usize]>,
+    ) -> anyhow::Result<Self> {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         cmd.args([
@@ -430,6 +462,9 @@ impl SpawnedRelay {
             &workers.to_string(),
         ]);
         cmd.arg("--idle").arg(format!("{idle:?}").to_lowercase());
+        if !metrics {
+            cmd.arg("--no-metrics");
+        }
         if let Some(c) = cores {
             let list: Vec<String> = c.iter().map(|c| c.to_string()).collect();
             cmd.arg("--cores").arg(list.join(","));
@@ -466,8 +501,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.spawn == a.target.is_some() {
         anyhow::bail!("give either --target URL or --spawn");
     }
-    let modes: Vec<Option<IdleMode>> = if a.spawn {
-        a.idle.iter().copied().map(Some).collect()
+    let modes: Vec<Option<(IdleMode, bool)>> = if a.spawn {
+        a.idle
+            .iter()
+            .flat_map(|&i| a.metrics.iter().map(move |&m| Some((i, m == OnOff::On))))
+            .collect()
     } else {
         vec![None]
     };
@@ -475,7 +513,12 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     for round in 0..a.rounds.max(1) {
         for (m, mode) in modes.iter().enumerate() {
             let relay = match mode {
-                Some(idle) => Some(SpawnedRelay::start(*idle, a.workers, a.cores.as_deref())?),
+                Some((idle, metrics)) => Some(SpawnedRelay::start(
+                    *idle,
+                    *metrics,
+                    a.workers,
+                    a.cores.as_deref(),
+                )?),
                 None => None,
             };
             let spec = LoadSpec {
@@ -490,7 +533,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 size: a.size,
                 relay_pid: relay.as_ref().map(|r| r.child.id()).or(a.relay_pid),
             };
-            let label = mode.map_or("target".to_owned(), |i| format!("{i:?}").to_lowercase());
+            let label = variant_label(*mode);
             eprintln!("round {} / {}: {label} ...", round + 1, a.rounds.max(1));
             let r = run_load(&spec)?;
             drop(relay);
@@ -536,7 +579,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         a.rounds.max(1),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
-    say("idle      p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  relay CPU%  CPU ns/delivery");
+    say("variant          p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  relay CPU%  CPU ns/delivery");
     for (mode, m) in modes.iter().zip(merged) {
         let Some(ModeTotals {
             latency: h,
@@ -548,11 +591,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             continue;
         };
         let p = percentiles_us(&h);
-        let label = mode.map_or("target".to_owned(), |i| format!("{i:?}").to_lowercase());
+        let label = variant_label(*mode);
         let cpu_pct = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         let per = cpu.as_nanos() as f64 / (c[2].max(1)) as f64;
         say(&format!(
-            "{label:<7} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
+            "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
             p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
         ));
     }
