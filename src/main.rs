@@ -367,12 +367,32 @@ fn summary(workers: &[WorkerSummary]) -> String {
     text
 }
 
-/// `park`, `park-nometrics`, or `target`.
-fn variant_label(mode: Option<(IdleMode, bool)>) -> String {
-    match mode {
-        None => "target".to_owned(),
-        Some((idle, true)) => format!("{idle:?}").to_lowercase(),
-        Some((idle, false)) => format!("{idle:?}-nometrics").to_lowercase(),
+/// What one column of a comparison measures.
+enum Variant {
+    /// A relay `bench` starts itself.
+    Spawn { idle: IdleMode, metrics: bool },
+    /// A relay already running.
+    Target {
+        name: String,
+        url: String,
+        pid: Option<u32>,
+    },
+}
+
+impl Variant {
+    /// `park`, `park-nometrics`, or the target's name.
+    fn label(&self) -> String {
+        match self {
+            Variant::Spawn {
+                idle,
+                metrics: true,
+            } => format!("{idle:?}").to_lowercase(),
+            Variant::Spawn {
+                idle,
+                metrics: false,
+            } => format!("{idle:?}-nometrics").to_lowercase(),
+            Variant::Target { name, .. } => name.clone(),
+        }
     }
 }
 
@@ -394,12 +414,16 @@ struct ModeTotals {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Relay base URL (e.g. ws://127.0.0.1:9001/); or use --spawn.
+    /// A relay to measure, as URL or NAME=URL (e.g. base=ws://127.0.0.1:9100/); repeat
+    /// to compare several in alternating rounds. Or use --spawn.
     #[arg(long)]
-    target: Option<String>,
-    /// The relay's process id, to read its CPU time (with --target).
+    target: Vec<String>,
+    /// Process id of each --target, in the same order, to read its CPU time.
     #[arg(long)]
-    relay_pid: Option<u32>,
+    relay_pid: Vec<u32>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Start a relay for the run (once per idle mode and round).
     #[arg(long)]
     spawn: bool,
@@ -498,42 +522,69 @@ impl Drop for SpawnedRelay {
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     use feedrelay::bench::{percentiles_us, run as run_load, LoadSpec};
-    if a.spawn == a.target.is_some() {
-        anyhow::bail!("give either --target URL or --spawn");
+    if a.spawn != a.target.is_empty() {
+        anyhow::bail!("give either --target URL (one or more) or --spawn");
     }
-    let modes: Vec<Option<(IdleMode, bool)>> = if a.spawn {
+    let modes: Vec<Variant> = if a.spawn {
         a.idle
             .iter()
-            .flat_map(|&i| a.metrics.iter().map(move |&m| Some((i, m == OnOff::On))))
+            .flat_map(|&idle| {
+                a.metrics.iter().map(move |&m| Variant::Spawn {
+                    idle,
+                    metrics: m == OnOff::On,
+                })
+            })
             .collect()
     } else {
-        vec![None]
+        a.target
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (name, url) = match t.split_once('=') {
+                    Some((n, u)) if !n.contains('/') => (n.to_owned(), u.to_owned()),
+                    _ => (format!("target{i}"), t.clone()),
+                };
+                let url = if url.ends_with('/') {
+                    url
+                } else {
+                    format!("{url}/")
+                };
+                Variant::Target {
+                    name,
+                    url,
+                    pid: a.relay_pid.get(i).copied(),
+                }
+            })
+            .collect()
     };
     let mut merged: Vec<Option<ModeTotals>> = (0..modes.len()).map(|_| None).collect();
     for round in 0..a.rounds.max(1) {
         for (m, mode) in modes.iter().enumerate() {
             let relay = match mode {
-                Some((idle, metrics)) => Some(SpawnedRelay::start(
+                Variant::Spawn { idle, metrics } => Some(SpawnedRelay::start(
                     *idle,
                     *metrics,
                     a.workers,
                     a.cores.as_deref(),
                 )?),
-                None => None,
+                Variant::Target { .. } => None,
+            };
+            let (url, pid) = match (mode, &relay) {
+                (_, Some(r)) => (r.url.clone(), Some(r.child.id())),
+                (Variant::Target { url, pid, .. }, None) => (url.clone(), *pid),
+                (Variant::Spawn { .. }, None) => unreachable!("a spawned variant has a relay"),
             };
             let spec = LoadSpec {
-                target: relay
-                    .as_ref()
-                    .map_or_else(|| a.target.clone().unwrap_or_default(), |r| r.url.clone()),
+                target: url,
                 rate: a.rate,
                 duration: std::time::Duration::from_secs_f64(a.duration),
                 warmup: std::time::Duration::from_secs_f64(a.warmup),
                 subs: a.subs,
                 topics: a.topics,
                 size: a.size,
-                relay_pid: relay.as_ref().map(|r| r.child.id()).or(a.relay_pid),
+                relay_pid: pid,
             };
-            let label = variant_label(*mode);
+            let label = mode.label();
             eprintln!("round {} / {}: {label} ...", round + 1, a.rounds.max(1));
             let r = run_load(&spec)?;
             drop(relay);
@@ -579,6 +630,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         a.rounds.max(1),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
+    let mut json_rows = Vec::new();
     say("variant          p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  relay CPU%  CPU ns/delivery");
     for (mode, m) in modes.iter().zip(merged) {
         let Some(ModeTotals {
@@ -591,13 +643,21 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             continue;
         };
         let p = percentiles_us(&h);
-        let label = variant_label(*mode);
+        let label = mode.label();
         let cpu_pct = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         let per = cpu.as_nanos() as f64 / (c[2].max(1)) as f64;
+        json_rows.push(format!(
+            r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0}}}"#,
+            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
+        ));
         say(&format!(
             "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
             p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
         ));
+    }
+    if let Some(path) = &a.json {
+        let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

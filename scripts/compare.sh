@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs feedrelay and the baseline relay (tokio + tokio-tungstenite + broadcast) side by
+# side under the same open-loop load, in alternating rounds, and leaves the table and a
+# JSON file in results/. Every argument is passed to `feedrelay bench` (defaults below).
+#
+#   scripts/compare.sh --rate 50000 --subs 10 --duration 20 --rounds 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p results
+cargo build --release --quiet
+cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
+base_bin=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+
+./target/release/feedrelay run --listen 127.0.0.1:0 --workers "${WORKERS:-2}" > results/feedrelay.out 2>&1 &
+relay=$!
+"$base_bin" --listen 127.0.0.1:0 > results/baseline.out 2>&1 &
+base=$!
+trap 'kill $relay $base 2>/dev/null || true' EXIT
+for f in results/feedrelay.out results/baseline.out; do
+  for _ in $(seq 50); do grep -q "listening on" "$f" && break; sleep 0.1; done
+done
+relay_url=$(grep -o 'ws://[0-9.:]*' results/feedrelay.out | head -1)
+base_url=$(grep -o 'ws://[0-9.:]*' results/baseline.out | head -1)
+stamp=$(date +%Y%m%d-%H%M%S)
+./target/release/feedrelay bench \
+  --target "feedrelay=$relay_url/" --relay-pid "$relay" \
+  --target "baseline=$base_url/" --relay-pid "$base" \
+  --json "results/compare-$stamp.json" "$@" | tee "results/compare-$stamp.txt"
