@@ -28,6 +28,8 @@ fn topic_of(payload: &[u8]) -> Option<Arc<str>> {
     v.get("s")?.as_str().map(Arc::from)
 }
 
+// The handshake callback's error type is tokio-tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
 async fn serve(stream: TcpStream, feed: Feed) {
     let _ = stream.set_nodelay(true);
     let mut path = String::new();
