@@ -19,6 +19,7 @@
 )]
 
 pub mod bench;
+pub mod demo;
 pub mod echo;
 pub mod io;
 pub mod metrics;

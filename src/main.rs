@@ -33,6 +33,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The relay, a synthetic exchange (20 symbols, trades and best bid/ask, bursty) and
+    /// subscribers, with a live table of rates, drops and latency per hop and end to end.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Average messages per second from the exchange (bursts go 5x for 100 ms every 2 s).
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Subscribers (half take every symbol, half four symbols each).
+        #[arg(long, default_value_t = 8)]
+        subs: usize,
+        /// Relay workers (default: one per online CPU).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Where to write the per-hop HdrHistogram interval log.
+        #[arg(long, default_value = "feedrelay-demo.hlog")]
+        hlog: std::path::PathBuf,
+    },
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
     Bench(BenchArgs),
@@ -91,6 +110,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo {
+            duration,
+            rate,
+            subs,
+            workers,
+            hlog,
+        } => demo(duration, rate, subs, workers, &hlog),
         Command::Bench(args) => bench(args),
         Command::Run {
             config,
@@ -659,5 +685,146 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn demo(
+    duration: Option<f64>,
+    rate: u64,
+    subs: usize,
+    workers: Option<usize>,
+    hlog: &std::path::Path,
+) -> anyhow::Result<()> {
+    use feedrelay::demo::{run_exchange, run_subscribers, table, DemoStats};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        workers,
+        ..Config::default()
+    };
+    let map = CoreMap::new(config.workers, None).map_err(explain)?;
+    ring::probe().map_err(explain)?;
+    let listeners = bind_reuseport(config.listen, map.workers()).map_err(explain)?;
+    let local = listeners[0].local_addr().context("listener address")?;
+    let n = map.workers();
+    let collector = Collector::start(n, Some(hlog))?;
+    let link = MetricsLink {
+        tx: collector.sender(),
+        snapshot: collector.snapshot(),
+    };
+    let snapshot = collector.snapshot();
+    let (trigger, shutdown) = shutdown::channel();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .context("installing signal handlers")?;
+    }
+    let per_worker = Arc::new(Mutex::new(
+        listeners
+            .into_iter()
+            .zip(links(n))
+            .map(Some)
+            .collect::<Vec<_>>(),
+    ));
+    let config = Arc::new(config);
+    let relay = std::thread::spawn(move || {
+        let connections = Arc::new(ConnectionCount::default());
+        run_workers(&map, move |i| {
+            let mine = per_worker
+                .lock()
+                .ok()
+                .and_then(|mut l| l.get_mut(i)?.take());
+            let (config, connections, shutdown, link) = (
+                Arc::clone(&config),
+                Arc::clone(&connections),
+                shutdown.clone(),
+                link.clone(),
+            );
+            async move {
+                let (listener, links) =
+                    mine.ok_or_else(|| IoError::Config(format!("no listener for worker {i}")))?;
+                run_worker(WorkerSetup {
+                    id: i,
+                    workers: n,
+                    listener,
+                    links,
+                    config,
+                    connections,
+                    metrics: Some(link),
+                    shutdown,
+                })
+                .await
+            }
+        })
+    });
+    let url = format!("ws://{local}/");
+    say(&format!(
+        "feedrelay demo: relay on {url} ({n} workers), exchange at {rate} msg/s (bursty), {subs} subscribers; Ctrl-C to stop"
+    ));
+    let stats = DemoStats::new();
+    let subscribers = {
+        let (url, stats) = (url.clone(), Arc::clone(&stats));
+        std::thread::spawn(move || run_subscribers(url, subs, stats))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let exchange = {
+        let (url, stats) = (url.clone(), Arc::clone(&stats));
+        std::thread::spawn(move || run_exchange(url, rate, stats))
+    };
+    let started = std::time::Instant::now();
+    let (mut last_in, mut last_out, mut last_t) = (0u64, 0u64, started);
+    let mut render = |final_table: bool| {
+        let now = std::time::Instant::now();
+        let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
+        let (i, o) = (
+            stats.sent.load(Ordering::Relaxed),
+            stats.received.load(Ordering::Relaxed),
+        );
+        let snap = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
+        let e2e = stats
+            .e2e
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| feedrelay::metrics::hop::new_histogram());
+        let text = table(
+            started.elapsed(),
+            (i - last_in) as f64 / dt,
+            (o - last_out) as f64 / dt,
+            &snap,
+            &e2e,
+        );
+        (last_in, last_out, last_t) = (i, o, now);
+        say(&if final_table {
+            format!("final:\n{text}")
+        } else {
+            text
+        });
+    };
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let done = interrupted.load(Ordering::Relaxed)
+            || duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d);
+        if done {
+            break;
+        }
+        render(false);
+    }
+    stats.stop.store(true, Ordering::Relaxed);
+    let _ = exchange.join();
+    // The relay's shutdown closes the subscribers (1001), which ends their thread.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    trigger.fire();
+    let _ = subscribers.join();
+    relay
+        .join()
+        .map_err(|_| anyhow!("relay thread panicked"))?
+        .map_err(explain)?;
+    collector.finish()?;
+    render(true);
+    say(&format!(
+        "per-hop interval log (HdrHistogram V2): {}",
+        hlog.display()
+    ));
     Ok(())
 }

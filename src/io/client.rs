@@ -251,6 +251,10 @@ impl WsClient {
 
     /// Waits for the next message, ping, pong or close. Pings and the server's close
     /// are answered before this returns. After a close, returns [`ClientError::Closed`].
+    ///
+    /// Not cancel-safe: the read buffer belongs to the ring while a read is in flight,
+    /// so dropping this future (a `timeout`, a `select!` branch) loses the connection's
+    /// framing. Stop a client by closing it, or let the server close it.
     pub async fn recv(&mut self) -> Result<Incoming, ClientError> {
         loop {
             if let Some(incoming) = self.next_buffered()? {

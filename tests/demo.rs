@@ -1,0 +1,51 @@
+//! `feedrelay demo` end to end: it runs for the given time, prints the live table, then
+//! the final one with every hop and end-to-end latency filled, and writes its hlog.
+
+use std::process::Command;
+
+#[test]
+fn demo_runs_reports_every_hop_and_writes_the_hlog() {
+    let hlog =
+        std::env::temp_dir().join(format!("feedrelay-demo-test-{}.hlog", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args([
+            "demo",
+            "--duration",
+            "3",
+            "--rate",
+            "2000",
+            "--subs",
+            "4",
+            "--workers",
+            "2",
+            "--hlog",
+        ])
+        .arg(&hlog)
+        .output()
+        .expect("run demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let final_table = text
+        .split("final:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no final table in {text}"));
+    for hop in ["ingress", "queue", "egress", "end2end"] {
+        let count: u64 = final_table
+            .lines()
+            .find(|l| l.trim_start().starts_with(hop))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{hop} missing in {final_table}"));
+        assert!(count > 0, "{hop} has no samples: {final_table}");
+    }
+    let log = std::fs::read_to_string(&hlog).expect("hlog written");
+    assert!(
+        log.contains("Tag=ingress") && log.contains("Tag=egress"),
+        "{log}"
+    );
+    let _ = std::fs::remove_file(&hlog);
+}
