@@ -450,6 +450,10 @@ struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Also write each run's end-to-end latency histogram as an HdrHistogram interval
+    /// log (V2 compressed, ns, one tag per variant, one entry per round).
+    #[arg(long)]
+    hlog: Option<std::path::PathBuf>,
     /// Start a relay for the run (once per idle mode and round).
     #[arg(long)]
     spawn: bool,
@@ -584,6 +588,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             .collect()
     };
     let mut merged: Vec<Option<ModeTotals>> = (0..modes.len()).map(|_| None).collect();
+    let bench_started = std::time::SystemTime::now();
+    let mut hlog_runs: Option<Vec<BenchRun>> = a.hlog.as_ref().map(|_| Vec::new());
     for round in 0..a.rounds.max(1) {
         for (m, mode) in modes.iter().enumerate() {
             let relay = match mode {
@@ -611,8 +617,18 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 relay_pid: pid,
             };
             let label = mode.label();
-            eprintln!("round {} / {}: {label} ...", round + 1, a.rounds.max(1));
+            eprintln!(
+                "round {} / {}: {label}: {} s warm-up + {} s measured ...",
+                round + 1,
+                a.rounds.max(1),
+                a.warmup,
+                a.duration
+            );
+            let run_started = std::time::SystemTime::now();
             let r = run_load(&spec)?;
+            if let Some(log) = hlog_runs.as_mut() {
+                log.push((label.clone(), r.latency.clone(), run_started, r.elapsed));
+            }
             drop(relay);
             let counts = [
                 r.sent,
@@ -680,6 +696,9 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
             p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
         ));
+    }
+    if let (Some(path), Some(runs)) = (&a.hlog, &hlog_runs) {
+        write_bench_hlog(path, bench_started, runs)?;
     }
     if let Some(path) = &a.json {
         let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
@@ -826,5 +845,39 @@ fn demo(
         "per-hop interval log (HdrHistogram V2): {}",
         hlog.display()
     ));
+    Ok(())
+}
+
+/// One measured run: variant, its latency histogram, when it started, how long it took.
+type BenchRun = (
+    String,
+    hdrhistogram::Histogram<u64>,
+    std::time::SystemTime,
+    std::time::Duration,
+);
+
+/// Writes each run's end-to-end histogram as an interval of an HdrHistogram log.
+fn write_bench_hlog(
+    path: &std::path::Path,
+    start: std::time::SystemTime,
+    runs: &[BenchRun],
+) -> anyhow::Result<()> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment("feedrelay bench: end-to-end latency (ns) from scheduled send to receipt; tag = variant")
+        .with_start_time(start)
+        .with_base_time(start)
+        .with_max_value_divisor(1e9)
+        .begin_log_with(&mut file, &mut serializer)?;
+    for (label, h, at, took) in runs {
+        let offset = at.duration_since(start).unwrap_or_default();
+        writer
+            .write_histogram(h, offset, *took, Tag::new(label))
+            .map_err(|e| anyhow!("encoding {label}: {e:?}"))?;
+    }
     Ok(())
 }

@@ -1,0 +1,81 @@
+//! `feedrelay bench` end to end on a spawned relay: every expected delivery arrives, in
+//! order, and the JSON and the hlog (decoded by Python's `hdrhistogram`) agree with it.
+
+mod common;
+
+use std::process::Command;
+
+use common::{python, script};
+
+fn field(json: &str, name: &str) -> u64 {
+    let key = format!("\"{name}\":");
+    let at = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {json}"))
+        + key.len();
+    json[at..]
+        .split([',', '}'])
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {json}"))
+}
+
+#[test]
+fn bench_spawned_relay_json_and_hlog_agree() {
+    let dir = std::env::temp_dir();
+    let json = dir.join(format!("feedrelay-bench-{}.json", std::process::id()));
+    let hlog = dir.join(format!("feedrelay-bench-{}.hlog", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args([
+            "bench",
+            "--spawn",
+            "--rate",
+            "1000",
+            "--subs",
+            "3",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--hlog")
+        .arg(&hlog)
+        .output()
+        .expect("run bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = std::fs::read_to_string(&json).expect("json written");
+    let (sent, expected, received) = (
+        field(&j, "sent"),
+        field(&j, "expected"),
+        field(&j, "received"),
+    );
+    assert_eq!(expected, sent * 3);
+    assert_eq!(received, expected, "every delivery arrived: {j}");
+    assert_eq!(
+        (
+            field(&j, "lost"),
+            field(&j, "duplicated"),
+            field(&j, "reordered")
+        ),
+        (0, 0, 0)
+    );
+    let decoded = Command::new(python())
+        .arg(script("hlog_counts.py"))
+        .arg(&hlog)
+        .output()
+        .unwrap();
+    let counts = String::from_utf8_lossy(&decoded.stdout);
+    assert!(
+        counts.contains(&format!(r#""park": {{"count": {received},"#)),
+        "{counts}"
+    );
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&hlog);
+}
