@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs feedrelay and the baseline relay (tokio + tokio-tungstenite + broadcast) side by
-# side under the same open-loop load, in alternating rounds, and leaves the table and a
-# JSON file in results/. Every argument is passed to `feedrelay bench` (defaults below).
+# Runs feedrelay, the baseline relay (tokio + tokio-tungstenite + broadcast) and the
+# floor (no relay: the publisher writes straight to each subscriber) side by side under
+# the same open-loop load, in alternating rounds, and leaves the table, a JSON file and
+# an hlog in results/. Every argument is passed to `feedrelay bench` (defaults below).
 #
 #   scripts/compare.sh --rate 50000 --subs 10 --duration 20 --rounds 3
 set -euo pipefail
@@ -24,5 +25,5 @@ base_url=$(grep -o 'ws://[0-9.:]*' results/baseline.out | head -1)
 stamp=$(date +%Y%m%d-%H%M%S)
 ./target/release/feedrelay bench \
   --target "feedrelay=$relay_url/" --relay-pid "$relay" \
-  --target "baseline=$base_url/" --relay-pid "$base" \
-  --json "results/compare-$stamp.json" "$@" | tee "results/compare-$stamp.txt"
+  --target "baseline=$base_url/" --relay-pid "$base" --floor \
+  --json "results/compare-$stamp.json" --hlog "results/compare-$stamp.hlog" "$@" | tee "results/compare-$stamp.txt"

@@ -403,6 +403,8 @@ enum Variant {
         url: String,
         pid: Option<u32>,
     },
+    /// No relay: the publisher writes straight to each subscriber socket.
+    Floor,
 }
 
 impl Variant {
@@ -418,6 +420,7 @@ impl Variant {
                 metrics: false,
             } => format!("{idle:?}-nometrics").to_lowercase(),
             Variant::Target { name, .. } => name.clone(),
+            Variant::Floor => "floor".to_owned(),
         }
     }
 }
@@ -447,6 +450,10 @@ struct BenchArgs {
     /// Process id of each --target, in the same order, to read its CPU time.
     #[arg(long)]
     relay_pid: Vec<u32>,
+    /// Also measure the floor: the same clients with no relay in between (the
+    /// publisher writes straight to each subscriber socket), in the same rounds.
+    #[arg(long)]
+    floor: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -587,6 +594,10 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
+    let mut modes = modes;
+    if a.floor {
+        modes.push(Variant::Floor);
+    }
     let mut merged: Vec<Option<ModeTotals>> = (0..modes.len()).map(|_| None).collect();
     let bench_started = std::time::SystemTime::now();
     let mut hlog_runs: Option<Vec<BenchRun>> = a.hlog.as_ref().map(|_| Vec::new());
@@ -599,12 +610,12 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                     a.workers,
                     a.cores.as_deref(),
                 )?),
-                Variant::Target { .. } => None,
+                Variant::Target { .. } | Variant::Floor => None,
             };
             let (url, pid) = match (mode, &relay) {
                 (_, Some(r)) => (r.url.clone(), Some(r.child.id())),
                 (Variant::Target { url, pid, .. }, None) => (url.clone(), *pid),
-                (Variant::Spawn { .. }, None) => unreachable!("a spawned variant has a relay"),
+                (Variant::Floor | Variant::Spawn { .. }, None) => (String::new(), None),
             };
             let spec = LoadSpec {
                 target: url,
@@ -615,6 +626,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 topics: a.topics,
                 size: a.size,
                 relay_pid: pid,
+                floor: matches!(mode, Variant::Floor),
             };
             let label = mode.label();
             eprintln!(

@@ -1,5 +1,6 @@
-//! `feedrelay bench` end to end on a spawned relay: every expected delivery arrives, in
-//! order, and the JSON and the hlog (decoded by Python's `hdrhistogram`) agree with it.
+//! `feedrelay bench` end to end on a spawned relay and on the floor (no relay): every
+//! expected delivery arrives, in order, and the JSON and the hlog (decoded by Python's
+//! `hdrhistogram`) agree with it.
 
 mod common;
 
@@ -50,7 +51,21 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         "{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let j = std::fs::read_to_string(&json).expect("json written");
+    let all = std::fs::read_to_string(&json).expect("json written");
+    let floor = all
+        .lines()
+        .find(|l| l.contains(r#""variant":"floor""#))
+        .unwrap_or_else(|| panic!("no floor row: {all}"));
+    assert_eq!(
+        field(floor, "received"),
+        field(floor, "expected"),
+        "floor: {floor}"
+    );
+    let j = all
+        .lines()
+        .find(|l| l.contains(r#""variant":"park""#))
+        .unwrap_or_else(|| panic!("no park row: {all}"))
+        .to_owned();
     let (sent, expected, received) = (
         field(&j, "sent"),
         field(&j, "expected"),

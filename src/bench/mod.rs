@@ -41,6 +41,9 @@ pub struct LoadSpec {
     pub size: usize,
     /// The relay's process id, to read its CPU time from /proc.
     pub relay_pid: Option<u32>,
+    /// Measure the floor instead: no relay, the publisher writes straight to each
+    /// subscriber socket (`target` is ignored).
+    pub floor: bool,
 }
 
 /// What a run measured.
@@ -131,6 +134,42 @@ struct Shared {
 pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let total = ((spec.warmup + spec.duration).as_secs_f64() * spec.rate as f64) as u64;
     let warm_msgs = (spec.warmup.as_secs_f64() * spec.rate as f64) as u64;
+    let mut spec = spec.clone();
+    // The floor: the publisher's thread listens, and subscribers connect to it directly.
+    let floor_listener = if spec.floor {
+        let l = crate::io::listener::bind_reuseport("127.0.0.1:0".parse()?, 1)?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("floor: no listener"))?;
+        spec.target = format!("ws://{}/", l.local_addr()?);
+        Some(l)
+    } else {
+        None
+    };
+    let spec = &spec;
+    let (sink_tx, sink_rx) = std::sync::mpsc::channel::<u64>();
+
+    let pub_spec = spec.clone();
+    let publisher = std::thread::Builder::new().name("bench-pub".into()).spawn(
+        move || -> anyhow::Result<()> {
+            let ring = Ring::new()?;
+            ring.block_on(async move {
+                let sink = match floor_listener {
+                    Some(l) => floor_sink(l, pub_spec.subs).await?,
+                    None => Sink::Relay(Box::new(
+                        WsClient::connect(
+                            &format!("{}pub", pub_spec.target),
+                            &[],
+                            Limits::default(),
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
+                    )),
+                };
+                let start_ns = sink_rx.recv()?;
+                publish(sink, pub_spec, start_ns, total).await
+            })
+        },
+    )?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let (window_tx, window_rx) = std::sync::mpsc::channel::<Window>();
@@ -153,14 +192,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         drain_until: end_at + Duration::from_secs(2),
     };
     let _ = window_tx.send(window);
-
-    let pub_spec = spec.clone();
-    let publisher = std::thread::Builder::new().name("bench-pub".into()).spawn(
-        move || -> anyhow::Result<()> {
-            let ring = Ring::new()?;
-            ring.block_on(publish(pub_spec, start_ns, total))
-        },
-    )?;
+    let _ = sink_tx.send(start_ns);
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let cpu_before = spec.relay_pid.and_then(process_cpu);
@@ -215,7 +247,9 @@ async fn subscribe_all(
         let url = format!("{}ws?topics=*", spec.target);
         match WsClient::connect(&url, &[], Limits::default()).await {
             Ok(mut c) => {
-                let _subscribed = c.recv().await;
+                if !spec.floor {
+                    let _subscribed = c.recv().await;
+                }
                 clients.push(c);
             }
             Err(e) => {
@@ -278,11 +312,98 @@ async fn subscribe_all(
     Ok(s)
 }
 
-async fn publish(spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()> {
-    let url = format!("{}pub", spec.target);
-    let mut c = WsClient::connect(&url, &[], Limits::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("publisher: {e}"))?;
+/// Where the publisher's messages go: the relay under test, or (the floor) straight to
+/// every subscriber socket with no relay in between.
+enum Sink {
+    Relay(Box<WsClient>),
+    Floor(Vec<Rc<FloorSub>>),
+}
+
+/// A subscriber connection the floor publisher writes to directly.
+struct FloorSub {
+    queue: RefCell<Vec<bytes::Bytes>>,
+    signal: crate::io::signal::LocalSignal,
+    /// A write is in flight.
+    writing: std::cell::Cell<bool>,
+}
+
+impl Sink {
+    /// Waits until everything sent has been written (the floor's writers are idle).
+    async fn finish(&self) {
+        if let Sink::Floor(subs) = self {
+            while subs
+                .iter()
+                .any(|s| !s.queue.borrow().is_empty() || s.writing.get())
+            {
+                crate::io::ring::submit_pending();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Sink::Relay(c) => c
+                .send(MessageKind::Text, msg)
+                .await
+                .map_err(|e| anyhow::anyhow!("publisher: {e}")),
+            Sink::Floor(subs) => {
+                // Framed once, as a relay would; each subscriber's writer sends it.
+                let mut frame = Vec::with_capacity(msg.len() + 10);
+                crate::ws::encode_frame(&mut frame, crate::ws::OpCode::Text, true, msg, None);
+                let frame = bytes::Bytes::from(frame);
+                for s in subs.iter() {
+                    s.queue.borrow_mut().push(frame.clone());
+                    s.signal.raise();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Accepts `subs` subscriber connections on `listener` and starts a writer per
+/// subscriber (the floor: no relay, the publisher's thread writes to them directly).
+async fn floor_sink(listener: std::net::TcpListener, subs: usize) -> anyhow::Result<Sink> {
+    use crate::io::server::{accept_handshake, ServerConfig};
+    let listener = crate::io::ring::listener(listener);
+    let config = ServerConfig::default();
+    let mut out = Vec::with_capacity(subs);
+    for _ in 0..subs {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        accept_handshake(&stream, peer, &config, |_| Ok(()))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("floor: a subscriber's handshake failed"))?;
+        let sub = Rc::new(FloorSub {
+            queue: RefCell::new(Vec::new()),
+            signal: crate::io::signal::LocalSignal::new(),
+            writing: std::cell::Cell::new(false),
+        });
+        let writer = Rc::clone(&sub);
+        tokio_uring::spawn(async move {
+            let mut batch = crate::io::ring::WriteBatch::with_capacity(64);
+            loop {
+                std::mem::swap(&mut batch.frames, &mut *writer.queue.borrow_mut());
+                if batch.frames.is_empty() {
+                    writer.signal.wait().await;
+                    continue;
+                }
+                writer.writing.set(true);
+                let (res, back) = crate::io::ring::writev_all(&stream, batch).await;
+                writer.writing.set(false);
+                batch = back;
+                if res.is_err() {
+                    break;
+                }
+            }
+        });
+        out.push(sub);
+    }
+    Ok(Sink::Floor(out))
+}
+
+async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()> {
     let interval_ns = 1_000_000_000f64 / spec.rate as f64;
     let mut seqs = vec![0u64; spec.topics.max(1)];
     let mut msg = Vec::with_capacity(spec.size + 64);
@@ -299,6 +420,9 @@ async fn publish(spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()
                 tokio::time::sleep(Duration::from_nanos(due_ns - now - 1_000_000)).await;
             } else {
                 tokio::task::yield_now().await;
+                // This loop never lets the runtime park, and tokio-uring submits only
+                // when it parks: hand the floor writers' writes to the kernel here.
+                crate::io::ring::submit_pending();
                 std::thread::yield_now();
             }
         }
@@ -314,10 +438,14 @@ async fn publish(spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()
         let pad = spec.size.saturating_sub(msg.len() + 2);
         msg.resize(msg.len() + pad, b'x');
         msg.extend_from_slice(b"\"}");
-        c.send(MessageKind::Text, &msg)
-            .await
-            .map_err(|e| anyhow::anyhow!("publisher: {e}"))?;
+        sink.send(&msg).await?;
+        if k % 64 == 0 {
+            // Let the floor's writers (and the relay client's reads) run.
+            tokio::task::yield_now().await;
+            crate::io::ring::submit_pending();
+        }
     }
+    sink.finish().await;
     Ok(())
 }
 
