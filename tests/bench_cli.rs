@@ -30,6 +30,7 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         .args([
             "bench",
             "--spawn",
+            "--floor",
             "--rate",
             "1000",
             "--subs",
