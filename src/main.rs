@@ -81,6 +81,9 @@ enum Command {
         /// Do not record per-hop latencies (and serve no /metrics), whatever the config says.
         #[arg(long)]
         no_metrics: bool,
+        /// Also serve GET /metrics on this separate address.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// Echo every message back (text as text, binary as binary); answers pings and closes
     /// cleanly. SIGINT/SIGTERM close every connection with 1001 and exit 0.
@@ -127,9 +130,13 @@ fn main() -> ExitCode {
             print_config,
             hlog,
             no_metrics,
+            metrics,
         } => load_config(config.as_deref(), listen, workers, cores, idle).and_then(|mut c| {
             if no_metrics {
                 c.metrics = false;
+            }
+            if metrics.is_some() {
+                c.metrics_listen = metrics;
             }
             if print_config {
                 say(c.to_toml().trim_end());
@@ -296,6 +303,9 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
         tx: c.sender(),
         snapshot: c.snapshot(),
     });
+    if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
+        serve_metrics(addr, c.snapshot())?;
+    }
     let config = Arc::new(config);
     let connections = Arc::new(ConnectionCount::default());
     let summaries = run_workers(&map, move |i| {
@@ -489,6 +499,9 @@ struct BenchArgs {
     /// Subscribers (each takes every topic).
     #[arg(long, default_value_t = 10)]
     subs: usize,
+    /// Publisher connections (topic k always from publisher k % pubs).
+    #[arg(long, default_value_t = 1)]
+    pubs: usize,
     /// Topics.
     #[arg(long, default_value_t = 10)]
     topics: usize,
@@ -623,6 +636,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs_f64(a.duration),
                 warmup: std::time::Duration::from_secs_f64(a.warmup),
                 subs: a.subs,
+                pubs: a.pubs,
                 topics: a.topics,
                 size: a.size,
                 relay_pid: pid,
@@ -685,7 +699,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
     let mut json_rows = Vec::new();
-    say("variant          p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  relay CPU%  CPU ns/delivery");
+    say("variant          p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  recv msg/s  relay CPU%  CPU ns/delivery");
     for (mode, m) in modes.iter().zip(merged) {
         let Some(ModeTotals {
             latency: h,
@@ -700,13 +714,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let label = mode.label();
         let cpu_pct = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         let per = cpu.as_nanos() as f64 / (c[2].max(1)) as f64;
+        let rate = c[2] as f64 / wall.as_secs_f64().max(1e-9);
         json_rows.push(format!(
-            r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0}}}"#,
-            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
+            r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0}}}"#,
+            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], rate, cpu_pct, per
         ));
         say(&format!(
-            "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>10.1} {:>16.0}",
-            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], cpu_pct, per
+            "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>11.0} {:>10.1} {:>16.0}",
+            p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], rate, cpu_pct, per
         ));
     }
     if let (Some(path), Some(runs)) = (&a.hlog, &hlog_runs) {
@@ -891,5 +906,56 @@ fn write_bench_hlog(
             .write_histogram(h, offset, *took, Tag::new(label))
             .map_err(|e| anyhow!("encoding {label}: {e:?}"))?;
     }
+    Ok(())
+}
+
+/// Serves `GET /metrics` (Prometheus text) on its own address from a plain thread: off
+/// the workers entirely, one short connection at a time.
+fn serve_metrics(
+    addr: SocketAddr,
+    snapshot: Arc<Mutex<feedrelay::metrics::collector::Snapshot>>,
+) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| explain(IoError::op("listen on", addr, e)))?;
+    let local = listener.local_addr()?;
+    say(&format!("metrics on http://{local}/metrics"));
+    std::thread::Builder::new()
+        .name("feedrelay-metrics-http".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut buf = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let mut out = Vec::new();
+                match feedrelay::ws::handshake::plain_get_path(&buf).as_deref() {
+                    Some("/metrics") => {
+                        let body = snapshot
+                            .lock()
+                            .map(|s| feedrelay::metrics::prometheus::render(&s))
+                            .unwrap_or_default();
+                        feedrelay::ws::handshake::write_plain_ok(
+                            "text/plain; version=0.0.4",
+                            &body,
+                            &mut out,
+                        );
+                    }
+                    _ => feedrelay::ws::handshake::write_status(
+                        404,
+                        "",
+                        "only GET /metrics here",
+                        &mut out,
+                    ),
+                }
+                let _ = conn.write_all(&out);
+            }
+        })?;
     Ok(())
 }

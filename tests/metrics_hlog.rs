@@ -35,7 +35,17 @@ fn metric(text: &str, line_start: &str) -> u64 {
 #[test]
 fn hop_latencies_reach_metrics_the_table_and_the_hlog() {
     let hlog = std::env::temp_dir().join(format!("feedrelay-test-{}.hlog", std::process::id()));
-    let mut server = Server::relay(&["--workers", "2", "--hlog", hlog.to_str().unwrap()], None);
+    let mut server = Server::relay(
+        &[
+            "--workers",
+            "2",
+            "--hlog",
+            hlog.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
     let url = format!("ws://{}/", server.addr);
     Ring::new().unwrap().block_on(async {
         let mut subs = Vec::new();

@@ -35,6 +35,9 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// Subscribers (each subscribes to `*`).
     pub subs: usize,
+    /// Publisher connections; topic `k` is always sent by publisher `k % pubs`, so each
+    /// topic's order is defined.
+    pub pubs: usize,
     /// Topics the messages cycle through.
     pub topics: usize,
     /// Message size in bytes.
@@ -155,15 +158,21 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             ring.block_on(async move {
                 let sink = match floor_listener {
                     Some(l) => floor_sink(l, pub_spec.subs).await?,
-                    None => Sink::Relay(Box::new(
-                        WsClient::connect(
-                            &format!("{}pub", pub_spec.target),
-                            &[],
-                            Limits::default(),
-                        )
-                        .await
-                        .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
-                    )),
+                    None => {
+                        let mut pubs = Vec::with_capacity(pub_spec.pubs.max(1));
+                        for _ in 0..pub_spec.pubs.max(1) {
+                            pubs.push(
+                                WsClient::connect(
+                                    &format!("{}pub", pub_spec.target),
+                                    &[],
+                                    Limits::default(),
+                                )
+                                .await
+                                .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
+                            );
+                        }
+                        Sink::Relay(pubs)
+                    }
                 };
                 let start_ns = sink_rx.recv()?;
                 publish(sink, pub_spec, start_ns, total).await
@@ -315,7 +324,7 @@ async fn subscribe_all(
 /// Where the publisher's messages go: the relay under test, or (the floor) straight to
 /// every subscriber socket with no relay in between.
 enum Sink {
-    Relay(Box<WsClient>),
+    Relay(Vec<WsClient>),
     Floor(Vec<Rc<FloorSub>>),
 }
 
@@ -341,12 +350,15 @@ impl Sink {
         }
     }
 
-    async fn send(&mut self, msg: &[u8]) -> anyhow::Result<()> {
+    async fn send(&mut self, topic: usize, msg: &[u8]) -> anyhow::Result<()> {
         match self {
-            Sink::Relay(c) => c
-                .send(MessageKind::Text, msg)
-                .await
-                .map_err(|e| anyhow::anyhow!("publisher: {e}")),
+            Sink::Relay(pubs) => {
+                let n = pubs.len();
+                pubs[topic % n]
+                    .send(MessageKind::Text, msg)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("publisher: {e}"))
+            }
             Sink::Floor(subs) => {
                 // Framed once, as a relay would; each subscriber's writer sends it.
                 let mut frame = Vec::with_capacity(msg.len() + 10);
@@ -438,7 +450,7 @@ async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> a
         let pad = spec.size.saturating_sub(msg.len() + 2);
         msg.resize(msg.len() + pad, b'x');
         msg.extend_from_slice(b"\"}");
-        sink.send(&msg).await?;
+        sink.send(topic, &msg).await?;
         if k % 64 == 0 {
             // Let the floor's writers (and the relay client's reads) run.
             tokio::task::yield_now().await;

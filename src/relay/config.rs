@@ -72,6 +72,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Record per-hop latency histograms and serve `GET /metrics`.
     pub metrics: bool,
+    /// Also serve `GET /metrics` on this separate address (plain HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
             max_connections: 10_000,
             shutdown_grace_ms: 2_000,
             metrics: true,
+            metrics_listen: None,
         }
     }
 }
