@@ -35,4 +35,4 @@ stamp=$(date +%Y%m%d-%H%M%S)
 "${bench_pin[@]}" ./target/release/feedrelay bench \
   --target "feedrelay=$relay_url/" --relay-pid "$relay" \
   --target "baseline=$base_url/" --relay-pid "$base" --floor \
-  --json "results/compare-$stamp.json" --hlog "results/compare-$stamp.hlog" "$@" | tee "results/compare-$stamp.txt"
+  --json "results/compare-$stamp.json" --hlog "results/compare-$stamp.hlog" --plot "results/compare-$stamp.svg" "$@" | tee "results/compare-$stamp.txt"

@@ -467,6 +467,9 @@ struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Also draw latency by percentile, one line per variant, into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
     /// Also write each run's end-to-end latency histogram as an HdrHistogram interval
     /// log (V2 compressed, ns, one tag per variant, one entry per round).
     #[arg(long)]
@@ -699,6 +702,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
     let mut json_rows = Vec::new();
+    let mut plotted: Vec<(String, hdrhistogram::Histogram<u64>)> = Vec::new();
     say("variant          p50 us   p90 us   p99 us  p99.9 us  p99.99 us    max us       sent   expected   received  lost  dup  reord  recv msg/s  relay CPU%  CPU ns/delivery");
     for (mode, m) in modes.iter().zip(merged) {
         let Some(ModeTotals {
@@ -715,6 +719,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let cpu_pct = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
         let per = cpu.as_nanos() as f64 / (c[2].max(1)) as f64;
         let rate = c[2] as f64 / wall.as_secs_f64().max(1e-9);
+        plotted.push((label.clone(), h.clone()));
         json_rows.push(format!(
             r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0}}}"#,
             p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], rate, cpu_pct, per
@@ -723,6 +728,19 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             "{label:<15} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>9.1} {:>10} {:>10} {:>10} {:>5} {:>4} {:>6} {:>11.0} {:>10.1} {:>16.0}",
             p[0], p[1], p[2], p[3], p[4], p[5], c[0], c[1], c[2], c[3], c[4], c[5], rate, cpu_pct, per
         ));
+    }
+    if let Some(path) = &a.plot {
+        let series: Vec<(String, &hdrhistogram::Histogram<u64>)> =
+            plotted.iter().map(|(l, h)| (l.clone(), h)).collect();
+        feedrelay::bench::plot::write_svg(
+            path,
+            &format!(
+                "end-to-end latency, {} msg/s to {} subscribers",
+                a.rate, a.subs
+            ),
+            &series,
+        )?;
+        say(&format!("plot: {}", path.display()));
     }
     if let (Some(path), Some(runs)) = (&a.hlog, &hlog_runs) {
         write_bench_hlog(path, bench_started, runs)?;
@@ -866,12 +884,25 @@ fn demo(
         .join()
         .map_err(|_| anyhow!("relay thread panicked"))?
         .map_err(explain)?;
-    collector.finish()?;
+    let totals = collector.finish()?.merged();
     render(true);
+    let plot = hlog.with_extension("svg");
+    let e2e = stats
+        .e2e
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| feedrelay::metrics::hop::new_histogram());
+    let mut series: Vec<(String, &hdrhistogram::Histogram<u64>)> = feedrelay::metrics::Hop::ALL
+        .iter()
+        .map(|&h| (h.name().to_owned(), totals.get(h)))
+        .collect();
+    series.push(("end2end".to_owned(), &e2e));
+    feedrelay::bench::plot::write_svg(&plot, "feedrelay demo: latency by hop", &series)?;
     say(&format!(
         "per-hop interval log (HdrHistogram V2): {}",
         hlog.display()
     ));
+    say(&format!("latency plot (SVG): {}", plot.display()));
     Ok(())
 }
 

@@ -26,6 +26,7 @@ fn bench_spawned_relay_json_and_hlog_agree() {
     let dir = std::env::temp_dir();
     let json = dir.join(format!("feedrelay-bench-{}.json", std::process::id()));
     let hlog = dir.join(format!("feedrelay-bench-{}.hlog", std::process::id()));
+    let plot = dir.join(format!("feedrelay-bench-{}.svg", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
         .args([
             "bench",
@@ -44,6 +45,8 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         .arg(&json)
         .arg("--hlog")
         .arg(&hlog)
+        .arg("--plot")
+        .arg(&plot)
         .output()
         .expect("run bench");
     let table = String::from_utf8_lossy(&out.stdout);
@@ -92,6 +95,12 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         counts.contains(&format!(r#""park": {{"count": {received},"#)),
         "{counts}"
     );
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(
+        svg.contains("<svg") && svg.contains("park") && svg.contains("floor"),
+        "{svg:.300}"
+    );
+    let _ = std::fs::remove_file(&plot);
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&hlog);
 }

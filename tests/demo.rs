@@ -47,5 +47,12 @@ fn demo_runs_reports_every_hop_and_writes_the_hlog() {
         log.contains("Tag=ingress") && log.contains("Tag=egress"),
         "{log}"
     );
+    let plot = hlog.with_extension("svg");
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(
+        svg.contains("<svg") && svg.contains("end2end"),
+        "{svg:.300}"
+    );
+    let _ = std::fs::remove_file(&plot);
     let _ = std::fs::remove_file(&hlog);
 }

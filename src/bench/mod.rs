@@ -11,6 +11,8 @@
 //! topic, `ts` is the due time in CLOCK_REALTIME nanoseconds. Subscribers subscribe to
 //! `*` and record `now - ts` into one HdrHistogram per subscriber thread.
 
+pub mod plot;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
