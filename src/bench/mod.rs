@@ -185,11 +185,13 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let (window_tx, window_rx) = std::sync::mpsc::channel::<Window>();
     let sub_spec = spec.clone();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sub_progress = std::sync::Arc::clone(&progress);
     let subscribers = std::thread::Builder::new()
         .name("bench-subs".into())
         .spawn(move || -> anyhow::Result<Shared> {
             let ring = Ring::new()?;
-            ring.block_on(subscribe_all(sub_spec, ready_tx, window_rx))
+            ring.block_on(subscribe_all(sub_spec, ready_tx, window_rx, sub_progress))
         })?;
     ready_rx.recv()??;
     // Every subscriber is in: fix the schedule, in both clocks.
@@ -208,7 +210,21 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let cpu_before = spec.relay_pid.and_then(process_cpu);
     let t0 = Instant::now();
-    std::thread::sleep(end_at.saturating_duration_since(Instant::now()));
+    // Progress, once a second, on stderr: deliveries so far against the schedule.
+    while Instant::now() < end_at {
+        std::thread::sleep(
+            end_at
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
+        );
+        let t = t0.elapsed().as_secs_f64();
+        eprint!(
+            "\r  {t:>5.1} s / {:.0} s: {} deliveries received    ",
+            spec.duration.as_secs_f64(),
+            progress.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    eprintln!();
     let cpu_after = spec.relay_pid.and_then(process_cpu);
     let elapsed = t0.elapsed();
     publisher
@@ -245,6 +261,7 @@ async fn subscribe_all(
     spec: LoadSpec,
     ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
     window: std::sync::mpsc::Receiver<Window>,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<Shared> {
     let shared = Rc::new(RefCell::new(Shared {
         latency: Histogram::new_with_bounds(1, 60_000_000_000, 3)?,
@@ -280,6 +297,7 @@ async fn subscribe_all(
     let mut tasks = Vec::new();
     for mut c in clients {
         let shared = Rc::clone(&shared);
+        let progress = std::sync::Arc::clone(&progress);
         tasks.push(tokio_uring::spawn(async move {
             let mut check = SeqCheck {
                 next: Vec::new(),
@@ -305,6 +323,7 @@ async fn subscribe_all(
                 if ts >= measure_from_ns && ts < end_ns {
                     let mut s = shared.borrow_mut();
                     s.received += 1;
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let _ = s.latency.record(now.saturating_sub(ts).max(1));
                 }
             }
