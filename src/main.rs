@@ -9,9 +9,7 @@ use clap::{Parser, Subcommand};
 
 use feedrelay::echo::Echo;
 use feedrelay::io::listener::bind_reuseport;
-use feedrelay::io::relay::{
-    links, run_worker, ConnectionCount, MetricsLink, WorkerSetup, WorkerSummary,
-};
+use feedrelay::io::relay::{run_relay, MetricsLink, WorkerSummary};
 use feedrelay::io::server::{accept_loop, ServerConfig};
 use feedrelay::io::worker::raise_fd_limit;
 use feedrelay::io::worker::{run_workers, CoreMap};
@@ -287,13 +285,6 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     let idle = format!(", idle {:?}", config.idle).to_lowercase();
     let (listeners, shutdown) = start(&map, config.listen, "run", &idle)?;
     let workers = map.workers();
-    let per_worker: Arc<Mutex<Vec<Option<_>>>> = Arc::new(Mutex::new(
-        listeners
-            .into_iter()
-            .zip(links(workers))
-            .map(Some)
-            .collect(),
-    ));
     let collector = if config.metrics {
         Some(Collector::start(workers, hlog)?)
     } else {
@@ -306,36 +297,8 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
         serve_metrics(addr, c.snapshot())?;
     }
-    let config = Arc::new(config);
-    let connections = Arc::new(ConnectionCount::default());
-    let summaries = run_workers(&map, move |i| {
-        let mine = per_worker
-            .lock()
-            .ok()
-            .and_then(|mut l| l.get_mut(i)?.take());
-        let (config, connections, shutdown, link) = (
-            Arc::clone(&config),
-            Arc::clone(&connections),
-            shutdown.clone(),
-            link.clone(),
-        );
-        async move {
-            let (listener, links) =
-                mine.ok_or_else(|| IoError::Config(format!("no listener for worker {i}")))?;
-            run_worker(WorkerSetup {
-                id: i,
-                workers,
-                listener,
-                links,
-                config,
-                connections,
-                metrics: link,
-                shutdown,
-            })
-            .await
-        }
-    })
-    .map_err(explain)?;
+    let summaries =
+        run_relay(&map, listeners, Arc::new(config), link, shutdown).map_err(explain)?;
     say(&summary(&summaries));
     if let Some(c) = collector {
         let snapshot = c.finish()?;
@@ -784,44 +747,9 @@ fn demo(
         signal_hook::flag::register(sig, Arc::clone(&interrupted))
             .context("installing signal handlers")?;
     }
-    let per_worker = Arc::new(Mutex::new(
-        listeners
-            .into_iter()
-            .zip(links(n))
-            .map(Some)
-            .collect::<Vec<_>>(),
-    ));
     let config = Arc::new(config);
-    let relay = std::thread::spawn(move || {
-        let connections = Arc::new(ConnectionCount::default());
-        run_workers(&map, move |i| {
-            let mine = per_worker
-                .lock()
-                .ok()
-                .and_then(|mut l| l.get_mut(i)?.take());
-            let (config, connections, shutdown, link) = (
-                Arc::clone(&config),
-                Arc::clone(&connections),
-                shutdown.clone(),
-                link.clone(),
-            );
-            async move {
-                let (listener, links) =
-                    mine.ok_or_else(|| IoError::Config(format!("no listener for worker {i}")))?;
-                run_worker(WorkerSetup {
-                    id: i,
-                    workers: n,
-                    listener,
-                    links,
-                    config,
-                    connections,
-                    metrics: Some(link),
-                    shutdown,
-                })
-                .await
-            }
-        })
-    });
+    let relay =
+        std::thread::spawn(move || run_relay(&map, listeners, config, Some(link), shutdown));
     let url = format!("ws://{local}/");
     say(&format!(
         "feedrelay demo: relay on {url} ({n} workers), exchange at {rate} msg/s (bursty), {subs} subscribers; Ctrl-C to stop"

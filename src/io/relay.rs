@@ -953,3 +953,52 @@ async fn close_with(stream: &TcpStream, code: CloseCode, reason: &str, linger: D
     let _ = ring::write_all(stream, out).await;
     linger_close(stream, linger).await;
 }
+
+/// Runs a whole relay: one worker per entry of `map`, each on its listener (one per
+/// worker, as [`bind_reuseport`](super::listener::bind_reuseport) returns them), until
+/// `shutdown`; returns every worker's summary.
+pub fn run_relay(
+    map: &super::worker::CoreMap,
+    listeners: Vec<std::net::TcpListener>,
+    config: Arc<Config>,
+    metrics: Option<MetricsLink>,
+    shutdown: Shutdown,
+) -> Result<Vec<WorkerSummary>, IoError> {
+    let workers = map.workers();
+    if listeners.len() != workers {
+        return Err(IoError::Config(format!(
+            "{} listeners for {workers} workers",
+            listeners.len()
+        )));
+    }
+    // Each worker takes its own listener and channel ends at start (not the hot path).
+    let per_worker = std::sync::Mutex::new(
+        listeners
+            .into_iter()
+            .zip(links(workers))
+            .map(Some)
+            .collect::<Vec<_>>(),
+    );
+    let connections = Arc::new(ConnectionCount::default());
+    super::worker::run_workers(map, move |id| {
+        let mine = per_worker
+            .lock()
+            .ok()
+            .and_then(|mut l| l.get_mut(id)?.take());
+        let setup = mine.map(|(listener, links)| WorkerSetup {
+            id,
+            workers,
+            listener,
+            links,
+            config: Arc::clone(&config),
+            connections: Arc::clone(&connections),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        async move {
+            let setup =
+                setup.ok_or_else(|| IoError::Config(format!("no listener for worker {id}")))?;
+            run_worker(setup).await
+        }
+    })
+}
