@@ -654,12 +654,7 @@ async fn serve_subscriber(
         }
     }
     ctx.flush();
-    ring::spawn(write_loop(
-        Rc::clone(ctx),
-        Rc::clone(&stream),
-        id,
-        Rc::clone(&writer),
-    ));
+    ring::spawn(write_loop(Rc::clone(ctx), id, Rc::clone(&writer)));
 
     let result = read_loop(ctx, &stream, peer, id, &writer, buf, limits, &mut shutdown).await;
 
@@ -786,7 +781,8 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(ctx: Rc<WorkerCtx>, stream: Rc<TcpStream>, id: SubId, writer: Rc<SubWriter>) {
+async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
+    let stream = Rc::clone(&writer.stream);
     let mut batch = ring::WriteBatch::with_capacity(MAX_WRITE_BATCH);
     loop {
         if writer.gone.get() {

@@ -214,7 +214,7 @@ impl Shard {
         };
         for interest in sub.topics {
             if self.routing.unsubscribe(id, &interest) {
-                self.tell_peers(interest, false, None);
+                self.outbox_interest(interest, false, None);
             }
         }
         self.free.push(id);
@@ -278,7 +278,7 @@ impl Shard {
         }
         for interest in lost {
             if self.routing.unsubscribe(id, &interest) {
-                self.tell_peers(interest, false, None);
+                self.outbox_interest(interest, false, None);
             }
         }
         self.reply(id, reply);
@@ -375,10 +375,6 @@ impl Shard {
     /// Subscribers to flush or close; the vector keeps its capacity.
     pub fn take_dirty(&mut self, into: &mut Vec<SubId>) {
         into.append(&mut self.dirty);
-    }
-
-    fn tell_peers(&mut self, interest: Interest, on: bool, ack: Option<(SubId, u64)>) {
-        self.outbox_interest(interest, on, ack);
     }
 
     fn outbox_interest(&mut self, interest: Interest, on: bool, ack: Option<(SubId, u64)>) {
