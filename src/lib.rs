@@ -7,6 +7,7 @@
 //! - [`ws`]: RFC 6455 as a state machine with no IO (bytes in, events and bytes out).
 //! - [`io`]: io_uring workers pinned to cores, listeners, connection drivers, the client.
 //! - [`echo`]: the echo service (`feedrelay echo`).
+//! - [`host`]: what `/sys` and `/proc` say about the host (`feedrelay check`).
 //!
 //! `unsafe` is denied here and allowed in exactly two places: `ws::mask` (SIMD
 //! intrinsics) and `io` (the ring and the OS).
@@ -21,6 +22,7 @@
 pub mod bench;
 pub mod demo;
 pub mod echo;
+pub mod host;
 pub mod io;
 pub mod metrics;
 pub mod relay;

@@ -31,6 +31,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Is this host ready? io_uring, CPU governor, huge pages, clocksource, SMT, isolated
+    /// cores, socket buffers, open-file limit: pass / warn / fail with the fix for each.
+    /// Exits 0 (all pass), 1 (warnings) or 2 (a failure).
+    Check {
+        /// The relay's config (for max_connections).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Read /sys and /proc under this directory instead of / (captured trees).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+    },
     /// The relay, a synthetic exchange (20 symbols, trades and best bid/ask, bursty) and
     /// subscribers, with a live table of rates, drops and latency per hop and end to end.
     Demo {
@@ -110,7 +121,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Check { config, root } = &cli.command {
+        return check(config.as_deref(), root);
+    }
     let result = match cli.command {
+        Command::Check { .. } => Ok(()),
         Command::Demo {
             duration,
             rate,
@@ -917,4 +932,30 @@ fn serve_metrics(
             }
         })?;
     Ok(())
+}
+
+fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
+    use feedrelay::host::{check, HostFs};
+    let config = match config.map(Config::load).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("feedrelay: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let fs = HostFs::new(root);
+    let live = check::Live {
+        ring: fs
+            .is_live()
+            .then(|| ring::probe().map_err(|e| e.to_string())),
+        nofile: feedrelay::io::worker::fd_limits(),
+        max_connections: config.max_connections as u64,
+    };
+    let findings = check::run(&fs, &live);
+    let mut out = check::render(&findings);
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    say(&out);
+    ExitCode::from(check::exit_code(&findings))
 }

@@ -112,6 +112,19 @@ where
     }
 }
 
+/// This process's open-file limits (soft, hard); (0, 0) if unknown.
+pub fn fd_limits() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return (0, 0);
+    }
+    (lim.rlim_cur, lim.rlim_max)
+}
+
 /// Raises this process's open-file limit (soft) towards `want`, up to the hard limit;
 /// returns the soft limit now in force. Each connection is one descriptor.
 pub fn raise_fd_limit(want: u64) -> u64 {
