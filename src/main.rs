@@ -31,6 +31,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The host's CPUs (SMT siblings, NUMA nodes, shared caches, isolated and nohz_full
+    /// CPUs, NIC interrupts) and, with a config, which worker is pinned where and what
+    /// conflicts with it.
+    Topology {
+        /// The relay's config (its `cores` are the worker map).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Read /sys and /proc under this directory instead of / (captured trees).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        /// JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Is this host ready? io_uring, CPU governor, huge pages, clocksource, SMT, isolated
     /// cores, socket buffers, open-file limit: pass / warn / fail with the fix for each.
     /// Exits 0 (all pass), 1 (warnings) or 2 (a failure).
@@ -126,6 +140,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Check { .. } => Ok(()),
+        Command::Topology { config, root, json } => topology(config.as_deref(), &root, json),
         Command::Demo {
             duration,
             rate,
@@ -958,4 +973,27 @@ fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
     }
     say(&out);
     ExitCode::from(check::exit_code(&findings))
+}
+
+fn topology(
+    config: Option<&std::path::Path>,
+    root: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    use feedrelay::host::{topology::Topology, HostFs};
+    let cores = match config {
+        Some(p) => Config::load(p)?.cores,
+        None => None,
+    };
+    let t = Topology::read(&HostFs::new(root));
+    if t.cpus.is_empty() {
+        anyhow::bail!("no CPUs under {}/sys/devices/system/cpu", root.display());
+    }
+    let out = if json {
+        t.to_json(cores.as_deref())
+    } else {
+        t.render(cores.as_deref()).trim_end().to_owned()
+    };
+    say(&out);
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! (the one live probe, io_uring, is passed in by the caller).
 
 pub mod check;
+pub mod topology;
 
 use std::path::{Path, PathBuf};
 
