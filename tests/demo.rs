@@ -40,7 +40,12 @@ fn demo_runs_reports_every_hop_and_writes_the_hlog() {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("{hop} missing in {final_table}"));
-        assert!(count > 0, "{hop} has no samples: {final_table}");
+        // `queue` is timed only for messages that cross workers; SO_REUSEPORT may put the
+        // exchange and every subscriber on one worker (1 run in 16 with 5 connections).
+        assert!(
+            count > 0 || hop == "queue",
+            "{hop} has no samples: {final_table}"
+        );
     }
     let log = std::fs::read_to_string(&hlog).expect("hlog written");
     assert!(
