@@ -673,6 +673,17 @@ async fn serve_subscriber(
     result
 }
 
+/// Moves the control frames `conn` wants sent (pongs, close) into the subscriber's
+/// queue, behind what is already queued.
+fn queue_transmit(ctx: &WorkerCtx, id: SubId, conn: &mut Connection, out: &mut Vec<u8>) {
+    if conn.poll_transmit(out) {
+        ctx.shard
+            .borrow_mut()
+            .reply(id, Bytes::copy_from_slice(out));
+        out.clear();
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn read_loop(
     ctx: &Rc<WorkerCtx>,
@@ -731,19 +742,9 @@ async fn read_loop(
                 }
             }
             start += used;
-            if conn.poll_transmit(&mut out) {
-                ctx.shard
-                    .borrow_mut()
-                    .reply(id, Bytes::copy_from_slice(&out));
-                out.clear();
-            }
+            queue_transmit(ctx, id, &mut conn, &mut out);
         }
-        if conn.poll_transmit(&mut out) {
-            ctx.shard
-                .borrow_mut()
-                .reply(id, Bytes::copy_from_slice(&out));
-            out.clear();
-        }
+        queue_transmit(ctx, id, &mut conn, &mut out);
         buf.drain(..start);
         if conn.state() == State::Closed {
             writer.close_after_flush.set(true);
@@ -760,10 +761,7 @@ async fn read_loop(
                     // Flush what is queued, then our close frame, then close.
                     closing = true;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
-                    if conn.poll_transmit(&mut out) {
-                        ctx.shard.borrow_mut().reply(id, Bytes::copy_from_slice(&out));
-                        out.clear();
-                    }
+                    queue_transmit(ctx, id, &mut conn, &mut out);
                     writer.close_after_flush.set(true);
                     ctx.flush();
                     writer.notify.raise();

@@ -286,31 +286,23 @@ pub async fn drive<S: Service>(
         let idle_deadline = config.idle_timeout.map(|d| TokioInstant::now() + d);
         let (res, b) = loop {
             let deadline = conn.poll_timeout().map(TokioInstant::from_std);
-            tokio::select! {
+            let reason = tokio::select! {
                 r = &mut read => break r,
-                _ = sleep_until_opt(idle_deadline), if !closing => {
-                    closing = true;
-                    conn.close(CloseCode::GOING_AWAY, "idle timeout", Instant::now());
-                    conn.poll_transmit(&mut out);
-                    let (res, o) = ring::write_all(stream, out).await;
-                    out = o;
-                    res.map_err(|e| IoError::op("write to", peer, e))?;
-                }
-                _ = shutdown.wait(), if !closing => {
-                    closing = true;
-                    conn.close(CloseCode::GOING_AWAY, "server shutting down", Instant::now());
-                    conn.poll_transmit(&mut out);
-                    let (res, o) = ring::write_all(stream, out).await;
-                    out = o;
-                    res.map_err(|e| IoError::op("write to", peer, e))?;
-                }
+                _ = sleep_until_opt(idle_deadline), if !closing => "idle timeout",
+                _ = shutdown.wait(), if !closing => "server shutting down",
                 _ = sleep_until_opt(deadline) => {
                     // The peer never finished the close handshake: give up on it.
                     conn.handle_timeout(Instant::now());
                     let _ = stream.shutdown(std::net::Shutdown::Both);
                     return Ok(());
                 }
-            }
+            };
+            closing = true;
+            conn.close(CloseCode::GOING_AWAY, reason, Instant::now());
+            conn.poll_transmit(&mut out);
+            let (res, o) = ring::write_all(stream, out).await;
+            out = o;
+            res.map_err(|e| IoError::op("write to", peer, e))?;
         };
         buf = b;
         match res {

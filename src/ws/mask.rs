@@ -164,14 +164,16 @@ mod x86 {
         }};
     }
 
-    /// Finishes the last < 32 bytes at `p + i` (`i` a multiple of 4) with one SSE block
-    /// and the word loop.
+    /// Masks the rest of the buffer from `p + i` (`i` a multiple of 4): 16-byte SSE
+    /// blocks, then the word loop. The SSE2 kernel is this alone; the AVX2 kernel ends
+    /// with it for its last < 32 bytes.
     macro_rules! finish_tail {
         ($buf:expr, $p:expr, $i:expr, $len:expr, $k:expr) => {{
             let mut i = $i;
-            if i + 16 <= $len {
-                let mask = _mm_set1_epi32(i32::from_ne_bytes($k));
-                // SAFETY: i + 16 <= len: the block is inside the buffer.
+            let mask = _mm_set1_epi32(i32::from_ne_bytes($k));
+            while i + 16 <= $len {
+                // SAFETY: i + 16 <= len: the block is inside the buffer, borrowed
+                // mutably; loadu/storeu need no alignment.
                 unsafe {
                     xor_block!(
                         $p,
@@ -241,27 +243,9 @@ mod x86 {
     #[target_feature(enable = "sse2")]
     pub(super) unsafe fn apply_sse2(buf: &mut [u8], key: [u8; 4], phase: usize) {
         let k = rotate(key, phase);
-        let mask = _mm_set1_epi32(i32::from_ne_bytes(k));
         let len = buf.len();
         let p = buf.as_mut_ptr();
-        let mut i = 0;
-        while i + 16 <= len {
-            // SAFETY: i + 16 <= len: the block is inside `buf`, borrowed mutably;
-            // loadu/storeu need no alignment.
-            unsafe {
-                xor_block!(
-                    p,
-                    i,
-                    __m128i,
-                    _mm_loadu_si128,
-                    _mm_storeu_si128,
-                    _mm_xor_si128,
-                    mask
-                )
-            };
-            i += 16;
-        }
-        apply_mask_word(&mut buf[i..], k, 0);
+        finish_tail!(buf, p, 0, len, k);
     }
 }
 
