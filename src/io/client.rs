@@ -2,7 +2,7 @@
 //!
 //! Used to dial exchange feeds and by the load generator; the tests use it against
 //! `feedrelay echo` and against independent servers. It answers pings by itself and
-//! masks what it sends. `wss://` is not supported yet (TLS comes with the feeds).
+//! masks what it sends. `wss://` goes through [`Transport`] (rustls, verification on).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use tokio::time::{timeout_at, Instant as TokioInstant};
 
-use super::ring::{self, TcpStream};
+use super::ring;
 use super::server::seed;
+use super::transport::Transport;
 use crate::ws::handshake::ClientHandshake;
 use crate::ws::{
     CloseCode, Connection, Event, HandshakeError, Limits, MessageKind, OpCode, Role, State, WsError,
@@ -95,9 +96,21 @@ pub enum ClientError {
     /// The URL cannot be dialled.
     #[error("bad URL {0}")]
     Url(String),
-    /// `wss://` needs TLS, which this client does not do yet.
-    #[error("wss:// is not supported yet")]
-    TlsUnsupported,
+    /// The TLS trust configuration could not be built.
+    #[error("TLS set-up: {0}")]
+    TlsSetup(#[from] super::transport::TlsSetupError),
+    /// The TLS handshake failed (unknown CA, wrong host name, alert, ...).
+    #[error("TLS with {target}: {source}")]
+    Tls {
+        /// The server.
+        target: String,
+        /// rustls' reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connect, TLS and the opening handshake took longer than allowed.
+    #[error("connecting to {0} timed out")]
+    Timeout(String),
     /// Name resolution, connect, read or write failed.
     #[error("{op} {target}: {source}")]
     Io {
@@ -133,9 +146,42 @@ pub enum Incoming {
     Close(Option<(CloseCode, String)>),
 }
 
+/// How to dial: headers, limits, TLS trust, time allowed.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// Extra request headers (e.g. an API key).
+    pub headers: Vec<(String, String)>,
+    /// Frame and message limits for the connection.
+    pub limits: Limits,
+    /// Trust for `wss://` (`None`: the webpki roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Connect + TLS + opening handshake must finish within this.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            headers: Vec::new(),
+            limits: Limits::default(),
+            tls: None,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// What [`WsClient::recv_each`] handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// This many frames (messages, control frames, fragments).
+    Frames(usize),
+    /// The server's close frame (already answered).
+    Close(Option<(CloseCode, String)>),
+}
+
 /// A client connection.
 pub struct WsClient {
-    stream: TcpStream,
+    stream: Transport,
     peer: SocketAddr,
     conn: Connection,
     buf: Vec<u8>,
@@ -149,14 +195,36 @@ impl WsClient {
         headers: &[(String, String)],
         limits: Limits,
     ) -> Result<WsClient, ClientError> {
+        let options = ConnectOptions {
+            headers: headers.to_vec(),
+            limits,
+            ..ConnectOptions::default()
+        };
+        WsClient::connect_with(url, &options).await
+    }
+
+    /// Dials `url` (TCP, TLS for `wss://`, opening handshake) within `options.timeout`.
+    pub async fn connect_with(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<WsClient, ClientError> {
         let url: WsUrl = url.parse()?;
-        if url.tls {
-            return Err(ClientError::TlsUnsupported);
-        }
         let target = format!("{}:{}", url.host, url.port);
+        let deadline = TokioInstant::now() + options.timeout;
+        match timeout_at(deadline, WsClient::dial(&url, &target, options)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(target)),
+        }
+    }
+
+    async fn dial(
+        url: &WsUrl,
+        target: &str,
+        options: &ConnectOptions,
+    ) -> Result<WsClient, ClientError> {
         let io = |op, source| ClientError::Io {
             op,
-            target: target.clone(),
+            target: target.to_owned(),
             source,
         };
         let peer = (url.host.as_str(), url.port)
@@ -164,14 +232,34 @@ impl WsClient {
             .map_err(|e| io("resolve", e))?
             .next()
             .ok_or_else(|| io("resolve", std::io::ErrorKind::NotFound.into()))?;
-        let stream = ring::connect(peer).await.map_err(|e| io("connect to", e))?;
+        let tcp = ring::connect(peer).await.map_err(|e| io("connect to", e))?;
+        let mut stream = if url.tls {
+            let config = match &options.tls {
+                Some(c) => std::sync::Arc::clone(c),
+                None => super::transport::client_config(None)?,
+            };
+            Transport::tls_client(tcp, config, &url.host)
+                .await
+                .map_err(|source| ClientError::Tls {
+                    target: target.to_owned(),
+                    source,
+                })?
+        } else {
+            Transport::plain(tcp)
+        };
+        let limits = options.limits;
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&seed().to_ne_bytes());
         nonce[8..].copy_from_slice(&seed().to_ne_bytes());
         let handshake = ClientHandshake::new(nonce);
         let mut out = Vec::with_capacity(4096);
-        handshake.write_request(&url.host_header(), &url.path_and_query, headers, &mut out);
-        let (res, mut out) = ring::write_all(&stream, out).await;
+        handshake.write_request(
+            &url.host_header(),
+            &url.path_and_query,
+            &options.headers,
+            &mut out,
+        );
+        let (res, mut out) = stream.write_all(out).await;
         res.map_err(|e| io("write to", e))?;
         let capacity = limits.inline_frame_bytes.max(limits.max_header_bytes);
         let mut buf = Vec::with_capacity(capacity);
@@ -182,14 +270,14 @@ impl WsClient {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => return Err(ClientError::Handshake(target, e)),
+                Err(e) => return Err(ClientError::Handshake(target.to_owned(), e)),
             }
-            let (res, b) = ring::read_append(&stream, buf).await;
+            let (res, b) = stream.read_append(buf).await;
             buf = b;
             match res {
                 Ok(0) => {
                     let e = HandshakeError::MalformedHttp("connection closed during handshake");
-                    return Err(ClientError::Handshake(target, e));
+                    return Err(ClientError::Handshake(target.to_owned(), e));
                 }
                 Ok(_) => {}
                 Err(e) => return Err(io("read from", e)),
@@ -240,7 +328,7 @@ impl WsClient {
     async fn flush(&mut self) -> Result<(), ClientError> {
         self.conn.poll_transmit(&mut self.out);
         let out = std::mem::take(&mut self.out);
-        let (res, out) = ring::write_all(&self.stream, out).await;
+        let (res, out) = self.stream.write_all(out).await;
         self.out = out;
         res.map_err(|e| ClientError::Io {
             op: "write to",
@@ -266,7 +354,7 @@ impl WsClient {
             }
             let deadline = self.conn.poll_timeout().map(TokioInstant::from_std);
             let buf = std::mem::take(&mut self.buf);
-            let read = ring::read_append(&self.stream, buf);
+            let read = self.stream.read_append(buf);
             let (res, buf) = match deadline {
                 Some(d) => match timeout_at(d, read).await {
                     Ok(r) => r,
@@ -277,6 +365,67 @@ impl WsClient {
                 },
                 None => read.await,
             };
+            self.buf = buf;
+            match res {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ClientError::Io {
+                        op: "read from",
+                        target: self.peer.to_string(),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Handles every whole frame now buffered, reading once first if there is none:
+    /// each message goes to `on_message` in place (no copy), pings are answered, the
+    /// server's close is answered and returned. The feed's hot path.
+    ///
+    /// Not cancel-safe, like [`recv`](Self::recv).
+    pub async fn recv_each(
+        &mut self,
+        mut on_message: impl FnMut(MessageKind, &[u8]),
+    ) -> Result<Received, ClientError> {
+        loop {
+            let (mut used_total, mut frames, mut close) = (0, 0, None);
+            let failed = loop {
+                match self.conn.handle_input(&mut self.buf[used_total..]) {
+                    Ok(Some((event, used))) => {
+                        used_total += used;
+                        frames += 1;
+                        match event {
+                            Event::Message { kind, payload } => on_message(kind, payload),
+                            Event::Close(c) => {
+                                close = Some(c.map(|(code, r)| (code, r.to_owned())));
+                                break None;
+                            }
+                            Event::Ping(_) | Event::Pong(_) | Event::Progress => {}
+                        }
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            self.buf.drain(..used_total);
+            if let Some(e) = failed {
+                let _ = self.flush().await;
+                return Err(e.into());
+            }
+            if frames > 0 {
+                self.flush().await?;
+                return Ok(match close {
+                    Some(c) => Received::Close(c),
+                    None => Received::Frames(frames),
+                });
+            }
+            if self.conn.state() == State::Closed {
+                return Err(ClientError::Closed);
+            }
+            let buf = std::mem::take(&mut self.buf);
+            let (res, buf) = self.stream.read_append(buf).await;
             self.buf = buf;
             match res {
                 Ok(0) => return Err(ClientError::Closed),
@@ -346,8 +495,8 @@ impl WsClient {
     async fn wait_for_server_close(&mut self) {
         let deadline = TokioInstant::now() + self.conn.limits().close_timeout;
         let buf = std::mem::take(&mut self.buf);
-        let _ = timeout_at(deadline, ring::read_append(&self.stream, buf)).await;
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = timeout_at(deadline, self.stream.read_append(buf)).await;
+        self.stream.shutdown().await;
     }
 }
 

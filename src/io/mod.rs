@@ -18,6 +18,7 @@
 //! - [`procfs`]: CPU time of a process from /proc.
 //! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
+//! - [`transport`]: plain TCP or TLS (rustls, sans-IO) over the ring.
 #![allow(unsafe_code)]
 
 pub mod client;
@@ -29,6 +30,7 @@ pub mod ring;
 pub mod server;
 pub mod shutdown;
 pub mod signal;
+pub mod transport;
 pub mod worker;
 
 pub use error::IoError;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::feed::{check_feeds, FeedConfig};
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
@@ -75,6 +76,9 @@ pub struct Config {
     /// Also serve `GET /metrics` on this separate address (plain HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Exchange feeds to dial (`[[feeds]]` tables).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedConfig>,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             shutdown_grace_ms: 2_000,
             metrics: true,
             metrics_listen: None,
+            feeds: Vec::new(),
         }
     }
 }
@@ -145,7 +150,17 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        Config::parse(&text, &shown)
+        let mut config = Config::parse(&text, &shown)?;
+        // A feed's CA file is relative to the config file, not to where we run.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for feed in &mut config.feeds {
+            if let Some(ca) = &mut feed.ca_file {
+                if ca.is_relative() {
+                    *ca = dir.join(&*ca);
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and checks config text; `origin` names it in errors.
@@ -187,6 +202,7 @@ impl Config {
             }
         }
         JsonPointer::parse(&self.topic_pointer).map_err(|e| bad("topic_pointer", e))?;
+        check_feeds(&self.feeds).map_err(|e| bad("feeds", e))?;
         let positive: [(&'static str, u64); 9] = [
             ("queue_max_messages", self.queue_max_messages as u64),
             ("queue_max_bytes", self.queue_max_bytes as u64),

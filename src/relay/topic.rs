@@ -50,6 +50,9 @@ pub enum TopicLookup {
 /// Per-connection state for topic lookups: scratch copy, parse buffers, tape.
 pub struct TopicReader {
     pointer: JsonPointer,
+    seq_pointer: Option<JsonPointer>,
+    /// The sequence number the last lookup found.
+    seq: Option<u64>,
     scratch: Vec<u8>,
     buffers: Buffers,
     tape: Option<Tape<'static>>,
@@ -66,8 +69,16 @@ impl std::fmt::Debug for TopicReader {
 impl TopicReader {
     /// A reader for `pointer`.
     pub fn new(pointer: JsonPointer) -> Self {
+        TopicReader::with_seq(pointer, None)
+    }
+
+    /// A reader that also reads a sequence number (a non-negative integer, or a string
+    /// of decimal digits) at `seq_pointer`, in the same parse; see [`seq`](Self::seq).
+    pub fn with_seq(pointer: JsonPointer, seq_pointer: Option<JsonPointer>) -> Self {
         TopicReader {
             pointer,
+            seq_pointer,
+            seq: None,
             scratch: Vec::new(),
             buffers: Buffers::default(),
             tape: Some(Tape::null()),
@@ -80,24 +91,47 @@ impl TopicReader {
         self.scratch.extend_from_slice(payload);
         let base = self.scratch.as_ptr() as usize;
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        self.seq = None;
         let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
             Err(_) => TopicLookup::NotJson,
-            Ok(()) => match resolve(tape.as_value(), &self.pointer).and_then(|v| v.into_string()) {
-                None => TopicLookup::Missing,
-                Some(s) => {
-                    let at = (s.as_ptr() as usize).wrapping_sub(base);
-                    match payload.get(at..at + s.len()) {
-                        Some(raw) if raw == s.as_bytes() => {
-                            TopicLookup::InPayload(at..at + s.len())
+            Ok(()) => {
+                if let Some(p) = &self.seq_pointer {
+                    self.seq = resolve(tape.as_value(), p).and_then(as_seq);
+                }
+                match resolve(tape.as_value(), &self.pointer).and_then(|v| v.into_string()) {
+                    None => TopicLookup::Missing,
+                    Some(s) => {
+                        let at = (s.as_ptr() as usize).wrapping_sub(base);
+                        match payload.get(at..at + s.len()) {
+                            Some(raw) if raw == s.as_bytes() => {
+                                TopicLookup::InPayload(at..at + s.len())
+                            }
+                            _ => TopicLookup::Unescaped(s.to_owned()),
                         }
-                        _ => TopicLookup::Unescaped(s.to_owned()),
                     }
                 }
-            },
+            }
         };
         self.tape = Some(tape.reset());
         result
     }
+
+    /// The sequence number found by the last [`lookup`](Self::lookup), if any.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+fn as_seq(v: Value<'_, '_>) -> Option<u64> {
+    use simd_json::prelude::ValueAsScalar;
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?;
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn resolve<'t, 'i>(mut v: Value<'t, 'i>, pointer: &JsonPointer) -> Option<Value<'t, 'i>> {
@@ -150,6 +184,32 @@ mod tests {
         assert_eq!(lookup("/s", r#"{"s":"x""#), TopicLookup::NotJson);
         assert_eq!(lookup("/s", "\u{0}\u{1}binary"), TopicLookup::NotJson);
         assert!(JsonPointer::parse("s").is_err());
+    }
+
+    #[test]
+    fn reads_sequence_numbers_in_the_same_parse() {
+        let p = |s: &str| JsonPointer::parse(s).unwrap();
+        let mut r = TopicReader::with_seq(p("/data/s"), Some(p("/data/u")));
+        let cases = [
+            (r#"{"data":{"s":"A","u":42}}"#, Some(42)),
+            (r#"{"data":{"s":"A","u":"43"}}"#, Some(43)),
+            (r#"{"data":{"s":"A","u":-1}}"#, None),
+            (r#"{"data":{"s":"A","u":1.5}}"#, None),
+            (r#"{"data":{"s":"A","u":"12x"}}"#, None),
+            (r#"{"data":{"s":"A"}}"#, None),
+            (
+                r#"{"data":{"s":"A","u":18446744073709551615}}"#,
+                Some(u64::MAX),
+            ),
+            ("not json", None),
+        ];
+        for (payload, want) in cases {
+            r.lookup(payload.as_bytes());
+            assert_eq!(r.seq(), want, "{payload}");
+        }
+        let mut plain = TopicReader::new(p("/s"));
+        plain.lookup(br#"{"s":"A","u":1}"#);
+        assert_eq!(plain.seq(), None);
     }
 
     #[test]

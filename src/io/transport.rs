@@ -1,0 +1,319 @@
+//! A byte stream over the ring: plain TCP, or TLS (`rustls`) on top of it.
+//!
+//! rustls does no IO of its own: ciphertext read from the socket is handed to it, and
+//! the records it wants sent are written by us. That keeps TLS on the same ring as
+//! everything else (no blocking sockets, no second runtime) and lets one type serve
+//! both the feed client (`wss://`) and the mock exchange's TLS listener.
+//!
+//! Trust: [`client_config`] builds the client side from the webpki roots plus an
+//! optional PEM file of extra roots; certificate and host-name verification are always
+//! on. SNI is sent for host names (not for IP addresses, which rustls checks against
+//! the certificate's IP SANs).
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::ring::{self, TcpStream};
+
+/// Ciphertext read per socket read (a TLS record is at most 16 KiB plus overhead).
+const CIPHER_READ_BYTES: usize = 18 * 1024;
+
+/// What setting TLS up can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// A PEM file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A PEM file held nothing usable.
+    #[error("{path}: {why}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        why: String,
+    },
+    /// rustls refused the configuration (bad key, no usable root).
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate in a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsSetupError::Pem {
+            path: shown.clone(),
+            why: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::Pem {
+            path: shown,
+            why: "no CERTIFICATE block".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// A client configuration trusting the webpki roots and, if given, the certificates
+/// in `extra_roots` (a PEM file). Verification is not optional.
+pub fn client_config(
+    extra_roots: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra_roots {
+        for cert in read_certs(path)? {
+            roots.add(cert).map_err(|e| TlsSetupError::Pem {
+                path: path.display().to_string(),
+                why: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let chain = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Pem {
+        path: key.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// A connected stream, plain or TLS.
+pub struct Transport {
+    tcp: TcpStream,
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    conn: rustls::Connection,
+    /// Ciphertext read but not yet handed to rustls.
+    cipher_in: Vec<u8>,
+    /// Records rustls produced, being written.
+    cipher_out: Vec<u8>,
+}
+
+impl Transport {
+    /// Plain TCP.
+    pub fn plain(tcp: TcpStream) -> Transport {
+        Transport { tcp, tls: None }
+    }
+
+    /// TLS client over `tcp`, verifying the server as `host`; runs the handshake.
+    pub async fn tls_client(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        host: &str,
+    ) -> io::Result<Transport> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Transport::tls(tcp, conn.into()).await
+    }
+
+    /// TLS server over `tcp`; runs the handshake.
+    pub async fn tls_server(
+        tcp: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Transport> {
+        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        Transport::tls(tcp, conn.into()).await
+    }
+
+    async fn tls(tcp: TcpStream, conn: rustls::Connection) -> io::Result<Transport> {
+        let mut t = Transport {
+            tcp,
+            tls: Some(Tls {
+                conn,
+                cipher_in: Vec::with_capacity(CIPHER_READ_BYTES),
+                cipher_out: Vec::with_capacity(CIPHER_READ_BYTES),
+            }),
+        };
+        while t.tls.as_ref().is_some_and(|s| s.conn.is_handshaking()) {
+            t.flush_tls().await?;
+            if t.tls.as_ref().is_some_and(|s| s.conn.is_handshaking()) && !t.read_records().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed during the TLS handshake",
+                ));
+            }
+        }
+        t.flush_tls().await?;
+        Ok(t)
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Reads into the spare capacity of `buf`; returns the number of plaintext bytes
+    /// appended (0 at end of stream) and the buffer. A TLS alert or bad record is an
+    /// `InvalidData` error naming the cause.
+    pub async fn read_append(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if self.tls.is_none() {
+            return ring::read_append(&self.tcp, buf).await;
+        }
+        loop {
+            match self.plaintext_into(&mut buf) {
+                Ok(Some(n)) => return (Ok(n), buf),
+                Ok(None) => {}
+                Err(e) => return (Err(e), buf),
+            }
+            match self.read_records().await {
+                Ok(true) => {}
+                Ok(false) => return (Ok(0), buf),
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+        }
+    }
+
+    /// Plaintext rustls already holds, appended to `buf`; `None` if it holds none.
+    fn plaintext_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(None);
+        };
+        let len = buf.len();
+        if len == buf.capacity() {
+            return Err(io::Error::other("read buffer full"));
+        }
+        // rustls reads into initialised memory only; TLS is not the zero-copy path.
+        buf.resize(buf.capacity(), 0);
+        let res = tls.conn.reader().read(&mut buf[len..]);
+        match res {
+            Ok(n) => {
+                buf.truncate(len + n);
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf.truncate(len);
+                Ok(None)
+            }
+            Err(e) => {
+                buf.truncate(len);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads ciphertext and lets rustls process it; false at end of stream.
+    async fn read_records(&mut self) -> io::Result<bool> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(true);
+        };
+        let cipher = std::mem::take(&mut tls.cipher_in);
+        let (res, mut cipher) = ring::read_append(&self.tcp, cipher).await;
+        let Some(tls) = &mut self.tls else {
+            return Ok(true);
+        };
+        if res? == 0 {
+            tls.cipher_in = cipher;
+            return Ok(false);
+        }
+        let mut rest = &cipher[..];
+        let mut failed = None;
+        while !rest.is_empty() {
+            if let Err(e) = tls.conn.read_tls(&mut rest) {
+                failed = Some(e);
+                break;
+            }
+            if let Err(e) = tls.conn.process_new_packets() {
+                failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                break;
+            }
+        }
+        cipher.clear();
+        tls.cipher_in = cipher;
+        if let Some(e) = failed {
+            // Tell the peer why (rustls queued an alert), then fail.
+            let _ = self.flush_tls().await;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Writes whatever records rustls has queued.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        loop {
+            let Some(tls) = &mut self.tls else {
+                return Ok(());
+            };
+            if !tls.conn.wants_write() {
+                return Ok(());
+            }
+            let mut out = std::mem::take(&mut tls.cipher_out);
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut out)?;
+            }
+            let (res, out) = ring::write_all(&self.tcp, out).await;
+            if let Some(tls) = &mut self.tls {
+                tls.cipher_out = out;
+            }
+            res?;
+        }
+    }
+
+    /// Writes all of `buf` and hands it back, cleared.
+    pub async fn write_all(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        if self.tls.is_none() {
+            return ring::write_all(&self.tcp, buf).await;
+        }
+        let mut at = 0;
+        while at < buf.len() {
+            let Some(tls) = &mut self.tls else { break };
+            match tls.conn.writer().write(&buf[at..]) {
+                Ok(n) => at += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+        }
+        buf.clear();
+        (Ok(()), buf)
+    }
+
+    /// Sends TLS close_notify (if TLS) and shuts the socket down.
+    pub async fn shutdown(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.conn.send_close_notify();
+            let _ = self.flush_tls().await;
+        }
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,491 @@
+//! Exchange feeds the relay dials: their configuration, the reconnect backoff, and
+//! A/B arbitration of redundant lines. No sockets here (those are in `io::feed`).
+//!
+//! Arbitration: feeds in one `group` carry the same data on independent lines. Each
+//! message has a topic and, read by `seq_pointer`, a per-topic sequence number. The
+//! [`Arbiter`] forwards the first copy of each (topic, seq) and drops later copies, so
+//! either line can die without loss or duplicates downstream. A sequence number more
+//! than one past the last forwarded is a gap: the missing count is added to the topic's
+//! gap counter (gaps are observed, never invented: a topic's first message sets its
+//! baseline). A line whose own sequence goes backwards within one connection has been
+//! reset at the source; its number becomes the topic's new baseline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One `[[feeds]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// Text messages sent after every connect, in order.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// JSON pointer to the topic (default: the relay's `topic_pointer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_pointer: Option<String>,
+    /// JSON pointer to the per-topic sequence number (number or decimal string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_pointer: Option<String>,
+    /// Extra handshake headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of extra trust roots for `wss://` (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Nothing received for this long (ms): the line is stale and is redialled. A
+    /// ping is sent after half of it, so a quiet but live line answers with a pong.
+    #[serde(default = "defaults::stale_after_ms")]
+    pub stale_after_ms: u64,
+    /// Feeds with the same group are redundant lines of one stream (needs
+    /// `seq_pointer`). Default: the feed's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// First reconnect delay bound (ms).
+    #[serde(default = "defaults::reconnect_initial_ms")]
+    pub reconnect_initial_ms: u64,
+    /// Largest reconnect delay bound (ms).
+    #[serde(default = "defaults::reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Full jitter: each delay is uniform in [0, bound]. Off: exactly the bound.
+    #[serde(default = "defaults::yes")]
+    pub reconnect_jitter: bool,
+    /// TCP connect + TLS + WebSocket handshake must finish within this (ms).
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+mod defaults {
+    pub(super) fn stale_after_ms() -> u64 {
+        5_000
+    }
+    pub(super) fn reconnect_initial_ms() -> u64 {
+        100
+    }
+    pub(super) fn reconnect_max_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub(super) fn yes() -> bool {
+        true
+    }
+}
+
+impl FeedConfig {
+    /// The arbitration group: `group`, or the feed's name.
+    pub fn group_name(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Checks one feed; returns what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let name = &self.name;
+        if name.is_empty() || name.len() > 64 || name.contains(|c: char| c.is_control()) {
+            return Err(format!(
+                "feed name {name:?} must be 1..=64 printable characters"
+            ));
+        }
+        self.url
+            .parse::<crate::io::client::WsUrl>()
+            .map_err(|e| format!("feed {name}: {e}"))?;
+        for (field, p) in [
+            ("topic_pointer", &self.topic_pointer),
+            ("seq_pointer", &self.seq_pointer),
+        ] {
+            if let Some(p) = p {
+                super::topic::JsonPointer::parse(p)
+                    .map_err(|e| format!("feed {name}: {field}: {e}"))?;
+            }
+        }
+        for (k, v) in &self.headers {
+            let token = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(format!(
+                    "feed {name}: header name {k:?} is not an HTTP token"
+                ));
+            }
+            if v.contains(['\r', '\n', '\0']) {
+                return Err(format!("feed {name}: header {k}: value has CR, LF or NUL"));
+            }
+            let reserved = [
+                "host",
+                "upgrade",
+                "connection",
+                "sec-websocket-key",
+                "sec-websocket-version",
+            ];
+            if reserved.contains(&k.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "feed {name}: header {k} is set by the client itself"
+                ));
+            }
+        }
+        let positive = [
+            ("stale_after_ms", self.stale_after_ms),
+            ("reconnect_initial_ms", self.reconnect_initial_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(format!("feed {name}: {field} must be positive"));
+            }
+        }
+        if self.reconnect_max_ms < self.reconnect_initial_ms {
+            return Err(format!(
+                "feed {name}: reconnect_max_ms ({}) is below reconnect_initial_ms ({})",
+                self.reconnect_max_ms, self.reconnect_initial_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the feeds together: unique names, and every line of a multi-line group
+/// sequenced (arbitration needs the sequence number).
+pub fn check_feeds(feeds: &[FeedConfig]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    let mut groups: BTreeMap<&str, Vec<&FeedConfig>> = BTreeMap::new();
+    for f in feeds {
+        f.check()?;
+        if !names.insert(f.name.as_str()) {
+            return Err(format!("feed name {:?} is used twice", f.name));
+        }
+        groups.entry(f.group_name()).or_default().push(f);
+    }
+    for (group, lines) in groups {
+        if lines.len() > 1 {
+            if let Some(f) = lines.iter().find(|f| f.seq_pointer.is_none()) {
+                return Err(format!(
+                    "group {group:?} has {} lines but feed {} has no seq_pointer; A/B \
+                     arbitration needs one on every line",
+                    lines.len(),
+                    f.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exponential backoff with full jitter (each delay uniform in `[0, bound]`, the bound
+/// doubling from `initial` to `max`); reset once a connection delivers.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial_ms: u64,
+    max_ms: u64,
+    jitter: bool,
+    attempt: u32,
+    rng: u64,
+}
+
+impl Backoff {
+    /// A backoff; `seed` seeds the jitter (any value).
+    pub fn new(initial_ms: u64, max_ms: u64, jitter: bool, seed: u64) -> Backoff {
+        Backoff {
+            initial_ms,
+            max_ms,
+            jitter,
+            attempt: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The next delay, in ms; each call doubles the bound up to the maximum.
+    pub fn next_delay_ms(&mut self) -> u64 {
+        let bound = self
+            .initial_ms
+            .saturating_mul(1u64 << self.attempt.min(40))
+            .min(self.max_ms);
+        self.attempt = self.attempt.saturating_add(1);
+        if !self.jitter {
+            return bound;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % (bound + 1)
+    }
+
+    /// The line delivered: start again from `initial`.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// What the arbiter decided for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// First copy: forward it.
+    Forward,
+    /// Seen already (from this line or another): drop it.
+    Duplicate,
+}
+
+/// Per-topic arbitration state and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSeq {
+    /// Last sequence number forwarded.
+    pub last: u64,
+    /// Messages forwarded.
+    pub forwarded: u64,
+    /// Copies dropped.
+    pub duplicates: u64,
+    /// Sequence numbers never seen on any line.
+    pub missing: u64,
+    /// Times a jump past `last + 1` was seen.
+    pub gaps: u64,
+    /// Times a line's sequence went backwards (source reset).
+    pub resets: u64,
+}
+
+/// A gap just observed: `from..=to` were never seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// First missing sequence number.
+    pub from: u64,
+    /// Last missing sequence number.
+    pub to: u64,
+}
+
+/// A/B arbitration for one group of lines (see the module docs).
+#[derive(Debug, Default)]
+pub struct Arbiter {
+    topics: HashMap<Box<[u8]>, TopicSeq>,
+    /// Per line: the last sequence number it sent per topic, this connection.
+    lines: Vec<HashMap<Box<[u8]>, u64>>,
+}
+
+impl Arbiter {
+    /// An arbiter for `lines` lines.
+    pub fn new(lines: usize) -> Arbiter {
+        Arbiter {
+            topics: HashMap::new(),
+            lines: vec![HashMap::new(); lines],
+        }
+    }
+
+    /// Decides for a message of `topic` with `seq` from `line`; a gap it reveals is
+    /// returned for logging (already counted).
+    pub fn check(&mut self, line: usize, topic: &[u8], seq: u64) -> (Verdict, Option<Gap>) {
+        let mut reset = false;
+        if let Some(own) = self.lines.get_mut(line) {
+            match own.get_mut(topic) {
+                Some(prev) => {
+                    reset = seq < *prev;
+                    *prev = seq;
+                }
+                None => {
+                    own.insert(topic.into(), seq);
+                }
+            }
+        }
+        let Some(t) = self.topics.get_mut(topic) else {
+            self.topics.insert(
+                topic.into(),
+                TopicSeq {
+                    last: seq,
+                    forwarded: 1,
+                    ..TopicSeq::default()
+                },
+            );
+            return (Verdict::Forward, None);
+        };
+        if reset && seq <= t.last {
+            t.resets += 1;
+            t.last = seq;
+            t.forwarded += 1;
+            return (Verdict::Forward, None);
+        }
+        if seq <= t.last {
+            t.duplicates += 1;
+            return (Verdict::Duplicate, None);
+        }
+        let gap = (seq > t.last + 1).then(|| Gap {
+            from: t.last + 1,
+            to: seq - 1,
+        });
+        if let Some(g) = gap {
+            t.gaps += 1;
+            t.missing += g.to - g.from + 1;
+        }
+        t.last = seq;
+        t.forwarded += 1;
+        (Verdict::Forward, gap)
+    }
+
+    /// `line` reconnected: forget what it sent (a new connection may replay).
+    pub fn line_reconnected(&mut self, line: usize) {
+        if let Some(own) = self.lines.get_mut(line) {
+            own.clear();
+        }
+    }
+
+    /// Per-topic state, sorted by topic.
+    pub fn topics(&self) -> Vec<(String, TopicSeq)> {
+        let mut v: Vec<_> = self
+            .topics
+            .iter()
+            .map(|(k, t)| (String::from_utf8_lossy(k).into_owned(), t.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Totals over all topics.
+    pub fn totals(&self) -> TopicSeq {
+        let mut sum = TopicSeq::default();
+        for t in self.topics.values() {
+            sum.forwarded += t.forwarded;
+            sum.duplicates += t.duplicates;
+            sum.missing += t.missing;
+            sum.gaps += t.gaps;
+            sum.resets += t.resets;
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(name: &str) -> FeedConfig {
+        toml::from_str(&format!("name = \"{name}\"\nurl = \"ws://127.0.0.1:1/\"")).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_checks() {
+        let f = feed("a");
+        assert_eq!(
+            (f.stale_after_ms, f.reconnect_initial_ms, f.reconnect_max_ms),
+            (5000, 100, 10_000)
+        );
+        assert!(f.reconnect_jitter);
+        assert_eq!(f.group_name(), "a");
+        assert!(f.check().is_ok());
+        let mut bad = feed("a");
+        bad.url = "http://x".into();
+        assert!(bad.check().unwrap_err().contains("scheme"));
+        let mut bad = feed("a");
+        bad.headers
+            .insert("X-Key".into(), "a\r\nInjected: 1".into());
+        assert!(bad.check().unwrap_err().contains("CR"));
+        let mut bad = feed("a");
+        bad.headers.insert("Host".into(), "x".into());
+        assert!(bad.check().is_err());
+        let mut bad = feed("a");
+        bad.reconnect_max_ms = 10;
+        assert!(bad.check().unwrap_err().contains("below"));
+        let mut bad = feed("a");
+        bad.seq_pointer = Some("u".into());
+        assert!(bad.check().unwrap_err().contains("seq_pointer"));
+        assert!(check_feeds(&[feed("a"), feed("a")])
+            .unwrap_err()
+            .contains("twice"));
+        let (mut a, mut b) = (feed("a"), feed("b"));
+        a.group = Some("g".into());
+        b.group = Some("g".into());
+        assert!(check_feeds(&[a.clone(), b.clone()])
+            .unwrap_err()
+            .contains("seq_pointer"));
+        a.seq_pointer = Some("/u".into());
+        b.seq_pointer = Some("/u".into());
+        assert!(check_feeds(&[a, b]).is_ok());
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_max_and_jitters_below_the_bound() {
+        let mut b = Backoff::new(100, 1000, false, 7);
+        let d: Vec<u64> = (0..6).map(|_| b.next_delay_ms()).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay_ms(), 100);
+        let mut j = Backoff::new(100, 1000, true, 7);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200 {
+            let bound = (100u64 << i.min(10)).min(1000);
+            let d = j.next_delay_ms();
+            assert!(d <= bound, "{d} > {bound}");
+            seen.insert(d);
+        }
+        assert!(
+            seen.len() > 50,
+            "jitter spreads delays: {} distinct",
+            seen.len()
+        );
+        let mut huge = Backoff::new(u64::MAX / 2, u64::MAX, false, 1);
+        for _ in 0..100 {
+            huge.next_delay_ms();
+        }
+    }
+
+    #[test]
+    fn arbitration_forwards_first_copies_in_order() {
+        let mut a = Arbiter::new(2);
+        let mut out = Vec::new();
+        // Line 0 leads, line 1 lags by two; line 0 dies after 5.
+        let events = [
+            (0, 1),
+            (0, 2),
+            (1, 1),
+            (0, 3),
+            (1, 2),
+            (0, 4),
+            (1, 3),
+            (0, 5),
+            (1, 4),
+            (1, 5),
+            (1, 6),
+            (1, 7),
+        ];
+        for (line, seq) in events {
+            if a.check(line, b"T", seq).0 == Verdict::Forward {
+                out.push(seq);
+            }
+        }
+        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7]);
+        let t = a.totals();
+        assert_eq!((t.forwarded, t.duplicates, t.gaps, t.missing), (7, 5, 0, 0));
+    }
+
+    #[test]
+    fn gaps_are_counted_not_invented() {
+        let mut a = Arbiter::new(1);
+        // The first message sets the baseline: no gap before it.
+        assert_eq!(a.check(0, b"T", 100), (Verdict::Forward, None));
+        assert_eq!(a.check(0, b"U", 5), (Verdict::Forward, None));
+        assert_eq!(
+            a.check(0, b"T", 104),
+            (Verdict::Forward, Some(Gap { from: 101, to: 103 }))
+        );
+        assert_eq!(a.check(0, b"T", 105).0, Verdict::Forward);
+        let topics = a.topics();
+        assert_eq!(topics[0].0, "T");
+        assert_eq!((topics[0].1.gaps, topics[0].1.missing), (1, 3));
+        assert_eq!((topics[1].1.gaps, topics[1].1.missing), (0, 0));
+    }
+
+    #[test]
+    fn a_line_going_backwards_is_a_source_reset() {
+        let mut a = Arbiter::new(1);
+        for s in 1..=10 {
+            a.check(0, b"T", s);
+        }
+        assert_eq!(a.check(0, b"T", 1).0, Verdict::Forward);
+        assert_eq!(a.check(0, b"T", 2).0, Verdict::Forward);
+        assert_eq!(a.totals().resets, 1);
+        // After a reconnect the line may replay: copies, not a reset.
+        a.line_reconnected(0);
+        assert_eq!(a.check(0, b"T", 1).0, Verdict::Duplicate);
+        assert_eq!(a.check(0, b"T", 3).0, Verdict::Forward);
+    }
+}
