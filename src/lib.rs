@@ -25,5 +25,6 @@ pub mod echo;
 pub mod host;
 pub mod io;
 pub mod metrics;
+pub mod mock_exchange;
 pub mod relay;
 pub mod ws;

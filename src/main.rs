@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, default_value = "/")]
         root: std::path::PathBuf,
     },
+    /// A local stand-in for an exchange's market-data WebSocket (Binance-style subscribe
+    /// protocol, deterministic trades, pings), with fault injection, for tests and demos.
+    MockExchange(MockExchangeArgs),
     /// The relay, a synthetic exchange (20 symbols, trades and best bid/ask, bursty) and
     /// subscribers, with a live table of rates, drops and latency per hop and end to end.
     Demo {
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
             hlog,
         } => demo(duration, rate, subs, workers, &hlog),
         Command::Bench(args) => bench(args),
+        Command::MockExchange(args) => mock_exchange(args),
         Command::Run {
             config,
             listen,
@@ -187,6 +191,99 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+#[derive(clap::Args)]
+struct MockExchangeArgs {
+    /// Address to listen on (port 0: the OS picks; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Serve wss:// with certificates in DIR (ca.pem, cert.pem, key.pem): reused if
+    /// present, else made with rcgen (a fresh CA and a server certificate it signed).
+    #[arg(long, value_name = "DIR")]
+    tls_self_signed: Option<std::path::PathBuf>,
+    /// Names the new server certificate is valid for (DNS names or IPs).
+    #[arg(long = "tls-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+    tls_names: Vec<String>,
+    /// Symbols traded.
+    #[arg(long, default_value_t = 20)]
+    symbols: usize,
+    /// Trades per second over all symbols.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Ping interval, ms (three unanswered pings close the connection).
+    #[arg(long, default_value_t = 1_000)]
+    ping_ms: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// Fault: close TCP abruptly after N trades on each connection.
+    #[arg(long, value_name = "N")]
+    drop_after: Option<u64>,
+    /// Fault: stop reading and writing after N trades (the socket stays open).
+    #[arg(long, value_name = "N")]
+    stall_after: Option<u64>,
+    /// Fault: write bytes that are not a WebSocket frame after N trades.
+    #[arg(long, value_name = "N")]
+    garbage_after: Option<u64>,
+    /// Fault: announce a 1 TiB frame after N trades.
+    #[arg(long, value_name = "N")]
+    oversized_after: Option<u64>,
+    /// Fault: wait this long (ms) before each TLS handshake.
+    #[arg(long, default_value_t = 0)]
+    slow_tls_ms: u64,
+}
+
+fn mock_exchange(a: MockExchangeArgs) -> anyhow::Result<()> {
+    use feedrelay::mock_exchange::{self as mock, certs, Faults, Options, Stats};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tls = match &a.tls_self_signed {
+        None => None,
+        Some(dir) => {
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if !(cert.exists() && key.exists() && dir.join("ca.pem").exists()) {
+                certs::write_self_signed(dir, &a.tls_names)?;
+            }
+            Some(feedrelay::io::transport::server_config(&cert, &key)?)
+        }
+    };
+    let listener = std::net::TcpListener::bind(a.listen)
+        .map_err(|e| explain(IoError::op("listen on", a.listen, e)))?;
+    let addr = listener.local_addr()?;
+    let options = Arc::new(Options {
+        tls,
+        symbols: a.symbols.max(1),
+        rate: a.rate.max(1),
+        ping: std::time::Duration::from_millis(a.ping_ms.max(1)),
+        max_connections: a.max_connections.max(1),
+        faults: Faults {
+            drop_after: a.drop_after,
+            stall_after: a.stall_after,
+            garbage_after: a.garbage_after,
+            oversized_after: a.oversized_after,
+            slow_tls: std::time::Duration::from_millis(a.slow_tls_ms),
+        },
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    say(&format!(
+        "mock-exchange on {} ({} symbols, {} trades/s)",
+        mock::url(addr, options.tls.is_some()),
+        options.symbols,
+        options.rate
+    ));
+    let stats = Arc::new(Stats::default());
+    mock::serve(listener, options, Arc::clone(&stats), stop)?;
+    say(&format!(
+        "mock-exchange stopped: connections {}, trades sent {}, faults {}, pongs {}",
+        stats.connections.load(Ordering::Relaxed),
+        stats.trades.load(Ordering::Relaxed),
+        stats.faults.load(Ordering::Relaxed),
+        stats.pongs.load(Ordering::Relaxed)
+    ));
+    Ok(())
 }
 
 /// Prints a status line to stdout; a closed stdout (the reader went away) is not an
@@ -392,6 +489,21 @@ fn summary(workers: &[WorkerSummary]) -> String {
             "\n  dropped on topic {}: {n}",
             String::from_utf8_lossy(topic)
         ));
+    }
+    for f in workers.iter().flat_map(|w| &w.feeds) {
+        text.push_str(&format!(
+            "\n  feed {} (group {}): sessions {}, reconnects {}, messages {}, copies dropped {}",
+            f.name, f.group, f.connects, f.reconnects, f.messages, f.duplicates
+        ));
+    }
+    for g in workers.iter().flat_map(|w| &w.groups) {
+        text.push_str(&format!(
+            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}",
+            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets
+        ));
+        for (topic, n) in g.missing_by_topic.iter().take(10) {
+            text.push_str(&format!("\n    missing on topic {topic}: {n}"));
+        }
     }
     text
 }

@@ -106,6 +106,7 @@ fn no_allocation_per_message_per_subscriber() {
                     config,
                     connections,
                     metrics: Some(link),
+                    feeds: Vec::new(),
                     shutdown: stop,
                 })
                 .await

@@ -15,6 +15,7 @@
 //! - [`server`]: the server-side connection driver, generic over a [`server::Service`].
 //! - [`relay`]: the relay's workers: publishers, subscribers, the inbox between workers.
 //! - [`client`]: a WebSocket client over the same core, for feeds and load generation.
+//! - [`feed`]: exchange feed lines: dial, subscribe, arbitrate, reconnect with backoff.
 //! - [`procfs`]: CPU time of a process from /proc.
 //! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
@@ -23,6 +24,7 @@
 
 pub mod client;
 pub mod error;
+pub mod feed;
 pub mod listener;
 pub mod procfs;
 pub mod relay;

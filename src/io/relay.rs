@@ -35,16 +35,18 @@ use tokio::sync::Notify;
 use super::signal::LocalSignal;
 
 use super::error::IoError;
+use super::feed::{run_line, FeedSink, Group, Line, LineState};
 use super::ring::{self, TcpStream};
 use super::server::{
     accept_handshake_or_plain, accept_until_shutdown, drain_connections, drive, linger_close, seed,
     ServerConfig, Service,
 };
 use super::shutdown::Shutdown;
-use crate::metrics::collector::{Counters, Interval, Snapshot};
+use crate::metrics::collector::{Counters, FeedCounters, GroupCounters, Interval, Snapshot};
 use crate::metrics::{now_ns, prometheus, Hop as HopKind, HopHistograms};
 use crate::relay::config::{Config, IdleMode};
 use crate::relay::control::{self, Control};
+use crate::relay::feed::{Arbiter, FeedConfig};
 use crate::relay::routing::SubId;
 use crate::relay::shard::{Hop, Relayed, Shard, ShardSettings, ShardStats};
 use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
@@ -144,6 +146,10 @@ pub struct WorkerSummary {
     pub subscribers: u64,
     /// Connections refused at the handshake (bad path, over the limit, bad request).
     pub refused: u64,
+    /// The feed lines this worker dialled.
+    pub feeds: Vec<FeedCounters>,
+    /// Their groups' arbitration.
+    pub groups: Vec<GroupCounters>,
 }
 
 /// A subscriber's writer, as the reader, the shard's flush and the keepalive sweep see it.
@@ -191,6 +197,108 @@ struct WorkerCtx {
     /// Set when the worker has stopped accepting and its connections are gone.
     done: Cell<bool>,
     summary: RefCell<WorkerSummary>,
+    /// The exchange feed lines this worker dials.
+    feeds: RefCell<Vec<Rc<Line>>>,
+}
+
+impl FeedSink for WorkerCtx {
+    fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
+        // Frame once, exactly sized, so the Vec becomes the shared Bytes without a copy.
+        let header_len = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: kind.opcode(),
+            mask: None,
+            payload_len: payload.len() as u64,
+        }
+        .encoded_len();
+        let topic = match lookup {
+            TopicLookup::InPayload(r) => Ok(header_len + r.start..header_len + r.end),
+            TopicLookup::Unescaped(t) => Err(Bytes::from(t)),
+            TopicLookup::Missing | TopicLookup::NotJson => match &self.default_topic {
+                Some(t) => Err(t.clone()),
+                None => {
+                    self.shard.borrow_mut().drop_no_topic();
+                    return;
+                }
+            },
+        };
+        let mut frame = Vec::with_capacity(header_len + payload.len());
+        encode_frame(&mut frame, kind.opcode(), true, payload, None);
+        let frame = Bytes::from(frame);
+        let topic = match topic {
+            Ok(range) => frame.slice(range),
+            Err(t) => t,
+        };
+        let now = now_ns();
+        if self.metrics.is_some() {
+            self.hops
+                .borrow_mut()
+                .record(HopKind::Ingress, now.saturating_sub(read_ns));
+        }
+        self.shard.borrow_mut().publish(
+            Relayed {
+                topic,
+                frame,
+                routed_ns: now,
+            },
+            now,
+        );
+    }
+
+    fn end_batch(&self) {
+        self.flush();
+    }
+}
+
+impl WorkerCtx {
+    /// The feeds' and groups' counters now.
+    fn feed_counters(&self) -> (Vec<FeedCounters>, Vec<GroupCounters>) {
+        let now = Instant::now();
+        let lines = self.feeds.borrow();
+        let feeds = lines
+            .iter()
+            .map(|l| {
+                let st = &l.state;
+                FeedCounters {
+                    name: l.config.name.clone(),
+                    group: l.group.name.clone(),
+                    connected: st.connected.get(),
+                    connects: st.connects.get(),
+                    reconnects: st.reconnects.get(),
+                    messages: st.messages.get(),
+                    duplicates: st.duplicates.get(),
+                    last_message_age_ms: st
+                        .last_message
+                        .get()
+                        .map(|t| now.duration_since(t).as_millis() as u64),
+                }
+            })
+            .collect();
+        let mut groups: Vec<GroupCounters> = Vec::new();
+        for l in lines.iter() {
+            if groups.iter().any(|g| g.name == l.group.name) || !l.group.sequenced {
+                continue;
+            }
+            let arbiter = l.group.arbiter.borrow();
+            let t = arbiter.totals();
+            groups.push(GroupCounters {
+                name: l.group.name.clone(),
+                forwarded: t.forwarded,
+                duplicates: t.duplicates,
+                gaps: t.gaps,
+                missing: t.missing,
+                resets: t.resets,
+                missing_by_topic: arbiter
+                    .topics()
+                    .into_iter()
+                    .filter(|(_, s)| s.missing > 0)
+                    .map(|(topic, s)| (topic, s.missing))
+                    .collect(),
+            });
+        }
+        (feeds, groups)
+    }
 }
 
 impl WorkerCtx {
@@ -358,8 +466,48 @@ pub struct WorkerSetup {
     pub connections: Arc<ConnectionCount>,
     /// Where to send metrics (`None`: metrics off).
     pub metrics: Option<MetricsLink>,
+    /// The feed groups this worker dials.
+    pub feeds: Vec<FeedPlan>,
     /// When to stop.
     pub shutdown: Shutdown,
+}
+
+/// A group of feed lines with their TLS trust, as planned before the workers start.
+#[derive(Clone)]
+pub struct FeedPlan {
+    /// The group's name.
+    pub group: String,
+    /// Its lines.
+    pub lines: Vec<(FeedConfig, Option<Arc<rustls::ClientConfig>>)>,
+}
+
+/// Groups the configured feeds, builds each line's TLS trust (a bad `ca_file` stops the
+/// start), and assigns group `i` to worker `i % workers`, so a group's lines share one
+/// worker and its arbiter needs no lock.
+pub fn plan_feeds(config: &Config, workers: usize) -> Result<Vec<Vec<FeedPlan>>, IoError> {
+    let mut groups: Vec<FeedPlan> = Vec::new();
+    for feed in &config.feeds {
+        let tls = match (feed.url.starts_with("wss://"), &feed.ca_file) {
+            (false, _) => None,
+            (true, ca) => Some(
+                super::transport::client_config(ca.as_deref())
+                    .map_err(|e| IoError::Config(format!("feed {}: {e}", feed.name)))?,
+            ),
+        };
+        let name = feed.group_name();
+        match groups.iter_mut().find(|g| g.group == name) {
+            Some(g) => g.lines.push((feed.clone(), tls)),
+            None => groups.push(FeedPlan {
+                group: name.to_owned(),
+                lines: vec![(feed.clone(), tls)],
+            }),
+        }
+    }
+    let mut per_worker = vec![Vec::new(); workers.max(1)];
+    for (i, g) in groups.into_iter().enumerate() {
+        per_worker[i % workers.max(1)].push(g);
+    }
+    Ok(per_worker)
 }
 
 /// Runs one relay worker: accepts on `listener` until shutdown, then lets connections
@@ -373,6 +521,7 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         config,
         connections,
         metrics,
+        feeds,
         mut shutdown,
     } = setup;
     let settings = ShardSettings {
@@ -419,7 +568,9 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         metrics,
         done: Cell::new(false),
         summary: RefCell::new(WorkerSummary::default()),
+        feeds: RefCell::new(Vec::new()),
     });
+    start_feeds(&ctx, feeds, &config, &shutdown)?;
     ring::spawn(keepalive_sweep(Rc::clone(&ctx)));
     if ctx.metrics.is_some() {
         ring::spawn(metrics_tick(Rc::clone(&ctx)));
@@ -431,7 +582,46 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     result?;
     let mut summary = ctx.summary.borrow().clone();
     summary.stats = ctx.shard.borrow().stats.clone();
+    (summary.feeds, summary.groups) = ctx.feed_counters();
     Ok(summary)
+}
+
+/// Spawns one task per feed line; each counts as a live connection, so the worker
+/// finishes only after its lines have closed.
+fn start_feeds(
+    ctx: &Rc<WorkerCtx>,
+    plans: Vec<FeedPlan>,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> Result<(), IoError> {
+    let pointer = JsonPointer::parse(&config.topic_pointer)
+        .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
+    for plan in plans {
+        let group = Rc::new(Group {
+            sequenced: plan.lines.iter().all(|(f, _)| f.seq_pointer.is_some()),
+            arbiter: RefCell::new(Arbiter::new(plan.lines.len())),
+            name: plan.group,
+        });
+        for (index, (feed, tls)) in plan.lines.into_iter().enumerate() {
+            let line = Rc::new(Line {
+                config: feed,
+                index,
+                group: Rc::clone(&group),
+                tls,
+                limits: ctx.server.limits,
+                default_topic_pointer: pointer.clone(),
+                state: LineState::default(),
+            });
+            ctx.feeds.borrow_mut().push(Rc::clone(&line));
+            let (ctx, shutdown) = (Rc::clone(ctx), shutdown.clone());
+            ctx.live.set(ctx.live.get() + 1);
+            ring::spawn(async move {
+                run_line(Rc::clone(&ctx), line, shutdown).await;
+                ctx.live.set(ctx.live.get() - 1);
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Accepts until shutdown, then waits (bounded by the grace period) for connections to
@@ -549,44 +739,8 @@ struct Publisher {
 
 impl Service for Publisher {
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _out: &mut Vec<u8>) {
-        // Frame once, exactly sized, so the Vec becomes the shared Bytes without a copy.
-        let header_len = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode: kind.opcode(),
-            mask: None,
-            payload_len: payload.len() as u64,
-        }
-        .encoded_len();
-        let mut frame = Vec::with_capacity(header_len + payload.len());
-        encode_frame(&mut frame, kind.opcode(), true, payload, None);
-        let frame = Bytes::from(frame);
-        let topic = match self.topics.lookup(payload) {
-            TopicLookup::InPayload(r) => frame.slice(header_len + r.start..header_len + r.end),
-            TopicLookup::Unescaped(t) => Bytes::from(t),
-            TopicLookup::Missing | TopicLookup::NotJson => match &self.ctx.default_topic {
-                Some(t) => t.clone(),
-                None => {
-                    self.ctx.shard.borrow_mut().drop_no_topic();
-                    return;
-                }
-            },
-        };
-        let now = now_ns();
-        if self.ctx.metrics.is_some() {
-            self.ctx
-                .hops
-                .borrow_mut()
-                .record(HopKind::Ingress, now.saturating_sub(self.read_ns));
-        }
-        self.ctx.shard.borrow_mut().publish(
-            Relayed {
-                topic,
-                frame,
-                routed_ns: now,
-            },
-            now,
-        );
+        let lookup = self.topics.lookup(payload);
+        self.ctx.ingest(kind, payload, lookup, self.read_ns);
     }
 
     fn on_read(&mut self) {
@@ -889,7 +1043,15 @@ fn send_interval(ctx: &WorkerCtx) {
             publishers: ctx.publishers_live.get(),
             subscribers: ctx.subscribers_live.get(),
             queue_bytes,
+            feeds: Vec::new(),
+            groups: Vec::new(),
         }
+    };
+    let (feeds, groups) = ctx.feed_counters();
+    let counters = Counters {
+        feeds,
+        groups,
+        ..counters
     };
     let _ = link.tx.send(Interval {
         worker: ctx.id,
@@ -973,8 +1135,14 @@ pub fn run_relay(
             .map(Some)
             .collect::<Vec<_>>(),
     );
+    let feeds = std::sync::Mutex::new(plan_feeds(&config, workers)?);
     let connections = Arc::new(ConnectionCount::default());
     super::worker::run_workers(map, move |id| {
+        let feeds = feeds
+            .lock()
+            .ok()
+            .and_then(|mut f| f.get_mut(id).map(std::mem::take))
+            .unwrap_or_default();
         let mine = per_worker
             .lock()
             .ok()
@@ -987,6 +1155,7 @@ pub fn run_relay(
             config: Arc::clone(&config),
             connections: Arc::clone(&connections),
             metrics: metrics.clone(),
+            feeds,
             shutdown: shutdown.clone(),
         });
         async move {

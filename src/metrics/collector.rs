@@ -29,6 +29,50 @@ pub struct Counters {
     pub subscribers: u64,
     /// Bytes queued for subscribers right now.
     pub queue_bytes: u64,
+    /// The exchange feed lines this worker dials.
+    pub feeds: Vec<FeedCounters>,
+    /// Their groups' arbitration.
+    pub groups: Vec<GroupCounters>,
+}
+
+/// One feed line (totals since start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedCounters {
+    /// The feed's name.
+    pub name: String,
+    /// Its group.
+    pub group: String,
+    /// A session is up now.
+    pub connected: bool,
+    /// Sessions established.
+    pub connects: u64,
+    /// Failures retried (connect, TLS, close, stale, protocol).
+    pub reconnects: u64,
+    /// Messages received, before arbitration.
+    pub messages: u64,
+    /// Copies dropped because another line delivered first.
+    pub duplicates: u64,
+    /// Milliseconds since its last message (`None`: none yet).
+    pub last_message_age_ms: Option<u64>,
+}
+
+/// One group's arbitration (totals since start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    /// The group's name.
+    pub name: String,
+    /// Messages forwarded (first copies).
+    pub forwarded: u64,
+    /// Copies dropped.
+    pub duplicates: u64,
+    /// Sequence jumps seen.
+    pub gaps: u64,
+    /// Sequence numbers no line delivered.
+    pub missing: u64,
+    /// Sources that restarted their sequence.
+    pub resets: u64,
+    /// Per topic with a gap: sequence numbers missing.
+    pub missing_by_topic: Vec<(String, u64)>,
 }
 
 /// One worker's second.

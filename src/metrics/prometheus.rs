@@ -55,7 +55,7 @@ pub fn render(s: &Snapshot) -> String {
     };
     let _ = writeln!(
         out,
-        "# HELP feedrelay_messages_in_total Messages received from publishers."
+        "# HELP feedrelay_messages_in_total Messages received from publishers and feeds."
     );
     let _ = writeln!(out, "# TYPE feedrelay_messages_in_total counter");
     let _ = writeln!(
@@ -114,7 +114,149 @@ pub fn render(s: &Snapshot) -> String {
     );
     let _ = writeln!(out, "# TYPE feedrelay_queue_bytes gauge");
     let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
+    render_feeds(s, &mut out);
     out
+}
+
+/// Label values are escaped as the exposition format wants (`\`, `"`, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per feed line: up, sessions, reconnects, messages, copies dropped, last message age;
+/// per group: forwarded, gaps and missing sequence numbers (per topic with a gap).
+fn render_feeds(s: &Snapshot, out: &mut String) {
+    let feeds: Vec<_> = s.workers.iter().flat_map(|(_, c)| &c.feeds).collect();
+    let groups: Vec<_> = s.workers.iter().flat_map(|(_, c)| &c.groups).collect();
+    if feeds.is_empty() {
+        return;
+    }
+    type Metric = (&'static str, &'static str, &'static str);
+    let per_feed: [(
+        Metric,
+        &dyn Fn(&super::collector::FeedCounters) -> Option<u64>,
+    ); 6] = [
+        (
+            (
+                "feedrelay_feed_connected",
+                "gauge",
+                "1 while the feed line has a session.",
+            ),
+            &|f| Some(f.connected as u64),
+        ),
+        (
+            (
+                "feedrelay_feed_connects_total",
+                "counter",
+                "Sessions established.",
+            ),
+            &|f| Some(f.connects),
+        ),
+        (
+            (
+                "feedrelay_feed_reconnects_total",
+                "counter",
+                "Failures retried (refused, TLS, closed, stale, protocol).",
+            ),
+            &|f| Some(f.reconnects),
+        ),
+        (
+            (
+                "feedrelay_feed_messages_total",
+                "counter",
+                "Messages received on the line, before arbitration.",
+            ),
+            &|f| Some(f.messages),
+        ),
+        (
+            (
+                "feedrelay_feed_duplicates_total",
+                "counter",
+                "Copies dropped: another line of the group delivered first.",
+            ),
+            &|f| Some(f.duplicates),
+        ),
+        (
+            (
+                "feedrelay_feed_last_message_age_seconds",
+                "gauge",
+                "Time since the line's last message.",
+            ),
+            &|f| f.last_message_age_ms,
+        ),
+    ];
+    for ((name, kind, help), value) in per_feed {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for f in &feeds {
+            let Some(v) = value(f) else { continue };
+            let labels = format!("feed=\"{}\",group=\"{}\"", label(&f.name), label(&f.group));
+            if name.ends_with("_seconds") {
+                let _ = writeln!(out, "{name}{{{labels}}} {}", v as f64 / 1e3);
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+    }
+    let per_group: [(Metric, &dyn Fn(&super::collector::GroupCounters) -> u64); 4] = [
+        (
+            (
+                "feedrelay_group_forwarded_total",
+                "counter",
+                "First copies forwarded by the group's arbiter.",
+            ),
+            &|g| g.forwarded,
+        ),
+        (
+            (
+                "feedrelay_group_gaps_total",
+                "counter",
+                "Sequence jumps no line filled.",
+            ),
+            &|g| g.gaps,
+        ),
+        (
+            (
+                "feedrelay_group_missing_total",
+                "counter",
+                "Sequence numbers no line delivered.",
+            ),
+            &|g| g.missing,
+        ),
+        (
+            (
+                "feedrelay_group_resets_total",
+                "counter",
+                "Sources that restarted their sequence.",
+            ),
+            &|g| g.resets,
+        ),
+    ];
+    for ((name, kind, help), value) in per_group {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for g in &groups {
+            let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", label(&g.name), value(g));
+        }
+    }
+    let name = "feedrelay_topic_missing_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Sequence numbers no line delivered, per topic with a gap."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for g in &groups {
+        for (topic, n) in &g.missing_by_topic {
+            let _ = writeln!(
+                out,
+                "{name}{{group=\"{}\",topic=\"{}\"}} {n}",
+                label(&g.name),
+                label(topic)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +289,47 @@ mod tests {
         assert!(text.contains("feedrelay_messages_in_total 5"));
         assert!(text.contains("feedrelay_dropped_total{reason=\"queue_full\"} 2"));
         assert!(text.contains("feedrelay_connections{role=\"subscriber\"} 3"));
+        assert!(
+            !text.contains("feedrelay_feed_"),
+            "no feeds, no feed metrics"
+        );
+    }
+
+    #[test]
+    fn renders_feeds_and_groups() {
+        use crate::metrics::collector::{FeedCounters, GroupCounters};
+        let c = Counters {
+            feeds: vec![FeedCounters {
+                name: "bin\"a".into(),
+                group: "g".into(),
+                connected: true,
+                connects: 2,
+                reconnects: 1,
+                messages: 10,
+                duplicates: 4,
+                last_message_age_ms: Some(1500),
+            }],
+            groups: vec![GroupCounters {
+                name: "g".into(),
+                forwarded: 6,
+                gaps: 1,
+                missing: 3,
+                missing_by_topic: vec![("BTC".into(), 3)],
+                ..GroupCounters::default()
+            }],
+            ..Counters::default()
+        };
+        let text = render(&Snapshot {
+            workers: vec![(HopHistograms::default(), c)],
+        });
+        for want in [
+            "feedrelay_feed_connected{feed=\"bin\\\"a\",group=\"g\"} 1",
+            "feedrelay_feed_reconnects_total{feed=\"bin\\\"a\",group=\"g\"} 1",
+            "feedrelay_feed_last_message_age_seconds{feed=\"bin\\\"a\",group=\"g\"} 1.5",
+            "feedrelay_group_missing_total{group=\"g\"} 3",
+            "feedrelay_topic_missing_total{group=\"g\",topic=\"BTC\"} 3",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
     }
 }

@@ -1,0 +1,285 @@
+//! Dialling exchange feeds: one task per line, on the worker that owns the line's group.
+//!
+//! A line connects (TCP, TLS for `wss://`, the opening handshake with the feed's
+//! headers), sends its subscribe messages, then hands every message to the worker's
+//! [`FeedSink`] in place, exactly as a `/pub` publisher's would be, after the group's
+//! [`Arbiter`] has dropped copies another line already delivered. Anything that ends
+//! the session (refused, TLS failure, the exchange's close, a protocol error, nothing
+//! received for `stale_after_ms`) is logged once with its reason and retried after an
+//! exponential, fully jittered backoff; a session that delivers resets the backoff.
+//!
+//! All lines of a group run on one worker, so the arbiter is plain single-threaded
+//! state: no lock on the message path.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::{timeout_at, Instant as TokioInstant};
+
+use super::client::{ConnectOptions, Received, WsClient};
+use super::server::seed;
+use super::shutdown::Shutdown;
+use crate::metrics::now_ns;
+use crate::relay::feed::{Arbiter, Backoff, FeedConfig, Verdict};
+use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
+use crate::ws::{CloseCode, Limits, MessageKind};
+
+/// Where a line's messages go: the worker's data path.
+pub trait FeedSink {
+    /// One message, with its topic already looked up; `read_ns` is when its read
+    /// completed.
+    fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64);
+
+    /// Every message of one read has been ingested (flush batched work).
+    fn end_batch(&self);
+}
+
+/// A group of redundant lines and their arbiter.
+#[derive(Debug)]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// Whether its lines carry sequence numbers (arbitration on).
+    pub sequenced: bool,
+    /// First copy wins; gaps counted.
+    pub arbiter: RefCell<Arbiter>,
+}
+
+/// What one line has done, for metrics and the shutdown summary.
+#[derive(Debug, Default)]
+pub struct LineState {
+    /// A session is up.
+    pub connected: Cell<bool>,
+    /// Sessions established.
+    pub connects: Cell<u64>,
+    /// Sessions (or attempts) that ended in a failure and were retried.
+    pub reconnects: Cell<u64>,
+    /// Messages received (before arbitration).
+    pub messages: Cell<u64>,
+    /// Copies this line delivered second (dropped).
+    pub duplicates: Cell<u64>,
+    /// Messages with no sequence number on a sequenced line (forwarded as they are).
+    pub unsequenced: Cell<u64>,
+    /// When the last message arrived.
+    pub last_message: Cell<Option<Instant>>,
+}
+
+/// One line: its configuration, its group, its state.
+pub struct Line {
+    /// The `[[feeds]]` table.
+    pub config: FeedConfig,
+    /// Index among its group's lines.
+    pub index: usize,
+    /// Its group.
+    pub group: Rc<Group>,
+    /// TLS trust for `wss://` (built at start from `ca_file`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Frame and message limits.
+    pub limits: Limits,
+    /// The relay's topic pointer, if the feed names none.
+    pub default_topic_pointer: JsonPointer,
+    /// What it has done.
+    pub state: LineState,
+}
+
+/// Runs `line` until shutdown: connect, subscribe, relay, and on any failure back off
+/// and go again.
+pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Shutdown) {
+    let cfg = &line.config;
+    let options = ConnectOptions {
+        headers: cfg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        limits: line.limits,
+        tls: line.tls.clone(),
+        timeout: Duration::from_millis(cfg.connect_timeout_ms),
+    };
+    let topic_pointer = match cfg.topic_pointer.as_deref().map(JsonPointer::parse) {
+        Some(Ok(p)) => p,
+        _ => line.default_topic_pointer.clone(),
+    };
+    let seq_pointer = cfg
+        .seq_pointer
+        .as_deref()
+        .and_then(|p| JsonPointer::parse(p).ok());
+    let mut topics = TopicReader::with_seq(topic_pointer, seq_pointer);
+    let mut backoff = Backoff::new(
+        cfg.reconnect_initial_ms,
+        cfg.reconnect_max_ms,
+        cfg.reconnect_jitter,
+        seed(),
+    );
+    let mut failing: Option<(String, u64)> = None;
+    loop {
+        let attempt = tokio::select! {
+            r = WsClient::connect_with(&cfg.url, &options) => r,
+            _ = shutdown.wait() => return,
+        };
+        let reason = match attempt {
+            Err(e) => e.to_string(),
+            Ok(mut client) => {
+                let st = &line.state;
+                st.connected.set(true);
+                st.connects.set(st.connects.get() + 1);
+                match failing.take() {
+                    Some((_, n)) => tracing::info!(
+                        feed = %cfg.name, url = %cfg.url, failed_attempts = n,
+                        "feed connected again"
+                    ),
+                    None => tracing::info!(feed = %cfg.name, url = %cfg.url, "feed connected"),
+                }
+                line.group.arbiter.borrow_mut().line_reconnected(line.index);
+                let reason = session(
+                    &*sink,
+                    &line,
+                    &mut client,
+                    &mut topics,
+                    &mut backoff,
+                    &mut shutdown,
+                )
+                .await;
+                st.connected.set(false);
+                if shutdown.is_triggered() {
+                    let _ = timeout_at(
+                        TokioInstant::now() + Duration::from_secs(1),
+                        client.close(CloseCode::GOING_AWAY, "relay shutting down"),
+                    )
+                    .await;
+                    return;
+                }
+                reason
+            }
+        };
+        if shutdown.is_triggered() {
+            return;
+        }
+        let st = &line.state;
+        st.reconnects.set(st.reconnects.get() + 1);
+        let delay = backoff.next_delay_ms();
+        // A state change is logged once: a line that keeps failing the same way says
+        // so at the first failure and again when it recovers.
+        match &mut failing {
+            Some((last, n)) if *last == reason => {
+                *n += 1;
+                tracing::debug!(feed = %cfg.name, %reason, retry_in_ms = delay, "feed still down");
+            }
+            _ => {
+                tracing::warn!(feed = %cfg.name, %reason, retry_in_ms = delay, "feed down");
+                failing = Some((reason, 1));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// One connected session; returns why it ended.
+async fn session<S: FeedSink>(
+    sink: &S,
+    line: &Line,
+    client: &mut WsClient,
+    topics: &mut TopicReader,
+    backoff: &mut Backoff,
+    shutdown: &mut Shutdown,
+) -> String {
+    let cfg = &line.config;
+    for msg in &cfg.subscribe {
+        if let Err(e) = client.send(MessageKind::Text, msg.as_bytes()).await {
+            return format!("sending subscribe message: {e}");
+        }
+    }
+    let stale = Duration::from_millis(cfg.stale_after_ms);
+    let mut delivered = false;
+    loop {
+        let deadline = TokioInstant::now() + stale;
+        let mut batch_ns = 0u64;
+        let recv = client.recv_each(|kind, payload| {
+            if batch_ns == 0 {
+                batch_ns = now_ns();
+            }
+            accept(sink, line, topics, kind, payload, batch_ns);
+        });
+        let result = tokio::select! {
+            r = timeout_at(deadline, recv) => r,
+            _ = shutdown.wait() => return "shutdown".into(),
+        };
+        match result {
+            Err(_) => return format!("stale: nothing received for {} ms", cfg.stale_after_ms),
+            Ok(Ok(Received::Frames(_))) => {
+                sink.end_batch();
+                if !delivered && line.state.messages.get() > 0 {
+                    delivered = true;
+                    backoff.reset();
+                }
+            }
+            Ok(Ok(Received::Close(c))) => {
+                sink.end_batch();
+                return match c {
+                    Some((code, reason)) => {
+                        format!("closed by the exchange: {} {reason:?}", code.0)
+                    }
+                    None => "closed by the exchange".into(),
+                };
+            }
+            Ok(Err(e)) => {
+                sink.end_batch();
+                return e.to_string();
+            }
+        }
+    }
+}
+
+/// One message from the line: look up its topic (and sequence number), let the group's
+/// arbiter drop copies, and hand the first copy to the sink.
+fn accept<S: FeedSink>(
+    sink: &S,
+    line: &Line,
+    topics: &mut TopicReader,
+    kind: MessageKind,
+    payload: &[u8],
+    read_ns: u64,
+) {
+    let st = &line.state;
+    st.messages.set(st.messages.get() + 1);
+    st.last_message.set(Some(Instant::now()));
+    let lookup = topics.lookup(payload);
+    if line.group.sequenced {
+        let topic: Option<&[u8]> = match &lookup {
+            TopicLookup::InPayload(r) => payload.get(r.clone()),
+            TopicLookup::Unescaped(s) => Some(s.as_bytes()),
+            TopicLookup::Missing | TopicLookup::NotJson => None,
+        };
+        match (topic, topics.seq()) {
+            (Some(topic), Some(seq)) => {
+                let (verdict, gap) = line
+                    .group
+                    .arbiter
+                    .borrow_mut()
+                    .check(line.index, topic, seq);
+                if let Some(g) = gap {
+                    tracing::warn!(
+                        group = %line.group.name,
+                        topic = %String::from_utf8_lossy(topic),
+                        missing_from = g.from,
+                        missing_to = g.to,
+                        "sequence gap: no line delivered these"
+                    );
+                }
+                if verdict == Verdict::Duplicate {
+                    st.duplicates.set(st.duplicates.get() + 1);
+                    return;
+                }
+            }
+            (Some(_), None) => st.unsequenced.set(st.unsequenced.get() + 1),
+            // No topic: the sink drops (and counts) it, or gives it the default topic.
+            (None, _) => {}
+        }
+    }
+    sink.ingest(kind, payload, lookup, read_ns);
+}

@@ -1,0 +1,74 @@
+//! Test certificates for the mock exchange, made with `rcgen`: a CA (give `ca.pem` to
+//! the relay as a feed's `ca_file`) and a server certificate it signed for the names
+//! asked for.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// The files written.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// The CA certificate (trust root for clients).
+    pub ca: PathBuf,
+    /// The server's certificate chain (server, then CA).
+    pub cert: PathBuf,
+    /// The server's private key (PKCS#8).
+    pub key: PathBuf,
+}
+
+/// What making certificates can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// rcgen refused (a name it cannot encode).
+    #[error("making certificates: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// Writing a file failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Makes a fresh CA and a server certificate for `names` (DNS names or IP addresses)
+/// in `dir` (created if missing): `ca.pem`, `cert.pem`, `key.pem`.
+pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<CertFiles, CertError> {
+    let write = |name: &str, text: &str| -> Result<PathBuf, CertError> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| CertError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(path)
+    };
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "feedrelay mock exchange CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "feedrelay mock exchange");
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(CertFiles {
+        ca: write("ca.pem", &ca_cert.pem())?,
+        cert: write("cert.pem", &format!("{}{}", cert.pem(), ca_cert.pem()))?,
+        key: write("key.pem", &key.serialize_pem())?,
+    })
+}
