@@ -133,11 +133,11 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
     if feeds.is_empty() {
         return;
     }
+    use super::collector::{FeedCounters, GroupCounters};
     type Metric = (&'static str, &'static str, &'static str);
-    let per_feed: [(
-        Metric,
-        &dyn Fn(&super::collector::FeedCounters) -> Option<u64>,
-    ); 6] = [
+    type FeedValue = &'static dyn Fn(&FeedCounters) -> Option<u64>;
+    type GroupValue = &'static dyn Fn(&GroupCounters) -> u64;
+    let per_feed: [(Metric, FeedValue); 6] = [
         (
             (
                 "feedrelay_feed_connected",
@@ -200,7 +200,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
             }
         }
     }
-    let per_group: [(Metric, &dyn Fn(&super::collector::GroupCounters) -> u64); 4] = [
+    let per_group: [(Metric, GroupValue); 4] = [
         (
             (
                 "feedrelay_group_forwarded_total",

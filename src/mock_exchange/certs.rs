@@ -52,9 +52,13 @@ pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<CertFiles, Cert
     })?;
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "feedrelay mock exchange CA");
+    // A name of its own per CA: two CAs with one name would make a certificate from the
+    // other look like a bad signature rather than an unknown issuer.
+    let id = crate::io::server::seed();
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("feedrelay mock exchange CA {id:016x}"),
+    );
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key)?;

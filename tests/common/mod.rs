@@ -14,6 +14,7 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -42,14 +43,38 @@ impl Server {
         Server::start(&["run", "--listen", "127.0.0.1:0"], &refs)
     }
 
+    /// `feedrelay mock-exchange` plus `args` (`--listen` defaults to 127.0.0.1:0).
+    pub fn mock_exchange(args: &[&str]) -> Server {
+        if args.contains(&"--listen") {
+            Server::start(&["mock-exchange"], args)
+        } else {
+            Server::start(&["mock-exchange", "--listen", "127.0.0.1:0"], args)
+        }
+    }
+
     fn start(base: &[&str], args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
             .args(base)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1")
             .spawn()
             .expect("spawn feedrelay");
+        // Keep stderr (the log) for the test to read, and pass it on for `--nocapture`.
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err_sink = std::sync::Arc::clone(&errors);
+        let mut err_reader = BufReader::new(child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            while err_reader.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
+                eprint!("{l}");
+                if let Ok(mut s) = err_sink.lock() {
+                    s.push_str(&l);
+                }
+                l.clear();
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
@@ -67,16 +92,34 @@ impl Server {
             }
         });
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
-            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.split(['/', ' ']).next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         Server {
             child,
             addr,
             stdout: rest,
+            stderr: errors,
         }
+    }
+
+    /// What the server logged so far (stderr).
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for the log to contain `text`.
+    pub fn wait_for_log(&self, text: &str, within: Duration) -> bool {
+        let end = std::time::Instant::now() + within;
+        while std::time::Instant::now() < end {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// What the server printed after its listening line (complete once it exited).
@@ -164,6 +207,18 @@ impl Raw {
             head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "{head}"
         );
+        raw
+    }
+
+    /// A raw relay publisher (`/pub`), handshake done.
+    pub fn publish(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::tcp(addr);
+        let req = format!(
+            "GET /pub HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        raw.s.write_all(req.as_bytes()).unwrap();
+        let head = raw.read_http_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         raw
     }
 
