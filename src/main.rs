@@ -511,8 +511,13 @@ fn summary(workers: &[WorkerSummary]) -> String {
 
 /// What one column of a comparison measures.
 enum Variant {
-    /// A relay `bench` starts itself.
-    Spawn { idle: IdleMode, metrics: bool },
+    /// A relay `bench` starts itself; with `hops` 2, two relays chained (the second
+    /// dials the first's `/ws?topics=*` as a feed).
+    Spawn {
+        idle: IdleMode,
+        metrics: bool,
+        hops: u8,
+    },
     /// A relay already running.
     Target {
         name: String,
@@ -529,12 +534,18 @@ impl Variant {
         match self {
             Variant::Spawn {
                 idle,
-                metrics: true,
-            } => format!("{idle:?}").to_lowercase(),
-            Variant::Spawn {
-                idle,
-                metrics: false,
-            } => format!("{idle:?}-nometrics").to_lowercase(),
+                metrics,
+                hops,
+            } => {
+                let mut l = format!("{idle:?}").to_lowercase();
+                if !metrics {
+                    l.push_str("-nometrics");
+                }
+                if *hops > 1 {
+                    l.push_str(&format!("-{hops}hops"));
+                }
+                l
+            }
             Variant::Target { name, .. } => name.clone(),
             Variant::Floor => "floor".to_owned(),
         }
@@ -590,6 +601,11 @@ struct BenchArgs {
     /// compare (each idle mode runs once per setting, alternating).
     #[arg(long, value_delimiter = ',', default_value = "on")]
     metrics: Vec<OnOff>,
+    /// With --spawn: relays in a chain, `1`, `2`, or `1,2` to compare (the publisher
+    /// sends to the first, subscribers take from the last; each downstream relay dials
+    /// the one before as a feed).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    hops: Vec<u8>,
     /// Workers of the spawned relay.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -634,6 +650,7 @@ impl SpawnedRelay {
         metrics: bool,
         workers: usize,
         cores: Option<&[usize]>,
+        config: Option<&str>,
     ) -> anyhow::Result<Self> {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
@@ -644,6 +661,22 @@ impl SpawnedRelay {
             "--workers",
             &workers.to_string(),
         ]);
+        let config_file = match config {
+            Some(text) => {
+                let path = std::env::temp_dir().join(format!(
+                    "feedrelay-bench-{}-{}.toml",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0)
+                ));
+                std::fs::write(&path, text).context("writing the chained relay's config")?;
+                cmd.arg("--config").arg(&path);
+                Some(path)
+            }
+            None => None,
+        };
         cmd.arg("--idle").arg(format!("{idle:?}").to_lowercase());
         if !metrics {
             cmd.arg("--no-metrics");
@@ -660,6 +693,9 @@ impl SpawnedRelay {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("relay stdout")?)
             .read_line(&mut line)?;
+        if let Some(p) = config_file {
+            let _ = std::fs::remove_file(p);
+        }
         let addr = line
             .split("ws://")
             .nth(1)
@@ -685,15 +721,19 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("give either --target URL (one or more) or --spawn");
     }
     let modes: Vec<Variant> = if a.spawn {
-        a.idle
-            .iter()
-            .flat_map(|&idle| {
-                a.metrics.iter().map(move |&m| Variant::Spawn {
-                    idle,
-                    metrics: m == OnOff::On,
-                })
-            })
-            .collect()
+        let mut v = Vec::new();
+        for &idle in &a.idle {
+            for &m in &a.metrics {
+                for &hops in &a.hops {
+                    v.push(Variant::Spawn {
+                        idle,
+                        metrics: m == OnOff::On,
+                        hops: hops.max(1),
+                    });
+                }
+            }
+        }
+        v
     } else {
         a.target
             .iter()
@@ -725,22 +765,48 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let mut hlog_runs: Option<Vec<BenchRun>> = a.hlog.as_ref().map(|_| Vec::new());
     for round in 0..a.rounds.max(1) {
         for (m, mode) in modes.iter().enumerate() {
-            let relay = match mode {
-                Variant::Spawn { idle, metrics } => Some(SpawnedRelay::start(
-                    *idle,
-                    *metrics,
-                    a.workers,
-                    a.cores.as_deref(),
-                )?),
-                Variant::Target { .. } | Variant::Floor => None,
-            };
-            let (url, pid) = match (mode, &relay) {
-                (_, Some(r)) => (r.url.clone(), Some(r.child.id())),
-                (Variant::Target { url, pid, .. }, None) => (url.clone(), *pid),
-                (Variant::Floor | Variant::Spawn { .. }, None) => (String::new(), None),
+            // Spawned relays, upstream first.
+            let mut relays: Vec<SpawnedRelay> = Vec::new();
+            if let Variant::Spawn {
+                idle,
+                metrics,
+                hops,
+            } = mode
+            {
+                for _ in 0..*hops {
+                    let feed = relays.last().map(|up| {
+                        format!(
+                            "[[feeds]]\nname = \"upstream\"\nurl = \"{}ws?topics=*\"\nseq_pointer = \"/seq\"\n",
+                            up.url
+                        )
+                    });
+                    relays.push(SpawnedRelay::start(
+                        *idle,
+                        *metrics,
+                        a.workers,
+                        a.cores.as_deref(),
+                        feed.as_deref(),
+                    )?);
+                }
+                // Let each downstream relay's feed connect and be routed upstream.
+                if relays.len() > 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+            let (url, publish_to, pids) = match (mode, relays.first(), relays.last()) {
+                (_, Some(first), Some(last)) => (
+                    last.url.clone(),
+                    (relays.len() > 1).then(|| first.url.clone()),
+                    relays.iter().map(|r| r.child.id()).collect(),
+                ),
+                (Variant::Target { url, pid, .. }, _, _) => {
+                    (url.clone(), None, pid.iter().copied().collect())
+                }
+                (Variant::Floor | Variant::Spawn { .. }, _, _) => (String::new(), None, Vec::new()),
             };
             let spec = LoadSpec {
                 target: url,
+                publish_to,
                 rate: a.rate,
                 duration: std::time::Duration::from_secs_f64(a.duration),
                 warmup: std::time::Duration::from_secs_f64(a.warmup),
@@ -748,7 +814,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 pubs: a.pubs,
                 topics: a.topics,
                 size: a.size,
-                relay_pid: pid,
+                relay_pids: pids,
                 floor: matches!(mode, Variant::Floor),
             };
             let label = mode.label();
@@ -764,7 +830,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             if let Some(log) = hlog_runs.as_mut() {
                 log.push((label.clone(), r.latency.clone(), run_started, r.elapsed));
             }
-            drop(relay);
+            drop(relays);
             let counts = [
                 r.sent,
                 r.expected,

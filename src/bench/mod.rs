@@ -27,8 +27,12 @@ use crate::ws::{Limits, MessageKind};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    /// Relay base URL, e.g. `ws://127.0.0.1:9001/`.
+    /// Relay base URL, e.g. `ws://127.0.0.1:9001/` (subscribers, and publishers unless
+    /// `publish_to` is set).
     pub target: String,
+    /// Publish to this relay instead of `target` (a chain: publish upstream, subscribe
+    /// downstream).
+    pub publish_to: Option<String>,
     /// Messages per second published (all topics together).
     pub rate: u64,
     /// Measured time.
@@ -44,8 +48,8 @@ pub struct LoadSpec {
     pub topics: usize,
     /// Message size in bytes.
     pub size: usize,
-    /// The relay's process id, to read its CPU time from /proc.
-    pub relay_pid: Option<u32>,
+    /// The relays' process ids, to read their CPU time from /proc (summed).
+    pub relay_pids: Vec<u32>,
     /// Measure the floor instead: no relay, the publisher writes straight to each
     /// subscriber socket (`target` is ignored).
     pub floor: bool,
@@ -165,7 +169,10 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
                         for _ in 0..pub_spec.pubs.max(1) {
                             pubs.push(
                                 WsClient::connect(
-                                    &format!("{}pub", pub_spec.target),
+                                    &format!(
+                                        "{}pub",
+                                        pub_spec.publish_to.as_ref().unwrap_or(&pub_spec.target)
+                                    ),
                                     &[],
                                     Limits::default(),
                                 )
@@ -208,7 +215,16 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let _ = sink_tx.send(start_ns);
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu_before = spec.relay_pid.and_then(process_cpu);
+    let cpu_of = |pids: &[u32]| -> Option<Duration> {
+        (!pids.is_empty())
+            .then(|| {
+                pids.iter()
+                    .map(|&p| process_cpu(p))
+                    .sum::<Option<Duration>>()
+            })
+            .flatten()
+    };
+    let cpu_before = cpu_of(&spec.relay_pids);
     let t0 = Instant::now();
     // Progress, once a second, on stderr: deliveries so far against the schedule.
     while Instant::now() < end_at {
@@ -225,7 +241,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         );
     }
     eprintln!();
-    let cpu_after = spec.relay_pid.and_then(process_cpu);
+    let cpu_after = cpu_of(&spec.relay_pids);
     let elapsed = t0.elapsed();
     publisher
         .join()

@@ -86,7 +86,9 @@ pub fn serve(
         let (tcp, peer) = match listener.accept() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
+                // Polled, so a signal can stop it; 1 ms keeps accept latency out of the
+                // relay's reconnect figures.
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
             Err(e) => {
@@ -225,7 +227,6 @@ fn session(
     let mut next_ping = Instant::now() + options.ping;
     let mut unanswered = 0u32;
     let mut text = String::with_capacity(256);
-    raw.set_read_timeout(Some(Duration::from_millis(1)))?;
     loop {
         if stop.load(Ordering::Relaxed) {
             conn.close(
@@ -237,8 +238,12 @@ fn session(
             let _ = stream.write_all(&out);
             return Ok("shutdown".into());
         }
-        // Whatever the client sent.
-        match stream.read(&mut chunk) {
+        // Whatever the client sent, without waiting (a socket read timeout is rounded
+        // to the kernel's tick, several ms; the pacing sleep below is precise).
+        raw.set_nonblocking(true)?;
+        let read = stream.read(&mut chunk);
+        raw.set_nonblocking(false)?;
+        match read {
             Ok(0) => return Ok("client closed".into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if timed_out(&e) => {}
@@ -316,6 +321,9 @@ fn session(
             stream.write_all(&out)?;
             out.clear();
         }
+        // Until the next trade is due, at most 1 ms (client requests wait that long).
+        let due = market.time_of(tick + 1).saturating_sub(unix_ns());
+        std::thread::sleep(Duration::from_nanos(due.clamp(20_000, 1_000_000) as u64));
     }
 }
 
