@@ -218,6 +218,9 @@ struct MockExchangeArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 64)]
     max_connections: usize,
+    /// Refuse (401) a handshake without this header, given as NAME=VALUE (an API key).
+    #[arg(long, value_name = "NAME=VALUE")]
+    require_header: Option<String>,
     /// Fault: close TCP abruptly after N trades on each connection.
     #[arg(long, value_name = "N")]
     drop_after: Option<u64>,
@@ -257,6 +260,15 @@ fn mock_exchange(a: MockExchangeArgs) -> anyhow::Result<()> {
         rate: a.rate.max(1),
         ping: std::time::Duration::from_millis(a.ping_ms.max(1)),
         max_connections: a.max_connections.max(1),
+        require_header: match &a.require_header {
+            None => None,
+            Some(h) => {
+                let (n, v) = h
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--require-header wants NAME=VALUE, got {h:?}"))?;
+                Some((n.to_owned(), v.to_owned()))
+            }
+        },
         faults: Faults {
             drop_after: a.drop_after,
             stall_after: a.stall_after,

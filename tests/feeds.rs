@@ -119,6 +119,14 @@ fn wss_feed_trusted_by_ca_file_relays_in_order_and_answers_pings() {
     assert!(msgs.len() >= 1500, "only {} messages", msgs.len());
     let by_topic = assert_consecutive(&msgs);
     assert_eq!(by_topic.len(), 20, "every symbol: {:?}", by_topic.keys());
+    let metrics = common::http_get(relay.addr, "/metrics");
+    for want in [
+        "feedrelay_feed_connected{feed=\"tls\",group=\"tls\"} 1",
+        "feedrelay_feed_reconnects_total{feed=\"tls\",group=\"tls\"} 0",
+        "feedrelay_group_missing_total{group=\"tls\"} 0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in {metrics}");
+    }
     relay.terminate();
     let out = relay.output();
     assert!(
@@ -126,6 +134,27 @@ fn wss_feed_trusted_by_ca_file_relays_in_order_and_answers_pings() {
         "{out}"
     );
     assert!(out.contains("gaps 0 (0 missing)"), "{out}");
+}
+
+#[test]
+fn a_feed_without_the_required_header_is_refused_and_retried() {
+    let exchange = Server::mock_exchange(&["--require-header", "X-Api-Key=k3y"]);
+    let toml = format!(
+        "{RELAY_HEAD}{}",
+        feed("nokey", &format!("ws://{}/stream", exchange.addr), "")
+    );
+    let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
+    assert!(relay.wait_for_log("feed=nokey", Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = relay.log();
+    assert!(log.contains("401"), "{log}");
+    relay.terminate();
+    let out = relay.output();
+    assert!(
+        out.contains("feed nokey (group nokey): sessions 0"),
+        "{out}"
+    );
+    assert!(!out.contains("reconnects 0,"), "retried: {out}");
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::Command;
 
 use common::{python, script, Server};
@@ -16,12 +15,7 @@ const MESSAGES: usize = 300;
 const SUBSCRIBERS: usize = 4;
 
 fn get_metrics(addr: std::net::SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    common::http_get(addr, "/metrics")
 }
 
 fn metric(text: &str, line_start: &str) -> u64 {

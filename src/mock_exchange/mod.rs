@@ -56,6 +56,9 @@ pub struct Options {
     pub ping: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// A header every client must send (name, value), like an exchange's API key;
+    /// without it the handshake is refused with 401.
+    pub require_header: Option<(String, String)>,
     /// Faults.
     pub faults: Faults,
 }
@@ -198,6 +201,14 @@ fn session(
     let request = loop {
         match handshake::parse_request(&buf, 8192) {
             Ok(Some((req, n))) => {
+                if let Some((name, value)) = &options.require_header {
+                    if !has_header(&buf[..n], name, value) {
+                        let mut out = Vec::new();
+                        handshake::write_status(401, "", &format!("{name} required"), &mut out);
+                        let _ = stream.write_all(&out);
+                        return Ok(format!("refused: no {name} header"));
+                    }
+                }
                 buf.drain(..n);
                 break req;
             }
@@ -375,6 +386,18 @@ fn inject(
         return Ok(Some(format!("fault: stalled after {sent} trades")));
     }
     Ok(None)
+}
+
+/// Whether the request head carries header `name` with `value`.
+fn has_header(head: &[u8], name: &str, value: &str) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(head).is_err() {
+        return false;
+    }
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(name) && h.value == value.as_bytes())
 }
 
 /// The reply to a client's request.
