@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
 use feedrelay::echo::Echo;
-use feedrelay::io::listener::bind_reuseport;
+use feedrelay::io::listener::{bind_reuseport, bind_reuseport_with};
 use feedrelay::io::relay::{run_relay, MetricsLink, WorkerSummary};
 use feedrelay::io::server::{accept_loop, ServerConfig};
 use feedrelay::io::worker::raise_fd_limit;
@@ -312,11 +312,12 @@ fn say(line: &str) {
 fn start(
     map: &CoreMap,
     listen: SocketAddr,
+    socket: &feedrelay::io::sockopt::SocketOptions,
     what: &str,
     extra: &str,
 ) -> anyhow::Result<(Vec<std::net::TcpListener>, shutdown::Shutdown)> {
     ring::probe().map_err(explain)?;
-    let listeners = bind_reuseport(listen, map.workers()).map_err(explain)?;
+    let listeners = bind_reuseport_with(listen, map.workers(), socket).map_err(explain)?;
     let local = listeners[0].local_addr().context("listener address")?;
     let (trigger, shutdown) = shutdown::channel();
     trigger
@@ -361,7 +362,7 @@ fn echo(
     max_message_bytes: usize,
 ) -> anyhow::Result<()> {
     let map = CoreMap::new(workers, cores.as_deref()).map_err(explain)?;
-    let (listeners, shutdown) = start(&map, listen, "echo", "")?;
+    let (listeners, shutdown) = start(&map, listen, &Default::default(), "echo", "")?;
     let mut config = ServerConfig::default();
     config.limits.max_message_bytes = max_message_bytes;
     config.limits.max_frame_bytes = max_message_bytes;
@@ -412,7 +413,10 @@ fn load_config(
 
 fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     let map = CoreMap::new(config.workers, config.cores.as_deref()).map_err(explain)?;
-    ring::probe().map_err(explain)?;
+    // Each worker's ring as configured (SQPOLL, its CPU), before anything listens.
+    for i in 0..map.workers() {
+        ring::Ring::with_options(&config.ring_options(i)).map_err(explain)?;
+    }
     let want = config.max_connections as u64 + 64;
     let fds = raise_fd_limit(want);
     if fds < want {
@@ -423,7 +427,7 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
         );
     }
     let idle = format!(", idle {:?}", config.idle).to_lowercase();
-    let (listeners, shutdown) = start(&map, config.listen, "run", &idle)?;
+    let (listeners, shutdown) = start(&map, config.listen, &config.socket_options(), "run", &idle)?;
     let workers = map.workers();
     let collector = if config.metrics {
         Some(Collector::start(workers, hlog)?)
@@ -529,6 +533,11 @@ enum Variant {
         idle: IdleMode,
         metrics: bool,
         hops: u8,
+        /// `Some(true)`: workers on `--cores` (or 0..workers); `Some(false)`: unpinned;
+        /// `None`: as `--cores` says.
+        pinned: Option<bool>,
+        /// A named relay config (TOML text) the spawned relays start with.
+        config: Option<(String, String)>,
     },
     /// A relay already running.
     Target {
@@ -548,6 +557,8 @@ impl Variant {
                 idle,
                 metrics,
                 hops,
+                pinned,
+                config,
             } => {
                 let mut l = format!("{idle:?}").to_lowercase();
                 if !metrics {
@@ -555,6 +566,15 @@ impl Variant {
                 }
                 if *hops > 1 {
                     l.push_str(&format!("-{hops}hops"));
+                }
+                match pinned {
+                    Some(true) => l.push_str("-pinned"),
+                    Some(false) => l.push_str("-unpinned"),
+                    None => {}
+                }
+                if let Some((name, _)) = config {
+                    l.push('-');
+                    l.push_str(name);
                 }
                 l
             }
@@ -618,6 +638,14 @@ struct BenchArgs {
     /// the one before as a feed).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     hops: Vec<u8>,
+    /// With --spawn: pin the workers (`on`: to --cores, or 0..workers), `off`, or
+    /// `on,off` to compare. Default: as --cores says.
+    #[arg(long, value_delimiter = ',')]
+    pin: Vec<OnOff>,
+    /// With --spawn: start the relays with this config, as [NAME=]FILE; repeat to
+    /// compare configs (e.g. sqpoll=sqpoll.toml plain=plain.toml).
+    #[arg(long)]
+    relay_config: Vec<String>,
     /// Workers of the spawned relay.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -733,15 +761,48 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("give either --target URL (one or more) or --spawn");
     }
     let modes: Vec<Variant> = if a.spawn {
+        let configs: Vec<Option<(String, String)>> = if a.relay_config.is_empty() {
+            vec![None]
+        } else {
+            a.relay_config
+                .iter()
+                .map(|c| {
+                    let (name, path) = match c.split_once('=') {
+                        Some((n, p)) => (n.to_owned(), p.to_owned()),
+                        None => (
+                            std::path::Path::new(c)
+                                .file_stem()
+                                .map_or("config".into(), |s| s.to_string_lossy().into_owned()),
+                            c.clone(),
+                        ),
+                    };
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--relay-config {path}"))?;
+                    Config::parse(&text, &path)?;
+                    Ok(Some((name, text)))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let pins: Vec<Option<bool>> = if a.pin.is_empty() {
+            vec![None]
+        } else {
+            a.pin.iter().map(|p| Some(*p == OnOff::On)).collect()
+        };
         let mut v = Vec::new();
         for &idle in &a.idle {
             for &m in &a.metrics {
                 for &hops in &a.hops {
-                    v.push(Variant::Spawn {
-                        idle,
-                        metrics: m == OnOff::On,
-                        hops: hops.max(1),
-                    });
+                    for &pinned in &pins {
+                        for config in &configs {
+                            v.push(Variant::Spawn {
+                                idle,
+                                metrics: m == OnOff::On,
+                                hops: hops.max(1),
+                                pinned,
+                                config: config.clone(),
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -783,21 +844,30 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 idle,
                 metrics,
                 hops,
+                pinned,
+                config,
             } = mode
             {
+                let all: Vec<usize> = (0..a.workers).collect();
+                let cores = match pinned {
+                    Some(true) => Some(a.cores.as_deref().unwrap_or(&all)),
+                    Some(false) => None,
+                    None => a.cores.as_deref(),
+                };
                 for _ in 0..*hops {
-                    let feed = relays.last().map(|up| {
-                        format!(
-                            "[[feeds]]\nname = \"upstream\"\nurl = \"{}ws?topics=*\"\nseq_pointer = \"/seq\"\n",
+                    let mut text = config.as_ref().map_or(String::new(), |(_, t)| t.clone());
+                    if let Some(up) = relays.last() {
+                        text.push_str(&format!(
+                            "\n[[feeds]]\nname = \"upstream\"\nurl = \"{}ws?topics=*\"\nseq_pointer = \"/seq\"\n",
                             up.url
-                        )
-                    });
+                        ));
+                    }
                     relays.push(SpawnedRelay::start(
                         *idle,
                         *metrics,
                         a.workers,
-                        a.cores.as_deref(),
-                        feed.as_deref(),
+                        cores,
+                        (!text.is_empty()).then_some(text.as_str()),
                     )?);
                 }
                 // Let each downstream relay's feed connect and be routed upstream.

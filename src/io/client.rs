@@ -157,6 +157,8 @@ pub struct ConnectOptions {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Connect + TLS + opening handshake must finish within this.
     pub timeout: std::time::Duration,
+    /// Socket options.
+    pub socket: super::sockopt::SocketOptions,
 }
 
 impl Default for ConnectOptions {
@@ -166,6 +168,7 @@ impl Default for ConnectOptions {
             limits: Limits::default(),
             tls: None,
             timeout: std::time::Duration::from_secs(10),
+            socket: super::sockopt::SocketOptions::default(),
         }
     }
 }
@@ -232,7 +235,9 @@ impl WsClient {
             .map_err(|e| io("resolve", e))?
             .next()
             .ok_or_else(|| io("resolve", std::io::ErrorKind::NotFound.into()))?;
-        let tcp = ring::connect(peer).await.map_err(|e| io("connect to", e))?;
+        let tcp = ring::connect_with(peer, &options.socket)
+            .await
+            .map_err(|e| io("connect to", e))?;
         let mut stream = if url.tls {
             let config = match &options.tls {
                 Some(c) => std::sync::Arc::clone(c),

@@ -18,7 +18,7 @@ pub enum IoError {
         source: io::Error,
     },
     /// The kernel refused to set up an io_uring.
-    #[error("io_uring is not available: {source}; {hint}")]
+    #[error("io_uring is not available ({hint})")]
     RingUnavailable {
         /// The error from `io_uring_setup`.
         #[source]

@@ -80,6 +80,8 @@ pub struct Line {
     pub limits: Limits,
     /// The relay's topic pointer, if the feed names none.
     pub default_topic_pointer: JsonPointer,
+    /// Socket options for the line's connection.
+    pub socket: super::sockopt::SocketOptions,
     /// What it has done.
     pub state: LineState,
 }
@@ -97,6 +99,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
         limits: line.limits,
         tls: line.tls.clone(),
         timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        socket: line.socket,
     };
     let topic_pointer = match cfg.topic_pointer.as_deref().map(JsonPointer::parse) {
         Some(Ok(p)) => p,

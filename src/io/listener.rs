@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::error::IoError;
+use super::sockopt::SocketOptions;
 
 /// Pending connections per listener before the kernel refuses more.
 pub const BACKLOG: i32 = 1024;
@@ -13,10 +14,19 @@ pub const BACKLOG: i32 = 1024;
 /// Binds `count` listeners to `addr` with `SO_REUSEPORT`. With port 0 the first bind
 /// picks the port and the others join it.
 pub fn bind_reuseport(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, IoError> {
+    bind_reuseport_with(addr, count, &SocketOptions::default())
+}
+
+/// [`bind_reuseport`] with socket options, which every accepted socket inherits.
+pub fn bind_reuseport_with(
+    addr: SocketAddr,
+    count: usize,
+    options: &SocketOptions,
+) -> Result<Vec<TcpListener>, IoError> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count.max(1) {
-        let listener = bind_one(addr).map_err(|e| IoError::op("listen on", addr, e))?;
+        let listener = bind_one(addr, options).map_err(|e| IoError::op("listen on", addr, e))?;
         addr = listener
             .local_addr()
             .map_err(|e| IoError::op("listen on", addr, e))?;
@@ -25,11 +35,11 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>
     Ok(listeners)
 }
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, options: &SocketOptions) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    socket.set_nodelay(true)?;
+    options.apply(socket2::SockRef::from(&socket))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -18,6 +18,7 @@
 //! - [`feed`]: exchange feed lines: dial, subscribe, arbitrate, reconnect with backoff.
 //! - [`procfs`]: CPU time of a process from /proc.
 //! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
+//! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes, for listeners and dialled sockets.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 //! - [`transport`]: plain TCP or TLS (rustls, sans-IO) over the ring.
 #![allow(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod ring;
 pub mod server;
 pub mod shutdown;
 pub mod signal;
+pub mod sockopt;
 pub mod transport;
 pub mod worker;
 

@@ -610,6 +610,7 @@ fn start_feeds(
                 tls,
                 limits: ctx.server.limits,
                 default_topic_pointer: pointer.clone(),
+                socket: config.socket_options(),
                 state: LineState::default(),
             });
             ctx.feeds.borrow_mut().push(Rc::clone(&line));
@@ -1137,31 +1138,36 @@ pub fn run_relay(
     );
     let feeds = std::sync::Mutex::new(plan_feeds(&config, workers)?);
     let connections = Arc::new(ConnectionCount::default());
-    super::worker::run_workers(map, move |id| {
-        let feeds = feeds
-            .lock()
-            .ok()
-            .and_then(|mut f| f.get_mut(id).map(std::mem::take))
-            .unwrap_or_default();
-        let mine = per_worker
-            .lock()
-            .ok()
-            .and_then(|mut l| l.get_mut(id)?.take());
-        let setup = mine.map(|(listener, links)| WorkerSetup {
-            id,
-            workers,
-            listener,
-            links,
-            config: Arc::clone(&config),
-            connections: Arc::clone(&connections),
-            metrics: metrics.clone(),
-            feeds,
-            shutdown: shutdown.clone(),
-        });
-        async move {
-            let setup =
-                setup.ok_or_else(|| IoError::Config(format!("no listener for worker {id}")))?;
-            run_worker(setup).await
-        }
-    })
+    let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
+    super::worker::run_workers_with(
+        map,
+        move |i| rings[i],
+        move |id| {
+            let feeds = feeds
+                .lock()
+                .ok()
+                .and_then(|mut f| f.get_mut(id).map(std::mem::take))
+                .unwrap_or_default();
+            let mine = per_worker
+                .lock()
+                .ok()
+                .and_then(|mut l| l.get_mut(id)?.take());
+            let setup = mine.map(|(listener, links)| WorkerSetup {
+                id,
+                workers,
+                listener,
+                links,
+                config: Arc::clone(&config),
+                connections: Arc::clone(&connections),
+                metrics: metrics.clone(),
+                feeds,
+                shutdown: shutdown.clone(),
+            });
+            async move {
+                let setup =
+                    setup.ok_or_else(|| IoError::Config(format!("no listener for worker {id}")))?;
+                run_worker(setup).await
+            }
+        },
+    )
 }

@@ -16,8 +16,31 @@ use super::error::IoError;
 
 pub use tokio_uring::net::{TcpListener, TcpStream};
 
-/// Submission queue entries per ring (completion queue is twice that).
+/// Submission queue entries per ring by default (completion queue is twice that).
 pub const RING_ENTRIES: u32 = 256;
+
+/// How a worker's ring is set up (the `ring_*` and `sqpoll*` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingOptions {
+    /// Submission queue entries (a power of two); the completion queue has twice that.
+    pub entries: u32,
+    /// `Some(idle_ms)`: a kernel thread polls the submission queue (SQPOLL), so
+    /// submitting needs no `io_uring_enter`; it sleeps after `idle_ms` without work and
+    /// must then be woken by one. It burns a CPU while it polls.
+    pub sqpoll_idle_ms: Option<u32>,
+    /// Pin the SQPOLL thread to this CPU.
+    pub sqpoll_cpu: Option<u32>,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions {
+            entries: RING_ENTRIES,
+            sqpoll_idle_ms: None,
+            sqpoll_cpu: None,
+        }
+    }
+}
 
 /// One io_uring runtime, owned by the worker thread that created it.
 pub struct Ring {
@@ -27,6 +50,8 @@ pub struct Ring {
 thread_local! {
     /// This thread's ring descriptor, for [`submit_pending`]; -1 if unknown.
     static RING_FD: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+    /// Whether this thread's ring was set up with SQPOLL.
+    static RING_SQPOLL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Serialises ring creation so each thread can tell which new descriptor is its ring.
@@ -48,13 +73,39 @@ fn ring_fds() -> Vec<i32> {
 }
 
 impl Ring {
-    /// Sets up a ring on this thread; fails with a hint if the kernel refuses.
+    /// Sets up a ring with the default options on this thread; fails with a hint if
+    /// the kernel refuses.
     pub fn new() -> Result<Ring, IoError> {
+        Ring::with_options(&RingOptions::default())
+    }
+
+    /// Sets up a ring as `options` say on this thread.
+    pub fn with_options(options: &RingOptions) -> Result<Ring, IoError> {
         let mut builder = tokio_uring::builder();
-        builder.entries(RING_ENTRIES);
+        builder.entries(options.entries);
+        if let Some(idle) = options.sqpoll_idle_ms {
+            let mut urb = tokio_uring::uring_builder();
+            urb.setup_sqpoll(idle);
+            if let Some(cpu) = options.sqpoll_cpu {
+                urb.setup_sqpoll_cpu(cpu);
+            }
+            builder.uring_builder(&urb);
+        }
         let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         let before = ring_fds();
-        let rt = tokio_uring::Runtime::new(&builder).map_err(ring_unavailable)?;
+        let rt = tokio_uring::Runtime::new(&builder).map_err(|e| {
+            match (options.sqpoll_idle_ms, e.raw_os_error()) {
+                (Some(_), Some(libc::EINVAL)) => IoError::RingUnavailable {
+                    source: e,
+                    hint: "SQPOLL was refused: is every CPU in sqpoll_cpus online?",
+                },
+                (Some(_), Some(libc::EPERM)) => IoError::RingUnavailable {
+                    source: e,
+                    hint: "SQPOLL needs CAP_SYS_NICE before Linux 5.11: turn sqpoll off",
+                },
+                _ => ring_unavailable(e),
+            }
+        })?;
         let new: Vec<i32> = ring_fds()
             .into_iter()
             .filter(|fd| !before.contains(fd))
@@ -62,6 +113,7 @@ impl Ring {
         if let [fd] = new[..] {
             RING_FD.with(|r| r.set(fd));
         }
+        RING_SQPOLL.with(|s| s.set(options.sqpoll_idle_ms.is_some()));
         Ok(Ring { rt })
     }
 
@@ -86,16 +138,26 @@ pub fn submit_pending() {
         return;
     }
     const TO_SUBMIT: u32 = 4096;
+    /// `IORING_ENTER_SQ_WAKEUP`: wake the SQPOLL thread if it went to sleep. The
+    /// ring's flags word (which says whether it sleeps) is private to tokio-uring, so
+    /// with SQPOLL every call asks; waking an awake thread costs only the syscall.
+    const SQ_WAKEUP: u32 = 1 << 1;
+    let flags = if RING_SQPOLL.with(|s| s.get()) {
+        SQ_WAKEUP
+    } else {
+        0
+    };
     // SAFETY: `fd` is this thread's io_uring, open for the ring's lifetime; with no
     // GETEVENTS flag and no argument, io_uring_enter only consumes submission entries
-    // that the runtime has already written and published.
+    // that the runtime has already written and published (or, with SQPOLL, wakes the
+    // kernel thread that consumes them).
     unsafe {
         libc::syscall(
             libc::SYS_io_uring_enter,
             fd,
             TO_SUBMIT,
             0u32,
-            0u32,
+            flags,
             std::ptr::null::<libc::c_void>(),
             0usize,
         );
@@ -150,10 +212,19 @@ pub async fn write_all(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<()>, Vec
     (res, buf)
 }
 
-/// Connects to `addr` through the ring.
+/// Connects to `addr` through the ring, with `TCP_NODELAY`.
 pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    connect_with(addr, &super::sockopt::SocketOptions::default()).await
+}
+
+/// Connects to `addr` through the ring and sets `options` (buffer sizes set after
+/// connect do not change the window scale the handshake agreed).
+pub async fn connect_with(
+    addr: SocketAddr,
+    options: &super::sockopt::SocketOptions,
+) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    options.apply_to(&stream)?;
     Ok(stream)
 }
 

@@ -99,8 +99,8 @@ where
     Ok(())
 }
 
-/// Accepts on `listener` until `shutdown`, handing each connection (with `TCP_NODELAY`
-/// set) to `on_accept`. A failed accept (EMFILE, ENFILE, ...) is logged and retried
+/// Accepts on `listener` until `shutdown`, handing each connection (with the socket
+/// options it inherited from the listener) to `on_accept`. A failed accept (EMFILE, ENFILE, ...) is logged and retried
 /// after a pause, so the connections already open keep being served.
 pub async fn accept_until_shutdown(
     listener: std::net::TcpListener,
@@ -119,10 +119,7 @@ pub async fn accept_until_shutdown(
             _ = shutdown.wait() => return Ok(()),
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                on_accept(stream, peer);
-            }
+            Ok((stream, peer)) => on_accept(stream, peer),
             Err(e) => {
                 tracing::warn!(%local, error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_RETRY).await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 
 use super::error::IoError;
-use super::ring::Ring;
+use super::ring::{Ring, RingOptions};
 
 /// Which core each worker is pinned to (`None`: not pinned).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +75,23 @@ where
     Fut: Future<Output = Result<T, IoError>>,
     T: Send + 'static,
 {
+    run_workers_with(map, |_| RingOptions::default(), body)
+}
+
+/// [`run_workers`], with worker `i`'s ring set up as `ring(i)` says.
+pub fn run_workers_with<R, F, Fut, T>(map: &CoreMap, ring: R, body: F) -> Result<Vec<T>, IoError>
+where
+    R: Fn(usize) -> RingOptions,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, IoError>>,
+    T: Send + 'static,
+{
     let body = Arc::new(body);
     let mut handles = Vec::with_capacity(map.workers());
     for i in 0..map.workers() {
         let body = Arc::clone(&body);
         let core = map.core(i);
+        let options = ring(i);
         let handle = thread::Builder::new()
             .name(format!("feedrelay-w{i}"))
             .spawn(move || {
@@ -90,7 +102,7 @@ where
                         )));
                     }
                 }
-                let ring = Ring::new()?;
+                let ring = Ring::with_options(&options)?;
                 ring.block_on(body(i))
             })
             .map_err(|e| IoError::op("spawn worker thread", i, e))?;

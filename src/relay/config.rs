@@ -76,6 +76,24 @@ pub struct Config {
     /// Also serve `GET /metrics` on this separate address (plain HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Submission queue entries of each worker's ring (a power of two).
+    pub ring_entries: u32,
+    /// A kernel thread polls each worker's submission queue (SQPOLL): no syscall to
+    /// submit while it polls, but it burns a CPU. See tuning/RESULTS.md before use.
+    pub sqpoll: bool,
+    /// The SQPOLL thread sleeps after this long without work (ms).
+    pub sqpoll_idle_ms: u32,
+    /// CPUs for the SQPOLL threads: worker `i`'s on `sqpoll_cpus[i % len]` (empty:
+    /// not pinned).
+    pub sqpoll_cpus: Vec<usize>,
+    /// `TCP_NODELAY` on every connection (off: Nagle delays small writes).
+    pub tcp_nodelay: bool,
+    /// `SO_SNDBUF` for every connection, bytes (absent: the kernel's autotuning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_send_buffer_bytes: Option<usize>,
+    /// `SO_RCVBUF` for every connection, bytes (absent: the kernel's autotuning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_recv_buffer_bytes: Option<usize>,
     /// Exchange feeds to dial (`[[feeds]]` tables).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedConfig>,
@@ -104,6 +122,13 @@ impl Default for Config {
             shutdown_grace_ms: 2_000,
             metrics: true,
             metrics_listen: None,
+            ring_entries: crate::io::ring::RING_ENTRIES,
+            sqpoll: false,
+            sqpoll_idle_ms: 1_000,
+            sqpoll_cpus: Vec::new(),
+            tcp_nodelay: true,
+            socket_send_buffer_bytes: None,
+            socket_recv_buffer_bytes: None,
             feeds: Vec::new(),
         }
     }
@@ -173,6 +198,27 @@ impl Config {
         Ok(config)
     }
 
+    /// How worker `i`'s ring is set up.
+    pub fn ring_options(&self, i: usize) -> crate::io::ring::RingOptions {
+        crate::io::ring::RingOptions {
+            entries: self.ring_entries,
+            sqpoll_idle_ms: self.sqpoll.then_some(self.sqpoll_idle_ms),
+            sqpoll_cpu: match self.sqpoll_cpus.len() {
+                0 => None,
+                n => Some(self.sqpoll_cpus[i % n] as u32),
+            },
+        }
+    }
+
+    /// The options every connection's socket gets.
+    pub fn socket_options(&self) -> crate::io::sockopt::SocketOptions {
+        crate::io::sockopt::SocketOptions {
+            nodelay: self.tcp_nodelay,
+            send_buffer: self.socket_send_buffer_bytes,
+            recv_buffer: self.socket_recv_buffer_bytes,
+        }
+    }
+
     /// Checks ranges that types alone do not.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let bad = |field, reason: String| ConfigError::Invalid {
@@ -203,6 +249,28 @@ impl Config {
         }
         JsonPointer::parse(&self.topic_pointer).map_err(|e| bad("topic_pointer", e))?;
         check_feeds(&self.feeds).map_err(|e| bad("feeds", e))?;
+        if !self.ring_entries.is_power_of_two() || self.ring_entries > 32_768 {
+            return Err(bad(
+                "ring_entries",
+                format!(
+                    "must be a power of two in 1..=32768, got {}",
+                    self.ring_entries
+                ),
+            ));
+        }
+        if self.sqpoll && self.sqpoll_idle_ms == 0 {
+            return Err(bad("sqpoll_idle_ms", "must be positive".into()));
+        }
+        for (field, v) in [
+            ("socket_send_buffer_bytes", self.socket_send_buffer_bytes),
+            ("socket_recv_buffer_bytes", self.socket_recv_buffer_bytes),
+        ] {
+            if let Some(n) = v {
+                if !(4096..=1 << 30).contains(&n) {
+                    return Err(bad(field, format!("must be 4096..=1073741824, got {n}")));
+                }
+            }
+        }
         let positive: [(&'static str, u64); 9] = [
             ("queue_max_messages", self.queue_max_messages as u64),
             ("queue_max_bytes", self.queue_max_bytes as u64),
