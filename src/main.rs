@@ -1226,6 +1226,13 @@ fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
             .then(|| ring::probe().map_err(|e| e.to_string())),
         nofile: feedrelay::io::worker::fd_limits(),
         max_connections: config.max_connections as u64,
+        memlock: feedrelay::io::worker::memlock_limit(),
+        ring_bytes: config.workers.unwrap_or(config.cores.as_ref().map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Vec::len,
+        )) as u64
+            * u64::from(config.ring_entries)
+            * check::RING_BYTES_PER_ENTRY,
     };
     let findings = check::run(&fs, &live);
     let mut out = check::render(&findings);

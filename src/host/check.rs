@@ -65,7 +65,15 @@ pub struct Live {
     pub nofile: (u64, u64),
     /// Connections the relay is configured to accept.
     pub max_connections: u64,
+    /// `RLIMIT_MEMLOCK` soft limit in bytes (`None`: unlimited).
+    pub memlock: Option<u64>,
+    /// Bytes the configured rings lock (workers x entries x [`RING_BYTES_PER_ENTRY`]).
+    pub ring_bytes: u64,
 }
+
+/// Locked memory per submission-queue entry, roughly: a 64-byte SQE, two 16-byte CQEs
+/// and the index arrays, rounded up.
+pub const RING_BYTES_PER_ENTRY: u64 = 128;
 
 /// Socket buffer maximum below which a burst to a slow subscriber hits the queue sooner.
 pub const MIN_SOCKET_BUFFER: u64 = 4 << 20;
@@ -74,6 +82,7 @@ pub const MIN_SOCKET_BUFFER: u64 = 4 << 20;
 pub fn run(fs: &HostFs, live: &Live) -> Vec<Finding> {
     vec![
         io_uring(fs, live),
+        memlock(fs, live),
         governor(fs),
         transparent_hugepages(fs),
         clocksource(fs),
@@ -102,6 +111,44 @@ fn io_uring(fs: &HostFs, live: &Live) -> Finding {
             Verdict::Fail,
             format!("kernel.io_uring_disabled={v}"),
             "sysctl -w kernel.io_uring_disabled=0",
+        ),
+    }
+}
+
+/// `(major, minor)` of a kernel release string such as `6.1.0-18-amd64`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn memlock(fs: &HostFs, live: &Live) -> Finding {
+    const NAME: &str = "locked memory (RLIMIT_MEMLOCK)";
+    let release = fs.read("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let limit = live
+        .memlock
+        .map_or("unlimited".to_owned(), |b| format!("{} KiB", b / 1024));
+    match kernel_version(&release) {
+        // Since 5.12 ring memory is charged to the memory cgroup instead.
+        Some(v) if v >= (5, 12) => finding(
+            NAME,
+            Verdict::Pass,
+            format!("Linux {release}: rings are not charged to it (limit {limit}); registered buffers are not used"),
+            "",
+        ),
+        Some(_) => match live.memlock {
+            Some(b) if b < live.ring_bytes => finding(
+                NAME,
+                Verdict::Fail,
+                format!("Linux {release} charges rings to it: {limit}, the rings need {} KiB", live.ring_bytes.div_ceil(1024)),
+                "raise it: `ulimit -l unlimited`, LimitMEMLOCK=infinity in the systemd unit, or --ulimit memlock=-1 for docker",
+            ),
+            _ => finding(NAME, Verdict::Pass, format!("{limit}, the rings need {} KiB", live.ring_bytes.div_ceil(1024)), ""),
+        },
+        None => finding(
+            NAME,
+            Verdict::Warn,
+            format!("kernel release unreadable {release:?}; limit {limit}"),
+            "on Linux before 5.12, keep `ulimit -l` above the rings' size",
         ),
     }
 }
@@ -274,6 +321,8 @@ mod tests {
             ring: None,
             nofile: (1024, 1 << 20),
             max_connections,
+            memlock: Some(8 << 20),
+            ring_bytes: 2 * 256 * RING_BYTES_PER_ENTRY,
         }
     }
 
@@ -287,6 +336,7 @@ mod tests {
             "tuned",
             &[
                 ("/proc/sys/kernel/io_uring_disabled", "0\n"),
+                ("/proc/sys/kernel/osrelease", "6.1.0-18-amd64\n"),
                 (
                     "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
                     "performance\n",
@@ -343,6 +393,8 @@ mod tests {
             ],
         );
         let f = run(&fs, &live(10_000));
+        // No osrelease in this tree: unknown kernel, warned about.
+        assert_eq!(verdict(&f, "locked memory (RLIMIT_MEMLOCK)"), Verdict::Warn);
         for name in [
             "io_uring",
             "cpu frequency governor",
@@ -362,8 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(kernel_version("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("5.12"), Some((5, 12)));
+        assert_eq!(kernel_version("4.19.0+"), Some((4, 19)));
+        assert_eq!(kernel_version("garbage"), None);
+        // An old kernel with enough locked memory passes.
+        let fs = tree("old-ok", &[("/proc/sys/kernel/osrelease", "5.4.0\n")]);
+        let f = run(&fs, &live(10));
+        assert_eq!(verdict(&f, "locked memory (RLIMIT_MEMLOCK)"), Verdict::Pass);
+    }
+
+    #[test]
     fn blockers_fail() {
-        let fs = tree("blocked", &[("/proc/sys/kernel/io_uring_disabled", "2\n")]);
+        let fs = tree(
+            "blocked",
+            &[
+                ("/proc/sys/kernel/io_uring_disabled", "2\n"),
+                ("/proc/sys/kernel/osrelease", "5.10.0-28-amd64\n"),
+            ],
+        );
         let f = run(&fs, &live(10_000));
         assert_eq!(verdict(&f, "io_uring"), Verdict::Fail);
         let f = run(
@@ -372,10 +442,14 @@ mod tests {
                 ring: Some(Err("EPERM".into())),
                 nofile: (1024, 4096),
                 max_connections: 10_000,
+                memlock: Some(64 << 10),
+                ring_bytes: 2 * 4096 * RING_BYTES_PER_ENTRY,
             },
         );
         assert_eq!(verdict(&f, "io_uring"), Verdict::Fail);
         assert_eq!(verdict(&f, "open-file limit"), Verdict::Fail);
+        // Linux 5.10 charges rings to RLIMIT_MEMLOCK: 64 KiB is below 1 MiB of rings.
+        assert_eq!(verdict(&f, "locked memory (RLIMIT_MEMLOCK)"), Verdict::Fail);
         assert_eq!(exit_code(&f), 2);
         // A VM without cpufreq or SMT files: warned about, not failed.
         assert_eq!(verdict(&f, "cpu frequency governor"), Verdict::Warn);

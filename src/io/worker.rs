@@ -137,6 +137,19 @@ pub fn fd_limits() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
+/// This process's locked-memory limit (soft) in bytes; `None` if unlimited or unknown.
+pub fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return None;
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
 /// Raises this process's open-file limit (soft) towards `want`, up to the hard limit;
 /// returns the soft limit now in force. Each connection is one descriptor.
 pub fn raise_fd_limit(want: u64) -> u64 {
