@@ -92,7 +92,7 @@ impl Rng {
 /// a 5x burst for 100 ms roughly every 2 s. Runs until `stats.stop`.
 pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Result<()> {
     Ring::new()?.block_on(async move {
-        let mut c = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+        let c = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
             .await
             .map_err(|e| anyhow::anyhow!("exchange: {e}"))?;
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -236,6 +236,9 @@ struct MockExchangeArgs {
     /// Fault: wait this long (ms) before each TLS handshake.
     #[arg(long, default_value_t = 0)]
     slow_tls_ms: u64,
+    /// A quiet market: no trades after N on each connection (pings and pongs go on).
+    #[arg(long, value_name = "N")]
+    quiet_after: Option<u64>,
 }
 
 fn mock_exchange(a: MockExchangeArgs) -> anyhow::Result<()> {
@@ -275,6 +278,7 @@ fn mock_exchange(a: MockExchangeArgs) -> anyhow::Result<()> {
             garbage_after: a.garbage_after,
             oversized_after: a.oversized_after,
             slow_tls: std::time::Duration::from_millis(a.slow_tls_ms),
+            quiet_after: a.quiet_after,
         },
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -509,8 +513,8 @@ fn summary(workers: &[WorkerSummary]) -> String {
     }
     for f in workers.iter().flat_map(|w| &w.feeds) {
         text.push_str(&format!(
-            "\n  feed {} (group {}): sessions {}, reconnects {}, messages {}, copies dropped {}",
-            f.name, f.group, f.connects, f.reconnects, f.messages, f.duplicates
+            "\n  feed {} (group {}): sessions {}, reconnects {}, messages {}, copies dropped {}, pings {}",
+            f.name, f.group, f.connects, f.reconnects, f.messages, f.duplicates, f.pings
         ));
     }
     for g in workers.iter().flat_map(|w| &w.groups) {

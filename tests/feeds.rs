@@ -158,6 +158,66 @@ fn a_feed_without_the_required_header_is_refused_and_retried() {
 }
 
 #[test]
+fn a_quiet_line_is_pinged_and_kept_while_a_stalled_one_is_redialled() {
+    // Both go quiet after 20 trades and never ping; the quiet one still answers pings.
+    // The quiet one is wss://: the ping is written through TLS while a read waits.
+    let certs = temp_dir("quiet").join("certs");
+    let certs_arg = certs.display().to_string();
+    let quiet = Server::mock_exchange(&[
+        "--tls-self-signed",
+        &certs_arg,
+        "--quiet-after",
+        "20",
+        "--ping-ms",
+        "600000",
+    ]);
+    let stalled = Server::mock_exchange(&["--stall-after", "20", "--ping-ms", "600000"]);
+    let toml = format!(
+        "{RELAY_HEAD}{}{}",
+        feed(
+            "quiet",
+            &format!("wss://localhost:{}/stream", quiet.addr.port()),
+            &format!(
+                "stale_after_ms = 400\nca_file = \"{}\"",
+                certs.join("ca.pem").display()
+            )
+        ),
+        feed(
+            "stalled",
+            &format!("ws://{}/stream", stalled.addr),
+            "stale_after_ms = 400"
+        ),
+    );
+    let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
+    std::thread::sleep(Duration::from_millis(2500));
+    relay.terminate();
+    let out = relay.output();
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("feed {name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let q = line("quiet");
+    assert!(q.contains("sessions 1, reconnects 0"), "{q}\n{out}");
+    let pings: u64 = q
+        .rsplit("pings ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(pings >= 5, "pinged every 200 ms of quiet: {q}");
+    let s = line("stalled");
+    assert!(!s.contains("reconnects 0,"), "{s}");
+    assert!(
+        relay
+            .log()
+            .contains("stale: nothing received for 400 ms (pinged)"),
+        "{}",
+        relay.log()
+    );
+}
+
+#[test]
 fn wrong_ca_and_wrong_host_name_are_refused_with_a_clear_log_line() {
     let dir = temp_dir("wss-bad");
     let (good, other) = (dir.join("good"), dir.join("other"));

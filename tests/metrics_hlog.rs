@@ -50,7 +50,7 @@ fn hop_latencies_reach_metrics_the_table_and_the_hlog() {
             assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
             subs.push(c);
         }
-        let mut publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+        let publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
             .await
             .unwrap();
         for seq in 0..MESSAGES {

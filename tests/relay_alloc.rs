@@ -136,11 +136,11 @@ fn no_allocation_per_message_per_subscriber() {
                 }
             }));
         }
-        let mut publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+        let publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
             .await
             .unwrap();
         let pad = "p".repeat(200);
-        let mut send = async |from: usize, to: usize| {
+        let send = async |from: usize, to: usize| {
             for seq in from..to {
                 let m = format!(r#"{{"s":"SYM{}","seq":{seq},"pad":"{pad}"}}"#, seq % 10);
                 publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();

@@ -130,7 +130,7 @@ fn subscribe_and_unsubscribe_at_run_time() {
         let mut sub = WsClient::connect(&format!("{url}ws"), &[], Limits::default())
             .await
             .unwrap();
-        let mut publ = publisher(&url).await;
+        let publ = publisher(&url).await;
         sub.send(
             MessageKind::Text,
             br#"{"op":"subscribe","topics":["X","Y"]}"#,
@@ -189,7 +189,7 @@ fn bad_publisher_input_never_disturbs_the_relay() {
     let url = format!("ws://{}/", server.addr);
     block_on(async {
         let mut sub = subscribe(&url, "*").await;
-        let mut good = publisher(&url).await;
+        let good = publisher(&url).await;
         let mut bad = publisher(&url).await;
         bad.send(MessageKind::Text, b"{not json").await.unwrap();
         bad.send(MessageKind::Text, br#"{"no_topic":1}"#)
@@ -236,7 +236,7 @@ fn a_subscriber_that_vanishes_mid_stream_is_cleaned_up() {
     let url = format!("ws://{}/", server.addr);
     block_on(async {
         let mut stays = subscribe(&url, "T").await;
-        let mut publ = publisher(&url).await;
+        let publ = publisher(&url).await;
         for round in 0..5 {
             // A raw subscriber that reads nothing and then disappears (RST or FIN).
             let gone = Raw::subscribe(server.addr, "T");
@@ -290,7 +290,7 @@ fn a_thousand_subscribers_on_one_relay() {
         for i in 0..1000 {
             subs.push(subscribe(&url, if i % 2 == 0 { "EVEN" } else { "*" }).await);
         }
-        let mut publ = publisher(&url).await;
+        let publ = publisher(&url).await;
         for n in 0..5 {
             publ.send(
                 MessageKind::Text,

@@ -55,7 +55,7 @@ fn run_with_stalled_subscriber(server: &Server) -> Duration {
             matches!(fast.recv().await.unwrap(), Incoming::Message(..)),
             "subscribed reply"
         );
-        let mut publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+        let publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
             .await
             .unwrap();
         let started = Instant::now();

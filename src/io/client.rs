@@ -4,6 +4,7 @@
 //! `feedrelay echo` and against independent servers. It answers pings by itself and
 //! masks what it sends. `wss://` goes through [`Transport`] (rustls, verification on).
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Instant;
@@ -186,9 +187,11 @@ pub enum Received {
 pub struct WsClient {
     stream: Transport,
     peer: SocketAddr,
-    conn: Connection,
-    buf: Vec<u8>,
-    out: Vec<u8>,
+    /// Interior mutability so a ping can be sent while a read waits (single-threaded:
+    /// never borrowed across an `.await`).
+    conn: RefCell<Connection>,
+    buf: RefCell<Vec<u8>>,
+    out: RefCell<Vec<u8>>,
 }
 
 impl WsClient {
@@ -238,7 +241,7 @@ impl WsClient {
         let tcp = ring::connect_with(peer, &options.socket)
             .await
             .map_err(|e| io("connect to", e))?;
-        let mut stream = if url.tls {
+        let stream = if url.tls {
             let config = match &options.tls {
                 Some(c) => std::sync::Arc::clone(c),
                 None => super::transport::client_config(None)?,
@@ -292,9 +295,9 @@ impl WsClient {
         Ok(WsClient {
             stream,
             peer,
-            conn: Connection::new(Role::Client, limits, seed()),
-            buf,
-            out,
+            conn: RefCell::new(Connection::new(Role::Client, limits, seed())),
+            buf: RefCell::new(buf),
+            out: RefCell::new(out),
         })
     }
 
@@ -304,37 +307,48 @@ impl WsClient {
     }
 
     /// Sends a whole message.
-    pub async fn send(&mut self, kind: MessageKind, payload: &[u8]) -> Result<(), ClientError> {
+    pub async fn send(&self, kind: MessageKind, payload: &[u8]) -> Result<(), ClientError> {
         self.send_frame(kind.opcode(), true, payload).await
     }
 
     /// Sends one frame (for fragmented messages: the message's opcode first, then
     /// [`OpCode::Continuation`], `fin` on the last).
     pub async fn send_frame(
-        &mut self,
+        &self,
         opcode: OpCode,
         fin: bool,
         payload: &[u8],
     ) -> Result<(), ClientError> {
         self.conn
-            .send_frame(opcode, fin, payload, &mut self.out)
+            .borrow_mut()
+            .send_frame(opcode, fin, payload, &mut self.out.borrow_mut())
             .map_err(|_| ClientError::Closed)?;
         self.flush().await
     }
 
-    /// Sends a ping.
-    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+    /// Sends a ping. May be called while a [`recv_each`](Self::recv_each) is waiting
+    /// (writes are serialised; the read is not disturbed).
+    pub async fn ping(&self, payload: &[u8]) -> Result<(), ClientError> {
         self.conn
-            .send_ping(payload, &mut self.out)
+            .borrow_mut()
+            .send_ping(payload, &mut self.out.borrow_mut())
             .map_err(|_| ClientError::Closed)?;
         self.flush().await
     }
 
-    async fn flush(&mut self) -> Result<(), ClientError> {
-        self.conn.poll_transmit(&mut self.out);
-        let out = std::mem::take(&mut self.out);
+    async fn flush(&self) -> Result<(), ClientError> {
+        let mut out = std::mem::take(&mut *self.out.borrow_mut());
+        self.conn.borrow_mut().poll_transmit(&mut out);
+        if out.is_empty() {
+            *self.out.borrow_mut() = out;
+            return Ok(());
+        }
         let (res, out) = self.stream.write_all(out).await;
-        self.out = out;
+        // A concurrent writer may have put a buffer back meanwhile: keep the larger.
+        let mut slot = self.out.borrow_mut();
+        if slot.capacity() < out.capacity() && slot.is_empty() {
+            *slot = out;
+        }
         res.map_err(|e| ClientError::Io {
             op: "write to",
             target: self.peer.to_string(),
@@ -354,34 +368,41 @@ impl WsClient {
                 self.flush().await?;
                 return Ok(incoming);
             }
-            if self.conn.state() == State::Closed {
+            if self.conn.get_mut().state() == State::Closed {
                 return Err(ClientError::Closed);
             }
-            let deadline = self.conn.poll_timeout().map(TokioInstant::from_std);
-            let buf = std::mem::take(&mut self.buf);
+            let deadline = self
+                .conn
+                .get_mut()
+                .poll_timeout()
+                .map(TokioInstant::from_std);
+            let buf = std::mem::take(self.buf.get_mut());
             let read = self.stream.read_append(buf);
             let (res, buf) = match deadline {
                 Some(d) => match timeout_at(d, read).await {
                     Ok(r) => r,
                     Err(_) => {
-                        self.conn.handle_timeout(Instant::now());
+                        self.conn.get_mut().handle_timeout(Instant::now());
                         return Err(ClientError::Closed);
                     }
                 },
                 None => read.await,
             };
-            self.buf = buf;
-            match res {
-                Ok(0) => return Err(ClientError::Closed),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(ClientError::Io {
-                        op: "read from",
-                        target: self.peer.to_string(),
-                        source: e,
-                    })
-                }
-            }
+            *self.buf.get_mut() = buf;
+            self.read_result(res)?;
+        }
+    }
+
+    /// A read's outcome: end of stream is [`ClientError::Closed`].
+    fn read_result(&self, res: std::io::Result<usize>) -> Result<(), ClientError> {
+        match res {
+            Ok(0) => Err(ClientError::Closed),
+            Ok(_) => Ok(()),
+            Err(e) => Err(ClientError::Io {
+                op: "read from",
+                target: self.peer.to_string(),
+                source: e,
+            }),
         }
     }
 
@@ -389,67 +410,65 @@ impl WsClient {
     /// each message goes to `on_message` in place (no copy), pings are answered, the
     /// server's close is answered and returned. The feed's hot path.
     ///
-    /// Not cancel-safe, like [`recv`](Self::recv).
+    /// Not cancel-safe, like [`recv`](Self::recv); one at a time. [`ping`](Self::ping)
+    /// and [`send`](Self::send) may run while it waits.
     pub async fn recv_each(
-        &mut self,
+        &self,
         mut on_message: impl FnMut(MessageKind, &[u8]),
     ) -> Result<Received, ClientError> {
         loop {
+            let mut buf = std::mem::take(&mut *self.buf.borrow_mut());
             let (mut used_total, mut frames, mut close) = (0, 0, None);
-            let failed = loop {
-                match self.conn.handle_input(&mut self.buf[used_total..]) {
-                    Ok(Some((event, used))) => {
-                        used_total += used;
-                        frames += 1;
-                        match event {
-                            Event::Message { kind, payload } => on_message(kind, payload),
-                            Event::Close(c) => {
-                                close = Some(c.map(|(code, r)| (code, r.to_owned())));
-                                break None;
+            let failed = {
+                let mut conn = self.conn.borrow_mut();
+                loop {
+                    match conn.handle_input(&mut buf[used_total..]) {
+                        Ok(Some((event, used))) => {
+                            used_total += used;
+                            frames += 1;
+                            match event {
+                                Event::Message { kind, payload } => on_message(kind, payload),
+                                Event::Close(c) => {
+                                    close = Some(c.map(|(code, r)| (code, r.to_owned())));
+                                    break None;
+                                }
+                                Event::Ping(_) | Event::Pong(_) | Event::Progress => {}
                             }
-                            Event::Ping(_) | Event::Pong(_) | Event::Progress => {}
                         }
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
                     }
-                    Ok(None) => break None,
-                    Err(e) => break Some(e),
                 }
             };
-            self.buf.drain(..used_total);
+            buf.drain(..used_total);
             if let Some(e) = failed {
+                *self.buf.borrow_mut() = buf;
                 let _ = self.flush().await;
                 return Err(e.into());
             }
             if frames > 0 {
+                *self.buf.borrow_mut() = buf;
                 self.flush().await?;
                 return Ok(match close {
                     Some(c) => Received::Close(c),
                     None => Received::Frames(frames),
                 });
             }
-            if self.conn.state() == State::Closed {
+            if self.conn.borrow().state() == State::Closed {
+                *self.buf.borrow_mut() = buf;
                 return Err(ClientError::Closed);
             }
-            let buf = std::mem::take(&mut self.buf);
             let (res, buf) = self.stream.read_append(buf).await;
-            self.buf = buf;
-            match res {
-                Ok(0) => return Err(ClientError::Closed),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(ClientError::Io {
-                        op: "read from",
-                        target: self.peer.to_string(),
-                        source: e,
-                    })
-                }
-            }
+            *self.buf.borrow_mut() = buf;
+            self.read_result(res)?;
         }
     }
 
     /// The next event already in the buffer, if any, as an owned value.
     fn next_buffered(&mut self) -> Result<Option<Incoming>, ClientError> {
+        let (conn, buf) = (self.conn.get_mut(), self.buf.get_mut());
         loop {
-            let (incoming, used) = match self.conn.handle_input(&mut self.buf) {
+            let (incoming, used) = match conn.handle_input(buf) {
                 Ok(Some((event, used))) => {
                     let incoming = match event {
                         Event::Message { kind, payload } => {
@@ -467,7 +486,7 @@ impl WsClient {
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            self.buf.drain(..used);
+            buf.drain(..used);
             if incoming.is_some() {
                 return Ok(incoming);
             }
@@ -481,7 +500,7 @@ impl WsClient {
         code: CloseCode,
         reason: &str,
     ) -> Result<Option<(CloseCode, String)>, ClientError> {
-        self.conn.close(code, reason, Instant::now());
+        self.conn.get_mut().close(code, reason, Instant::now());
         self.flush().await?;
         loop {
             match self.recv().await {
@@ -498,8 +517,8 @@ impl WsClient {
 
     /// After the close handshake: the server closes TCP first; give it a moment.
     async fn wait_for_server_close(&mut self) {
-        let deadline = TokioInstant::now() + self.conn.limits().close_timeout;
-        let buf = std::mem::take(&mut self.buf);
+        let deadline = TokioInstant::now() + self.conn.get_mut().limits().close_timeout;
+        let buf = std::mem::take(self.buf.get_mut());
         let _ = timeout_at(deadline, self.stream.read_append(buf)).await;
         self.stream.shutdown().await;
     }

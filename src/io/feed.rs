@@ -5,7 +5,7 @@
 //! [`FeedSink`] in place, exactly as a `/pub` publisher's would be, after the group's
 //! [`Arbiter`] has dropped copies another line already delivered. Anything that ends
 //! the session (refused, TLS failure, the exchange's close, a protocol error, nothing
-//! received for `stale_after_ms`) is logged once with its reason and retried after an
+//! received for `stale_after_ms` although a ping was sent halfway) is logged once with its reason and retried after an
 //! exponential, fully jittered backoff; a session that delivers resets the backoff.
 //!
 //! All lines of a group run on one worker, so the arbiter is plain single-threaded
@@ -58,6 +58,8 @@ pub struct LineState {
     pub reconnects: Cell<u64>,
     /// Messages received (before arbitration).
     pub messages: Cell<u64>,
+    /// Pings sent because the line was quiet.
+    pub pings: Cell<u64>,
     /// Copies this line delivered second (dropped).
     pub duplicates: Cell<u64>,
     /// Messages with no sequence number on a sequenced line (forwarded as they are).
@@ -124,7 +126,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
         };
         let reason = match attempt {
             Err(e) => e.to_string(),
-            Ok(mut client) => {
+            Ok(client) => {
                 let st = &line.state;
                 st.connected.set(true);
                 st.connects.set(st.connects.get() + 1);
@@ -139,7 +141,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                 let reason = session(
                     &*sink,
                     &line,
-                    &mut client,
+                    &client,
                     &mut topics,
                     &mut backoff,
                     &mut shutdown,
@@ -186,7 +188,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
 async fn session<S: FeedSink>(
     sink: &S,
     line: &Line,
-    client: &mut WsClient,
+    client: &WsClient,
     topics: &mut TopicReader,
     backoff: &mut Backoff,
     shutdown: &mut Shutdown,
@@ -200,7 +202,10 @@ async fn session<S: FeedSink>(
     let stale = Duration::from_millis(cfg.stale_after_ms);
     let mut delivered = false;
     loop {
-        let deadline = TokioInstant::now() + stale;
+        // Quiet for half of `stale_after_ms`: ping, so a live line answers with a pong
+        // (which counts as traffic). The read stays in flight meanwhile: cancelling it
+        // would lose what it reads.
+        let last_rx = TokioInstant::now();
         let mut batch_ns = 0u64;
         let recv = client.recv_each(|kind, payload| {
             if batch_ns == 0 {
@@ -208,20 +213,34 @@ async fn session<S: FeedSink>(
             }
             accept(sink, line, topics, kind, payload, batch_ns);
         });
-        let result = tokio::select! {
-            r = timeout_at(deadline, recv) => r,
-            _ = shutdown.wait() => return "shutdown".into(),
+        tokio::pin!(recv);
+        let mut pinged = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut recv => break r,
+                _ = tokio::time::sleep_until(last_rx + stale / 2), if !pinged => {
+                    pinged = true;
+                    match timeout_at(last_rx + stale, client.ping(b"")).await {
+                        Ok(Ok(())) => line.state.pings.set(line.state.pings.get() + 1),
+                        Ok(Err(e)) => return format!("sending a ping: {e}"),
+                        Err(_) => return format!("stale: a ping could not be sent in {} ms", cfg.stale_after_ms),
+                    }
+                }
+                _ = tokio::time::sleep_until(last_rx + stale) => {
+                    return format!("stale: nothing received for {} ms (pinged)", cfg.stale_after_ms);
+                }
+                _ = shutdown.wait() => return "shutdown".into(),
+            }
         };
         match result {
-            Err(_) => return format!("stale: nothing received for {} ms", cfg.stale_after_ms),
-            Ok(Ok(Received::Frames(_))) => {
+            Ok(Received::Frames(_)) => {
                 sink.end_batch();
                 if !delivered && line.state.messages.get() > 0 {
                     delivered = true;
                     backoff.reset();
                 }
             }
-            Ok(Ok(Received::Close(c))) => {
+            Ok(Received::Close(c)) => {
                 sink.end_batch();
                 return match c {
                     Some((code, reason)) => {
@@ -230,7 +249,7 @@ async fn session<S: FeedSink>(
                     None => "closed by the exchange".into(),
                 };
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 sink.end_batch();
                 return e.to_string();
             }

@@ -267,6 +267,7 @@ impl WorkerCtx {
                     connects: st.connects.get(),
                     reconnects: st.reconnects.get(),
                     messages: st.messages.get(),
+                    pings: st.pings.get(),
                     duplicates: st.duplicates.get(),
                     last_message_age_ms: st
                         .last_message

@@ -2,14 +2,14 @@
 //!
 //! rustls does no IO of its own: ciphertext read from the socket is handed to it, and
 //! the records it wants sent are written by us. That keeps TLS on the same ring as
-//! everything else (no blocking sockets, no second runtime) and lets one type serve
-//! both the feed client (`wss://`) and the mock exchange's TLS listener.
+//! everything else (no blocking sockets, no second runtime).
 //!
 //! Trust: [`client_config`] builds the client side from the webpki roots plus an
 //! optional PEM file of extra roots; certificate and host-name verification are always
 //! on. SNI is sent for host names (not for IP addresses, which rustls checks against
 //! the certificate's IP SANs).
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -112,23 +112,34 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 }
 
 /// A connected stream, plain or TLS.
+///
+/// Methods take `&self`, so one task can write (a ping, say) while another read is in
+/// flight: a read must never be cancelled (the ring owns its buffer until it
+/// completes, and dropping it loses what it read). One reader at a time; writers are
+/// serialised by a lock, so records and frames never interleave.
 pub struct Transport {
     tcp: TcpStream,
     tls: Option<Tls>,
+    /// Held for the whole of each socket write.
+    write_lock: tokio::sync::Mutex<()>,
 }
 
 struct Tls {
-    conn: rustls::Connection,
-    /// Ciphertext read but not yet handed to rustls.
-    cipher_in: Vec<u8>,
-    /// Records rustls produced, being written.
-    cipher_out: Vec<u8>,
+    conn: RefCell<rustls::Connection>,
+    /// Ciphertext read but not yet handed to rustls (taken while a read is in flight).
+    cipher_in: RefCell<Vec<u8>>,
+    /// Records rustls produced, being written (taken while a write is in flight).
+    cipher_out: RefCell<Vec<u8>>,
 }
 
 impl Transport {
     /// Plain TCP.
     pub fn plain(tcp: TcpStream) -> Transport {
-        Transport { tcp, tls: None }
+        Transport {
+            tcp,
+            tls: None,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// TLS client over `tcp`, verifying the server as `host`; runs the handshake.
@@ -140,30 +151,23 @@ impl Transport {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
-        Transport::tls(tcp, conn.into()).await
-    }
-
-    /// TLS server over `tcp`; runs the handshake.
-    pub async fn tls_server(
-        tcp: TcpStream,
-        config: Arc<rustls::ServerConfig>,
-    ) -> io::Result<Transport> {
-        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        Transport::tls(tcp, conn.into()).await
-    }
-
-    async fn tls(tcp: TcpStream, conn: rustls::Connection) -> io::Result<Transport> {
-        let mut t = Transport {
+        let t = Transport {
             tcp,
             tls: Some(Tls {
-                conn,
-                cipher_in: Vec::with_capacity(CIPHER_READ_BYTES),
-                cipher_out: Vec::with_capacity(CIPHER_READ_BYTES),
+                conn: RefCell::new(conn.into()),
+                cipher_in: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
+                cipher_out: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
             }),
+            write_lock: tokio::sync::Mutex::new(()),
         };
-        while t.tls.as_ref().is_some_and(|s| s.conn.is_handshaking()) {
+        let handshaking = |t: &Transport| {
+            t.tls
+                .as_ref()
+                .is_some_and(|s| s.conn.borrow().is_handshaking())
+        };
+        while handshaking(&t) {
             t.flush_tls().await?;
-            if t.tls.as_ref().is_some_and(|s| s.conn.is_handshaking()) && !t.read_records().await? {
+            if handshaking(&t) && !t.read_records().await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed during the TLS handshake",
@@ -182,7 +186,7 @@ impl Transport {
     /// Reads into the spare capacity of `buf`; returns the number of plaintext bytes
     /// appended (0 at end of stream) and the buffer. A TLS alert or bad record is an
     /// `InvalidData` error naming the cause.
-    pub async fn read_append(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn read_append(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if self.tls.is_none() {
             return ring::read_append(&self.tcp, buf).await;
         }
@@ -204,8 +208,8 @@ impl Transport {
     }
 
     /// Plaintext rustls already holds, appended to `buf`; `None` if it holds none.
-    fn plaintext_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        let Some(tls) = &mut self.tls else {
+    fn plaintext_into(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let Some(tls) = &self.tls else {
             return Ok(None);
         };
         let len = buf.len();
@@ -214,7 +218,7 @@ impl Transport {
         }
         // rustls reads into initialised memory only; TLS is not the zero-copy path.
         buf.resize(buf.capacity(), 0);
-        let res = tls.conn.reader().read(&mut buf[len..]);
+        let res = tls.conn.borrow_mut().reader().read(&mut buf[len..]);
         match res {
             Ok(n) => {
                 buf.truncate(len + n);
@@ -232,33 +236,40 @@ impl Transport {
     }
 
     /// Reads ciphertext and lets rustls process it; false at end of stream.
-    async fn read_records(&mut self) -> io::Result<bool> {
-        let Some(tls) = &mut self.tls else {
+    async fn read_records(&self) -> io::Result<bool> {
+        let Some(tls) = &self.tls else {
             return Ok(true);
         };
-        let cipher = std::mem::take(&mut tls.cipher_in);
+        let cipher = std::mem::take(&mut *tls.cipher_in.borrow_mut());
         let (res, mut cipher) = ring::read_append(&self.tcp, cipher).await;
-        let Some(tls) = &mut self.tls else {
-            return Ok(true);
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                *tls.cipher_in.borrow_mut() = cipher;
+                return Err(e);
+            }
         };
-        if res? == 0 {
-            tls.cipher_in = cipher;
+        if n == 0 {
+            *tls.cipher_in.borrow_mut() = cipher;
             return Ok(false);
         }
-        let mut rest = &cipher[..];
         let mut failed = None;
-        while !rest.is_empty() {
-            if let Err(e) = tls.conn.read_tls(&mut rest) {
-                failed = Some(e);
-                break;
-            }
-            if let Err(e) = tls.conn.process_new_packets() {
-                failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
-                break;
+        {
+            let mut conn = tls.conn.borrow_mut();
+            let mut rest = &cipher[..];
+            while !rest.is_empty() {
+                if let Err(e) = conn.read_tls(&mut rest) {
+                    failed = Some(e);
+                    break;
+                }
+                if let Err(e) = conn.process_new_packets() {
+                    failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                    break;
+                }
             }
         }
         cipher.clear();
-        tls.cipher_in = cipher;
+        *tls.cipher_in.borrow_mut() = cipher;
         if let Some(e) = failed {
             // Tell the peer why (rustls queued an alert), then fail.
             let _ = self.flush_tls().await;
@@ -268,35 +279,39 @@ impl Transport {
     }
 
     /// Writes whatever records rustls has queued.
-    async fn flush_tls(&mut self) -> io::Result<()> {
+    async fn flush_tls(&self) -> io::Result<()> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        let _writing = self.write_lock.lock().await;
         loop {
-            let Some(tls) = &mut self.tls else {
-                return Ok(());
-            };
-            if !tls.conn.wants_write() {
-                return Ok(());
+            let mut out = std::mem::take(&mut *tls.cipher_out.borrow_mut());
+            {
+                let mut conn = tls.conn.borrow_mut();
+                while conn.wants_write() {
+                    conn.write_tls(&mut out)?;
+                }
             }
-            let mut out = std::mem::take(&mut tls.cipher_out);
-            while tls.conn.wants_write() {
-                tls.conn.write_tls(&mut out)?;
+            if out.is_empty() {
+                *tls.cipher_out.borrow_mut() = out;
+                return Ok(());
             }
             let (res, out) = ring::write_all(&self.tcp, out).await;
-            if let Some(tls) = &mut self.tls {
-                tls.cipher_out = out;
-            }
+            *tls.cipher_out.borrow_mut() = out;
             res?;
         }
     }
 
     /// Writes all of `buf` and hands it back, cleared.
-    pub async fn write_all(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        if self.tls.is_none() {
+    pub async fn write_all(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let Some(tls) = &self.tls else {
+            let _writing = self.write_lock.lock().await;
             return ring::write_all(&self.tcp, buf).await;
-        }
+        };
         let mut at = 0;
         while at < buf.len() {
-            let Some(tls) = &mut self.tls else { break };
-            match tls.conn.writer().write(&buf[at..]) {
+            let written = tls.conn.borrow_mut().writer().write(&buf[at..]);
+            match written {
                 Ok(n) => at += n,
                 Err(e) => return (Err(e), buf),
             }
@@ -309,9 +324,9 @@ impl Transport {
     }
 
     /// Sends TLS close_notify (if TLS) and shuts the socket down.
-    pub async fn shutdown(&mut self) {
-        if let Some(tls) = &mut self.tls {
-            tls.conn.send_close_notify();
+    pub async fn shutdown(&self) {
+        if let Some(tls) = &self.tls {
+            tls.conn.borrow_mut().send_close_notify();
             let _ = self.flush_tls().await;
         }
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);

@@ -50,6 +50,8 @@ pub struct FeedCounters {
     pub reconnects: u64,
     /// Messages received, before arbitration.
     pub messages: u64,
+    /// Pings sent because the line was quiet for half of `stale_after_ms`.
+    pub pings: u64,
     /// Copies dropped because another line delivered first.
     pub duplicates: u64,
     /// Milliseconds since its last message (`None`: none yet).

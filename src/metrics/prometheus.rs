@@ -137,7 +137,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
     type Metric = (&'static str, &'static str, &'static str);
     type FeedValue = &'static dyn Fn(&FeedCounters) -> Option<u64>;
     type GroupValue = &'static dyn Fn(&GroupCounters) -> u64;
-    let per_feed: [(Metric, FeedValue); 6] = [
+    let per_feed: [(Metric, FeedValue); 7] = [
         (
             (
                 "feedrelay_feed_connected",
@@ -169,6 +169,14 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
                 "Messages received on the line, before arbitration.",
             ),
             &|f| Some(f.messages),
+        ),
+        (
+            (
+                "feedrelay_feed_pings_total",
+                "counter",
+                "Pings sent because the line was quiet.",
+            ),
+            &|f| Some(f.pings),
         ),
         (
             (
@@ -306,6 +314,7 @@ mod tests {
                 connects: 2,
                 reconnects: 1,
                 messages: 10,
+                pings: 7,
                 duplicates: 4,
                 last_message_age_ms: Some(1500),
             }],
@@ -327,6 +336,7 @@ mod tests {
             "feedrelay_feed_reconnects_total{feed=\"bin\\\"a\",group=\"g\"} 1",
             "feedrelay_feed_last_message_age_seconds{feed=\"bin\\\"a\",group=\"g\"} 1.5",
             "feedrelay_group_missing_total{group=\"g\"} 3",
+            "feedrelay_feed_pings_total{feed=\"bin\\\"a\",group=\"g\"} 7",
             "feedrelay_topic_missing_total{group=\"g\",topic=\"BTC\"} 3",
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");

@@ -41,6 +41,8 @@ pub struct Faults {
     pub oversized_after: Option<u64>,
     /// Wait this long before the TLS handshake.
     pub slow_tls: Duration,
+    /// A quiet market: no more trades after this many (pings and pongs go on).
+    pub quiet_after: Option<u64>,
 }
 
 /// How the mock exchange runs.
@@ -314,8 +316,9 @@ fn session(
         // Trades due since the last pass.
         let tick = market.tick_at(unix_ns());
         let from = last_tick.max(tick.saturating_sub(MAX_BURST)) + 1;
+        let quiet = options.faults.quiet_after.is_some_and(|q| sent >= q);
         for k in from..=tick {
-            if !subscribed[market.symbol_of(k)] {
+            if quiet || !subscribed[market.symbol_of(k)] {
                 continue;
             }
             text.clear();
