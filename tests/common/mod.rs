@@ -194,15 +194,21 @@ pub struct Raw {
 pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 impl Raw {
-    /// Connects and completes the handshake (asserting the 101).
-    pub fn connect(addr: SocketAddr) -> Raw {
+    /// Connects, sends the opening handshake for `path` and asserts the 101.
+    fn upgrade(addr: SocketAddr, path: &str) -> (Raw, String) {
         let mut raw = Raw::tcp(addr);
         let req = format!(
-            "GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        raw.s.write_all(req.as_bytes()).unwrap();
+        raw.send_bytes(req.as_bytes());
         let head = raw.read_http_head();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        (raw, head)
+    }
+
+    /// Connects and completes the handshake (asserting the 101 and the accept key).
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let (raw, head) = Raw::upgrade(addr, "/raw");
         assert!(
             head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "{head}"
@@ -212,27 +218,14 @@ impl Raw {
 
     /// A raw relay publisher (`/pub`), handshake done.
     pub fn publish(addr: SocketAddr) -> Raw {
-        let mut raw = Raw::tcp(addr);
-        let req = format!(
-            "GET /pub HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        raw.s.write_all(req.as_bytes()).unwrap();
-        let head = raw.read_http_head();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        raw
+        Raw::upgrade(addr, "/pub").0
     }
 
     /// A raw relay subscriber to `topics`, handshake done and `subscribed` reply read.
     /// Messages already flowing can arrive before the reply (the subscriber's own worker
     /// routes to it at once; the reply waits for every worker): those are skipped.
     pub fn subscribe(addr: SocketAddr, topics: &str) -> Raw {
-        let mut raw = Raw::tcp(addr);
-        let req = format!(
-            "GET /ws?topics={topics} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        raw.send_bytes(req.as_bytes());
-        let head = raw.read_http_head();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (mut raw, _) = Raw::upgrade(addr, &format!("/ws?topics={topics}"));
         for _ in 0..100_000 {
             let (_, reply) = raw.recv().expect("subscribed reply");
             if String::from_utf8_lossy(&reply).contains("\"event\":\"subscribed\"") {
