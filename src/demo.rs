@@ -151,9 +151,90 @@ pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Re
     })
 }
 
-/// `subs` subscribers in one thread: half take every symbol, half a few; each records
-/// end-to-end latency. Runs until the relay closes them.
-pub fn run_subscribers(url: String, subs: usize, stats: Arc<DemoStats>) -> anyhow::Result<()> {
+/// Two `mock-exchange` servers in this process, carrying the same market as A/B lines,
+/// for `demo --feed`: the relay dials both as one group and arbitrates.
+pub struct MockLines {
+    stop: Arc<AtomicBool>,
+    /// Line A's counters (trades sent).
+    pub stats: Arc<crate::mock_exchange::Stats>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    urls: Vec<String>,
+    /// The topics (symbols) the lines carry.
+    pub symbols: Vec<String>,
+}
+
+impl MockLines {
+    /// Starts two lines of `rate` trades/s over 20 symbols on loopback ports the OS picks.
+    pub fn start(rate: u64) -> anyhow::Result<MockLines> {
+        use crate::mock_exchange::{serve, url, Faults, Options, Stats};
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = Arc::new(Options {
+            tls: None,
+            symbols: 20,
+            rate: rate.max(1),
+            ping: Duration::from_secs(1),
+            max_connections: 8,
+            require_header: None,
+            faults: Faults::default(),
+        });
+        let mut lines = MockLines {
+            stop: Arc::clone(&stop),
+            stats: Arc::new(Stats::default()),
+            threads: Vec::new(),
+            urls: Vec::new(),
+            symbols: crate::mock_exchange::market::Market::new(20, rate)
+                .symbol_names()
+                .to_vec(),
+        };
+        for i in 0..2 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            lines.urls.push(url(listener.local_addr()?, false));
+            let stats = if i == 0 {
+                Arc::clone(&lines.stats)
+            } else {
+                Arc::new(Stats::default())
+            };
+            let (options, stop) = (Arc::clone(&options), Arc::clone(&stop));
+            lines.threads.push(std::thread::spawn(move || {
+                if let Err(e) = serve(listener, options, stats, stop) {
+                    tracing::warn!(error = %e, "mock exchange stopped");
+                }
+            }));
+        }
+        Ok(lines)
+    }
+
+    /// The `[[feeds]]` tables for the relay: both lines in group `mock`.
+    pub fn feeds_toml(&self) -> String {
+        let mut t = String::from("topic_pointer = \"/data/s\"\n");
+        for (i, url) in self.urls.iter().enumerate() {
+            let line = ["a", "b"][i.min(1)];
+            t.push_str(&format!(
+                "[[feeds]]\nname = \"mock-{line}\"\nurl = \"{url}\"\ngroup = \"mock\"\n\
+                 subscribe = ['{{\"method\":\"SUBSCRIBE\",\"params\":[\"*\"],\"id\":1}}']\n\
+                 seq_pointer = \"/data/u\"\n"
+            ));
+        }
+        t
+    }
+
+    /// Stops both lines and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `subs` subscribers in one thread: half take every symbol, half four of `symbols`;
+/// each records end-to-end latency. Runs until the relay closes them.
+pub fn run_subscribers(
+    url: String,
+    subs: usize,
+    symbols: Vec<String>,
+    stats: Arc<DemoStats>,
+) -> anyhow::Result<()> {
     Ring::new()?.block_on(async move {
         let local = Rc::new(RefCell::new(crate::metrics::hop::new_histogram()));
         let mut tasks = Vec::new();
@@ -162,7 +243,7 @@ pub fn run_subscribers(url: String, subs: usize, stats: Arc<DemoStats>) -> anyho
                 "*".to_owned()
             } else {
                 (0..4)
-                    .map(|k| SYMBOLS[(n + k * 5) % SYMBOLS.len()])
+                    .map(|k| symbols[(n + k * 5) % symbols.len()].as_str())
                     .collect::<Vec<_>>()
                     .join(",")
             };
@@ -221,13 +302,20 @@ pub fn table(
     e2e: &Histogram<u64>,
 ) -> String {
     let hops: HopHistograms = snapshot.merged();
-    let dropped: u64 = snapshot
-        .workers
-        .iter()
-        .flat_map(|(_, c)| c.dropped.iter().map(|(_, n)| *n))
-        .sum();
+    // Messages without a topic (a feed's subscription reply, say) are not market data:
+    // shown apart from the drops.
+    let count = |no_topic: bool| -> u64 {
+        snapshot
+            .workers
+            .iter()
+            .flat_map(|(_, c)| c.dropped.iter())
+            .filter(|(reason, _)| (*reason == "no_topic") == no_topic)
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let (dropped, no_topic) = (count(false), count(true));
     let mut t = format!(
-        "t={:>4}s  in {:>8.0} msg/s  out {:>9.0} msg/s  dropped {dropped}\n  {:<9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "t={:>4}s  in {:>8.0} msg/s  out {:>9.0} msg/s  dropped {dropped}  no topic {no_topic}\n  {:<9} {:>10} {:>9} {:>9} {:>9} {:>9}",
         elapsed.as_secs(),
         in_per_s,
         out_per_s,

@@ -77,6 +77,10 @@ enum Command {
         /// Where to write the per-hop HdrHistogram interval log.
         #[arg(long, default_value = "feedrelay-demo.hlog")]
         hlog: std::path::PathBuf,
+        /// Feed the relay from two mock exchanges (A/B lines the relay dials and
+        /// arbitrates, `--rate` trades/s each, steady) instead of the bursty publisher.
+        #[arg(long)]
+        feed: bool,
     },
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
@@ -151,7 +155,8 @@ fn main() -> ExitCode {
             subs,
             workers,
             hlog,
-        } => demo(duration, rate, subs, workers, &hlog),
+            feed,
+        } => demo(duration, rate, subs, workers, &hlog, feed),
         Command::Bench(args) => bench(args),
         Command::MockExchange(args) => mock_exchange(args),
         Command::Run {
@@ -1016,15 +1021,18 @@ fn demo(
     subs: usize,
     workers: Option<usize>,
     hlog: &std::path::Path,
+    feed: bool,
 ) -> anyhow::Result<()> {
-    use feedrelay::demo::{run_exchange, run_subscribers, table, DemoStats};
+    use feedrelay::demo::{run_exchange, run_subscribers, table, DemoStats, MockLines};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        workers,
-        ..Config::default()
+    let lines = feed.then(|| MockLines::start(rate)).transpose()?;
+    let mut config = match &lines {
+        Some(l) => Config::parse(&l.feeds_toml(), "demo feeds")?,
+        None => Config::default(),
     };
+    config.listen = "127.0.0.1:0".parse()?;
+    config.workers = workers;
     let map = CoreMap::new(config.workers, None).map_err(explain)?;
     ring::probe().map_err(explain)?;
     let listeners = bind_reuseport(config.listen, map.workers()).map_err(explain)?;
@@ -1046,28 +1054,42 @@ fn demo(
     let relay =
         std::thread::spawn(move || run_relay(&map, listeners, config, Some(link), shutdown));
     let url = format!("ws://{local}/");
+    let source = if lines.is_some() {
+        format!("two mock exchanges as A/B feed lines at {rate} trades/s each")
+    } else {
+        format!("exchange publishing at {rate} msg/s (bursty)")
+    };
     say(&format!(
-        "feedrelay demo: relay on {url} ({n} workers), exchange at {rate} msg/s (bursty), {subs} subscribers; Ctrl-C to stop"
+        "feedrelay demo: relay on {url} ({n} workers), {source}, {subs} subscribers; Ctrl-C to stop"
     ));
     let stats = DemoStats::new();
+    let symbols: Vec<String> = match &lines {
+        Some(l) => l.symbols.clone(),
+        None => feedrelay::demo::SYMBOLS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
     let subscribers = {
         let (url, stats) = (url.clone(), Arc::clone(&stats));
-        std::thread::spawn(move || run_subscribers(url, subs, stats))
+        std::thread::spawn(move || run_subscribers(url, subs, symbols, stats))
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let exchange = {
+    let exchange = lines.is_none().then(|| {
         let (url, stats) = (url.clone(), Arc::clone(&stats));
         std::thread::spawn(move || run_exchange(url, rate, stats))
+    });
+    let line_stats = lines.as_ref().map(|l| Arc::clone(&l.stats));
+    let sent = |stats: &DemoStats| match &line_stats {
+        Some(l) => l.trades.load(Ordering::Relaxed),
+        None => stats.sent.load(Ordering::Relaxed),
     };
     let started = std::time::Instant::now();
     let (mut last_in, mut last_out, mut last_t) = (0u64, 0u64, started);
     let mut render = |final_table: bool| {
         let now = std::time::Instant::now();
         let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
-        let (i, o) = (
-            stats.sent.load(Ordering::Relaxed),
-            stats.received.load(Ordering::Relaxed),
-        );
+        let (i, o) = (sent(&stats), stats.received.load(Ordering::Relaxed));
         let snap = snapshot.lock().map(|s| s.clone()).unwrap_or_default();
         let e2e = stats
             .e2e
@@ -1098,15 +1120,22 @@ fn demo(
         render(false);
     }
     stats.stop.store(true, Ordering::Relaxed);
-    let _ = exchange.join();
+    if let Some(e) = exchange {
+        let _ = e.join();
+    }
     // The relay's shutdown closes the subscribers (1001), which ends their thread.
     std::thread::sleep(std::time::Duration::from_millis(200));
     trigger.fire();
     let _ = subscribers.join();
-    relay
+    let summaries = relay
         .join()
         .map_err(|_| anyhow!("relay thread panicked"))?
         .map_err(explain)?;
+    if let Some(l) = lines {
+        // After the relay, so its feeds do not see the exchanges go.
+        l.stop();
+        say(&summary(&summaries));
+    }
     let totals = collector.finish()?.merged();
     render(true);
     let plot = hlog.with_extension("svg");

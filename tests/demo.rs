@@ -5,8 +5,37 @@ use std::process::Command;
 
 #[test]
 fn demo_runs_reports_every_hop_and_writes_the_hlog() {
-    let hlog =
-        std::env::temp_dir().join(format!("feedrelay-demo-test-{}.hlog", std::process::id()));
+    demo(&[]);
+}
+
+/// `--feed`: two in-process mock exchanges as A/B lines the relay dials.
+#[test]
+fn demo_through_ab_feed_lines_arbitrates_and_reports() {
+    let text = demo(&["--feed"]);
+    assert!(
+        text.contains("two mock exchanges as A/B feed lines"),
+        "{text}"
+    );
+    assert!(text.contains("group mock: forwarded"), "{text}");
+    assert!(text.contains("gaps 0 (0 missing)"), "{text}");
+    for line in ["mock-a", "mock-b"] {
+        assert!(
+            text.contains(&format!(
+                "feed {line} (group mock): sessions 1, reconnects 0"
+            )),
+            "{text}"
+        );
+    }
+}
+
+/// Runs the demo for 3 s with `extra` flags; checks the final table, the hlog and the
+/// plot; returns what it printed.
+fn demo(extra: &[&str]) -> String {
+    let hlog = std::env::temp_dir().join(format!(
+        "feedrelay-demo-test-{}-{}.hlog",
+        std::process::id(),
+        extra.len()
+    ));
     let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
         .args([
             "demo",
@@ -18,8 +47,9 @@ fn demo_runs_reports_every_hop_and_writes_the_hlog() {
             "4",
             "--workers",
             "2",
-            "--hlog",
         ])
+        .args(extra)
+        .arg("--hlog")
         .arg(&hlog)
         .output()
         .expect("run demo");
@@ -60,4 +90,5 @@ fn demo_runs_reports_every_hop_and_writes_the_hlog() {
     );
     let _ = std::fs::remove_file(&plot);
     let _ = std::fs::remove_file(&hlog);
+    text.into_owned()
 }

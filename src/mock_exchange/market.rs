@@ -49,6 +49,11 @@ impl Market {
         self.symbols.len()
     }
 
+    /// The symbols' names (`BTCUSDT`, ...), the topics at `/data/s`.
+    pub fn symbol_names(&self) -> &[String] {
+        &self.symbols
+    }
+
     /// The index of stream `name` (`btcusdt@trade`), if it exists.
     pub fn stream_index(&self, name: &str) -> Option<usize> {
         self.streams.iter().position(|s| s == name)
@@ -70,7 +75,8 @@ impl Market {
     }
 
     /// Appends tick `k`'s message (a Binance-style combined-stream trade) to `out`.
-    /// Topic at `/data/s`, sequence number at `/data/u`.
+    /// Topic at `/data/s`, sequence number at `/data/u`, and the tick's scheduled time
+    /// in ns at `/data/ts` (latency measured from it is free of coordinated omission).
     pub fn write_trade(&self, k: u64, out: &mut String) {
         let n = self.symbols.len() as u64;
         let sym = (k % n) as usize;
@@ -79,10 +85,11 @@ impl Market {
         let h = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
         let price = 100_000 + (sym as u64 * 7_919) % 50_000 + h % 1_000;
         let qty = 1 + h % 997;
-        let event_ms = self.time_of(k) / 1_000_000;
+        let due_ns = self.time_of(k);
+        let event_ms = due_ns / 1_000_000;
         let _ = write!(
             out,
-            r#"{{"stream":"{}","data":{{"e":"trade","E":{event_ms},"s":"{}","u":{seq},"p":"{}.{:02}","q":"0.{qty:03}","m":{}}}}}"#,
+            r#"{{"stream":"{}","data":{{"e":"trade","E":{event_ms},"ts":{due_ns},"s":"{}","u":{seq},"p":"{}.{:02}","q":"0.{qty:03}","m":{}}}}}"#,
             self.streams[sym],
             self.symbols[sym],
             price / 100,
@@ -108,6 +115,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v["data"]["s"], "ETHUSDT");
         assert_eq!(v["data"]["u"], 1000);
+        assert_eq!(v["data"]["ts"], 3_001_000_000u64);
         assert_eq!(v["stream"], "ethusdt@trade");
         assert_eq!(m.stream_index("solusdt@trade"), Some(2));
         assert_eq!(Market::new(25, 1).symbols(), 25);
