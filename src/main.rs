@@ -422,10 +422,12 @@ fn load_config(
 
 fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     let map = CoreMap::new(config.workers, config.cores.as_deref()).map_err(explain)?;
-    // Each worker's ring as configured (SQPOLL, its CPU), before anything listens.
+    // Each worker's ring as configured (SQPOLL, its CPU), and each feed's TLS trust
+    // (a bad ca_file), before anything listens.
     for i in 0..map.workers() {
         ring::Ring::with_options(&config.ring_options(i)).map_err(explain)?;
     }
+    feedrelay::io::relay::plan_feeds(&config, map.workers()).map_err(explain)?;
     let want = config.max_connections as u64 + 64;
     let fds = raise_fd_limit(want);
     if fds < want {

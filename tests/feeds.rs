@@ -8,17 +8,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server};
+use common::{Raw, Server, TempDir};
 
-/// A fresh directory under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("feedrelay-feeds-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system temp dir, removed when the test ends.
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("feeds-{name}"))
 }
 
 /// A `[[feeds]]` table for a mock exchange at `url`, subscribing to every stream.
@@ -161,7 +157,8 @@ fn a_feed_without_the_required_header_is_refused_and_retried() {
 fn a_quiet_line_is_pinged_and_kept_while_a_stalled_one_is_redialled() {
     // Both go quiet after 20 trades and never ping; the quiet one still answers pings.
     // The quiet one is wss://: the ping is written through TLS while a read waits.
-    let certs = temp_dir("quiet").join("certs");
+    let dir = temp_dir("quiet");
+    let certs = dir.join("certs");
     let certs_arg = certs.display().to_string();
     let quiet = Server::mock_exchange(&[
         "--tls-self-signed",
@@ -412,7 +409,8 @@ fn ab_lines_survive_one_dying_with_every_seq_once_and_in_order() {
 #[test]
 fn garbage_oversized_stalled_and_dropped_feeds_do_not_disturb_a_clean_one() {
     let clean = Server::mock_exchange(&["--rate", "1000"]);
-    let certs = temp_dir("slow-tls").join("certs");
+    let dir = temp_dir("slow-tls");
+    let certs = dir.join("certs");
     let certs_arg = certs.display().to_string();
     let slow_extra = format!(
         "ca_file = \"{}\"\nconnect_timeout_ms = 300\n",

@@ -7,7 +7,10 @@ fn check(fixture: &str) -> (Option<i32>, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hosts")
         .join(fixture);
-    let config = std::env::temp_dir().join(format!("feedrelay-check-{}.toml", std::process::id()));
+    let config = std::env::temp_dir().join(format!(
+        "feedrelay-check-{}-{fixture}.toml",
+        std::process::id()
+    ));
     // A small max_connections, so the live open-file limit of any test machine passes.
     std::fs::write(&config, "max_connections = 100\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
@@ -17,6 +20,7 @@ fn check(fixture: &str) -> (Option<i32>, String) {
         .arg(&config)
         .output()
         .expect("run check");
+    let _ = std::fs::remove_file(&config);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

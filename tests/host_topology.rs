@@ -21,6 +21,7 @@ fn topology(cores: &str, json: bool) -> String {
         cmd.arg("--json");
     }
     let out = cmd.output().expect("run topology");
+    let _ = std::fs::remove_file(&config);
     assert!(
         out.status.success(),
         "{}",

@@ -44,6 +44,7 @@ fn print_config_shows_defaults_and_flags_win_over_the_file() {
         "1",
         "--print-config",
     ]);
+    let _ = std::fs::remove_file(&file);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -64,6 +65,7 @@ fn print_config_shows_defaults_and_flags_win_over_the_file() {
 fn config_errors_name_file_line_and_field_and_exit_2() {
     let file = write_config("typo", "listen = \"127.0.0.1:0\"\nqueue_max_mesages = 10\n");
     let out = feedrelay(&["run", "--config", &file]);
+    let _ = std::fs::remove_file(&file);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -75,10 +77,47 @@ fn config_errors_name_file_line_and_field_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/relay.toml"));
     let file = write_config("range", "max_frame_bytes = 100\nmax_message_bytes = 10\n");
     let out = feedrelay(&["run", "--config", &file]);
+    let _ = std::fs::remove_file(&file);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         err.contains("max_frame_bytes") && err.contains("must not exceed"),
         "{err}"
     );
+}
+
+#[test]
+fn feed_and_ring_settings_are_checked_with_clear_errors() {
+    let feed =
+        |extra: &str| format!("[[feeds]]\nname = \"a\"\nurl = \"ws://127.0.0.1:1/\"\n{extra}\n");
+    let cases = [
+        ("feedurl", "[[feeds]]\nname = \"a\"\nurl = \"http://x/\"\n".to_owned(), "the scheme must be ws:// or wss://"),
+        ("feedkey", feed("stale_ms = 5"), "stale_ms"),
+        (
+            "feedgroup",
+            format!("{}{}", feed("group = \"g\""), feed("group = \"g\"").replace("\"a\"", "\"b\"")),
+            "A/B arbitration needs one on every line",
+        ),
+        ("feedheader", feed("headers = { \"X-Key\" = \"a\\r\\nEvil: 1\" }"), "CR, LF or NUL"),
+        ("ring", "ring_entries = 100\n".to_owned(), "must be a power of two"),
+        ("buffers", "socket_send_buffer_bytes = 10\n".to_owned(), "socket_send_buffer_bytes"),
+        (
+            "cafile",
+            "[[feeds]]\nname = \"a\"\nurl = \"wss://localhost:1/\"\nca_file = \"/nonexistent/ca.pem\"\n".to_owned(),
+            "/nonexistent/ca.pem",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let file = write_config(name, &text);
+        let out = feedrelay(&["run", "--listen", "127.0.0.1:0", "--config", &file]);
+        let _ = std::fs::remove_file(&file);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {want:?} not in {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: refused before listening: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -303,17 +303,34 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// A fixture tree, removed when dropped.
+    struct Tree(HostFs, PathBuf);
+
+    impl std::ops::Deref for Tree {
+        type Target = HostFs;
+        fn deref(&self) -> &HostFs {
+            &self.0
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+
     /// A fixture tree written from (path, contents) pairs.
-    fn tree(name: &str, files: &[(&str, &str)]) -> HostFs {
+    fn tree(name: &str, files: &[(&str, &str)]) -> Tree {
         let root =
             std::env::temp_dir().join(format!("feedrelay-host-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
         for (p, c) in files {
             let path: PathBuf = root.join(p.trim_start_matches('/'));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, c).unwrap();
         }
-        HostFs::new(root)
+        Tree(HostFs::new(root.clone()), root)
     }
 
     fn live(max_connections: u64) -> Live {

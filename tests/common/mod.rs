@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The temporary config file, removed on drop.
+    config: Option<PathBuf>,
     stdout: std::sync::Arc<std::sync::Mutex<String>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -40,7 +42,9 @@ impl Server {
             all.push(path.display().to_string());
         }
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Server::start(&["run", "--listen", "127.0.0.1:0"], &refs)
+        let mut server = Server::start(&["run", "--listen", "127.0.0.1:0"], &refs);
+        server.config = toml.is_some().then(|| PathBuf::from(&all[all.len() - 1]));
+        server
     }
 
     /// `feedrelay mock-exchange` plus `args` (`--listen` defaults to 127.0.0.1:0).
@@ -100,6 +104,7 @@ impl Server {
         Server {
             child,
             addr,
+            config: None,
             stdout: rest,
             stderr: errors,
         }
@@ -161,6 +166,31 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if let Some(p) = &self.config {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("feedrelay-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
