@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use feedrelay::io::client::{Incoming, WsClient};
 use feedrelay::io::listener::bind_reuseport;
-use feedrelay::io::relay::{links, run_worker, ConnectionCount, MetricsLink, WorkerSetup};
+use feedrelay::io::relay::{
+    links, plan_feeds, run_worker, ConnectionCount, MetricsLink, WorkerSetup,
+};
 use feedrelay::io::ring::Ring;
 use feedrelay::io::shutdown;
 use feedrelay::io::worker::{run_workers, CoreMap};
@@ -59,25 +61,36 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is process-wide: the tests take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 const SUBSCRIBERS: usize = 20;
 const WARMUP: usize = 2_000;
 const MEASURED: usize = 5_000;
 
-#[test]
-fn no_allocation_per_message_per_subscriber() {
-    let config = Arc::new(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        workers: Some(2),
-        ..Config::default()
-    });
+/// The relay on two workers in this process, with allocations on its worker threads
+/// counted; stops when `trigger` fires.
+fn start_relay(
+    config: Config,
+) -> (
+    std::net::SocketAddr,
+    shutdown::Trigger,
+    std::thread::JoinHandle<
+        Result<Vec<feedrelay::io::relay::WorkerSummary>, feedrelay::io::IoError>,
+    >,
+    Collector,
+) {
+    let config = Arc::new(config);
     let map = CoreMap::new(Some(2), None).unwrap();
     let listeners = bind_reuseport(config.listen, 2).unwrap();
     let addr = listeners[0].local_addr().unwrap();
     let (trigger, stop) = shutdown::channel();
+    let feeds = plan_feeds(&config, 2).unwrap();
     let per_worker = Arc::new(Mutex::new(
         listeners
             .into_iter()
             .zip(links(2))
+            .zip(feeds)
             .map(Some)
             .collect::<Vec<_>>(),
     ));
@@ -89,7 +102,7 @@ fn no_allocation_per_message_per_subscriber() {
     let relay = std::thread::spawn(move || {
         let connections = Arc::new(ConnectionCount::default());
         run_workers(&map, move |i| {
-            let (listener, links) = per_worker.lock().unwrap()[i].take().unwrap();
+            let ((listener, links), feeds) = per_worker.lock().unwrap()[i].take().unwrap();
             let (config, connections, stop, link) = (
                 Arc::clone(&config),
                 Arc::clone(&connections),
@@ -106,13 +119,25 @@ fn no_allocation_per_message_per_subscriber() {
                     config,
                     connections,
                     metrics: Some(link),
-                    feeds: Vec::new(),
+                    feeds,
                     shutdown: stop,
                 })
                 .await
             }
         })
     });
+    (addr, trigger, relay, collector)
+}
+
+#[test]
+fn no_allocation_per_message_per_subscriber() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: Some(2),
+        ..Config::default()
+    };
+    let (addr, trigger, relay, collector) = start_relay(config);
 
     let (before, after, delivered) = Ring::new().unwrap().block_on(async move {
         let url = format!("ws://{addr}/");
@@ -188,5 +213,56 @@ fn no_allocation_per_message_per_subscriber() {
     assert!(
         per_delivery <= 0.15,
         "{per_delivery:.4} allocations per delivery"
+    );
+}
+
+/// The feed path: two in-process mock exchanges as A/B lines, arbitrated; allocations
+/// on the workers per forwarded message (the dropped copies must cost nothing).
+#[test]
+fn feed_lines_allocate_only_the_shared_frame_per_message() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lines = feedrelay::demo::MockLines::start(5_000).unwrap();
+    let mut config = Config::parse(&lines.feeds_toml(), "test").unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.workers = Some(2);
+    let (addr, trigger, relay, collector) = start_relay(config);
+    const FEED_WARMUP: usize = 2_000;
+    const FEED_MEASURED: usize = 10_000;
+    let (before, after) = Ring::new().unwrap().block_on(async move {
+        let mut c = WsClient::connect(&format!("ws://{addr}/ws?topics=*"), &[], Limits::default())
+            .await
+            .unwrap();
+        let mut n = 0;
+        let mut before = 0;
+        while n < FEED_WARMUP + FEED_MEASURED {
+            if let Incoming::Message(_, m) = c.recv().await.unwrap() {
+                if m.starts_with(b"{\"stream\"") {
+                    n += 1;
+                    if n == FEED_WARMUP {
+                        before = ALLOCATIONS.load(Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        (before, ALLOCATIONS.load(Ordering::Relaxed))
+    });
+    trigger.fire();
+    let summaries = relay.join().unwrap().unwrap();
+    drop(collector);
+    lines.stop();
+    let dropped: u64 = summaries
+        .iter()
+        .flat_map(|s| &s.groups)
+        .map(|g| g.duplicates)
+        .sum();
+    assert!(dropped > 0, "both lines delivered and copies were dropped");
+    let per_message = (after - before) as f64 / FEED_MEASURED as f64;
+    println!(
+        "feed path: {} worker allocations for {FEED_MEASURED} forwarded messages ({per_message:.3} per message, {dropped} copies dropped in all)",
+        after - before
+    );
+    assert!(
+        per_message <= 2.5,
+        "{per_message:.3} allocations per message"
     );
 }
