@@ -133,6 +133,32 @@ fn wss_feed_trusted_by_ca_file_relays_in_order_and_answers_pings() {
 }
 
 #[test]
+fn wss_over_ipv6_loopback_verifies_the_certificate_ip() {
+    let dir = temp_dir("wss-v6");
+    let certs = dir.join("certs");
+    let certs_arg = certs.display().to_string();
+    let exchange = Server::mock_exchange(&["--listen", "[::1]:0", "--tls-self-signed", &certs_arg]);
+    let url = format!("wss://[::1]:{}/stream", exchange.addr.port());
+    let toml = format!(
+        "{RELAY_HEAD}{}",
+        feed(
+            "v6",
+            &url,
+            &format!("ca_file = \"{}\"", certs.join("ca.pem").display())
+        )
+    );
+    let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
+    let mut sub = subscriber(&relay);
+    let msgs = collect(&mut sub, Duration::from_secs(10), |g| g.len() >= 200);
+    assert!(msgs.len() >= 200, "{}", relay.log());
+    assert_consecutive(&msgs);
+    relay.terminate();
+    assert!(relay
+        .output()
+        .contains("feed v6 (group v6): sessions 1, reconnects 0"));
+}
+
+#[test]
 fn a_feed_without_the_required_header_is_refused_and_retried() {
     let exchange = Server::mock_exchange(&["--require-header", "X-Api-Key=k3y"]);
     let toml = format!(
