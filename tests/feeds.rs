@@ -33,6 +33,16 @@ reconnect_max_ms = 400
     )
 }
 
+/// A `[[feeds]]` table for a wss:// mock exchange whose CA is in `certs`.
+fn tls_feed(name: &str, url: &str, certs: &std::path::Path, extra: &str) -> String {
+    let ca = certs.join("ca.pem");
+    feed(
+        name,
+        url,
+        &format!("ca_file = \"{}\"\n{extra}", ca.display()),
+    )
+}
+
 const RELAY_HEAD: &str = "topic_pointer = \"/data/s\"\n";
 
 /// A trade's topic and sequence number.
@@ -99,14 +109,7 @@ fn wss_feed_trusted_by_ca_file_relays_in_order_and_answers_pings() {
         "200",
     ]);
     let url = format!("wss://localhost:{}/stream", exchange.addr.port());
-    let toml = format!(
-        "{RELAY_HEAD}{}",
-        feed(
-            "tls",
-            &url,
-            &format!("ca_file = \"{}\"", certs.join("ca.pem").display())
-        )
-    );
+    let toml = format!("{RELAY_HEAD}{}", tls_feed("tls", &url, &certs, ""));
     let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
     let mut sub = subscriber(&relay);
     // 1.5 s at 1000 trades/s; the exchange pings every 200 ms and drops a client that
@@ -139,14 +142,7 @@ fn wss_over_ipv6_loopback_verifies_the_certificate_ip() {
     let certs_arg = certs.display().to_string();
     let exchange = Server::mock_exchange(&["--listen", "[::1]:0", "--tls-self-signed", &certs_arg]);
     let url = format!("wss://[::1]:{}/stream", exchange.addr.port());
-    let toml = format!(
-        "{RELAY_HEAD}{}",
-        feed(
-            "v6",
-            &url,
-            &format!("ca_file = \"{}\"", certs.join("ca.pem").display())
-        )
-    );
+    let toml = format!("{RELAY_HEAD}{}", tls_feed("v6", &url, &certs, ""));
     let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
     let mut sub = subscriber(&relay);
     let msgs = collect(&mut sub, Duration::from_secs(10), |g| g.len() >= 200);
@@ -197,13 +193,11 @@ fn a_quiet_line_is_pinged_and_kept_while_a_stalled_one_is_redialled() {
     let stalled = Server::mock_exchange(&["--stall-after", "20", "--ping-ms", "600000"]);
     let toml = format!(
         "{RELAY_HEAD}{}{}",
-        feed(
+        tls_feed(
             "quiet",
             &format!("wss://localhost:{}/stream", quiet.addr.port()),
-            &format!(
-                "stale_after_ms = 400\nca_file = \"{}\"",
-                certs.join("ca.pem").display()
-            )
+            &certs,
+            "stale_after_ms = 400"
         ),
         feed(
             "stalled",
@@ -260,15 +254,17 @@ fn wrong_ca_and_wrong_host_name_are_refused_with_a_clear_log_line() {
     let port = exchange.addr.port();
     let toml = format!(
         "{RELAY_HEAD}{}{}",
-        feed(
+        tls_feed(
             "wrong-ca",
             &format!("wss://localhost:{port}/stream"),
-            &format!("ca_file = \"{}\"", other.join("ca.pem").display())
+            &other,
+            ""
         ),
-        feed(
+        tls_feed(
             "wrong-host",
             &format!("wss://127.0.0.1:{}/stream", misnamed.addr.port()),
-            &format!("ca_file = \"{}\"", named.join("ca.pem").display())
+            &named,
+            ""
         ),
     );
     let mut relay = Server::relay(&["--workers", "1"], Some(&toml));
