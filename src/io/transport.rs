@@ -167,7 +167,7 @@ impl Transport {
         };
         while handshaking(&t) {
             t.flush_tls().await?;
-            if handshaking(&t) && !t.read_records().await? {
+            if handshaking(&t) && !t.feed_records().await? && !t.read_records().await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed during the TLS handshake",
@@ -196,13 +196,17 @@ impl Transport {
                 Ok(None) => {}
                 Err(e) => return (Err(e), buf),
             }
+            // Ciphertext already read first (rustls takes it only as fast as its
+            // plaintext is drained), then the socket.
+            match self.feed_records().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => return (Err(e), buf),
+            }
             match self.read_records().await {
                 Ok(true) => {}
                 Ok(false) => return (Ok(0), buf),
                 Err(e) => return (Err(e), buf),
-            }
-            if let Err(e) = self.flush_tls().await {
-                return (Err(e), buf);
             }
         }
     }
@@ -235,47 +239,57 @@ impl Transport {
         }
     }
 
-    /// Reads ciphertext and lets rustls process it; false at end of stream.
+    /// Reads ciphertext from the socket, appending it to what rustls has not taken yet;
+    /// false at end of stream.
     async fn read_records(&self) -> io::Result<bool> {
         let Some(tls) = &self.tls else {
             return Ok(true);
         };
-        let cipher = std::mem::take(&mut *tls.cipher_in.borrow_mut());
-        let (res, mut cipher) = ring::read_append(&self.tcp, cipher).await;
-        let n = match res {
-            Ok(n) => n,
-            Err(e) => {
-                *tls.cipher_in.borrow_mut() = cipher;
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            *tls.cipher_in.borrow_mut() = cipher;
-            return Ok(false);
+        let mut cipher = std::mem::take(&mut *tls.cipher_in.borrow_mut());
+        if cipher.capacity() - cipher.len() < CIPHER_READ_BYTES / 2 {
+            cipher.reserve(CIPHER_READ_BYTES);
         }
-        let mut failed = None;
-        {
+        let (res, cipher) = ring::read_append(&self.tcp, cipher).await;
+        *tls.cipher_in.borrow_mut() = cipher;
+        Ok(res? > 0)
+    }
+
+    /// Hands the ciphertext read so far to rustls, as much as it takes: it refuses more
+    /// while its plaintext buffer is full (back-pressure, not an error), so the rest
+    /// waits for the reader. Returns whether it took any; a bad record or an alert is
+    /// an `InvalidData` error (after rustls' own alert has been sent).
+    async fn feed_records(&self) -> io::Result<bool> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        let failed = {
+            let mut cipher = tls.cipher_in.borrow_mut();
             let mut conn = tls.conn.borrow_mut();
             let mut rest = &cipher[..];
+            let mut failed = None;
             while !rest.is_empty() {
-                if let Err(e) = conn.read_tls(&mut rest) {
-                    failed = Some(e);
-                    break;
+                match conn.read_tls(&mut rest) {
+                    // Back-pressure, or close_notify seen: stop feeding for now.
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
                 }
                 if let Err(e) = conn.process_new_packets() {
                     failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
                     break;
                 }
             }
-        }
-        cipher.clear();
-        *tls.cipher_in.borrow_mut() = cipher;
-        if let Some(e) = failed {
-            // Tell the peer why (rustls queued an alert), then fail.
-            let _ = self.flush_tls().await;
-            return Err(e);
-        }
-        Ok(true)
+            let taken = cipher.len() - rest.len();
+            cipher.drain(..taken);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(taken > 0),
+            }
+        };
+        // Anything rustls wants to say (an alert, a key update reply) goes out now.
+        let flushed = self.flush_tls().await;
+        let took = failed?;
+        flushed?;
+        Ok(took)
     }
 
     /// Writes whatever records rustls has queued.
@@ -330,5 +344,90 @@ impl Transport {
             let _ = self.flush_tls().await;
         }
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server writes 2 MiB in 64 KiB writes (many full records per socket read); the
+    /// client reads through small buffers, so rustls' plaintext buffer fills and the
+    /// ciphertext must wait for the reader. Everything arrives, in order, intact.
+    #[test]
+    fn tls_streams_more_than_rustls_buffers_through_small_reads() {
+        let dir = std::env::temp_dir().join(format!("feedrelay-transport-{}", std::process::id()));
+        let names = ["localhost".to_owned()];
+        let files = crate::mock_exchange::certs::write_self_signed(&dir, &names).unwrap();
+        let server_cfg = server_config(&files.cert, &files.key).unwrap();
+        let client_cfg = client_config(Some(&files.ca)).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        const TOTAL: usize = 2 << 20;
+        let pattern = |i: usize| (i * 31 % 251) as u8;
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+            for chunk in data.chunks(64 << 10) {
+                tls.write_all(chunk).unwrap();
+            }
+            tls.conn.send_close_notify();
+            tls.flush().unwrap();
+        });
+        let got = crate::io::ring::Ring::new().unwrap().block_on(async move {
+            let tcp = ring::connect(addr).await.unwrap();
+            let t = Transport::tls_client(tcp, client_cfg, "localhost")
+                .await
+                .unwrap();
+            let mut got = Vec::with_capacity(TOTAL);
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                let (res, b) = t.read_append(buf).await;
+                buf = b;
+                match res.unwrap() {
+                    0 => break,
+                    _ => {
+                        got.extend_from_slice(&buf);
+                        buf.clear();
+                    }
+                }
+            }
+            got
+        });
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got.len(), TOTAL);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+    }
+
+    #[test]
+    fn a_server_outside_the_trust_roots_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("feedrelay-transport-bad-{}", std::process::id()));
+        let names = ["localhost".to_owned()];
+        let files = crate::mock_exchange::certs::write_self_signed(&dir, &names).unwrap();
+        let server_cfg = server_config(&files.cert, &files.key).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let _ = tls.write_all(b"never");
+        });
+        let err = crate::io::ring::Ring::new().unwrap().block_on(async move {
+            let tcp = ring::connect(addr).await.unwrap();
+            // The webpki roots only: a self-signed test CA is not among them.
+            match Transport::tls_client(tcp, client_config(None).unwrap(), "localhost").await {
+                Ok(_) => panic!("an unknown CA was accepted"),
+                Err(e) => e,
+            }
+        });
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     }
 }
