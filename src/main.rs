@@ -526,8 +526,8 @@ fn summary(workers: &[WorkerSummary]) -> String {
     }
     for g in workers.iter().flat_map(|w| &w.groups) {
         text.push_str(&format!(
-            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}",
-            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets
+            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}, unarbitrated {}",
+            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets, g.untracked
         ));
         for (topic, n) in g.missing_by_topic.iter().take(10) {
             text.push_str(&format!("\n    missing on topic {topic}: {n}"));

@@ -290,6 +290,7 @@ impl WorkerCtx {
                 gaps: t.gaps,
                 missing: t.missing,
                 resets: t.resets,
+                untracked: arbiter.untracked(),
                 missing_by_topic: arbiter
                     .topics()
                     .into_iter()

@@ -73,6 +73,8 @@ pub struct GroupCounters {
     pub missing: u64,
     /// Sources that restarted their sequence.
     pub resets: u64,
+    /// Messages forwarded unarbitrated: their topic was past the arbiter's limit.
+    pub untracked: u64,
     /// Per topic with a gap: sequence numbers missing.
     pub missing_by_topic: Vec<(String, u64)>,
 }

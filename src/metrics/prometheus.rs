@@ -208,7 +208,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
             }
         }
     }
-    let per_group: [(Metric, GroupValue); 4] = [
+    let per_group: [(Metric, GroupValue); 5] = [
         (
             (
                 "feedrelay_group_forwarded_total",
@@ -232,6 +232,14 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
                 "Sequence numbers no line delivered.",
             ),
             &|g| g.missing,
+        ),
+        (
+            (
+                "feedrelay_group_untracked_total",
+                "counter",
+                "Messages forwarded unarbitrated: their topic was past the arbiter's limit.",
+            ),
+            &|g| g.untracked,
         ),
         (
             (

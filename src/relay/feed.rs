@@ -256,26 +256,50 @@ pub struct Gap {
     pub to: u64,
 }
 
+/// Topics one group's arbiter tracks at most. A message on a topic past the limit is
+/// forwarded unarbitrated and counted (an exchange that invents topics without end
+/// cannot grow the relay's memory without end).
+pub const MAX_ARBITRATED_TOPICS: usize = 100_000;
+
 /// A/B arbitration for one group of lines (see the module docs).
 #[derive(Debug, Default)]
 pub struct Arbiter {
     topics: HashMap<Box<[u8]>, TopicSeq>,
     /// Per line: the last sequence number it sent per topic, this connection.
     lines: Vec<HashMap<Box<[u8]>, u64>>,
+    /// Messages forwarded unarbitrated because their topic was past the limit.
+    untracked: u64,
+    limit: usize,
 }
 
 impl Arbiter {
     /// An arbiter for `lines` lines.
     pub fn new(lines: usize) -> Arbiter {
+        Arbiter::with_limit(lines, MAX_ARBITRATED_TOPICS)
+    }
+
+    /// An arbiter tracking at most `limit` topics.
+    pub fn with_limit(lines: usize, limit: usize) -> Arbiter {
         Arbiter {
             topics: HashMap::new(),
             lines: vec![HashMap::new(); lines],
+            untracked: 0,
+            limit,
         }
+    }
+
+    /// Messages forwarded unarbitrated because their topic was past the limit.
+    pub fn untracked(&self) -> u64 {
+        self.untracked
     }
 
     /// Decides for a message of `topic` with `seq` from `line`; a gap it reveals is
     /// returned for logging (already counted).
     pub fn check(&mut self, line: usize, topic: &[u8], seq: u64) -> (Verdict, Option<Gap>) {
+        if self.topics.len() >= self.limit && !self.topics.contains_key(topic) {
+            self.untracked += 1;
+            return (Verdict::Forward, None);
+        }
         let mut reset = false;
         if let Some(own) = self.lines.get_mut(line) {
             match own.get_mut(topic) {
@@ -472,6 +496,21 @@ mod tests {
         assert_eq!(topics[0].0, "T");
         assert_eq!((topics[0].1.gaps, topics[0].1.missing), (1, 3));
         assert_eq!((topics[1].1.gaps, topics[1].1.missing), (0, 0));
+    }
+
+    #[test]
+    fn topics_past_the_limit_pass_unarbitrated_and_counted() {
+        let mut a = Arbiter::with_limit(2, 2);
+        assert_eq!(a.check(0, b"A", 1).0, Verdict::Forward);
+        assert_eq!(a.check(0, b"B", 1).0, Verdict::Forward);
+        // C is past the limit: both copies pass, counted, and nothing is stored for it.
+        assert_eq!(a.check(0, b"C", 1).0, Verdict::Forward);
+        assert_eq!(a.check(1, b"C", 1).0, Verdict::Forward);
+        assert_eq!(a.untracked(), 2);
+        assert_eq!(a.topics().len(), 2);
+        // Known topics are still arbitrated.
+        assert_eq!(a.check(1, b"A", 1).0, Verdict::Duplicate);
+        assert_eq!(Arbiter::new(1).limit, MAX_ARBITRATED_TOPICS);
     }
 
     #[test]
