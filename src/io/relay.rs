@@ -251,6 +251,22 @@ impl FeedSink for WorkerCtx {
     }
 }
 
+/// Topics reported per group with their missing counts, at most (the worst first):
+/// a line with gaps on every topic must not turn `/metrics` into megabytes.
+pub const MAX_GAP_TOPICS_REPORTED: usize = 100;
+
+/// The topics with the most missing sequence numbers, worst first.
+fn worst_gaps(topics: Vec<(String, crate::relay::feed::TopicSeq)>) -> Vec<(String, u64)> {
+    let mut gaps: Vec<(String, u64)> = topics
+        .into_iter()
+        .filter(|(_, s)| s.missing > 0)
+        .map(|(topic, s)| (topic, s.missing))
+        .collect();
+    gaps.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    gaps.truncate(MAX_GAP_TOPICS_REPORTED);
+    gaps
+}
+
 impl WorkerCtx {
     /// The feeds' and groups' counters now.
     fn feed_counters(&self) -> (Vec<FeedCounters>, Vec<GroupCounters>) {
@@ -291,12 +307,7 @@ impl WorkerCtx {
                 missing: t.missing,
                 resets: t.resets,
                 untracked: arbiter.untracked(),
-                missing_by_topic: arbiter
-                    .topics()
-                    .into_iter()
-                    .filter(|(_, s)| s.missing > 0)
-                    .map(|(topic, s)| (topic, s.missing))
-                    .collect(),
+                missing_by_topic: worst_gaps(arbiter.topics()),
             });
         }
         (feeds, groups)
@@ -1172,4 +1183,26 @@ pub fn run_relay(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::feed::TopicSeq;
+
+    #[test]
+    fn gap_report_is_the_worst_topics_bounded() {
+        let seq = |missing| TopicSeq {
+            missing,
+            ..TopicSeq::default()
+        };
+        let mut topics: Vec<(String, TopicSeq)> =
+            (0..500).map(|i| (format!("T{i:03}"), seq(i % 7))).collect();
+        topics.push(("WORST".into(), seq(1_000)));
+        let report = worst_gaps(topics);
+        assert_eq!(report.len(), MAX_GAP_TOPICS_REPORTED);
+        assert_eq!(report[0], ("WORST".to_owned(), 1_000));
+        assert!(report.iter().all(|(_, n)| *n > 0));
+        assert!(report.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
 }
