@@ -130,6 +130,11 @@ struct Tls {
     cipher_in: RefCell<Vec<u8>>,
     /// Records rustls produced, being written (taken while a write is in flight).
     cipher_out: RefCell<Vec<u8>>,
+    /// Plaintext rustls holds, as its last `process_new_packets` said, less what has
+    /// been read since: a read copies only this much (and zero-fills no more).
+    readable: std::cell::Cell<usize>,
+    /// The peer sent close_notify: once `readable` is 0, the stream has ended.
+    peer_closed: std::cell::Cell<bool>,
 }
 
 impl Transport {
@@ -157,6 +162,8 @@ impl Transport {
                 conn: RefCell::new(conn.into()),
                 cipher_in: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
                 cipher_out: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
+                readable: std::cell::Cell::new(0),
+                peer_closed: std::cell::Cell::new(false),
             }),
             write_lock: tokio::sync::Mutex::new(()),
         };
@@ -211,29 +218,36 @@ impl Transport {
         }
     }
 
-    /// Plaintext rustls already holds, appended to `buf`; `None` if it holds none.
+    /// Plaintext rustls already holds, appended to `buf`; `None` if it holds none,
+    /// `Some(0)` once the peer's close_notify has been read.
     fn plaintext_into(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
+        let pending = tls.readable.get();
+        if pending == 0 {
+            return Ok(tls.peer_closed.get().then_some(0));
+        }
         let len = buf.len();
-        if len == buf.capacity() {
+        let want = pending.min(buf.capacity() - len);
+        if want == 0 {
             return Err(io::Error::other("read buffer full"));
         }
-        // rustls reads into initialised memory only; TLS is not the zero-copy path.
-        buf.resize(buf.capacity(), 0);
+        // rustls reads into initialised memory only: zero just what it will fill.
+        buf.resize(len + want, 0);
         let res = tls.conn.borrow_mut().reader().read(&mut buf[len..]);
         match res {
             Ok(n) => {
                 buf.truncate(len + n);
+                tls.readable.set(pending.saturating_sub(n));
                 Ok(Some(n))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf.truncate(len);
-                Ok(None)
             }
             Err(e) => {
                 buf.truncate(len);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    tls.readable.set(0);
+                    return Ok(None);
+                }
                 Err(e)
             }
         }
@@ -273,9 +287,15 @@ impl Transport {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                if let Err(e) = conn.process_new_packets() {
-                    failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
-                    break;
+                match conn.process_new_packets() {
+                    Ok(state) => {
+                        tls.readable.set(state.plaintext_bytes_to_read());
+                        tls.peer_closed.set(state.peer_has_closed());
+                    }
+                    Err(e) => {
+                        failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                        break;
+                    }
                 }
             }
             let taken = cipher.len() - rest.len();
