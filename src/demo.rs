@@ -10,12 +10,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::io::client::{Incoming, WsClient};
 use crate::io::ring::Ring;
+use crate::metrics::clock::realtime_ns;
 use crate::metrics::collector::Snapshot;
 use crate::metrics::{Hop, HopHistograms};
 use crate::ws::{Limits, MessageKind};
@@ -67,13 +68,6 @@ impl DemoStats {
             stop: AtomicBool::new(false),
         })
     }
-}
-
-fn realtime_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// A small deterministic generator (xorshift) for prices, sizes and bursts.

@@ -427,7 +427,7 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
     for i in 0..map.workers() {
         ring::Ring::with_options(&config.ring_options(i)).map_err(explain)?;
     }
-    feedrelay::io::relay::plan_feeds(&config, map.workers()).map_err(explain)?;
+    let feeds = feedrelay::io::relay::plan_feeds(&config, map.workers()).map_err(explain)?;
     let want = config.max_connections as u64 + 64;
     let fds = raise_fd_limit(want);
     if fds < want {
@@ -453,7 +453,7 @@ fn run(config: Config, hlog: Option<&std::path::Path>) -> anyhow::Result<()> {
         serve_metrics(addr, c.snapshot())?;
     }
     let summaries =
-        run_relay(&map, listeners, Arc::new(config), link, shutdown).map_err(explain)?;
+        run_relay(&map, listeners, feeds, Arc::new(config), link, shutdown).map_err(explain)?;
     say(&summary(&summaries));
     if let Some(c) = collector {
         let snapshot = c.finish()?;
@@ -1052,9 +1052,10 @@ fn demo(
         signal_hook::flag::register(sig, Arc::clone(&interrupted))
             .context("installing signal handlers")?;
     }
+    let feeds = feedrelay::io::relay::plan_feeds(&config, n).map_err(explain)?;
     let config = Arc::new(config);
     let relay =
-        std::thread::spawn(move || run_relay(&map, listeners, config, Some(link), shutdown));
+        std::thread::spawn(move || run_relay(&map, listeners, feeds, config, Some(link), shutdown));
     let url = format!("ws://{local}/");
     let source = if lines.is_some() {
         format!("two mock exchanges as A/B feed lines at {rate} trades/s each")

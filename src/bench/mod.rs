@@ -15,7 +15,9 @@ pub mod plot;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
@@ -76,13 +78,6 @@ pub struct LoadResult {
     pub relay_cpu: Option<Duration>,
     /// Wall time of the measured window.
     pub elapsed: Duration,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// The value of `"name":` in a message we generated (digits only).
@@ -203,7 +198,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     ready_rx.recv()??;
     // Every subscriber is in: fix the schedule, in both clocks.
     let start_at = Instant::now() + Duration::from_millis(200);
-    let start_ns = now_ns() + 200_000_000;
+    let start_ns = realtime_ns() + 200_000_000;
     let measure_from = start_at + spec.warmup;
     let end_at = measure_from + spec.duration;
     let window = Window {
@@ -327,7 +322,7 @@ async fn subscribe_all(
                     Ok(Ok(_)) => continue,
                     _ => break,
                 };
-                let now = now_ns();
+                let now = realtime_ns();
                 let (Some(ts), Some(seq), Some(topic)) = (
                     field_u64(&msg, b"\"ts\":"),
                     field_u64(&msg, b"\"seq\":"),
@@ -461,7 +456,7 @@ async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> a
         // Wait for the due time: sleep when far, yield when close (timer granularity is
         // a millisecond).
         loop {
-            let now = now_ns();
+            let now = realtime_ns();
             if now >= due_ns {
                 break;
             }

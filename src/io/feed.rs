@@ -80,8 +80,10 @@ pub struct Line {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Frame and message limits.
     pub limits: Limits,
-    /// The relay's topic pointer, if the feed names none.
-    pub default_topic_pointer: JsonPointer,
+    /// Where its messages' topic is (the feed's pointer, or the relay's).
+    pub topic_pointer: JsonPointer,
+    /// Where their sequence number is, if the feed has one.
+    pub seq_pointer: Option<JsonPointer>,
     /// Socket options for the line's connection.
     pub socket: super::sockopt::SocketOptions,
     /// What it has done.
@@ -103,15 +105,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
         timeout: Duration::from_millis(cfg.connect_timeout_ms),
         socket: line.socket,
     };
-    let topic_pointer = match cfg.topic_pointer.as_deref().map(JsonPointer::parse) {
-        Some(Ok(p)) => p,
-        _ => line.default_topic_pointer.clone(),
-    };
-    let seq_pointer = cfg
-        .seq_pointer
-        .as_deref()
-        .and_then(|p| JsonPointer::parse(p).ok());
-    let mut topics = TopicReader::with_seq(topic_pointer, seq_pointer);
+    let mut topics = TopicReader::with_seq(line.topic_pointer.clone(), line.seq_pointer.clone());
     let mut backoff = Backoff::new(
         cfg.reconnect_initial_ms,
         cfg.reconnect_max_ms,
@@ -206,6 +200,7 @@ async fn session<S: FeedSink>(
         // (which counts as traffic). The read stays in flight meanwhile: cancelling it
         // would lose what it reads.
         let last_rx = TokioInstant::now();
+        let messages_before = line.state.messages.get();
         let mut batch_ns = 0u64;
         let recv = client.recv_each(|kind, payload| {
             if batch_ns == 0 {
@@ -215,44 +210,41 @@ async fn session<S: FeedSink>(
         });
         tokio::pin!(recv);
         let mut pinged = false;
-        let result = loop {
+        // What the wait ended with; `Err` is why the session ends.
+        let outcome: Result<Received, String> = loop {
             tokio::select! {
-                r = &mut recv => break r,
+                r = &mut recv => break r.map_err(|e| e.to_string()),
                 _ = tokio::time::sleep_until(last_rx + stale / 2), if !pinged => {
                     pinged = true;
                     match timeout_at(last_rx + stale, client.ping(b"")).await {
                         Ok(Ok(())) => line.state.pings.set(line.state.pings.get() + 1),
-                        Ok(Err(e)) => return format!("sending a ping: {e}"),
-                        Err(_) => return format!("stale: a ping could not be sent in {} ms", cfg.stale_after_ms),
+                        Ok(Err(e)) => break Err(format!("sending a ping: {e}")),
+                        Err(_) => break Err(format!("stale: a ping could not be sent in {} ms", cfg.stale_after_ms)),
                     }
                 }
                 _ = tokio::time::sleep_until(last_rx + stale) => {
-                    return format!("stale: nothing received for {} ms (pinged)", cfg.stale_after_ms);
+                    break Err(format!("stale: nothing received for {} ms (pinged)", cfg.stale_after_ms));
                 }
-                _ = shutdown.wait() => return "shutdown".into(),
+                _ = shutdown.wait() => break Err("shutdown".into()),
             }
         };
-        match result {
+        // Whatever was ingested before the wait ended reaches the subscribers.
+        sink.end_batch();
+        match outcome {
             Ok(Received::Frames(_)) => {
-                sink.end_batch();
-                if !delivered && line.state.messages.get() > 0 {
-                    delivered = true;
-                    backoff.reset();
+                if line.state.messages.get() > messages_before {
+                    line.state.last_message.set(Some(Instant::now()));
+                    if !delivered {
+                        delivered = true;
+                        backoff.reset();
+                    }
                 }
             }
-            Ok(Received::Close(c)) => {
-                sink.end_batch();
-                return match c {
-                    Some((code, reason)) => {
-                        format!("closed by the exchange: {} {reason:?}", code.0)
-                    }
-                    None => "closed by the exchange".into(),
-                };
+            Ok(Received::Close(Some((code, reason)))) => {
+                return format!("closed by the exchange: {} {reason:?}", code.0);
             }
-            Err(e) => {
-                sink.end_batch();
-                return e.to_string();
-            }
+            Ok(Received::Close(None)) => return "closed by the exchange".into(),
+            Err(reason) => return reason,
         }
     }
 }
@@ -269,7 +261,6 @@ fn accept<S: FeedSink>(
 ) {
     let st = &line.state;
     st.messages.set(st.messages.get() + 1);
-    st.last_message.set(Some(Instant::now()));
     let lookup = topics.lookup(payload);
     if line.group.sequenced {
         let topic: Option<&[u8]> = match &lookup {

@@ -255,18 +255,6 @@ impl FeedSink for WorkerCtx {
 /// a line with gaps on every topic must not turn `/metrics` into megabytes.
 pub const MAX_GAP_TOPICS_REPORTED: usize = 100;
 
-/// The topics with the most missing sequence numbers, worst first.
-fn worst_gaps(topics: Vec<(String, crate::relay::feed::TopicSeq)>) -> Vec<(String, u64)> {
-    let mut gaps: Vec<(String, u64)> = topics
-        .into_iter()
-        .filter(|(_, s)| s.missing > 0)
-        .map(|(topic, s)| (topic, s.missing))
-        .collect();
-    gaps.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    gaps.truncate(MAX_GAP_TOPICS_REPORTED);
-    gaps
-}
-
 impl WorkerCtx {
     /// The feeds' and groups' counters now.
     fn feed_counters(&self) -> (Vec<FeedCounters>, Vec<GroupCounters>) {
@@ -307,7 +295,7 @@ impl WorkerCtx {
                 missing: t.missing,
                 resets: t.resets,
                 untracked: arbiter.untracked(),
-                missing_by_topic: worst_gaps(arbiter.topics()),
+                missing_by_topic: arbiter.worst_gaps(MAX_GAP_TOPICS_REPORTED),
             });
         }
         (feeds, groups)
@@ -607,8 +595,11 @@ fn start_feeds(
     config: &Config,
     shutdown: &Shutdown,
 ) -> Result<(), IoError> {
-    let pointer = JsonPointer::parse(&config.topic_pointer)
-        .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
+    // The config was checked at load: a pointer that still fails to parse is a bug
+    // worth a clear error, not a panic.
+    let parse = |field: &str, p: &str| {
+        JsonPointer::parse(p).map_err(|e| IoError::Config(format!("{field}: {e}")))
+    };
     for plan in plans {
         let group = Rc::new(Group {
             sequenced: plan.lines.iter().all(|(f, _)| f.seq_pointer.is_some()),
@@ -616,13 +607,23 @@ fn start_feeds(
             name: plan.group,
         });
         for (index, (feed, tls)) in plan.lines.into_iter().enumerate() {
+            let topic_pointer = match &feed.topic_pointer {
+                Some(p) => parse("topic_pointer", p)?,
+                None => ctx.pointer.clone(),
+            };
+            let seq_pointer = feed
+                .seq_pointer
+                .as_deref()
+                .map(|p| parse("seq_pointer", p))
+                .transpose()?;
             let line = Rc::new(Line {
                 config: feed,
                 index,
                 group: Rc::clone(&group),
                 tls,
                 limits: ctx.server.limits,
-                default_topic_pointer: pointer.clone(),
+                topic_pointer,
+                seq_pointer,
                 socket: config.socket_options(),
                 state: LineState::default(),
             });
@@ -1125,47 +1126,46 @@ async fn close_with(stream: &TcpStream, code: CloseCode, reason: &str, linger: D
 }
 
 /// Runs a whole relay: one worker per entry of `map`, each on its listener (one per
-/// worker, as [`bind_reuseport`](super::listener::bind_reuseport) returns them), until
+/// worker, as [`bind_reuseport`](super::listener::bind_reuseport) returns them) and
+/// with its feed groups (as [`plan_feeds`] made them, before anything listened), until
 /// `shutdown`; returns every worker's summary.
 pub fn run_relay(
     map: &super::worker::CoreMap,
     listeners: Vec<std::net::TcpListener>,
+    feeds: Vec<Vec<FeedPlan>>,
     config: Arc<Config>,
     metrics: Option<MetricsLink>,
     shutdown: Shutdown,
 ) -> Result<Vec<WorkerSummary>, IoError> {
     let workers = map.workers();
-    if listeners.len() != workers {
+    if listeners.len() != workers || feeds.len() != workers {
         return Err(IoError::Config(format!(
-            "{} listeners for {workers} workers",
-            listeners.len()
+            "{} listeners and {} feed plans for {workers} workers",
+            listeners.len(),
+            feeds.len()
         )));
     }
-    // Each worker takes its own listener and channel ends at start (not the hot path).
+    // Each worker takes its own listener, channel ends and feeds at start (not the hot
+    // path).
     let per_worker = std::sync::Mutex::new(
         listeners
             .into_iter()
             .zip(links(workers))
+            .zip(feeds)
             .map(Some)
             .collect::<Vec<_>>(),
     );
-    let feeds = std::sync::Mutex::new(plan_feeds(&config, workers)?);
     let connections = Arc::new(ConnectionCount::default());
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     super::worker::run_workers_with(
         map,
         move |i| rings[i],
         move |id| {
-            let feeds = feeds
-                .lock()
-                .ok()
-                .and_then(|mut f| f.get_mut(id).map(std::mem::take))
-                .unwrap_or_default();
             let mine = per_worker
                 .lock()
                 .ok()
                 .and_then(|mut l| l.get_mut(id)?.take());
-            let setup = mine.map(|(listener, links)| WorkerSetup {
+            let setup = mine.map(|((listener, links), feeds)| WorkerSetup {
                 id,
                 workers,
                 listener,
@@ -1183,26 +1183,4 @@ pub fn run_relay(
             }
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::relay::feed::TopicSeq;
-
-    #[test]
-    fn gap_report_is_the_worst_topics_bounded() {
-        let seq = |missing| TopicSeq {
-            missing,
-            ..TopicSeq::default()
-        };
-        let mut topics: Vec<(String, TopicSeq)> =
-            (0..500).map(|i| (format!("T{i:03}"), seq(i % 7))).collect();
-        topics.push(("WORST".into(), seq(1_000)));
-        let report = worst_gaps(topics);
-        assert_eq!(report.len(), MAX_GAP_TOPICS_REPORTED);
-        assert_eq!(report[0], ("WORST".to_owned(), 1_000));
-        assert!(report.iter().all(|(_, n)| *n > 0));
-        assert!(report.windows(2).all(|w| w[0].1 >= w[1].1));
-    }
 }

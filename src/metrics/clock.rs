@@ -14,6 +14,14 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Wall-clock (`CLOCK_REALTIME`) nanoseconds since the Unix epoch, for timestamps
+/// that cross processes (a message's scheduled send time); 0 before 1970.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Monotonic nanoseconds since the first call in this process.
 #[inline]
 pub fn now_ns() -> u64 {

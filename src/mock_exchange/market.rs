@@ -60,13 +60,13 @@ impl Market {
     }
 
     /// The tick current at `unix_ns`.
-    pub fn tick_at(&self, unix_ns: u128) -> u64 {
-        (unix_ns * self.rate as u128 / 1_000_000_000) as u64
+    pub fn tick_at(&self, unix_ns: u64) -> u64 {
+        (u128::from(unix_ns) * u128::from(self.rate) / 1_000_000_000) as u64
     }
 
     /// When tick `k` happens, in ns since the epoch.
-    pub fn time_of(&self, k: u64) -> u128 {
-        (k as u128 * 1_000_000_000).div_ceil(self.rate as u128)
+    pub fn time_of(&self, k: u64) -> u64 {
+        (u128::from(k) * 1_000_000_000).div_ceil(u128::from(self.rate)) as u64
     }
 
     /// The symbol index of tick `k`.

@@ -21,9 +21,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use market::Market;
+
+use crate::metrics::clock::realtime_ns;
 
 use crate::ws::handshake;
 use crate::ws::{CloseCode, Connection, Event, Limits, MessageKind, Role};
@@ -167,13 +169,6 @@ fn timed_out(e: &io::Error) -> bool {
     )
 }
 
-fn unix_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
 /// Most trades sent in one burst (after a pause the stream catches up, bounded).
 const MAX_BURST: u64 = 10_000;
 
@@ -236,7 +231,7 @@ fn session(
     let mut conn = Connection::new(Role::Server, Limits::default(), crate::io::server::seed());
     let mut subscribed = vec![false; market.symbols()];
     let mut sent = 0u64;
-    let mut last_tick = market.tick_at(unix_ns());
+    let mut last_tick = market.tick_at(realtime_ns());
     let mut next_ping = Instant::now() + options.ping;
     let mut unanswered = 0u32;
     let mut text = String::with_capacity(256);
@@ -314,7 +309,7 @@ fn session(
         }
 
         // Trades due since the last pass.
-        let tick = market.tick_at(unix_ns());
+        let tick = market.tick_at(realtime_ns());
         let from = last_tick.max(tick.saturating_sub(MAX_BURST)) + 1;
         let quiet = options.faults.quiet_after.is_some_and(|q| sent >= q);
         for k in from..=tick {
@@ -336,8 +331,8 @@ fn session(
             out.clear();
         }
         // Until the next trade is due, at most 1 ms (client requests wait that long).
-        let due = market.time_of(tick + 1).saturating_sub(unix_ns());
-        std::thread::sleep(Duration::from_nanos(due.clamp(20_000, 1_000_000) as u64));
+        let due = market.time_of(tick + 1).saturating_sub(realtime_ns());
+        std::thread::sleep(Duration::from_nanos(due.clamp(20_000, 1_000_000)));
     }
 }
 

@@ -364,6 +364,22 @@ impl Arbiter {
         v
     }
 
+    /// The `max` topics with the most missing sequence numbers, worst first (names are
+    /// made only for topics with a gap: this runs every metrics interval).
+    pub fn worst_gaps(&self, max: usize) -> Vec<(String, u64)> {
+        let mut gaps: Vec<(&[u8], u64)> = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.missing > 0)
+            .map(|(k, t)| (&k[..], t.missing))
+            .collect();
+        gaps.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        gaps.truncate(max);
+        gaps.into_iter()
+            .map(|(k, n)| (String::from_utf8_lossy(k).into_owned(), n))
+            .collect()
+    }
+
     /// Totals over all topics.
     pub fn totals(&self) -> TopicSeq {
         let mut sum = TopicSeq::default();
@@ -511,6 +527,24 @@ mod tests {
         // Known topics are still arbitrated.
         assert_eq!(a.check(1, b"A", 1).0, Verdict::Duplicate);
         assert_eq!(Arbiter::new(1).limit, MAX_ARBITRATED_TOPICS);
+    }
+
+    #[test]
+    fn gap_report_is_the_worst_topics_bounded() {
+        const MAX: usize = 100;
+        let mut a = Arbiter::new(1);
+        for i in 0..500u64 {
+            let topic = format!("T{i:03}");
+            a.check(0, topic.as_bytes(), 1);
+            a.check(0, topic.as_bytes(), 2 + i % 7);
+        }
+        a.check(0, b"WORST", 1);
+        a.check(0, b"WORST", 1_002);
+        let report = a.worst_gaps(MAX);
+        assert_eq!(report.len(), MAX);
+        assert_eq!(report[0], ("WORST".to_owned(), 1_000));
+        assert!(report.iter().all(|(_, n)| *n > 0));
+        assert!(report.windows(2).all(|w| w[0].1 >= w[1].1));
     }
 
     #[test]
