@@ -1,6 +1,7 @@
 //! Close status codes (RFC 6455 §7.4) and the close frame payload (§5.5.1).
 
 use super::error::WsError;
+use super::frame::MAX_CONTROL_PAYLOAD;
 
 /// A close status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +40,23 @@ impl std::fmt::Display for CloseCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// Writes a close payload into `out`: the code, then `reason` cut to fit 125 bytes at a
+/// character boundary (§5.5.1: the reason is UTF-8 and a control frame carries at most
+/// 125 bytes). Returns the payload length.
+pub fn write_close_payload(
+    code: CloseCode,
+    reason: &str,
+    out: &mut [u8; MAX_CONTROL_PAYLOAD],
+) -> usize {
+    out[..2].copy_from_slice(&code.0.to_be_bytes());
+    let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
+    2 + cut
 }
 
 /// Parses a received close payload: empty, or a valid code and a UTF-8 reason (§5.5.1).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::assembler::Assembler;
 use super::close::{parse_close_payload, CloseCode};
 use super::error::WsError;
-use super::frame::{encode_frame, FrameHeader, OpCode};
+use super::frame::{encode_close, encode_frame, encode_ping, FrameHeader, OpCode};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -268,8 +268,12 @@ impl Connection {
 
     /// Frames a ping into `out`. Payloads over 125 bytes are cut (§5.5).
     pub fn send_ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), Closing> {
-        let payload = &payload[..payload.len().min(125)];
-        self.send_frame(OpCode::Ping, true, payload, out)
+        if self.state != State::Open {
+            return Err(Closing);
+        }
+        let mask = self.next_mask();
+        encode_ping(out, payload, mask);
+        Ok(())
     }
 
     /// Starts the close handshake: queues a close frame (for `poll_transmit`) and waits
@@ -300,27 +304,8 @@ impl Connection {
     }
 
     fn queue_close(&mut self, close: Option<(CloseCode, &str)>) {
-        let mut payload = [0u8; 125];
-        let len = match close {
-            None => 0,
-            Some((code, reason)) => {
-                payload[..2].copy_from_slice(&code.0.to_be_bytes());
-                let mut cut = reason.len().min(123);
-                while !reason.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                payload[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
-                2 + cut
-            }
-        };
         let mask = self.next_mask();
-        encode_frame(
-            &mut self.control_out,
-            OpCode::Close,
-            true,
-            &payload[..len],
-            mask,
-        );
+        encode_close(&mut self.control_out, close, mask);
     }
 
     /// §7.1.7 _Fail the WebSocket Connection_: send a close frame with the error's code

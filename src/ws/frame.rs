@@ -19,8 +19,13 @@
 //! incomplete, so the caller can feed it whatever a read returned. Which side may mask
 //! is the connection's business ([`Connection`](super::Connection)), not the header's.
 
+use super::close::{write_close_payload, CloseCode};
 use super::error::WsError;
 use super::mask::apply_mask;
+
+/// Largest payload of a control frame (§5.5: "All control frames MUST have a payload
+/// length of 125 bytes or less").
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// The frame opcode (§5.2). Reserved values are rejected when parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +234,39 @@ pub fn encode_frame(
     if let Some(key) = mask {
         apply_mask(&mut out[start..], key, 0);
     }
+}
+
+/// Appends a close frame: `code` and `reason` (cut to fit at a character boundary, see
+/// [`write_close_payload`]), or an empty close frame when `close` is `None`.
+pub fn encode_close(out: &mut Vec<u8>, close: Option<(CloseCode, &str)>, mask: Option<[u8; 4]>) {
+    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+    let len = match close {
+        None => 0,
+        Some((code, reason)) => write_close_payload(code, reason, &mut payload),
+    };
+    encode_frame(out, OpCode::Close, true, &payload[..len], mask);
+}
+
+/// Appends a ping frame; a payload over 125 bytes is cut (§5.5: control frames carry at
+/// most 125 bytes).
+pub fn encode_ping(out: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>) {
+    let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+    encode_frame(out, OpCode::Ping, true, payload, mask);
+}
+
+/// A whole unfragmented server frame (unmasked) for `payload`, exactly sized: what the
+/// relay encodes once and shares with every subscriber.
+pub fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut frame = Vec::with_capacity(header.encoded_len() + payload.len());
+    encode_frame(&mut frame, opcode, true, payload, None);
+    frame
 }
 
 #[cfg(test)]
