@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use feedrelay::io::client::{Incoming, WsClient};
+use feedrelay::io::driver::client::{Incoming, WsClient};
 use feedrelay::io::ring::Ring;
 use feedrelay::ws::Limits;
 

@@ -154,7 +154,7 @@ fn chromium_subscribes_to_the_relay_and_receives_in_order() {
         feedrelay::io::ring::Ring::new()
             .unwrap()
             .block_on(async move {
-                let publ = feedrelay::io::client::WsClient::connect(
+                let publ = feedrelay::io::driver::client::WsClient::connect(
                     &format!("ws://{addr}/pub"),
                     &[],
                     feedrelay::ws::Limits::default(),

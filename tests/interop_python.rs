@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::{python, script, Server};
-use feedrelay::io::client::{Incoming, WsClient};
+use feedrelay::io::driver::client::{Incoming, WsClient};
 use feedrelay::io::ring::Ring;
 use feedrelay::ws::{CloseCode, Limits, MessageKind, OpCode};
 

@@ -8,16 +8,17 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use feedrelay::io::client::{Incoming, WsClient};
+use feedrelay::io::driver::client::{Incoming, WsClient};
 use feedrelay::io::listener::bind_reuseport;
-use feedrelay::io::relay::{
-    links, plan_feeds, run_worker, ConnectionCount, MetricsLink, WorkerSetup,
-};
 use feedrelay::io::ring::Ring;
 use feedrelay::io::shutdown;
 use feedrelay::io::worker::{run_workers, CoreMap};
 use feedrelay::metrics::collector::Collector;
 use feedrelay::relay::config::Config;
+use feedrelay::relay::feed::plan::plan_feeds;
+use feedrelay::relay::links::links;
+use feedrelay::relay::report::MetricsLink;
+use feedrelay::relay::worker::{run_worker, ConnectionCount, WorkerSetup};
 use feedrelay::ws::{Limits, MessageKind};
 
 struct Counting;
@@ -76,7 +77,7 @@ fn start_relay(
     std::net::SocketAddr,
     shutdown::Trigger,
     std::thread::JoinHandle<
-        Result<Vec<feedrelay::io::relay::WorkerSummary>, feedrelay::io::IoError>,
+        Result<Vec<feedrelay::relay::report::WorkerSummary>, feedrelay::io::IoError>,
     >,
     Collector,
 ) {
@@ -221,7 +222,7 @@ fn no_allocation_per_message_per_subscriber() {
 #[test]
 fn feed_lines_allocate_only_the_shared_frame_per_message() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let lines = feedrelay::demo::MockLines::start(5_000).unwrap();
+    let lines = feedrelay::demo::exchange::MockLines::start(5_000).unwrap();
     let mut config = Config::parse(&lines.feeds_toml(), "test").unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.workers = Some(2);

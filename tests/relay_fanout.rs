@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Raw, Server};
-use feedrelay::io::client::{ClientError, Incoming, WsClient};
+use feedrelay::io::driver::client::{ClientError, Incoming, WsClient};
 use feedrelay::io::ring::Ring;
 use feedrelay::ws::{CloseCode, Limits, MessageKind};
 

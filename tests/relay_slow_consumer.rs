@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::{Raw, Server};
-use feedrelay::io::client::{Incoming, WsClient};
+use feedrelay::io::driver::client::{Incoming, WsClient};
 use feedrelay::io::ring::Ring;
 use feedrelay::ws::{Limits, MessageKind};
 

@@ -1,11 +1,17 @@
 //! Listening sockets: one per worker on the same address, with `SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers with no shared accept lock.
+//! kernel spreads new connections over the workers with no shared accept lock; and the
+//! accept loop each worker runs on its own.
 
+use std::cell::Cell;
 use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::error::IoError;
+use super::ring::{self, TcpStream};
+use super::rt::{self, Either};
+use super::shutdown::Shutdown;
 use super::sockopt::SocketOptions;
 
 /// Pending connections per listener before the kernel refuses more.
@@ -46,6 +52,45 @@ fn bind_one(addr: SocketAddr, options: &SocketOptions) -> std::io::Result<TcpLis
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Accepts on `listener` until `shutdown`, handing each connection (with the socket
+/// options it inherited from the listener) to `on_accept`. A failed accept (EMFILE,
+/// ENFILE, ...) is logged and retried after a pause, so the connections already open
+/// keep being served.
+pub async fn accept_until_shutdown(
+    listener: TcpListener,
+    shutdown: &mut Shutdown,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+) -> Result<(), IoError> {
+    /// Pause after a failed accept before trying again.
+    const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+    let local = listener
+        .local_addr()
+        .map_err(|e| IoError::op("listen on", "socket", e))?;
+    let listener = ring::listener(listener);
+    loop {
+        // An accept dropped by shutdown is harmless: the process is stopping.
+        let accepted = match rt::race(listener.accept(), shutdown.wait()).await {
+            Either::Left(r) => r,
+            Either::Right(()) => return Ok(()),
+        };
+        match accepted {
+            Ok((stream, peer)) => on_accept(stream, peer),
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "accept failed");
+                rt::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Waits until no connection is `live`, or `grace` has passed.
+pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while live.get() > 0 && Instant::now() < deadline {
+        rt::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[cfg(test)]

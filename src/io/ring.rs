@@ -185,11 +185,6 @@ fn ring_unavailable(source: io::Error) -> IoError {
     IoError::RingUnavailable { source, hint }
 }
 
-/// Spawns a task on the current worker's ring.
-pub fn spawn<F: Future + 'static>(fut: F) {
-    drop(tokio_uring::spawn(fut));
-}
-
 /// Reads into the spare capacity of `buf` (after its `len()`), without zero-filling it.
 /// Returns the number of bytes read (0 at end of stream) and the buffer.
 pub async fn read_append(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {

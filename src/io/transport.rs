@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::ring::{self, TcpStream};
+use super::ring::{self, TcpStream, WriteBatch};
 
 /// Ciphertext read per socket read (a TLS record is at most 16 KiB plus overhead).
 const CIPHER_READ_BYTES: usize = 18 * 1024;
@@ -119,7 +119,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// serialised by a lock, so records and frames never interleave.
 pub struct Transport {
     tcp: TcpStream,
-    tls: Option<Tls>,
+    /// Boxed: a plain connection (most of them) does not carry rustls' state inline.
+    tls: Option<Box<Tls>>,
     /// Held for the whole of each socket write.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -156,15 +157,30 @@ impl Transport {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Transport::tls_handshake(tcp, conn.into()).await
+    }
+
+    /// TLS server over `tcp`; runs the handshake (the client's first flight is read
+    /// here).
+    pub async fn tls_server(
+        tcp: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Transport> {
+        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        Transport::tls_handshake(tcp, conn.into()).await
+    }
+
+    /// Wraps `tcp` in TLS and runs the handshake to its end.
+    async fn tls_handshake(tcp: TcpStream, conn: rustls::Connection) -> io::Result<Transport> {
         let t = Transport {
             tcp,
-            tls: Some(Tls {
-                conn: RefCell::new(conn.into()),
+            tls: Some(Box::new(Tls {
+                conn: RefCell::new(conn),
                 cipher_in: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
                 cipher_out: RefCell::new(Vec::with_capacity(CIPHER_READ_BYTES)),
                 readable: std::cell::Cell::new(0),
                 peer_closed: std::cell::Cell::new(false),
-            }),
+            })),
             write_lock: tokio::sync::Mutex::new(()),
         };
         let handshaking = |t: &Transport| {
@@ -183,6 +199,11 @@ impl Transport {
         }
         t.flush_tls().await?;
         Ok(t)
+    }
+
+    /// Whether this is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The TCP socket underneath.
@@ -314,10 +335,18 @@ impl Transport {
 
     /// Writes whatever records rustls has queued.
     async fn flush_tls(&self) -> io::Result<()> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let _writing = self.write_lock.lock().await;
+        self.write_records().await
+    }
+
+    /// Writes whatever records rustls has queued; the caller holds the write lock.
+    async fn write_records(&self) -> io::Result<()> {
         let Some(tls) = &self.tls else {
             return Ok(());
         };
-        let _writing = self.write_lock.lock().await;
         loop {
             let mut out = std::mem::take(&mut *tls.cipher_out.borrow_mut());
             {
@@ -336,25 +365,58 @@ impl Transport {
         }
     }
 
-    /// Writes all of `buf` and hands it back, cleared.
+    /// Writes all of `buf` and hands it back, cleared. The write lock is held
+    /// throughout, so concurrent writers never interleave inside a frame.
     pub async fn write_all(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let Some(tls) = &self.tls else {
-            let _writing = self.write_lock.lock().await;
+        let _writing = self.write_lock.lock().await;
+        if self.tls.is_none() {
             return ring::write_all(&self.tcp, buf).await;
+        }
+        let res = self.write_plaintext(&buf).await;
+        buf.clear();
+        (res, buf)
+    }
+
+    /// Encrypts `plain` and writes the records; the caller holds the write lock.
+    async fn write_plaintext(&self, plain: &[u8]) -> io::Result<()> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
         };
         let mut at = 0;
-        while at < buf.len() {
-            let written = tls.conn.borrow_mut().writer().write(&buf[at..]);
-            match written {
-                Ok(n) => at += n,
-                Err(e) => return (Err(e), buf),
-            }
-            if let Err(e) = self.flush_tls().await {
-                return (Err(e), buf);
+        while at < plain.len() {
+            at += tls.conn.borrow_mut().writer().write(&plain[at..])?;
+            self.write_records().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every frame of `batch`, in order, behind anything written before (one
+    /// vectored submission on plain TCP; through rustls record by record on TLS) and
+    /// hands the batch back, empty.
+    pub async fn write_frames(&self, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
+        let _writing = self.write_lock.lock().await;
+        if self.tls.is_none() {
+            return ring::writev_all(&self.tcp, batch).await;
+        }
+        let mut res = Ok(());
+        for frame in &batch.frames {
+            res = self.write_plaintext(frame).await;
+            if res.is_err() {
+                break;
             }
         }
-        buf.clear();
-        (Ok(()), buf)
+        batch.frames.clear();
+        (res, batch)
+    }
+
+    /// Sends FIN (TLS: close_notify is not sent; the peer sees the stream end).
+    pub fn shutdown_write(&self) {
+        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Shuts the socket down both ways at once (a read in flight ends with 0).
+    pub fn shutdown_both_now(&self) {
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 
     /// Sends TLS close_notify (if TLS) and shuts the socket down.
@@ -378,7 +440,7 @@ mod tests {
     fn tls_streams_more_than_rustls_buffers_through_small_reads() {
         let dir = std::env::temp_dir().join(format!("feedrelay-transport-{}", std::process::id()));
         let names = ["localhost".to_owned()];
-        let files = crate::mock_exchange::certs::write_self_signed(&dir, &names).unwrap();
+        let files = crate::io::certs::write_self_signed(&dir, &names).unwrap();
         let server_cfg = server_config(&files.cert, &files.key).unwrap();
         let client_cfg = client_config(Some(&files.ca)).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -427,7 +489,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("feedrelay-transport-bad-{}", std::process::id()));
         let names = ["localhost".to_owned()];
-        let files = crate::mock_exchange::certs::write_self_signed(&dir, &names).unwrap();
+        let files = crate::io::certs::write_self_signed(&dir, &names).unwrap();
         let server_cfg = server_config(&files.cert, &files.key).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

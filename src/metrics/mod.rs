@@ -16,6 +16,7 @@ pub mod clock;
 pub mod collector;
 pub mod hop;
 pub mod prometheus;
+pub mod report;
 
 pub use clock::now_ns;
 pub use hop::{Hop, HopHistograms};

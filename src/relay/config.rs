@@ -10,23 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::io::idle::IdleMode;
+
 use super::feed::{check_feeds, FeedConfig};
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
 use crate::ws::Limits;
-
-/// How a worker waits when it has nothing to do (Agrona's idle strategies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum IdleMode {
-    /// Busy-poll the inbox: lowest wake-up latency, burns its core.
-    Spin,
-    /// Poll, giving the CPU to other threads between polls.
-    Yield,
-    /// Sleep until a producer wakes it; no CPU when idle.
-    Park,
-}
 
 /// The whole configuration, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

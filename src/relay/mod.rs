@@ -1,9 +1,41 @@
-//! relay
-#![allow(missing_docs)]
+//! The relay: topics, routing and fan-out, the application on top of [`io`](crate::io)
+//! and [`ws`](crate::ws).
+//!
+//! A feed message (from a `/pub` publisher or an exchange feed line) has its topic read
+//! and is framed once; the same `Bytes` goes to every subscriber of its topic, on this
+//! worker and, over bounded channels, on the others. A slow subscriber only ever affects
+//! its own queue. The pure parts ([`shard`], [`routing`], [`queue`], [`control`],
+//! [`topic`], [`feed::arbiter`]) do no IO and are tested without sockets; the rest
+//! drives them from the workers through `io`'s driver and runtime.
+//!
+//! - [`run`]: starting and stopping a relay (`feedrelay run`).
+//! - [`config`]: the TOML configuration, checked at load.
+//! - [`worker`]: one worker's context and the tasks it runs.
+//! - [`session`]: one accepted connection, routed by path.
+//! - [`ingest`]: a message enters: topic, frame once, publish.
+//! - [`subscriber`]: a subscriber's reader (control ops) and writer (batched writes).
+//! - [`keepalive`]: pings and idle closes, one sweep per worker.
+//! - [`links`]: the channels between workers.
+//! - [`shard`]: one worker's share of the routing state (no IO).
+//! - [`routing`]: which subscribers want a topic, here and on other workers.
+//! - [`queue`]: a subscriber's bounded queue and slow-consumer policies.
+//! - [`control`]: subscribe/unsubscribe requests and the replies.
+//! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
+//! - [`feed`]: exchange feed lines: config, arbitration, backoff, the line task.
+//! - [`report`]: metrics intervals, feed counters and the exit summary.
+
 pub mod config;
 pub mod control;
 pub mod feed;
+pub mod ingest;
+pub mod keepalive;
+pub mod links;
 pub mod queue;
+pub mod report;
 pub mod routing;
+pub mod run;
+pub mod session;
 pub mod shard;
+pub mod subscriber;
 pub mod topic;
+pub mod worker;

@@ -119,6 +119,8 @@ pub struct Subscriber {
     pub drops: u64,
     /// Set when the relay closes it (slow consumer): code and reason.
     pub close: Option<(CloseCode, String)>,
+    /// Its close frame is queued: nothing more is queued after it.
+    pub closing: bool,
     pending_acks: usize,
     generation: u64,
     pending_reply: Option<Bytes>,
@@ -176,6 +178,7 @@ impl Shard {
             wildcard: false,
             drops: 0,
             close: None,
+            closing: false,
             pending_acks: 0,
             generation: 0,
             pending_reply: None,
@@ -284,11 +287,22 @@ impl Shard {
         self.reply(id, reply);
     }
 
-    /// Queues a control frame of ours (reply, pong, close) for `id`.
+    /// Queues frames that end with our close frame: the last thing `id` is sent.
+    pub fn reply_closing(&mut self, id: SubId, frame: Bytes) {
+        self.reply(id, frame);
+        if let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) {
+            sub.closing = true;
+        }
+    }
+
+    /// Queues a control frame of ours (reply, pong) for `id`.
     pub fn reply(&mut self, id: SubId, frame: Bytes) {
         let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
+        if sub.closing {
+            return;
+        }
         let was_empty = sub.queue.is_empty();
         if !sub.queue.push_control(frame) {
             sub.queue.clear();
@@ -421,7 +435,7 @@ impl Shard {
             if sub.wildcard && !via_wildcard {
                 continue;
             }
-            if sub.close.is_some() {
+            if sub.close.is_some() || sub.closing {
                 continue;
             }
             let was_empty = sub.queue.is_empty();

@@ -172,11 +172,7 @@ impl FrameHeader {
 
     /// The encoded size of this header.
     pub fn encoded_len(&self) -> usize {
-        let len = match self.payload_len {
-            0..=125 => 2,
-            126..=0xffff => 4,
-            _ => 10,
-        };
+        let len = FrameHeader::server_header_len(self.payload_len as usize);
         len + if self.mask.is_some() { 4 } else { 0 }
     }
 
@@ -252,6 +248,17 @@ pub fn encode_close(out: &mut Vec<u8>, close: Option<(CloseCode, &str)>, mask: O
 pub fn encode_ping(out: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>) {
     let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
     encode_frame(out, OpCode::Ping, true, payload, mask);
+}
+
+impl FrameHeader {
+    /// The length of an unmasked (server) header for a payload of `payload_len` bytes.
+    pub fn server_header_len(payload_len: usize) -> usize {
+        match payload_len as u64 {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        }
+    }
 }
 
 /// A whole unfragmented server frame (unmasked) for `payload`, exactly sized: what the

@@ -30,9 +30,20 @@ pub struct Request {
     pub key: String,
     /// `Origin`, if sent (browsers do).
     pub origin: Option<String>,
+    /// Every header field as sent (name, value), in order, for checks of the caller's
+    /// own (an API key, a bearer token).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Request {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The value of query parameter `name`, if present (no percent-decoding).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
@@ -129,41 +140,25 @@ pub fn parse_request(
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target.to_owned(), None),
     };
+    let headers = headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
+        .collect();
     Ok(Some((
         Request {
             path,
             query,
             key,
             origin,
+            headers,
         },
         len,
     )))
-}
-
-/// The path of a complete plain-HTTP `GET` (not a WebSocket upgrade) at the start of
-/// `buf`, for the few plain endpoints a server offers beside WebSocket (`/metrics`).
-pub fn plain_get_path(buf: &[u8]) -> Option<String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) if req.method == Some("GET") => {}
-        _ => return None,
-    }
-    if header(req.headers, "Upgrade").is_some() {
-        return None;
-    }
-    let target = req.path?;
-    Some(target.split('?').next().unwrap_or(target).to_owned())
-}
-
-/// Writes a `200 OK` with a plain-text body that closes the connection.
-pub fn write_plain_ok(content_type: &str, body: &str, out: &mut Vec<u8>) {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body.as_bytes());
 }
 
 /// Writes the `101 Switching Protocols` answer (§4.2.2 item 5).
@@ -429,21 +424,6 @@ mod tests {
             parse_request(&req, 8192),
             Err(HandshakeError::HeaderTooLarge(8192))
         );
-    }
-
-    #[test]
-    fn plain_get_is_told_apart_from_an_upgrade() {
-        assert_eq!(
-            plain_get_path(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Some("/metrics".into())
-        );
-        assert_eq!(plain_get_path(RFC_REQUEST), None);
-        assert_eq!(
-            plain_get_path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
-            None,
-            "incomplete"
-        );
-        assert_eq!(plain_get_path(b"POST /metrics HTTP/1.1\r\n\r\n"), None);
     }
 
     #[test]

@@ -712,7 +712,11 @@ fn pair_close_times_out_when_the_peer_goes_silent_either_way() {
         assert!(matches!(p.end(starts).0.state(), State::CloseSent { .. }));
         p.advance(Duration::from_millis(1));
         assert_eq!(p.end(starts).0.state(), State::Closed, "{starts:?} gave up");
-        assert_eq!(p.end(silent).0.state(), State::Open, "never heard the close");
+        assert_eq!(
+            p.end(silent).0.state(),
+            State::Open,
+            "never heard the close"
+        );
     }
 }
 

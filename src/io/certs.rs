@@ -1,6 +1,6 @@
-//! Test certificates for the mock exchange, made with `rcgen`: a CA (give `ca.pem` to
-//! the relay as a feed's `ca_file`) and a server certificate it signed for the names
-//! asked for.
+//! Certificates for loopback TLS (the mock exchange, the tests), made with `rcgen`: a
+//! CA (give `ca.pem` to the relay as a feed's `ca_file`, or to a client) and a server
+//! certificate it signed for the names asked for. Not for production keys.
 
 use std::path::{Path, PathBuf};
 
@@ -54,7 +54,7 @@ pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<CertFiles, Cert
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     // A name of its own per CA: two CAs with one name would make a certificate from the
     // other look like a bad signature rather than an unknown issuer.
-    let id = crate::io::server::seed();
+    let id = crate::io::rt::random_u64();
     ca_params.distinguished_name.push(
         DnType::CommonName,
         format!("feedrelay mock exchange CA {id:016x}"),

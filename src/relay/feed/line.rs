@@ -1,4 +1,5 @@
-//! Dialling exchange feeds: one task per line, on the worker that owns the line's group.
+//! Running an exchange feed line: one task per line, on the worker that owns the
+//! line's group.
 //!
 //! A line connects (TCP, TLS for `wss://`, the opening handshake with the feed's
 //! headers), sends its subscribe messages, then hands every message to the worker's
@@ -16,13 +17,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::time::{timeout_at, Instant as TokioInstant};
-
-use super::client::{ConnectOptions, Received, WsClient};
-use super::server::seed;
-use super::shutdown::Shutdown;
+use super::arbiter::{Arbiter, Verdict};
+use super::backoff::Backoff;
+use super::FeedConfig;
+use crate::io::driver::client::{ConnectOptions, Received, WsClient};
+use crate::io::rt::{self, Either};
+use crate::io::shutdown::Shutdown;
+use crate::io::sockopt::SocketOptions;
 use crate::metrics::now_ns;
-use crate::relay::feed::{Arbiter, Backoff, FeedConfig, Verdict};
 use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
 use crate::ws::{CloseCode, Limits, MessageKind};
 
@@ -85,7 +87,7 @@ pub struct Line {
     /// Where their sequence number is, if the feed has one.
     pub seq_pointer: Option<JsonPointer>,
     /// Socket options for the line's connection.
-    pub socket: super::sockopt::SocketOptions,
+    pub socket: SocketOptions,
     /// What it has done.
     pub state: LineState,
 }
@@ -110,14 +112,15 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
         cfg.reconnect_initial_ms,
         cfg.reconnect_max_ms,
         cfg.reconnect_jitter,
-        seed(),
+        rt::random_u64(),
     );
     let mut failing: Option<(String, u64)> = None;
     loop {
-        let attempt = tokio::select! {
-            r = WsClient::connect_with(&cfg.url, &options) => r,
-            _ = shutdown.wait() => return,
-        };
+        let attempt =
+            match rt::race(WsClient::connect_with(&cfg.url, &options), shutdown.wait()).await {
+                Either::Left(r) => r,
+                Either::Right(()) => return,
+            };
         let reason = match attempt {
             Err(e) => e.to_string(),
             Ok(client) => {
@@ -143,8 +146,8 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                 .await;
                 st.connected.set(false);
                 if shutdown.is_triggered() {
-                    let _ = timeout_at(
-                        TokioInstant::now() + Duration::from_secs(1),
+                    let _ = rt::timeout(
+                        Duration::from_secs(1),
                         client.close(CloseCode::GOING_AWAY, "relay shutting down"),
                     )
                     .await;
@@ -171,9 +174,10 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                 failing = Some((reason, 1));
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
-            _ = shutdown.wait() => return,
+        if let Either::Right(()) =
+            rt::race(rt::sleep(Duration::from_millis(delay)), shutdown.wait()).await
+        {
+            return;
         }
     }
 }
@@ -199,7 +203,7 @@ async fn session<S: FeedSink>(
         // Quiet for half of `stale_after_ms`: ping, so a live line answers with a pong
         // (which counts as traffic). The read stays in flight meanwhile: cancelling it
         // would lose what it reads.
-        let last_rx = TokioInstant::now();
+        let last_rx = Instant::now();
         let messages_before = line.state.messages.get();
         let mut batch_ns = 0u64;
         let recv = client.recv_each(|kind, payload| {
@@ -208,24 +212,42 @@ async fn session<S: FeedSink>(
             }
             accept(sink, line, topics, kind, payload, batch_ns);
         });
-        tokio::pin!(recv);
+        let mut recv = std::pin::pin!(recv);
         let mut pinged = false;
         // What the wait ended with; `Err` is why the session ends.
         let outcome: Result<Received, String> = loop {
-            tokio::select! {
-                r = &mut recv => break r.map_err(|e| e.to_string()),
-                _ = tokio::time::sleep_until(last_rx + stale / 2), if !pinged => {
+            let timer = if pinged {
+                last_rx + stale
+            } else {
+                last_rx + stale / 2
+            };
+            let woke = rt::race(
+                recv.as_mut(),
+                rt::race(rt::sleep_until(timer), shutdown.wait()),
+            )
+            .await;
+            match woke {
+                Either::Left(r) => break r.map_err(|e| e.to_string()),
+                Either::Right(Either::Right(())) => break Err("shutdown".into()),
+                Either::Right(Either::Left(())) if pinged => {
+                    break Err(format!(
+                        "stale: nothing received for {} ms (pinged)",
+                        cfg.stale_after_ms
+                    ));
+                }
+                Either::Right(Either::Left(())) => {
                     pinged = true;
-                    match timeout_at(last_rx + stale, client.ping(b"")).await {
+                    match rt::timeout_at(last_rx + stale, client.ping(b"")).await {
                         Ok(Ok(())) => line.state.pings.set(line.state.pings.get() + 1),
                         Ok(Err(e)) => break Err(format!("sending a ping: {e}")),
-                        Err(_) => break Err(format!("stale: a ping could not be sent in {} ms", cfg.stale_after_ms)),
+                        Err(_) => {
+                            break Err(format!(
+                                "stale: a ping could not be sent in {} ms",
+                                cfg.stale_after_ms
+                            ))
+                        }
                     }
                 }
-                _ = tokio::time::sleep_until(last_rx + stale) => {
-                    break Err(format!("stale: nothing received for {} ms (pinged)", cfg.stale_after_ms));
-                }
-                _ = shutdown.wait() => break Err("shutdown".into()),
             }
         };
         // Whatever was ingested before the wait ended reaches the subscribers.

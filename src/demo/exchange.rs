@@ -1,24 +1,18 @@
-//! `feedrelay demo`: the relay, a synthetic exchange and a set of subscribers in one
-//! process, with a live table of rates, drops and latency per hop and end to end.
-//!
-//! The exchange publishes realistic JSON for 20 symbols (trades and best bid/ask
-//! updates) at a base rate with bursts; every message carries its send time (`ts`,
-//! CLOCK_REALTIME ns) so subscribers measure end-to-end latency. The relay's own hop
-//! histograms come from its metrics collector.
+//! The demo's market: a synthetic exchange publishing to `/pub` (20 symbols, trades
+//! and best bid/ask as realistic JSON, a base rate with bursts), or two mock exchanges
+//! as A/B feed lines the relay dials. Every message carries its send time (`ts`,
+//! CLOCK_REALTIME ns) so subscribers measure end-to-end latency.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
-use crate::io::client::{Incoming, WsClient};
+use super::subscribers::DemoStats;
+use crate::io::driver::client::WsClient;
 use crate::io::ring::Ring;
+use crate::io::rt;
+use crate::io::shutdown::{self, Trigger};
 use crate::metrics::clock::realtime_ns;
-use crate::metrics::collector::Snapshot;
-use crate::metrics::{Hop, HopHistograms};
 use crate::ws::{Limits, MessageKind};
 
 /// The symbols the synthetic exchange trades.
@@ -44,31 +38,6 @@ pub const SYMBOLS: [&str; 20] = [
     "OP-USD",
     "NEAR-USD",
 ];
-
-/// What the demo's clients saw, shared with the table printer.
-#[derive(Debug)]
-pub struct DemoStats {
-    /// Messages the exchange sent.
-    pub sent: AtomicU64,
-    /// Messages the subscribers received.
-    pub received: AtomicU64,
-    /// End-to-end latency (exchange send → subscriber receipt), ns.
-    pub e2e: Mutex<Histogram<u64>>,
-    /// Set to stop the clients.
-    pub stop: AtomicBool,
-}
-
-impl DemoStats {
-    /// Empty counters.
-    pub fn new() -> Arc<DemoStats> {
-        Arc::new(DemoStats {
-            sent: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            e2e: Mutex::new(crate::metrics::hop::new_histogram()),
-            stop: AtomicBool::new(false),
-        })
-    }
-}
 
 /// A small deterministic generator (xorshift) for prices, sizes and bursts.
 struct Rng(u64);
@@ -106,7 +75,7 @@ pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Re
             let extra = (full * BURST_S + into.min(BURST_S)) * extra_rate;
             let target = (secs * rate as f64 + extra) as u64;
             if sent >= target {
-                tokio::time::sleep(Duration::from_micros(200)).await;
+                rt::sleep(Duration::from_micros(200)).await;
                 continue;
             }
             while sent < target {
@@ -139,7 +108,7 @@ pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Re
                 sent += 1;
                 stats.sent.fetch_add(1, Ordering::Relaxed);
             }
-            tokio::task::yield_now().await;
+            rt::yield_now().await;
         }
         Ok(())
     })
@@ -148,7 +117,7 @@ pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Re
 /// Two `mock-exchange` servers in this process, carrying the same market as A/B lines,
 /// for `demo --feed`: the relay dials both as one group and arbitrates.
 pub struct MockLines {
-    stop: Arc<AtomicBool>,
+    stop: Trigger,
     /// Line A's counters (trades sent).
     pub stats: Arc<crate::mock_exchange::Stats>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -161,7 +130,7 @@ impl MockLines {
     /// Starts two lines of `rate` trades/s over 20 symbols on loopback ports the OS picks.
     pub fn start(rate: u64) -> anyhow::Result<MockLines> {
         use crate::mock_exchange::{serve, url, Faults, Options, Stats};
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = shutdown::channel();
         let options = Arc::new(Options {
             tls: None,
             symbols: 20,
@@ -172,7 +141,7 @@ impl MockLines {
             faults: Faults::default(),
         });
         let mut lines = MockLines {
-            stop: Arc::clone(&stop),
+            stop,
             stats: Arc::new(Stats::default()),
             threads: Vec::new(),
             urls: Vec::new(),
@@ -188,7 +157,7 @@ impl MockLines {
             } else {
                 Arc::new(Stats::default())
             };
-            let (options, stop) = (Arc::clone(&options), Arc::clone(&stop));
+            let (options, stop) = (Arc::clone(&options), stopped.clone());
             lines.threads.push(std::thread::spawn(move || {
                 if let Err(e) = serve(listener, options, stats, stop) {
                     tracing::warn!(error = %e, "mock exchange stopped");
@@ -214,132 +183,9 @@ impl MockLines {
 
     /// Stops both lines and waits for them.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.fire();
         for t in self.threads {
             let _ = t.join();
         }
     }
-}
-
-/// `subs` subscribers in one thread: half take every symbol, half four of `symbols`;
-/// each records end-to-end latency. Runs until the relay closes them.
-pub fn run_subscribers(
-    url: String,
-    subs: usize,
-    symbols: Vec<String>,
-    stats: Arc<DemoStats>,
-) -> anyhow::Result<()> {
-    Ring::new()?.block_on(async move {
-        let local = Rc::new(RefCell::new(crate::metrics::hop::new_histogram()));
-        let mut tasks = Vec::new();
-        for n in 0..subs {
-            let topics = if n % 2 == 0 {
-                "*".to_owned()
-            } else {
-                (0..4)
-                    .map(|k| symbols[(n + k * 5) % symbols.len()].as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            let mut c =
-                WsClient::connect(&format!("{url}ws?topics={topics}"), &[], Limits::default())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("subscriber: {e}"))?;
-            let (stats, local) = (Arc::clone(&stats), Rc::clone(&local));
-            tasks.push(tokio_uring::spawn(async move {
-                // Until the relay closes us at the end (recv is not cancel-safe: no timeout).
-                loop {
-                    let m = match c.recv().await {
-                        Ok(Incoming::Message(_, m)) => m,
-                        Ok(_) => continue,
-                        Err(_) => break,
-                    };
-                    let now = realtime_ns();
-                    let ts = m.windows(5).position(|w| w == b"\"ts\":").and_then(|at| {
-                        let digits: Vec<u8> = m[at + 5..]
-                            .iter()
-                            .take_while(|b| b.is_ascii_digit())
-                            .copied()
-                            .collect();
-                        std::str::from_utf8(&digits).ok()?.parse::<u64>().ok()
-                    });
-                    if let Some(ts) = ts {
-                        let _ = local.borrow_mut().record(now.saturating_sub(ts).max(1));
-                        stats.received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-        // Hand the local histogram to the shared one every 200 ms until all have ended.
-        let merge = |local: &RefCell<Histogram<u64>>| {
-            let mut l = local.borrow_mut();
-            if let Ok(mut shared) = stats.e2e.lock() {
-                let _ = shared.add(&*l);
-            }
-            l.reset();
-        };
-        while tasks.iter().any(|t| !t.is_finished()) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            merge(&local);
-        }
-        merge(&local);
-        Ok(())
-    })
-}
-
-/// One block of the live table: rates, drops, and p50/p99/p99.9/max per hop and end to end.
-pub fn table(
-    elapsed: Duration,
-    in_per_s: f64,
-    out_per_s: f64,
-    snapshot: &Snapshot,
-    e2e: &Histogram<u64>,
-) -> String {
-    let hops: HopHistograms = snapshot.merged();
-    // Messages without a topic (a feed's subscription reply, say) are not market data:
-    // shown apart from the drops.
-    let count = |no_topic: bool| -> u64 {
-        snapshot
-            .workers
-            .iter()
-            .flat_map(|(_, c)| c.dropped.iter())
-            .filter(|(reason, _)| (*reason == "no_topic") == no_topic)
-            .map(|(_, n)| *n)
-            .sum()
-    };
-    let (dropped, no_topic) = (count(false), count(true));
-    let mut t = format!(
-        "t={:>4}s  in {:>8.0} msg/s  out {:>9.0} msg/s  dropped {dropped}  no topic {no_topic}\n  {:<9} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        elapsed.as_secs(),
-        in_per_s,
-        out_per_s,
-        "hop",
-        "count",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
-        "max us"
-    );
-    let row = |name: &str, h: &Histogram<u64>| {
-        let q = |p: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(p) as f64 / 1e3
-            }
-        };
-        format!(
-            "\n  {name:<9} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            h.len(),
-            q(0.5),
-            q(0.99),
-            q(0.999),
-            h.max() as f64 / 1e3
-        )
-    };
-    for hop in Hop::ALL {
-        t.push_str(&row(hop.name(), hops.get(hop)));
-    }
-    t.push_str(&row("end2end", e2e));
-    t
 }

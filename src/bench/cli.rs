@@ -1,0 +1,479 @@
+//! The `feedrelay bench` command: which variants to compare (spawned relays in several
+//! configurations, relays already running, the no-relay floor), rounds that alternate
+//! them, and the report (table, JSON, plot, hlog).
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context};
+use hdrhistogram::Histogram;
+
+use super::load::{run as run_load, LoadResult, LoadSpec};
+use super::spawn::SpawnedRelay;
+use crate::io::idle::IdleMode;
+use crate::metrics::report::{percentiles_us, PercentileTable};
+use crate::relay::config::Config;
+
+/// A switch as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// `feedrelay bench` flags.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A relay to measure, as URL or NAME=URL (e.g. base=ws://127.0.0.1:9100/); repeat
+    /// to compare several in alternating rounds. Or use --spawn.
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Process id of each --target, in the same order, to read its CPU time.
+    #[arg(long)]
+    pub relay_pid: Vec<u32>,
+    /// Also measure the floor: the same clients with no relay in between (the
+    /// publisher writes straight to each subscriber socket), in the same rounds.
+    #[arg(long)]
+    pub floor: bool,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Also draw latency by percentile, one line per variant, into this SVG file.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Also write each run's end-to-end latency histogram as an HdrHistogram interval
+    /// log (V2 compressed, ns, one tag per variant, one entry per round).
+    #[arg(long)]
+    pub hlog: Option<std::path::PathBuf>,
+    /// Start a relay for the run (once per idle mode and round).
+    #[arg(long)]
+    pub spawn: bool,
+    /// Idle modes to compare, with --spawn (e.g. park,yield,spin).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "park")]
+    pub idle: Vec<IdleMode>,
+    /// With --spawn: per-hop metrics in the spawned relay, `on`, `off`, or `on,off` to
+    /// compare (each idle mode runs once per setting, alternating).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    pub metrics: Vec<OnOff>,
+    /// With --spawn: relays in a chain, `1`, `2`, or `1,2` to compare (the publisher
+    /// sends to the first, subscribers take from the last; each downstream relay dials
+    /// the one before as a feed).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub hops: Vec<u8>,
+    /// With --spawn: pin the workers (`on`: to --cores, or 0..workers), `off`, or
+    /// `on,off` to compare. Default: as --cores says.
+    #[arg(long, value_delimiter = ',')]
+    pub pin: Vec<OnOff>,
+    /// With --spawn: start the relays with this config, as [NAME=]FILE; repeat to
+    /// compare configs (e.g. sqpoll=sqpoll.toml plain=plain.toml).
+    #[arg(long)]
+    pub relay_config: Vec<String>,
+    /// Workers of the spawned relay.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Cores of the spawned relay's workers.
+    #[arg(long, value_delimiter = ',')]
+    pub cores: Option<Vec<usize>>,
+    /// Messages per second published.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Warm-up seconds per run (not measured).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Subscribers (each takes every topic).
+    #[arg(long, default_value_t = 10)]
+    pub subs: usize,
+    /// Publisher connections (topic k always from publisher k % pubs).
+    #[arg(long, default_value_t = 1)]
+    pub pubs: usize,
+    /// Topics.
+    #[arg(long, default_value_t = 10)]
+    pub topics: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Rounds; with several variants, they alternate within each round.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+}
+
+/// What one column of a comparison measures.
+#[derive(Debug, Clone)]
+pub enum Variant {
+    /// A relay `bench` starts itself; with `hops` 2, two relays chained (the second
+    /// dials the first's `/ws?topics=*` as a feed).
+    Spawn {
+        /// Idle strategy.
+        idle: IdleMode,
+        /// Per-hop metrics on.
+        metrics: bool,
+        /// Relays in the chain.
+        hops: u8,
+        /// `Some(true)`: workers on `--cores` (or 0..workers); `Some(false)`: unpinned;
+        /// `None`: as `--cores` says.
+        pinned: Option<bool>,
+        /// A named relay config (TOML text) the spawned relays start with.
+        config: Option<(String, String)>,
+    },
+    /// A relay already running.
+    Target {
+        /// Its label.
+        name: String,
+        /// Its base URL.
+        url: String,
+        /// Its process, for CPU time.
+        pid: Option<u32>,
+    },
+    /// No relay: the publisher writes straight to each subscriber socket.
+    Floor,
+}
+
+impl Variant {
+    /// `park`, `park-nometrics-2hops-pinned-NAME`, the target's name, or `floor`.
+    pub fn label(&self) -> String {
+        match self {
+            Variant::Spawn {
+                idle,
+                metrics,
+                hops,
+                pinned,
+                config,
+            } => {
+                let mut l = idle.name().to_owned();
+                if !metrics {
+                    l.push_str("-nometrics");
+                }
+                if *hops > 1 {
+                    l.push_str(&format!("-{hops}hops"));
+                }
+                match pinned {
+                    Some(true) => l.push_str("-pinned"),
+                    Some(false) => l.push_str("-unpinned"),
+                    None => {}
+                }
+                if let Some((name, _)) = config {
+                    l.push('-');
+                    l.push_str(name);
+                }
+                l
+            }
+            Variant::Target { name, .. } => name.clone(),
+            Variant::Floor => "floor".to_owned(),
+        }
+    }
+}
+
+/// One variant's results, summed over rounds.
+struct Totals {
+    latency: Histogram<u64>,
+    sent: u64,
+    expected: u64,
+    received: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Totals {
+    fn add(&mut self, r: &LoadResult) -> anyhow::Result<()> {
+        self.latency.add(&r.latency).map_err(|e| anyhow!("{e}"))?;
+        self.sent += r.sent;
+        self.expected += r.expected;
+        self.received += r.received;
+        self.lost += r.lost;
+        self.duplicated += r.duplicated;
+        self.reordered += r.reordered;
+        self.cpu += r.relay_cpu.unwrap_or_default();
+        self.wall += r.elapsed;
+        Ok(())
+    }
+}
+
+/// One measured run, for the hlog: variant, latency, when it started, how long.
+type BenchRun = (String, Histogram<u64>, SystemTime, Duration);
+
+/// Runs `feedrelay bench`, printing through `say`.
+pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    if a.spawn != a.target.is_empty() {
+        anyhow::bail!("give either --target URL (one or more) or --spawn");
+    }
+    let mut modes = if a.spawn {
+        spawn_variants(&a)?
+    } else {
+        target_variants(&a)
+    };
+    if a.floor {
+        modes.push(Variant::Floor);
+    }
+    let mut totals: Vec<Option<Totals>> = (0..modes.len()).map(|_| None).collect();
+    let started = SystemTime::now();
+    let mut runs: Vec<BenchRun> = Vec::new();
+    for round in 0..a.rounds.max(1) {
+        for (m, mode) in modes.iter().enumerate() {
+            let label = mode.label();
+            eprintln!(
+                "round {} / {}: {label}: {} s warm-up + {} s measured ...",
+                round + 1,
+                a.rounds.max(1),
+                a.warmup,
+                a.duration
+            );
+            let run_started = SystemTime::now();
+            let r = run_variant(&a, mode)?;
+            if a.hlog.is_some() {
+                runs.push((label, r.latency.clone(), run_started, r.elapsed));
+            }
+            match &mut totals[m] {
+                Some(t) => t.add(&r)?,
+                slot => {
+                    *slot = Some(Totals {
+                        latency: r.latency.clone(),
+                        sent: r.sent,
+                        expected: r.expected,
+                        received: r.received,
+                        lost: r.lost,
+                        duplicated: r.duplicated,
+                        reordered: r.reordered,
+                        cpu: r.relay_cpu.unwrap_or_default(),
+                        wall: r.elapsed,
+                    })
+                }
+            }
+        }
+    }
+    report(&a, &modes, &totals, say)?;
+    if let Some(path) = &a.hlog {
+        write_hlog(path, started, &runs)?;
+    }
+    Ok(())
+}
+
+/// Every combination of the `--spawn` dimensions.
+fn spawn_variants(a: &BenchArgs) -> anyhow::Result<Vec<Variant>> {
+    let configs: Vec<Option<(String, String)>> = if a.relay_config.is_empty() {
+        vec![None]
+    } else {
+        a.relay_config
+            .iter()
+            .map(|c| {
+                let (name, path) = match c.split_once('=') {
+                    Some((n, p)) => (n.to_owned(), p.to_owned()),
+                    None => (
+                        std::path::Path::new(c)
+                            .file_stem()
+                            .map_or("config".into(), |s| s.to_string_lossy().into_owned()),
+                        c.clone(),
+                    ),
+                };
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--relay-config {path}"))?;
+                Config::parse(&text, &path)?;
+                Ok(Some((name, text)))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let pins: Vec<Option<bool>> = if a.pin.is_empty() {
+        vec![None]
+    } else {
+        a.pin.iter().map(|p| Some(*p == OnOff::On)).collect()
+    };
+    let mut v = Vec::new();
+    for &idle in &a.idle {
+        for &m in &a.metrics {
+            for &hops in &a.hops {
+                for &pinned in &pins {
+                    for config in &configs {
+                        v.push(Variant::Spawn {
+                            idle,
+                            metrics: m == OnOff::On,
+                            hops: hops.max(1),
+                            pinned,
+                            config: config.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// The `--target` relays, named.
+fn target_variants(a: &BenchArgs) -> Vec<Variant> {
+    a.target
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (name, url) = match t.split_once('=') {
+                Some((n, u)) if !n.contains('/') => (n.to_owned(), u.to_owned()),
+                _ => (format!("target{i}"), t.clone()),
+            };
+            let url = if url.ends_with('/') {
+                url
+            } else {
+                format!("{url}/")
+            };
+            Variant::Target {
+                name,
+                url,
+                pid: a.relay_pid.get(i).copied(),
+            }
+        })
+        .collect()
+}
+
+/// One round of one variant: start its relays (if spawned), run the load, stop them.
+fn run_variant(a: &BenchArgs, mode: &Variant) -> anyhow::Result<LoadResult> {
+    let relays = match mode {
+        Variant::Spawn {
+            idle,
+            metrics,
+            hops,
+            pinned,
+            config,
+        } => {
+            let all: Vec<usize> = (0..a.workers).collect();
+            let cores = match pinned {
+                Some(true) => Some(a.cores.as_deref().unwrap_or(&all)),
+                Some(false) => None,
+                None => a.cores.as_deref(),
+            };
+            let config = config.as_ref().map(|(_, t)| t.as_str());
+            SpawnedRelay::chain(*hops, *idle, *metrics, a.workers, cores, config)?
+        }
+        Variant::Target { .. } | Variant::Floor => Vec::new(),
+    };
+    let (url, publish_to, pids) = match (mode, relays.first(), relays.last()) {
+        (_, Some(first), Some(last)) => (
+            last.url.clone(),
+            (relays.len() > 1).then(|| first.url.clone()),
+            relays.iter().map(SpawnedRelay::pid).collect(),
+        ),
+        (Variant::Target { url, pid, .. }, _, _) => {
+            (url.clone(), None, pid.iter().copied().collect())
+        }
+        (Variant::Floor | Variant::Spawn { .. }, _, _) => (String::new(), None, Vec::new()),
+    };
+    let spec = LoadSpec {
+        target: url,
+        publish_to,
+        rate: a.rate,
+        duration: Duration::from_secs_f64(a.duration),
+        warmup: Duration::from_secs_f64(a.warmup),
+        subs: a.subs,
+        pubs: a.pubs,
+        topics: a.topics,
+        size: a.size,
+        relay_pids: pids,
+        floor: matches!(mode, Variant::Floor),
+    };
+    let r = run_load(&spec);
+    drop(relays);
+    r
+}
+
+/// The setup line, the table, and the JSON and plot if asked for.
+fn report(
+    a: &BenchArgs,
+    modes: &[Variant],
+    totals: &[Option<Totals>],
+    say: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    say(&format!(
+        "setup: {} msg/s in, {} B, {} topics, {} subscribers ({} deliveries/s), {} workers, cores {}, {} s x {} rounds, {} CPUs",
+        a.rate,
+        a.size,
+        a.topics,
+        a.subs,
+        a.rate * a.subs as u64,
+        a.workers,
+        a.cores.as_ref().map_or("unpinned".to_owned(), |c| format!("{c:?}")),
+        a.duration,
+        a.rounds.max(1),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    let mut table = PercentileTable::new("variant").with_columns(&[
+        "sent",
+        "expected",
+        "received",
+        "lost",
+        "dup",
+        "reord",
+        "recv msg/s",
+        "relay CPU%",
+        "CPU ns/delivery",
+    ]);
+    let mut json_rows = Vec::new();
+    let mut plotted: Vec<(String, &Histogram<u64>)> = Vec::new();
+    for (mode, t) in modes.iter().zip(totals) {
+        let Some(t) = t else { continue };
+        let label = mode.label();
+        let wall = t.wall.as_secs_f64().max(1e-9);
+        let cpu_pct = 100.0 * t.cpu.as_secs_f64() / wall;
+        let per = t.cpu.as_nanos() as f64 / t.received.max(1) as f64;
+        let rate = t.received as f64 / wall;
+        let counts = [
+            t.sent,
+            t.expected,
+            t.received,
+            t.lost,
+            t.duplicated,
+            t.reordered,
+        ];
+        let mut extra: Vec<String> = counts.iter().map(u64::to_string).collect();
+        extra.extend([
+            format!("{rate:.0}"),
+            format!("{cpu_pct:.1}"),
+            format!("{per:.0}"),
+        ]);
+        table.row(&label, &t.latency, &extra);
+        let p = percentiles_us(&t.latency);
+        json_rows.push(format!(
+            r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{rate:.0},"relay_cpu_percent":{cpu_pct:.1},"cpu_ns_per_delivery":{per:.0}}}"#,
+            p[0], p[1], p[2], p[3], p[4], p[5], t.sent, t.expected, t.received, t.lost, t.duplicated, t.reordered
+        ));
+        plotted.push((label, &t.latency));
+    }
+    say(&table.render());
+    if let Some(path) = &a.plot {
+        let title = format!(
+            "end-to-end latency, {} msg/s to {} subscribers",
+            a.rate, a.subs
+        );
+        super::plot::write_svg(path, &title, &plotted)?;
+        say(&format!("plot: {}", path.display()));
+    }
+    if let Some(path) = &a.json {
+        let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes each run's end-to-end histogram as an interval of an HdrHistogram log.
+fn write_hlog(path: &std::path::Path, start: SystemTime, runs: &[BenchRun]) -> anyhow::Result<()> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment("feedrelay bench: end-to-end latency (ns) from scheduled send to receipt; tag = variant")
+        .with_start_time(start)
+        .with_base_time(start)
+        .with_max_value_divisor(1e9)
+        .begin_log_with(&mut file, &mut serializer)?;
+    for (label, h, at, took) in runs {
+        let offset = at.duration_since(start).unwrap_or_default();
+        writer
+            .write_histogram(h, offset, *took, Tag::new(label))
+            .map_err(|e| anyhow!("encoding {label}: {e:?}"))?;
+    }
+    Ok(())
+}

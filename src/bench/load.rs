@@ -1,0 +1,532 @@
+//! The load generator: open-loop publishing, latency measured
+//! from the scheduled send time, and loss, duplicate and order checks per topic.
+//!
+//! Coordinated omission: a closed-loop generator that waits for each reply before the
+//! next send stops sending exactly when the system under test stalls, so the stall never
+//! shows up in its histogram. Here the publisher follows a fixed schedule (message `k`
+//! is due at `start + k / rate`) and stamps each message with its *due* time; if the
+//! publisher or the relay falls behind, every message sent late carries the delay.
+//!
+//! Messages look like `{"s":"SYM7","seq":123,"ts":<ns>,"pad":".."}`: `seq` counts per
+//! topic, `ts` is the due time in CLOCK_REALTIME nanoseconds. Subscribers subscribe to
+//! `*` and record `now - ts` into one HdrHistogram per subscriber thread.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::clock::realtime_ns;
+
+use hdrhistogram::Histogram;
+
+use crate::io::driver::client::{Incoming, WsClient};
+use crate::io::procfs::process_cpu;
+use crate::io::ring::Ring;
+use crate::io::rt;
+use crate::ws::{Limits, MessageKind};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Relay base URL, e.g. `ws://127.0.0.1:9001/` (subscribers, and publishers unless
+    /// `publish_to` is set).
+    pub target: String,
+    /// Publish to this relay instead of `target` (a chain: publish upstream, subscribe
+    /// downstream).
+    pub publish_to: Option<String>,
+    /// Messages per second published (all topics together).
+    pub rate: u64,
+    /// Measured time.
+    pub duration: Duration,
+    /// Time before measuring starts (not recorded).
+    pub warmup: Duration,
+    /// Subscribers (each subscribes to `*`).
+    pub subs: usize,
+    /// Publisher connections; topic `k` is always sent by publisher `k % pubs`, so each
+    /// topic's order is defined.
+    pub pubs: usize,
+    /// Topics the messages cycle through.
+    pub topics: usize,
+    /// Message size in bytes.
+    pub size: usize,
+    /// The relays' process ids, to read their CPU time from /proc (summed).
+    pub relay_pids: Vec<u32>,
+    /// Measure the floor instead: no relay, the publisher writes straight to each
+    /// subscriber socket (`target` is ignored).
+    pub floor: bool,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct LoadResult {
+    /// End-to-end latency (ns) from due time to receipt, measured messages only.
+    pub latency: Histogram<u64>,
+    /// Messages published in the measured window.
+    pub sent: u64,
+    /// Deliveries expected (`sent * subs`) and received.
+    pub expected: u64,
+    /// Deliveries received in the measured window.
+    pub received: u64,
+    /// Sequence gaps seen (messages never received).
+    pub lost: u64,
+    /// Messages received twice.
+    pub duplicated: u64,
+    /// Messages received out of order.
+    pub reordered: u64,
+    /// Relay CPU time (user + system) during the measured window, if known.
+    pub relay_cpu: Option<Duration>,
+    /// Wall time of the measured window.
+    pub elapsed: Duration,
+}
+
+/// The value of `"name":` in a message we generated (digits only).
+fn field_u64(msg: &[u8], name: &[u8]) -> Option<u64> {
+    let at = msg.windows(name.len()).position(|w| w == name)? + name.len();
+    let mut v: u64 = 0;
+    let mut any = false;
+    for &b in &msg[at..] {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+        any = true;
+    }
+    any.then_some(v)
+}
+
+fn topic_of(msg: &[u8]) -> Option<usize> {
+    field_u64(msg, b"\"s\":\"SYM").map(|v| v as usize)
+}
+
+/// Per-subscriber order tracking.
+struct SeqCheck {
+    next: Vec<Option<u64>>,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+}
+
+impl SeqCheck {
+    fn see(&mut self, topic: usize, seq: u64) {
+        if topic >= self.next.len() {
+            self.next.resize(topic + 1, None);
+        }
+        match self.next[topic] {
+            None => self.next[topic] = Some(seq + 1),
+            Some(n) if seq == n => self.next[topic] = Some(n + 1),
+            Some(n) if seq > n => {
+                self.lost += seq - n;
+                self.next[topic] = Some(seq + 1);
+            }
+            Some(n) if seq + 1 == n => self.duplicated += 1,
+            Some(_) => self.reordered += 1,
+        }
+    }
+}
+
+struct Shared {
+    latency: Histogram<u64>,
+    received: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+}
+
+/// Runs the load: subscribers on one thread, the publisher on another, each with its
+/// own ring. Blocks until done.
+pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
+    let total = ((spec.warmup + spec.duration).as_secs_f64() * spec.rate as f64) as u64;
+    let warm_msgs = (spec.warmup.as_secs_f64() * spec.rate as f64) as u64;
+    let mut spec = spec.clone();
+    // The floor: the publisher's thread listens, and subscribers connect to it directly.
+    let floor_listener = if spec.floor {
+        let l = crate::io::listener::bind_reuseport("127.0.0.1:0".parse()?, 1)?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("floor: no listener"))?;
+        spec.target = format!("ws://{}/", l.local_addr()?);
+        Some(l)
+    } else {
+        None
+    };
+    let spec = &spec;
+    let (sink_tx, sink_rx) = std::sync::mpsc::channel::<u64>();
+
+    let pub_spec = spec.clone();
+    let publisher = std::thread::Builder::new().name("bench-pub".into()).spawn(
+        move || -> anyhow::Result<()> {
+            let ring = Ring::new()?;
+            ring.block_on(async move {
+                let sink = match floor_listener {
+                    Some(l) => floor_sink(l, pub_spec.subs).await?,
+                    None => {
+                        let mut pubs = Vec::with_capacity(pub_spec.pubs.max(1));
+                        for _ in 0..pub_spec.pubs.max(1) {
+                            pubs.push(
+                                WsClient::connect(
+                                    &format!(
+                                        "{}pub",
+                                        pub_spec.publish_to.as_ref().unwrap_or(&pub_spec.target)
+                                    ),
+                                    &[],
+                                    Limits::default(),
+                                )
+                                .await
+                                .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
+                            );
+                        }
+                        Sink::Relay(pubs)
+                    }
+                };
+                let start_ns = sink_rx.recv()?;
+                publish(sink, pub_spec, start_ns, total).await
+            })
+        },
+    )?;
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (window_tx, window_rx) = std::sync::mpsc::channel::<Window>();
+    let sub_spec = spec.clone();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sub_progress = std::sync::Arc::clone(&progress);
+    let subscribers = std::thread::Builder::new()
+        .name("bench-subs".into())
+        .spawn(move || -> anyhow::Result<Shared> {
+            let ring = Ring::new()?;
+            ring.block_on(subscribe_all(sub_spec, ready_tx, window_rx, sub_progress))
+        })?;
+    ready_rx.recv()??;
+    // Every subscriber is in: fix the schedule, in both clocks.
+    let start_at = Instant::now() + Duration::from_millis(200);
+    let start_ns = realtime_ns() + 200_000_000;
+    let measure_from = start_at + spec.warmup;
+    let end_at = measure_from + spec.duration;
+    let window = Window {
+        measure_from_ns: start_ns + spec.warmup.as_nanos() as u64,
+        end_ns: start_ns + (spec.warmup + spec.duration).as_nanos() as u64,
+        drain_until: end_at + Duration::from_secs(2),
+    };
+    let _ = window_tx.send(window);
+    let _ = sink_tx.send(start_ns);
+
+    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+    let cpu_of = |pids: &[u32]| -> Option<Duration> {
+        (!pids.is_empty())
+            .then(|| {
+                pids.iter()
+                    .map(|&p| process_cpu(p))
+                    .sum::<Option<Duration>>()
+            })
+            .flatten()
+    };
+    let cpu_before = cpu_of(&spec.relay_pids);
+    let t0 = Instant::now();
+    // Progress, once a second, on stderr: deliveries so far against the schedule.
+    while Instant::now() < end_at {
+        std::thread::sleep(
+            end_at
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
+        );
+        let t = t0.elapsed().as_secs_f64();
+        eprint!(
+            "\r  {t:>5.1} s / {:.0} s: {} deliveries received    ",
+            spec.duration.as_secs_f64(),
+            progress.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    eprintln!();
+    let cpu_after = cpu_of(&spec.relay_pids);
+    let elapsed = t0.elapsed();
+    publisher
+        .join()
+        .map_err(|_| anyhow::anyhow!("publisher thread panicked"))??;
+    let shared = subscribers
+        .join()
+        .map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
+    let sent = total - warm_msgs;
+    Ok(LoadResult {
+        latency: shared.latency,
+        sent,
+        expected: sent * spec.subs as u64,
+        received: shared.received,
+        lost: shared.lost,
+        duplicated: shared.duplicated,
+        reordered: shared.reordered,
+        relay_cpu: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        elapsed,
+    })
+}
+
+/// The measured window, as the subscribers see it.
+struct Window {
+    measure_from_ns: u64,
+    end_ns: u64,
+    drain_until: Instant,
+}
+
+async fn subscribe_all(
+    spec: LoadSpec,
+    ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
+    window: std::sync::mpsc::Receiver<Window>,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<Shared> {
+    let shared = Rc::new(RefCell::new(Shared {
+        latency: Histogram::new_with_bounds(1, 60_000_000_000, 3)?,
+        received: 0,
+        lost: 0,
+        duplicated: 0,
+        reordered: 0,
+    }));
+    let mut clients = Vec::with_capacity(spec.subs);
+    for _ in 0..spec.subs {
+        let url = format!("{}ws?topics=*", spec.target);
+        match WsClient::connect(&url, &[], Limits::default()).await {
+            Ok(mut c) => {
+                if !spec.floor {
+                    let _subscribed = c.recv().await;
+                }
+                clients.push(c);
+            }
+            Err(e) => {
+                let _ = ready.send(Err(anyhow::anyhow!("subscriber: {e}")));
+                anyhow::bail!("subscriber: {e}");
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let Window {
+        measure_from_ns,
+        end_ns,
+        drain_until,
+    } = window.recv()?;
+    // Stragglers may arrive up to 2 s after the last message is due.
+    let deadline = drain_until;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let shared = Rc::clone(&shared);
+        let progress = std::sync::Arc::clone(&progress);
+        tasks.push(rt::spawn(async move {
+            let mut check = SeqCheck {
+                next: Vec::new(),
+                lost: 0,
+                duplicated: 0,
+                reordered: 0,
+            };
+            loop {
+                // Dropping a recv loses the connection's framing; at the end of the
+                // run that no longer matters.
+                let msg = match rt::timeout_at(deadline, c.recv()).await {
+                    Ok(Ok(Incoming::Message(MessageKind::Text, m))) => m,
+                    Ok(Ok(_)) => continue,
+                    _ => break,
+                };
+                let now = realtime_ns();
+                let (Some(ts), Some(seq), Some(topic)) = (
+                    field_u64(&msg, b"\"ts\":"),
+                    field_u64(&msg, b"\"seq\":"),
+                    topic_of(&msg),
+                ) else {
+                    continue;
+                };
+                check.see(topic, seq);
+                if ts >= measure_from_ns && ts < end_ns {
+                    let mut s = shared.borrow_mut();
+                    s.received += 1;
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = s.latency.record(now.saturating_sub(ts).max(1));
+                }
+            }
+            let mut s = shared.borrow_mut();
+            s.lost += check.lost;
+            s.duplicated += check.duplicated;
+            s.reordered += check.reordered;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let s = Rc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("subscriber tasks still running"))?
+        .into_inner();
+    Ok(s)
+}
+
+/// Where the publisher's messages go: the relay under test, or (the floor) straight to
+/// every subscriber socket with no relay in between.
+enum Sink {
+    Relay(Vec<WsClient>),
+    Floor(Vec<Rc<FloorSub>>),
+}
+
+/// A subscriber connection the floor publisher writes to directly.
+struct FloorSub {
+    driver: crate::io::driver::Driver,
+    queue: RefCell<Vec<bytes::Bytes>>,
+    signal: crate::io::signal::LocalSignal,
+    /// A write is in flight.
+    writing: std::cell::Cell<bool>,
+}
+
+impl Sink {
+    /// Waits until everything sent has been written (the floor's writers are idle).
+    async fn finish(&self) {
+        if let Sink::Floor(subs) = self {
+            while subs
+                .iter()
+                .any(|s| !s.queue.borrow().is_empty() || s.writing.get())
+            {
+                crate::io::ring::submit_pending();
+                rt::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    async fn send(&mut self, topic: usize, msg: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Sink::Relay(pubs) => {
+                let n = pubs.len();
+                pubs[topic % n]
+                    .send(MessageKind::Text, msg)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("publisher: {e}"))
+            }
+            Sink::Floor(subs) => {
+                // Framed once, as a relay would; each subscriber's writer sends it.
+                let frame =
+                    bytes::Bytes::from(crate::ws::server_frame(crate::ws::OpCode::Text, msg));
+                for s in subs.iter() {
+                    s.queue.borrow_mut().push(frame.clone());
+                    s.signal.raise();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Accepts `subs` subscriber connections on `listener` and starts a writer per
+/// subscriber (the floor: no relay, the publisher's thread writes to them directly).
+async fn floor_sink(listener: std::net::TcpListener, subs: usize) -> anyhow::Result<Sink> {
+    use crate::io::driver::server::{accept_handshake, ServerConfig};
+    use crate::io::transport::Transport;
+    let listener = crate::io::ring::listener(listener);
+    let config = ServerConfig::default();
+    let mut out = Vec::with_capacity(subs);
+    for _ in 0..subs {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let limits = config.limits;
+        let (_, driver) = accept_handshake(
+            Transport::plain(stream),
+            peer,
+            &config,
+            |_| Ok(limits),
+            |_| None,
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("floor: a subscriber's handshake failed"))?;
+        let sub = Rc::new(FloorSub {
+            driver,
+            queue: RefCell::new(Vec::new()),
+            signal: crate::io::signal::LocalSignal::new(),
+            writing: std::cell::Cell::new(false),
+        });
+        let writer = Rc::clone(&sub);
+        rt::spawn(async move {
+            let mut batch = crate::io::ring::WriteBatch::with_capacity(64);
+            loop {
+                std::mem::swap(&mut batch.frames, &mut *writer.queue.borrow_mut());
+                if batch.frames.is_empty() {
+                    writer.signal.wait().await;
+                    continue;
+                }
+                writer.writing.set(true);
+                let (res, back) = writer.driver.write_frames(batch).await;
+                writer.writing.set(false);
+                batch = back;
+                if res.is_err() {
+                    break;
+                }
+            }
+        });
+        out.push(sub);
+    }
+    Ok(Sink::Floor(out))
+}
+
+async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()> {
+    let interval_ns = 1_000_000_000f64 / spec.rate as f64;
+    let mut seqs = vec![0u64; spec.topics.max(1)];
+    let mut msg = Vec::with_capacity(spec.size + 64);
+    for k in 0..total {
+        let due_ns = start_ns + (k as f64 * interval_ns) as u64;
+        // Wait for the due time: sleep when far, yield when close (timer granularity is
+        // a millisecond).
+        loop {
+            let now = realtime_ns();
+            if now >= due_ns {
+                break;
+            }
+            if due_ns - now > 2_000_000 {
+                rt::sleep(Duration::from_nanos(due_ns - now - 1_000_000)).await;
+            } else {
+                rt::yield_now().await;
+                // This loop never lets the runtime park, and tokio-uring submits only
+                // when it parks: hand the floor writers' writes to the kernel here.
+                crate::io::ring::submit_pending();
+                std::thread::yield_now();
+            }
+        }
+        let topic = (k as usize) % seqs.len();
+        msg.clear();
+        use std::io::Write;
+        write!(
+            msg,
+            r#"{{"s":"SYM{topic}","seq":{},"ts":{due_ns},"pad":""#,
+            seqs[topic]
+        )?;
+        seqs[topic] += 1;
+        let pad = spec.size.saturating_sub(msg.len() + 2);
+        msg.resize(msg.len() + pad, b'x');
+        msg.extend_from_slice(b"\"}");
+        sink.send(topic, &msg).await?;
+        if k % 64 == 0 {
+            // Let the floor's writers (and the relay client's reads) run.
+            rt::yield_now().await;
+            crate::io::ring::submit_pending();
+        }
+    }
+    sink.finish().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_generated_fields() {
+        let m = br#"{"s":"SYM7","seq":123,"ts":1732456789123456789,"pad":"xx"}"#;
+        assert_eq!(field_u64(m, b"\"seq\":"), Some(123));
+        assert_eq!(field_u64(m, b"\"ts\":"), Some(1732456789123456789));
+        assert_eq!(topic_of(m), Some(7));
+        assert_eq!(field_u64(b"{}", b"\"seq\":"), None);
+    }
+
+    #[test]
+    fn seq_check_counts_gaps_duplicates_and_reorders() {
+        let mut c = SeqCheck {
+            next: Vec::new(),
+            lost: 0,
+            duplicated: 0,
+            reordered: 0,
+        };
+        for s in [0, 1, 2, 2, 5, 3, 6] {
+            c.see(0, s);
+        }
+        assert_eq!((c.lost, c.duplicated, c.reordered), (2, 1, 1));
+    }
+}

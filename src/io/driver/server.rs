@@ -1,0 +1,356 @@
+//! The server side of the driver: the opening handshake, then [`serve`], the loop that
+//! runs a [`Service`] over a connection until it closes.
+//!
+//! One read, then every whole frame in the buffer is handled in place, then everything
+//! those frames produced (replies, pongs, the close frame) goes out in one write, or is
+//! handed to the service to queue behind its own frames ([`Transmit::Handoff`]).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::ws::handshake::{self, Request};
+use crate::ws::{CloseCode, Event, Limits, MessageKind, Role, State};
+
+use super::{Driver, DriverError, Reply};
+use crate::io::http;
+use crate::io::listener::{accept_until_shutdown, drain_connections};
+use crate::io::rt::{self, Either};
+use crate::io::shutdown::Shutdown;
+use crate::io::transport::Transport;
+use crate::io::IoError;
+
+/// Sizes and times of the server side.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Protocol limits for every connection.
+    pub limits: Limits,
+    /// A client must finish its handshake within this time.
+    pub handshake_timeout: Duration,
+    /// After the close frame went out, how long to wait for the peer to close TCP.
+    pub linger: Duration,
+    /// Close a connection (1001) that sent nothing for this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What a server does with its connections' messages.
+pub trait Service {
+    /// A whole message arrived; a reply may be left in `reply`.
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], reply: &mut Reply);
+
+    /// A control frame arrived (a ping is already answered, a close already echoed).
+    fn on_control(&mut self, _event: &Event<'_>) {}
+
+    /// A read completed (before its frames are handled): a place to take a timestamp.
+    fn on_read(&mut self) {}
+
+    /// Every whole frame of one read has been handled (a place to flush batched work).
+    fn on_batch_end(&mut self) {}
+
+    /// With [`Transmit::Handoff`]: frames the connection must send (pongs, close), to be
+    /// queued behind what the service already queued.
+    fn on_transmit(&mut self, _frames: Vec<u8>) {}
+}
+
+/// Who writes what the connection transmits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// [`serve`] writes it, and closes TCP when the close handshake ends.
+    Write,
+    /// The service queues it ([`Service::on_transmit`]) and writes it with its own
+    /// frames; when the close handshake ends, `serve` returns and the caller closes TCP
+    /// once its writes are done.
+    Handoff,
+}
+
+/// How a served connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The close handshake finished, or failed, or timed out.
+    Closed,
+    /// The peer closed TCP (or reset it) without finishing the close handshake.
+    PeerGone,
+}
+
+/// Reads and answers the opening handshake within `config.handshake_timeout`.
+/// `decide` accepts with the limits the connection runs under (its read buffer is sized
+/// by them: a subscriber that only sends control messages needs a small one) or refuses
+/// with an HTTP status and reason; a plain `GET` (no upgrade) is
+/// answered `200` with the body `plain(path)` gives, if it gives one (`/metrics`).
+/// Returns the request and the connection's driver (whose buffer may already hold the
+/// first frames), or `None` if the connection was refused or went away (it has then
+/// been closed).
+pub async fn accept_handshake(
+    stream: Transport,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
+    plain: impl FnOnce(&str) -> Option<String>,
+) -> Result<Option<(Request, Driver)>, DriverError> {
+    let io = |op, source| DriverError::Io {
+        op,
+        target: peer.to_string(),
+        source,
+    };
+    // One byte past the limit, so an oversized header block is seen as such (400).
+    let mut buf = Vec::with_capacity(config.limits.max_header_bytes + 1);
+    let mut out = Vec::with_capacity(512);
+    let deadline = Instant::now() + config.handshake_timeout;
+    let request = loop {
+        match handshake::parse_request(&buf, config.limits.max_header_bytes) {
+            Ok(Some((req, n))) => {
+                buf.drain(..n);
+                break req;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                match http::plain_get_path(&buf).and_then(|p| plain(&p)) {
+                    Some(body) => http::write_ok("text/plain; version=0.0.4", &body, &mut out),
+                    None => {
+                        tracing::debug!(%peer, error = %e, "handshake refused");
+                        handshake::write_reject(&e, &mut out);
+                    }
+                }
+                refuse(stream, out, config.linger).await;
+                return Ok(None);
+            }
+        }
+        let mut read = std::pin::pin!(stream.read_append(buf));
+        let (res, b) = match rt::race(read.as_mut(), rt::sleep_until(deadline)).await {
+            Either::Left(r) => r,
+            Either::Right(()) => {
+                tracing::debug!(%peer, "handshake timed out");
+                stream.shutdown_both_now();
+                let _ = read.await;
+                return Ok(None);
+            }
+        };
+        buf = b;
+        match res {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(io("read from", e)),
+        }
+    };
+    let limits = match decide(&request) {
+        Ok(limits) => limits,
+        Err((status, reason)) => {
+            handshake::write_status(status, "", &reason, &mut out);
+            refuse(stream, out, config.linger).await;
+            return Ok(None);
+        }
+    };
+    handshake::write_accept(&request, &mut out);
+    let (res, _) = stream.write_all(out).await;
+    res.map_err(|e| io("write to", e))?;
+    let driver = Driver::new(stream, peer, Role::Server, limits, buf);
+    Ok(Some((request, driver)))
+}
+
+/// Writes an HTTP answer and closes the connection after it.
+async fn refuse(stream: Transport, out: Vec<u8>, linger: Duration) {
+    let _ = stream.write_all(out).await;
+    stream.shutdown_write();
+    let deadline = Instant::now() + linger;
+    let mut scratch = Vec::with_capacity(512);
+    loop {
+        let mut read = std::pin::pin!(stream.read_append(scratch));
+        match rt::race(read.as_mut(), rt::sleep_until(deadline)).await {
+            Either::Left((Ok(n), b)) if n > 0 => {
+                scratch = b;
+                scratch.clear();
+            }
+            Either::Left(_) => break,
+            Either::Right(()) => {
+                stream.shutdown_both_now();
+                let _ = read.await;
+                break;
+            }
+        }
+    }
+    stream.shutdown().await;
+}
+
+/// How [`serve`] runs a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Close (1001) after this long without a read; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// With [`Transmit::Write`]: after our close frame, how long to wait for the peer to
+    /// close TCP.
+    pub linger: Duration,
+    /// Who writes the connection's transmit.
+    pub transmit: Transmit,
+}
+
+/// What woke a connection waiting for its next read.
+enum Wake {
+    Read(Result<usize, DriverError>),
+    Deadline,
+    Shutdown,
+    CloseStarted,
+}
+
+/// Runs `service` over `driver` until the connection ends: read, handle every whole
+/// frame in place, write (or hand off) what they produced, repeat. Closes with 1001 on
+/// `shutdown` or after `idle_timeout` without a read; gives up on a close handshake the
+/// peer does not finish within the close timeout.
+pub async fn serve<S: Service>(
+    driver: &Driver,
+    service: &mut S,
+    options: &ServeOptions,
+    mut shutdown: Shutdown,
+) -> Result<Ended, DriverError> {
+    let peer = driver.peer();
+    let mut shutting_down = false;
+    loop {
+        let handled = driver.handle_buffered(|event, reply| match event {
+            Event::Message { kind, payload } => service.on_message(kind, payload, reply),
+            other => service.on_control(&other),
+        });
+        if let Err(e) = handled {
+            tracing::debug!(%peer, error = %e, "protocol error; failing the connection");
+        }
+        service.on_batch_end();
+        transmit(driver, service, options).await?;
+        if driver.state() == State::Closed {
+            if options.transmit == Transmit::Write {
+                driver.linger_close(options.linger).await;
+            }
+            return Ok(Ended::Closed);
+        }
+        // Wait for data, a deadline, shutdown, or a close started by another task. The
+        // read stays pinned meanwhile: dropping it would lose what it reads.
+        let mut read = std::pin::pin!(driver.read());
+        let idle_deadline = options.idle_timeout.map(|d| Instant::now() + d);
+        loop {
+            let open = driver.state() == State::Open;
+            let deadline = match (driver.close_deadline(), idle_deadline) {
+                (Some(c), _) => Some(c),
+                (None, idle) if open => idle,
+                _ => None,
+            };
+            let stop = async {
+                if shutting_down || !open {
+                    std::future::pending::<()>().await;
+                }
+                shutdown.wait().await;
+            };
+            let woke = rt::race(
+                read.as_mut(),
+                rt::race(
+                    rt::sleep_until_opt(deadline),
+                    rt::race(stop, driver.changed()),
+                ),
+            )
+            .await;
+            let woke = match woke {
+                Either::Left(r) => Wake::Read(r),
+                Either::Right(Either::Left(())) => Wake::Deadline,
+                Either::Right(Either::Right(Either::Left(()))) => Wake::Shutdown,
+                Either::Right(Either::Right(Either::Right(()))) => Wake::CloseStarted,
+            };
+            match woke {
+                Wake::Read(Ok(_)) => {
+                    service.on_read();
+                    break;
+                }
+                Wake::Read(Err(DriverError::Closed)) => {
+                    driver.shutdown().await;
+                    return Ok(Ended::PeerGone);
+                }
+                Wake::Read(Err(e)) => {
+                    driver.shutdown().await;
+                    return Err(e);
+                }
+                Wake::Deadline if driver.close_deadline().is_some() => {
+                    // The peer never finished the close handshake: give up on it.
+                    driver.handle_timeout();
+                    driver.shutdown().await;
+                    let _ = read.await;
+                    return Ok(Ended::Closed);
+                }
+                Wake::Deadline => {
+                    driver.close(CloseCode::GOING_AWAY, "idle timeout");
+                    transmit(driver, service, options).await?;
+                }
+                Wake::Shutdown => {
+                    shutting_down = true;
+                    driver.close(CloseCode::GOING_AWAY, "server shutting down");
+                    transmit(driver, service, options).await?;
+                }
+                Wake::CloseStarted => transmit(driver, service, options).await?,
+            }
+        }
+    }
+}
+
+/// Writes, or hands to the service, what the connection has to send.
+async fn transmit<S: Service>(
+    driver: &Driver,
+    service: &mut S,
+    options: &ServeOptions,
+) -> Result<(), DriverError> {
+    match options.transmit {
+        Transmit::Write => driver.flush().await,
+        Transmit::Handoff => {
+            let mut frames = Vec::new();
+            if driver.take_transmit(&mut frames) {
+                service.on_transmit(frames);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Accepts connections on this worker's listener until shutdown, serving each with a
+/// service from `make_service` (handshake, then [`serve`]); then waits for open
+/// connections to finish closing.
+pub async fn accept_loop<S, F>(
+    listener: std::net::TcpListener,
+    make_service: F,
+    config: Rc<ServerConfig>,
+    mut shutdown: Shutdown,
+) -> Result<(), IoError>
+where
+    S: Service + 'static,
+    F: Fn() -> S,
+{
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    let for_each = shutdown.clone();
+    accept_until_shutdown(listener, &mut shutdown, |stream, peer| {
+        let mut service = make_service();
+        let (config, shutdown, live) = (Rc::clone(&config), for_each.clone(), Rc::clone(&live));
+        live.set(live.get() + 1);
+        rt::spawn(async move {
+            let stream = Transport::plain(stream);
+            let limits = config.limits;
+            let accepted = accept_handshake(stream, peer, &config, |_| Ok(limits), |_| None).await;
+            if let Ok(Some((_, driver))) = accepted {
+                let options = ServeOptions {
+                    idle_timeout: config.idle_timeout,
+                    linger: config.linger,
+                    transmit: Transmit::Write,
+                };
+                if let Err(e) = serve(&driver, &mut service, &options, shutdown).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            live.set(live.get() - 1);
+        });
+    })
+    .await?;
+    drain_connections(&live, config.limits.close_timeout + config.linger).await;
+    Ok(())
+}

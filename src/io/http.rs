@@ -1,0 +1,180 @@
+//! Plain HTTP/1.1 `GET`s beside WebSocket: the few endpoints a relay serves to
+//! scrapers (`/metrics`), on the data port or on an address of their own.
+//!
+//! [`serve`] answers on a thread of its own, off the workers, one short connection at a
+//! time, each bounded in time and size: a scraper that trickles its request or stops
+//! reading cannot hold the thread for more than [`REQUEST_TIMEOUT`].
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use super::IoError;
+
+/// Largest request head read; a longer one is answered 431.
+pub const MAX_REQUEST_BYTES: usize = 8192;
+
+/// A request must arrive, and its answer be written, within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The path (without query) of a complete plain `GET` (not a WebSocket upgrade) at the
+/// start of `buf`; `None` if it is anything else or not complete.
+pub fn plain_get_path(buf: &[u8]) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) if req.method == Some("GET") => {}
+        _ => return None,
+    }
+    if req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+    {
+        return None;
+    }
+    let target = req.path?;
+    Some(target.split('?').next().unwrap_or(target).to_owned())
+}
+
+/// Writes a `200 OK` with `body` that closes the connection.
+pub fn write_ok(content_type: &str, body: &str, out: &mut Vec<u8>) {
+    write_response(200, "OK", content_type, body, out);
+}
+
+/// Writes a response with a status line, a body, and `Connection: close`.
+pub fn write_response(
+    status: u16,
+    phrase: &str,
+    content_type: &str,
+    body: &str,
+    out: &mut Vec<u8>,
+) {
+    let head = format!(
+        "HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// What a plain endpoint answers: content type and body, or `None` for 404.
+pub type Handler = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+
+/// Serves plain `GET`s on `addr` from a thread named `name`, answering each path with
+/// `handler`; returns the bound address.
+pub fn serve(addr: SocketAddr, name: &str, handler: Box<Handler>) -> Result<SocketAddr, IoError> {
+    let listener = TcpListener::bind(addr).map_err(|e| IoError::op("listen on", addr, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| IoError::op("listen on", addr, e))?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(conn) => answer(conn, &*handler),
+                    // EMFILE and the like: pause, the connections in the backlog wait.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })
+        .map_err(|e| IoError::op("spawn thread for", name, e))?;
+    Ok(local)
+}
+
+/// Reads one request (bounded in size and time) and answers it.
+fn answer(mut conn: std::net::TcpStream, handler: &Handler) {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let _ = conn.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let complete = loop {
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if buf.len() >= MAX_REQUEST_BYTES || left.is_zero() {
+            break false;
+        }
+        let _ = conn.set_read_timeout(Some(left));
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let mut out = Vec::new();
+    match (complete, plain_get_path(&buf)) {
+        (false, _) if buf.len() >= MAX_REQUEST_BYTES => write_response(
+            431,
+            "Request Header Fields Too Large",
+            "text/plain",
+            "request head too large\n",
+            &mut out,
+        ),
+        (false, _) => return,
+        (true, Some(path)) => match handler(&path) {
+            Some((content_type, body)) => write_ok(content_type, &body, &mut out),
+            None => write_response(404, "Not Found", "text/plain", "no such path\n", &mut out),
+        },
+        (true, None) => write_response(
+            400,
+            "Bad Request",
+            "text/plain",
+            "only plain GET here\n",
+            &mut out,
+        ),
+    }
+    let _ = conn.write_all(&out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, request: &[u8]) -> String {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(request).unwrap();
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        s
+    }
+
+    #[test]
+    fn answers_paths_and_refuses_the_rest() {
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            "test-http",
+            Box::new(|p| (p == "/metrics").then(|| ("text/plain", "x 1\n".to_owned()))),
+        )
+        .unwrap();
+        let ok = get(addr, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(
+            ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("x 1\n"),
+            "{ok}"
+        );
+        let missing = get(addr, b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        let post = get(addr, b"POST /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 400"), "{post}");
+        let huge = get(addr, &[b'a'; MAX_REQUEST_BYTES]);
+        assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
+    }
+
+    #[test]
+    fn plain_get_is_told_apart_from_an_upgrade() {
+        assert_eq!(
+            plain_get_path(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some("/metrics".into())
+        );
+        let upgrade =
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        assert_eq!(plain_get_path(upgrade), None);
+        assert_eq!(
+            plain_get_path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+            None,
+            "incomplete"
+        );
+        assert_eq!(plain_get_path(b"POST /metrics HTTP/1.1\r\n\r\n"), None);
+    }
+}

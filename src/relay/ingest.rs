@@ -1,0 +1,79 @@
+//! Where a feed message enters the relay, from a `/pub` publisher or an exchange feed
+//! line alike: its topic is looked up, it is framed once into a shared `Bytes`, and it
+//! is published to the worker's shard (which queues it for local subscribers and names
+//! the other workers that want it).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::feed::line::FeedSink;
+use super::shard::Relayed;
+use super::topic::{TopicLookup, TopicReader};
+use super::worker::WorkerCtx;
+use crate::io::driver::server::Service;
+use crate::io::driver::Reply;
+use crate::metrics::{now_ns, Hop};
+use crate::ws::{server_frame, FrameHeader, MessageKind};
+
+impl FeedSink for WorkerCtx {
+    fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
+        let header_len = FrameHeader::server_header_len(payload.len());
+        // The topic is a slice of the shared frame when it appears verbatim in the
+        // payload (the common case); otherwise (escapes, default topic) its own bytes.
+        let topic = match lookup {
+            TopicLookup::InPayload(r) => Ok(header_len + r.start..header_len + r.end),
+            TopicLookup::Unescaped(t) => Err(Bytes::from(t)),
+            TopicLookup::Missing | TopicLookup::NotJson => match &self.default_topic {
+                Some(t) => Err(t.clone()),
+                None => {
+                    self.shard.borrow_mut().drop_no_topic();
+                    return;
+                }
+            },
+        };
+        // Framed once, exactly sized, so the Vec becomes the shared Bytes without a copy.
+        let frame = Bytes::from(server_frame(kind.opcode(), payload));
+        let topic = match topic {
+            Ok(range) => frame.slice(range),
+            Err(t) => t,
+        };
+        let now = now_ns();
+        self.record(Hop::Ingress, now.saturating_sub(read_ns));
+        self.shard.borrow_mut().publish(
+            Relayed {
+                topic,
+                frame,
+                routed_ns: now,
+            },
+            now,
+        );
+    }
+
+    fn end_batch(&self) {
+        self.flush();
+    }
+}
+
+/// A publisher connection's messages go into the relay.
+pub(super) struct Publisher {
+    pub(super) ctx: Rc<WorkerCtx>,
+    pub(super) topics: TopicReader,
+    /// When the read being handled completed (start of the `ingress` hop).
+    pub(super) read_ns: u64,
+}
+
+impl Service for Publisher {
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
+        let lookup = self.topics.lookup(payload);
+        self.ctx.ingest(kind, payload, lookup, self.read_ns);
+    }
+
+    fn on_read(&mut self) {
+        self.read_ns = now_ns();
+    }
+
+    fn on_batch_end(&mut self) {
+        self.ctx.flush();
+    }
+}

@@ -1,0 +1,184 @@
+//! What the relay tells its operator: each worker's metrics interval (hop histograms
+//! and counters, sent to the collector once a second, off the hot path), the feed and
+//! group counters, and the summary printed at exit.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::shard::ShardStats;
+use super::worker::WorkerCtx;
+use crate::io::rt;
+use crate::metrics::collector::{Counters, FeedCounters, GroupCounters, Interval, Snapshot};
+use crate::metrics::HopHistograms;
+
+/// How often a worker hands its interval histograms to the collector.
+pub const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Topics reported per group with their missing counts, at most (the worst first):
+/// a line with gaps on every topic must not turn `/metrics` into megabytes.
+pub const MAX_GAP_TOPICS_REPORTED: usize = 100;
+
+/// Where a worker sends its metrics, and the merged view `/metrics` renders.
+#[derive(Debug, Clone)]
+pub struct MetricsLink {
+    /// The collector's inbox.
+    pub tx: crossbeam_channel::Sender<Interval>,
+    /// The collector's merged snapshot.
+    pub snapshot: Arc<std::sync::Mutex<Snapshot>>,
+}
+
+/// What a worker reports when it stops.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerSummary {
+    /// The shard's counters.
+    pub stats: ShardStats,
+    /// Publisher connections accepted.
+    pub publishers: u64,
+    /// Subscriber connections accepted.
+    pub subscribers: u64,
+    /// Connections refused at the handshake (bad path, over the limit, bad request).
+    pub refused: u64,
+    /// The feed lines this worker dialled.
+    pub feeds: Vec<FeedCounters>,
+    /// Their groups' arbitration.
+    pub groups: Vec<GroupCounters>,
+}
+
+/// Once per [`METRICS_INTERVAL`] until the worker is done: sends the interval.
+pub(super) async fn metrics_tick(ctx: Rc<WorkerCtx>) {
+    let mut ticker = rt::Interval::new(METRICS_INTERVAL);
+    ticker.tick().await;
+    while !ctx.done.get() {
+        ticker.tick().await;
+        send_interval(&ctx);
+    }
+}
+
+/// Swaps this worker's histograms for empty ones and sends them, with the counters, to
+/// the collector.
+pub(super) fn send_interval(ctx: &WorkerCtx) {
+    let Some(link) = ctx.metrics.as_ref() else {
+        return;
+    };
+    let mut hops = HopHistograms::default();
+    ctx.hops.borrow_mut().take_into(&mut hops);
+    let now = std::time::SystemTime::now();
+    let started = ctx.interval_start.replace(now);
+    let (feeds, groups) = feed_counters(ctx);
+    let counters = {
+        let mut shard = ctx.shard.borrow_mut();
+        let queue_bytes = shard.queued_bytes() as u64;
+        let st = &shard.stats;
+        Counters {
+            messages_in: st.messages_in,
+            messages_out: st.messages_out,
+            dropped: vec![
+                ("queue_full", st.dropped_queue_full),
+                ("conflated", st.dropped_conflated),
+                ("no_topic", st.dropped_no_topic),
+                ("channel_full", st.dropped_channel_full),
+                ("slow_disconnect", st.slow_disconnects),
+            ],
+            publishers: ctx.publishers_live.get(),
+            subscribers: ctx.subscribers_live.get(),
+            queue_bytes,
+            feeds,
+            groups,
+        }
+    };
+    let _ = link.tx.send(Interval {
+        worker: ctx.id,
+        start: started,
+        duration: now.duration_since(started).unwrap_or_default(),
+        hops,
+        counters,
+    });
+}
+
+/// The feeds' and groups' counters now.
+pub(super) fn feed_counters(ctx: &WorkerCtx) -> (Vec<FeedCounters>, Vec<GroupCounters>) {
+    let now = Instant::now();
+    let lines = ctx.feeds.borrow();
+    let feeds = lines
+        .iter()
+        .map(|l| {
+            let st = &l.state;
+            FeedCounters {
+                name: l.config.name.clone(),
+                group: l.group.name.clone(),
+                connected: st.connected.get(),
+                connects: st.connects.get(),
+                reconnects: st.reconnects.get(),
+                messages: st.messages.get(),
+                pings: st.pings.get(),
+                duplicates: st.duplicates.get(),
+                last_message_age_ms: st
+                    .last_message
+                    .get()
+                    .map(|t| now.duration_since(t).as_millis() as u64),
+            }
+        })
+        .collect();
+    let mut groups: Vec<GroupCounters> = Vec::new();
+    for l in lines.iter() {
+        if groups.iter().any(|g| g.name == l.group.name) || !l.group.sequenced {
+            continue;
+        }
+        let arbiter = l.group.arbiter.borrow();
+        let t = arbiter.totals();
+        groups.push(GroupCounters {
+            name: l.group.name.clone(),
+            forwarded: t.forwarded,
+            duplicates: t.duplicates,
+            gaps: t.gaps,
+            missing: t.missing,
+            resets: t.resets,
+            untracked: arbiter.untracked(),
+            missing_by_topic: arbiter.worst_gaps(MAX_GAP_TOPICS_REPORTED),
+        });
+    }
+    (feeds, groups)
+}
+
+/// The exit summary: messages in and out, drops by reason and topic, connections,
+/// feeds and groups.
+pub fn summary(workers: &[WorkerSummary]) -> String {
+    let mut total = WorkerSummary::default();
+    for w in workers {
+        total.stats.merge(&w.stats);
+        total.publishers += w.publishers;
+        total.subscribers += w.subscribers;
+        total.refused += w.refused;
+    }
+    let s = &total.stats;
+    let mut text = format!(
+        "feedrelay run stopped: messages in {} out {} (queued {}); dropped: queue full {}, conflated {}, no topic {}, channel full {}; slow consumers disconnected {}; connections: publishers {}, subscribers {}, refused {}",
+        s.messages_in, s.messages_out, s.messages_queued, s.dropped_queue_full, s.dropped_conflated,
+        s.dropped_no_topic, s.dropped_channel_full, s.slow_disconnects, total.publishers, total.subscribers, total.refused
+    );
+    let mut by_topic: Vec<_> = s.drops_by_topic.iter().collect();
+    by_topic.sort_by(|a, b| b.1.cmp(a.1));
+    for (topic, n) in by_topic.iter().take(10) {
+        text.push_str(&format!(
+            "\n  dropped on topic {}: {n}",
+            String::from_utf8_lossy(topic)
+        ));
+    }
+    for f in workers.iter().flat_map(|w| &w.feeds) {
+        text.push_str(&format!(
+            "\n  feed {} (group {}): sessions {}, reconnects {}, messages {}, copies dropped {}, pings {}",
+            f.name, f.group, f.connects, f.reconnects, f.messages, f.duplicates, f.pings
+        ));
+    }
+    for g in workers.iter().flat_map(|w| &w.groups) {
+        text.push_str(&format!(
+            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}, unarbitrated {}",
+            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets, g.untracked
+        ));
+        for (topic, n) in g.missing_by_topic.iter().take(10) {
+            text.push_str(&format!("\n    missing on topic {topic}: {n}"));
+        }
+    }
+    text
+}

@@ -1,0 +1,219 @@
+//! `feedrelay run`: starting a whole relay and stopping it.
+//!
+//! Before anything listens, every worker's ring is set up as configured and every
+//! feed's TLS trust is built, so a bad SQPOLL CPU or `ca_file` is a one-line refusal.
+//! Then one listener per worker, the metrics collector, the workers themselves; on
+//! SIGINT/SIGTERM they drain and the summary and percentile table are printed.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::config::Config;
+use super::feed::plan::{plan_feeds, FeedPlan};
+use super::links::links;
+use super::report::{summary, MetricsLink, WorkerSummary};
+use super::worker::{run_worker, ConnectionCount, WorkerSetup};
+use crate::io::listener::bind_reuseport_with;
+use crate::io::shutdown::{self, Shutdown};
+use crate::io::sockopt::SocketOptions;
+use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
+use crate::io::{http, ring, IoError};
+use crate::metrics::collector::{Collector, MetricsError};
+use crate::metrics::report::PercentileTable;
+use crate::metrics::{prometheus, Hop};
+use crate::ws::mask::MaskKernel;
+
+/// Why the relay could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The host, a socket or a worker failed (or the worker layout is impossible).
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// The metrics collector or its interval log failed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// What the relay prints as it goes (the CLI's stdout).
+pub type Say<'a> = &'a dyn Fn(&str);
+
+/// Bound listeners, the shutdown they stop on, and the address they share.
+pub struct Listening {
+    /// One listener per worker, on the same address.
+    pub listeners: Vec<TcpListener>,
+    /// The address (the port the OS chose, for port 0).
+    pub local: SocketAddr,
+    /// Fired by SIGINT/SIGTERM.
+    pub shutdown: Shutdown,
+}
+
+/// What `echo` and `run` share at start: check the ring, bind one listener per worker,
+/// arm SIGINT/SIGTERM, and print the listening line (which tests and scripts parse):
+/// `feedrelay WHAT listening on ws://ADDR (N workers, cores [..]EXTRA, unmask KERNEL)`.
+pub fn listen(
+    map: &CoreMap,
+    addr: SocketAddr,
+    socket: &SocketOptions,
+    what: &str,
+    extra: &str,
+    say: Say<'_>,
+) -> Result<Listening, IoError> {
+    ring::probe()?;
+    let listeners = bind_reuseport_with(addr, map.workers(), socket)?;
+    let local = listeners[0]
+        .local_addr()
+        .map_err(|e| IoError::op("listen on", addr, e))?;
+    let (trigger, shutdown) = shutdown::channel();
+    trigger
+        .fire_on_signals()
+        .map_err(|e| IoError::op("install signal handlers for", "SIGINT/SIGTERM", e))?;
+    let pins: Vec<String> = (0..map.workers())
+        .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
+        .collect();
+    say(&format!(
+        "feedrelay {what} listening on ws://{local} ({} workers, cores [{}]{extra}, unmask {})",
+        map.workers(),
+        pins.join(","),
+        MaskKernel::detected().name()
+    ));
+    Ok(Listening {
+        listeners,
+        local,
+        shutdown,
+    })
+}
+
+/// Runs the relay as `config` says until SIGINT/SIGTERM, printing through `say`;
+/// `hlog` receives the per-hop interval log.
+pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), RelayError> {
+    let map = CoreMap::new(config.workers, config.cores.as_deref())?;
+    for i in 0..map.workers() {
+        ring::Ring::with_options(&config.ring_options(i))?;
+    }
+    let feeds = plan_feeds(&config, map.workers())?;
+    let want = config.max_connections as u64 + 64;
+    let fds = raise_fd_limit(want);
+    if fds < want {
+        tracing::warn!(
+            limit = fds,
+            max_connections = config.max_connections,
+            "the open-file limit is below max_connections; raise `ulimit -n`"
+        );
+    }
+    let idle = format!(", idle {}", config.idle.name());
+    let started = listen(
+        &map,
+        config.listen,
+        &config.socket_options(),
+        "run",
+        &idle,
+        say,
+    )?;
+    let collector = if config.metrics {
+        Some(Collector::start(map.workers(), hlog)?)
+    } else {
+        None
+    };
+    let link = collector.as_ref().map(|c| MetricsLink {
+        tx: c.sender(),
+        snapshot: c.snapshot(),
+    });
+    if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
+        let snapshot = c.snapshot();
+        let local = http::serve(
+            addr,
+            "feedrelay-metrics-http",
+            Box::new(move |path| match path {
+                "/metrics" => snapshot
+                    .lock()
+                    .ok()
+                    .map(|s| ("text/plain; version=0.0.4", prometheus::render(&s))),
+                _ => None,
+            }),
+        )?;
+        say(&format!("metrics on http://{local}/metrics"));
+    }
+    let summaries = run_relay(
+        &map,
+        started.listeners,
+        feeds,
+        Arc::new(config),
+        link,
+        started.shutdown,
+    )?;
+    say(&summary(&summaries));
+    if let Some(c) = collector {
+        let totals = c.finish()?.merged();
+        let mut table = PercentileTable::new("hop");
+        for hop in Hop::ALL {
+            table.row(hop.name(), totals.get(hop), &[]);
+        }
+        say(&table.render());
+        if let Some(p) = hlog {
+            say(&format!("per-hop interval log: {}", p.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a whole relay: one worker per entry of `map`, each on its listener (one per
+/// worker, as [`bind_reuseport_with`] returns them) and with its feed groups (as
+/// [`plan_feeds`] made them, before anything listened), until `shutdown`; returns
+/// every worker's summary.
+pub fn run_relay(
+    map: &CoreMap,
+    listeners: Vec<TcpListener>,
+    feeds: Vec<Vec<FeedPlan>>,
+    config: Arc<Config>,
+    metrics: Option<MetricsLink>,
+    shutdown: Shutdown,
+) -> Result<Vec<WorkerSummary>, IoError> {
+    let workers = map.workers();
+    if listeners.len() != workers || feeds.len() != workers {
+        return Err(IoError::Config(format!(
+            "{} listeners and {} feed plans for {workers} workers",
+            listeners.len(),
+            feeds.len()
+        )));
+    }
+    // Each worker takes its own listener, channel ends and feeds at start (not the hot
+    // path).
+    let per_worker = std::sync::Mutex::new(
+        listeners
+            .into_iter()
+            .zip(links(workers))
+            .zip(feeds)
+            .map(Some)
+            .collect::<Vec<_>>(),
+    );
+    let connections = Arc::new(ConnectionCount::default());
+    let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
+    run_workers_with(
+        map,
+        move |i| rings[i],
+        move |id| {
+            let mine = per_worker
+                .lock()
+                .ok()
+                .and_then(|mut l| l.get_mut(id)?.take());
+            let setup = mine.map(|((listener, links), feeds)| WorkerSetup {
+                id,
+                workers,
+                listener,
+                links,
+                config: Arc::clone(&config),
+                connections: Arc::clone(&connections),
+                metrics: metrics.clone(),
+                feeds,
+                shutdown: shutdown.clone(),
+            });
+            async move {
+                let setup =
+                    setup.ok_or_else(|| IoError::Config(format!("no listener for worker {id}")))?;
+                run_worker(setup).await
+            }
+        },
+    )
+}

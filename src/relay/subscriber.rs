@@ -1,0 +1,319 @@
+//! A subscriber connection: a reader that runs the connection (control ops in,
+//! replies and the connection's own pongs and close queued behind the data), and a
+//! writer that drains the subscriber's queue into one vectored write at a time.
+//!
+//! Ordering: everything a subscriber receives goes through its one queue, so a reply,
+//! a pong or the close frame never overtakes a message queued before it. Closing: when
+//! the close handshake has started (either side) and the queue is empty, the writer
+//! sends FIN and ends; the reader waits for the peer to close too (bounded by the close
+//! timeout and the linger period), then the connection is closed and the subscriber
+//! removed. A subscriber that stops reading with a full socket is cut after the linger
+//! period, so its memory and descriptor come back.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::control::{self, Control};
+use super::routing::SubId;
+use super::worker::WorkerCtx;
+use crate::io::driver::server::{serve as serve_driver, Ended, ServeOptions, Service, Transmit};
+use crate::io::driver::{Driver, DriverError, Reply};
+use crate::io::ring::WriteBatch;
+use crate::io::rt;
+use crate::io::shutdown::Shutdown;
+use crate::io::signal::LocalSignal;
+use crate::metrics::{now_ns, Hop};
+use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, State};
+
+/// Frames per vectored write to one subscriber (IOV_MAX is 1024). Not yet tuned by a
+/// benchmark.
+pub const MAX_WRITE_BATCH: usize = 64;
+
+/// A subscriber's writer, as the reader, the worker's flush and the keepalive sweep
+/// see it.
+pub(super) struct SubWriter {
+    driver: Rc<Driver>,
+    notify: LocalSignal,
+    /// When the subscriber last sent anything (a pong counts).
+    pub(super) last_rx: Cell<Instant>,
+    /// Set by the keepalive sweep: the subscriber was silent past the idle timeout.
+    pub(super) idle_close: Cell<bool>,
+    /// A vectored write is in flight (the peer may have stopped reading).
+    writing: Cell<bool>,
+    /// The reader is done: the writer stops touching the shard (the id may be reused).
+    gone: Cell<bool>,
+    /// The writer has ended (after FIN, or after a failed write).
+    finished: LocalSignal,
+    finished_flag: Cell<bool>,
+}
+
+impl SubWriter {
+    /// Wakes the writer: its queue changed. If the relay is closing the subscriber and
+    /// a write is stuck behind a full socket, the subscriber stopped reading and will
+    /// never read our close frame: it gets the linger period, then is cut.
+    pub(super) fn wake(self: &Rc<Self>, closing: bool, linger: Duration) {
+        self.notify.raise();
+        if closing && self.writing.get() {
+            let w = Rc::clone(self);
+            rt::spawn(async move {
+                rt::sleep(linger).await;
+                if w.writing.get() {
+                    w.driver.transport().shutdown_both_now();
+                }
+            });
+        }
+    }
+}
+
+/// A server text frame on the control path (allocates; not the relay's hot path).
+pub(super) fn control_frame(text: &str) -> Bytes {
+    Bytes::from(server_frame(OpCode::Text, text.as_bytes()))
+}
+
+/// Serves a subscriber from its first subscription to its close.
+pub(super) async fn serve(
+    ctx: &Rc<WorkerCtx>,
+    driver: Rc<Driver>,
+    topics: Vec<String>,
+    shutdown: Shutdown,
+) -> Result<(), DriverError> {
+    let id = ctx.shard.borrow_mut().add_subscriber();
+    let writer = Rc::new(SubWriter {
+        driver: Rc::clone(&driver),
+        notify: LocalSignal::new(),
+        last_rx: Cell::new(Instant::now()),
+        idle_close: Cell::new(false),
+        writing: Cell::new(false),
+        gone: Cell::new(false),
+        finished: LocalSignal::new(),
+        finished_flag: Cell::new(false),
+    });
+    {
+        let mut writers = ctx.writers.borrow_mut();
+        if writers.len() <= id {
+            writers.resize(id + 1, None);
+        }
+        writers[id] = Some(Rc::clone(&writer));
+    }
+    let mut service = Subscriber {
+        ctx: Rc::clone(ctx),
+        id,
+        writer: Rc::clone(&writer),
+    };
+    if !topics.is_empty() {
+        service.control(Control::Subscribe(topics));
+    }
+    ctx.flush();
+    rt::spawn(write_loop(Rc::clone(ctx), id, Rc::clone(&writer)));
+
+    let options = ServeOptions {
+        idle_timeout: None, // the keepalive sweep closes idle subscribers
+        linger: ctx.server.linger,
+        transmit: Transmit::Handoff,
+    };
+    let result = serve_driver(&driver, &mut service, &options, shutdown).await;
+    if let Ok(Ended::Closed) = result {
+        // Our close frame (or reply) is queued behind the data: let the writer finish
+        // (FIN), then wait for the peer to close TCP too.
+        let deadline = Instant::now() + ctx.server.linger;
+        let finished = async {
+            while !writer.finished_flag.get() {
+                writer.finished.wait().await;
+            }
+        };
+        let _ = rt::timeout_at(deadline, finished).await;
+        driver.drain(deadline).await;
+    }
+    driver.shutdown().await;
+
+    // Retire the subscriber; the writer sees it is gone.
+    writer.gone.set(true);
+    writer.notify.raise();
+    if let Some(slot) = ctx.writers.borrow_mut().get_mut(id) {
+        *slot = None;
+    }
+    let drops = ctx.shard.borrow_mut().subscriber(id).map_or(0, |s| s.drops);
+    if drops > 0 {
+        tracing::info!(peer = %driver.peer(), drops, "subscriber left; messages were dropped for it");
+    }
+    ctx.shard.borrow_mut().remove_subscriber(id);
+    ctx.flush();
+    result.map(drop)
+}
+
+/// The reader's side: control ops in; replies and the connection's transmit queued.
+struct Subscriber {
+    ctx: Rc<WorkerCtx>,
+    id: SubId,
+    writer: Rc<SubWriter>,
+}
+
+impl Subscriber {
+    /// Acts on a control request, queueing its reply (a `subscribed` reply waits until
+    /// every worker routes the new topics here).
+    fn control(&mut self, op: Control) {
+        let mut shard = self.ctx.shard.borrow_mut();
+        let error = match op {
+            Control::Subscribe(topics) => {
+                let ok = control_frame(&control::reply("subscribed", &topics));
+                shard.subscribe(self.id, &topics, ok).err()
+            }
+            Control::Unsubscribe(topics) => {
+                let ok = control_frame(&control::reply("unsubscribed", &topics));
+                shard.unsubscribe(self.id, &topics, ok);
+                None
+            }
+        };
+        if let Some(reason) = error {
+            shard.reply(self.id, control_frame(&control::reply_error(&reason)));
+        }
+    }
+}
+
+impl Service for Subscriber {
+    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
+        let parsed = match kind {
+            MessageKind::Binary => Err("control messages are JSON text".to_owned()),
+            MessageKind::Text => control::parse(payload),
+        };
+        match parsed {
+            Ok(op) => self.control(op),
+            Err(reason) => {
+                let frame = control_frame(&control::reply_error(&reason));
+                self.ctx.shard.borrow_mut().reply(self.id, frame);
+            }
+        }
+    }
+
+    fn on_read(&mut self) {
+        self.writer.last_rx.set(Instant::now());
+    }
+
+    fn on_batch_end(&mut self) {
+        self.ctx.flush();
+    }
+
+    fn on_transmit(&mut self, frames: Vec<u8>) {
+        let mut shard = self.ctx.shard.borrow_mut();
+        if self.writer.driver.state() == State::Open {
+            shard.reply(self.id, Bytes::from(frames));
+        } else {
+            // The close frame is among these: nothing may follow it.
+            shard.reply_closing(self.id, Bytes::from(frames));
+        }
+        drop(shard);
+        self.ctx.flush();
+    }
+}
+
+/// What the writer takes next.
+enum Next {
+    /// Frames drained from the queue into the batch (maybe none).
+    Frames,
+    /// The relay closes the subscriber: what was queued is dropped, our close frame
+    /// goes out.
+    Close(CloseCode, String),
+    /// The subscriber is gone.
+    Stop,
+}
+
+/// After our close frame: FIN, then the peer gets `linger` to close too (its close
+/// frame ends the reader's wait); a peer that does not is cut, so the connection never
+/// outlives the linger period (RFC 6455 §7.1.1: the server closes TCP first).
+async fn finish(writer: &SubWriter, linger: Duration) {
+    writer.driver.finish_writing();
+    writer.finished_flag.set(true);
+    writer.finished.raise();
+    let gone = async {
+        while !writer.gone.get() {
+            writer.notify.wait().await;
+        }
+    };
+    if rt::timeout(linger, gone).await.is_err() {
+        writer.driver.transport().shutdown_both_now();
+    }
+}
+
+async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
+    let driver = Rc::clone(&writer.driver);
+    let mut batch = WriteBatch::with_capacity(MAX_WRITE_BATCH);
+    loop {
+        let next = if writer.gone.get() {
+            Next::Stop
+        } else if writer.idle_close.replace(false) {
+            Next::Close(CloseCode::GOING_AWAY, "idle timeout".into())
+        } else {
+            let mut shard = ctx.shard.borrow_mut();
+            match shard.subscriber(id) {
+                None => Next::Stop,
+                Some(sub) => match sub.close.take() {
+                    Some((code, reason)) => Next::Close(code, reason),
+                    None => {
+                        sub.queue.drain_timed(
+                            &mut batch.frames,
+                            Some(&mut batch.times),
+                            MAX_WRITE_BATCH,
+                        );
+                        Next::Frames
+                    }
+                },
+            }
+        };
+        match next {
+            Next::Stop => break,
+            Next::Close(code, reason) => {
+                tracing::debug!(sub = id, %code, reason, "closing subscriber");
+                if let Some(sub) = ctx.shard.borrow_mut().subscriber(id) {
+                    sub.queue.clear();
+                    sub.closing = true;
+                }
+                driver.close(code, &reason);
+                let mut close = Vec::new();
+                driver.take_transmit(&mut close);
+                batch.frames.clear();
+                batch.times.clear();
+                batch.frames.push(Bytes::from(close));
+                let (res, _) = driver.write_frames(batch).await;
+                if res.is_ok() {
+                    finish(&writer, ctx.server.linger).await;
+                }
+                break;
+            }
+            Next::Frames if batch.frames.is_empty() => {
+                if driver.state() != State::Open {
+                    // The close handshake started and everything before it is out.
+                    finish(&writer, ctx.server.linger).await;
+                    break;
+                }
+                writer.notify.wait().await;
+                continue;
+            }
+            Next::Frames => {}
+        }
+        let frames = batch.frames.len() as u64;
+        writer.writing.set(true);
+        let (res, back) = driver.write_frames(batch).await;
+        writer.writing.set(false);
+        batch = back;
+        if res.is_err() {
+            break;
+        }
+        let now = now_ns();
+        for &t in batch.times.iter().filter(|&&t| t > 0) {
+            ctx.record(Hop::Egress, now.saturating_sub(t));
+        }
+        batch.times.clear();
+        ctx.shard.borrow_mut().stats.messages_out += frames;
+    }
+    writer.finished_flag.set(true);
+    writer.finished.raise();
+    if !writer.gone.get() {
+        // A failed write: make sure the reader sees the end too.
+        if driver.state() == State::Open {
+            driver.transport().shutdown_both_now();
+        }
+    }
+}
