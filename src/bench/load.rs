@@ -151,37 +151,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let spec = &spec;
     let (sink_tx, sink_rx) = std::sync::mpsc::channel::<u64>();
 
-    let pub_spec = spec.clone();
-    let publisher = std::thread::Builder::new().name("bench-pub".into()).spawn(
-        move || -> anyhow::Result<()> {
-            let ring = Ring::new()?;
-            ring.block_on(async move {
-                let sink = match floor_listener {
-                    Some(l) => floor_sink(l, pub_spec.subs).await?,
-                    None => {
-                        let mut pubs = Vec::with_capacity(pub_spec.pubs.max(1));
-                        for _ in 0..pub_spec.pubs.max(1) {
-                            pubs.push(
-                                WsClient::connect(
-                                    &format!(
-                                        "{}pub",
-                                        pub_spec.publish_to.as_ref().unwrap_or(&pub_spec.target)
-                                    ),
-                                    &[],
-                                    Limits::default(),
-                                )
-                                .await
-                                .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
-                            );
-                        }
-                        Sink::Relay(pubs)
-                    }
-                };
-                let start_ns = sink_rx.recv()?;
-                publish(sink, pub_spec, start_ns, total).await
-            })
-        },
-    )?;
+    let publisher = start_publisher(spec.clone(), floor_listener, sink_rx, total)?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let (window_tx, window_rx) = std::sync::mpsc::channel::<Window>();
@@ -258,6 +228,42 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         },
         elapsed,
     })
+}
+
+/// The publisher's thread: connects (or, for the floor, accepts the subscribers), waits
+/// for the start time, then publishes `total` messages on schedule.
+fn start_publisher(
+    spec: LoadSpec,
+    floor_listener: Option<std::net::TcpListener>,
+    start: std::sync::mpsc::Receiver<u64>,
+    total: u64,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let thread = std::thread::Builder::new().name("bench-pub".into()).spawn(
+        move || -> anyhow::Result<()> {
+            let ring = Ring::new()?;
+            ring.block_on(async move {
+                let sink = match floor_listener {
+                    Some(l) => floor_sink(l, spec.subs).await?,
+                    None => {
+                        let url =
+                            format!("{}pub", spec.publish_to.as_ref().unwrap_or(&spec.target));
+                        let mut pubs = Vec::with_capacity(spec.pubs.max(1));
+                        for _ in 0..spec.pubs.max(1) {
+                            pubs.push(
+                                WsClient::connect(&url, &[], Limits::default())
+                                    .await
+                                    .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
+                            );
+                        }
+                        Sink::Relay(pubs)
+                    }
+                };
+                let start_ns = start.recv()?;
+                publish(sink, spec, start_ns, total).await
+            })
+        },
+    )?;
+    Ok(thread)
 }
 
 /// The measured window, as the subscribers see it.

@@ -200,7 +200,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = l.local_addr().unwrap();
             drop(l);
-            assert!(super::super::ring::connect(addr).await.is_err());
+            assert!(crate::io::ring::connect(addr).await.is_err());
             Ok(())
         })
         .unwrap();

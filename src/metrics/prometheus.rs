@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::collector::Snapshot;
+use super::collector::{FeedCounters, GroupCounters, Snapshot};
 use super::hop::Hop;
 
 /// Histogram bucket bounds, in seconds: 1 µs to 1 s.
@@ -125,6 +125,119 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A metric: name, type, help.
+type Metric = (&'static str, &'static str, &'static str);
+
+/// How a per-feed metric reads a line's counters (`None`: no sample).
+type FeedValue = fn(&FeedCounters) -> Option<u64>;
+
+/// How a per-group metric reads a group's counters.
+type GroupValue = fn(&GroupCounters) -> u64;
+
+/// The per-feed-line metrics.
+const PER_FEED: [(Metric, FeedValue); 7] = [
+    (
+        (
+            "feedrelay_feed_connected",
+            "gauge",
+            "1 while the feed line has a session.",
+        ),
+        |f| Some(f.connected as u64),
+    ),
+    (
+        (
+            "feedrelay_feed_connects_total",
+            "counter",
+            "Sessions established.",
+        ),
+        |f| Some(f.connects),
+    ),
+    (
+        (
+            "feedrelay_feed_reconnects_total",
+            "counter",
+            "Failures retried (refused, TLS, closed, stale, protocol).",
+        ),
+        |f| Some(f.reconnects),
+    ),
+    (
+        (
+            "feedrelay_feed_messages_total",
+            "counter",
+            "Messages received on the line, before arbitration.",
+        ),
+        |f| Some(f.messages),
+    ),
+    (
+        (
+            "feedrelay_feed_pings_total",
+            "counter",
+            "Pings sent because the line was quiet.",
+        ),
+        |f| Some(f.pings),
+    ),
+    (
+        (
+            "feedrelay_feed_duplicates_total",
+            "counter",
+            "Copies dropped: another line of the group delivered first.",
+        ),
+        |f| Some(f.duplicates),
+    ),
+    (
+        (
+            "feedrelay_feed_last_message_age_seconds",
+            "gauge",
+            "Time since the line's last message.",
+        ),
+        |f| f.last_message_age_ms,
+    ),
+];
+
+/// The per-group (arbitration) metrics.
+const PER_GROUP: [(Metric, GroupValue); 5] = [
+    (
+        (
+            "feedrelay_group_forwarded_total",
+            "counter",
+            "First copies forwarded by the group's arbiter.",
+        ),
+        |g| g.forwarded,
+    ),
+    (
+        (
+            "feedrelay_group_gaps_total",
+            "counter",
+            "Sequence jumps no line filled.",
+        ),
+        |g| g.gaps,
+    ),
+    (
+        (
+            "feedrelay_group_missing_total",
+            "counter",
+            "Sequence numbers no line delivered.",
+        ),
+        |g| g.missing,
+    ),
+    (
+        (
+            "feedrelay_group_untracked_total",
+            "counter",
+            "Messages forwarded unarbitrated: their topic was past the arbiter's limit.",
+        ),
+        |g| g.untracked,
+    ),
+    (
+        (
+            "feedrelay_group_resets_total",
+            "counter",
+            "Sources that restarted their sequence.",
+        ),
+        |g| g.resets,
+    ),
+];
+
 /// Per feed line: up, sessions, reconnects, messages, copies dropped, last message age;
 /// per group: forwarded, gaps and missing sequence numbers (per topic with a gap).
 fn render_feeds(s: &Snapshot, out: &mut String) {
@@ -133,69 +246,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
     if feeds.is_empty() {
         return;
     }
-    use super::collector::{FeedCounters, GroupCounters};
-    type Metric = (&'static str, &'static str, &'static str);
-    type FeedValue = &'static dyn Fn(&FeedCounters) -> Option<u64>;
-    type GroupValue = &'static dyn Fn(&GroupCounters) -> u64;
-    let per_feed: [(Metric, FeedValue); 7] = [
-        (
-            (
-                "feedrelay_feed_connected",
-                "gauge",
-                "1 while the feed line has a session.",
-            ),
-            &|f| Some(f.connected as u64),
-        ),
-        (
-            (
-                "feedrelay_feed_connects_total",
-                "counter",
-                "Sessions established.",
-            ),
-            &|f| Some(f.connects),
-        ),
-        (
-            (
-                "feedrelay_feed_reconnects_total",
-                "counter",
-                "Failures retried (refused, TLS, closed, stale, protocol).",
-            ),
-            &|f| Some(f.reconnects),
-        ),
-        (
-            (
-                "feedrelay_feed_messages_total",
-                "counter",
-                "Messages received on the line, before arbitration.",
-            ),
-            &|f| Some(f.messages),
-        ),
-        (
-            (
-                "feedrelay_feed_pings_total",
-                "counter",
-                "Pings sent because the line was quiet.",
-            ),
-            &|f| Some(f.pings),
-        ),
-        (
-            (
-                "feedrelay_feed_duplicates_total",
-                "counter",
-                "Copies dropped: another line of the group delivered first.",
-            ),
-            &|f| Some(f.duplicates),
-        ),
-        (
-            (
-                "feedrelay_feed_last_message_age_seconds",
-                "gauge",
-                "Time since the line's last message.",
-            ),
-            &|f| f.last_message_age_ms,
-        ),
-    ];
-    for ((name, kind, help), value) in per_feed {
+    for ((name, kind, help), value) in PER_FEED {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for f in &feeds {
@@ -208,49 +259,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
             }
         }
     }
-    let per_group: [(Metric, GroupValue); 5] = [
-        (
-            (
-                "feedrelay_group_forwarded_total",
-                "counter",
-                "First copies forwarded by the group's arbiter.",
-            ),
-            &|g| g.forwarded,
-        ),
-        (
-            (
-                "feedrelay_group_gaps_total",
-                "counter",
-                "Sequence jumps no line filled.",
-            ),
-            &|g| g.gaps,
-        ),
-        (
-            (
-                "feedrelay_group_missing_total",
-                "counter",
-                "Sequence numbers no line delivered.",
-            ),
-            &|g| g.missing,
-        ),
-        (
-            (
-                "feedrelay_group_untracked_total",
-                "counter",
-                "Messages forwarded unarbitrated: their topic was past the arbiter's limit.",
-            ),
-            &|g| g.untracked,
-        ),
-        (
-            (
-                "feedrelay_group_resets_total",
-                "counter",
-                "Sources that restarted their sequence.",
-            ),
-            &|g| g.resets,
-        ),
-    ];
-    for ((name, kind, help), value) in per_group {
+    for ((name, kind, help), value) in PER_GROUP {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for g in &groups {
