@@ -143,21 +143,22 @@ fn no_allocation_per_message_per_subscriber() {
     let (before, after, delivered) = Ring::new().unwrap().block_on(async move {
         let url = format!("ws://{addr}/");
         let mut readers = Vec::new();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        // How many readers have reached WARMUP and WARMUP + MEASURED messages.
+        let reached = std::rc::Rc::new(std::cell::RefCell::new(Vec::<usize>::new()));
         for _ in 0..SUBSCRIBERS {
             let mut c = WsClient::connect(&format!("{url}ws?topics=*"), &[], Limits::default())
                 .await
                 .unwrap();
             assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
-            let tx = tx.clone();
-            readers.push(tokio_uring::spawn(async move {
+            let reached = std::rc::Rc::clone(&reached);
+            readers.push(feedrelay::io::rt::spawn(async move {
                 for n in 1..=WARMUP + MEASURED {
                     match c.recv().await.unwrap() {
                         Incoming::Message(MessageKind::Text, _) => {}
                         other => panic!("{other:?}"),
                     }
                     if n == WARMUP || n == WARMUP + MEASURED {
-                        let _ = tx.send(n);
+                        reached.borrow_mut().push(n);
                     }
                 }
             }));
@@ -171,19 +172,23 @@ fn no_allocation_per_message_per_subscriber() {
                 let m = format!(r#"{{"s":"SYM{}","seq":{seq},"pad":"{pad}"}}"#, seq % 10);
                 publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();
                 if seq % 32 == 0 {
-                    tokio::task::yield_now().await;
+                    feedrelay::io::rt::yield_now().await;
+                }
+            }
+        };
+        let all_reached = |n: usize| {
+            let reached = std::rc::Rc::clone(&reached);
+            async move {
+                while reached.borrow().iter().filter(|&&r| r == n).count() < SUBSCRIBERS {
+                    feedrelay::io::rt::sleep(std::time::Duration::from_millis(1)).await;
                 }
             }
         };
         send(0, WARMUP).await;
-        for _ in 0..SUBSCRIBERS {
-            assert_eq!(rx.recv().await, Some(WARMUP));
-        }
+        all_reached(WARMUP).await;
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         send(WARMUP, WARMUP + MEASURED).await;
-        for _ in 0..SUBSCRIBERS {
-            assert_eq!(rx.recv().await, Some(WARMUP + MEASURED));
-        }
+        all_reached(WARMUP + MEASURED).await;
         let after = ALLOCATIONS.load(Ordering::Relaxed);
         for r in readers {
             r.await.unwrap();

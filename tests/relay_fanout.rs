@@ -19,7 +19,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// The next data message as text, answering pings on the way; panics on close.
 async fn next_text(c: &mut WsClient) -> String {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+        match feedrelay::io::rt::timeout(Duration::from_secs(10), c.recv()).await {
             Ok(Ok(Incoming::Message(_, p))) => return String::from_utf8(p).unwrap(),
             Ok(Ok(Incoming::Ping(_) | Incoming::Pong(_))) => {}
             other => panic!("expected a message, got {other:?}"),
@@ -76,7 +76,7 @@ fn publishers_and_subscribers_across_two_workers_in_order_without_loss() {
                     filter.split(',').collect()
                 };
                 let expected = wanted.len() * PER_TOPIC * 3;
-                tokio_uring::spawn(async move {
+                feedrelay::io::rt::spawn(async move {
                     let mut seen: HashMap<(String, String), i64> = HashMap::new();
                     for _ in 0..expected {
                         let m = next_text(&mut c).await;
@@ -107,7 +107,7 @@ fn publishers_and_subscribers_across_two_workers_in_order_without_loss() {
                 }
             }
             if seq % 50 == 0 {
-                tokio::task::yield_now().await;
+                feedrelay::io::rt::yield_now().await;
             }
         }
         for r in readers {

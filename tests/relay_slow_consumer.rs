@@ -59,7 +59,7 @@ fn run_with_stalled_subscriber(server: &Server) -> Duration {
             .await
             .unwrap();
         let started = Instant::now();
-        let reader = tokio_uring::spawn(async move {
+        let reader = feedrelay::io::rt::spawn(async move {
             for expected in 0..MESSAGES {
                 match fast.recv().await.unwrap() {
                     Incoming::Message(MessageKind::Text, m) => assert_eq!(seq_of(&m), expected),

@@ -18,14 +18,13 @@
 //! The loop is generic over the strategy, so spinning compiles without a virtual call.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
-use super::ring;
+use super::rt;
 
 /// The configuration word for an idle strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -51,18 +50,22 @@ impl IdleMode {
 }
 
 /// How other threads wake a parked worker. Shared (`Arc`) between the worker and its
-/// producers.
+/// producers. The wake goes through the parked task's waker, which ends the worker
+/// ring's wait with one `eventfd` write.
 #[derive(Debug, Default)]
 pub struct Parker {
     parked: AtomicBool,
-    notify: Notify,
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Parker {
     /// Wakes the worker if it is parked; free (one relaxed load) if it is not.
     pub fn unpark(&self) {
         if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::SeqCst) {
-            self.notify.notify_one();
+            let waker = self.waker.lock().ok().and_then(|mut w| w.take());
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 
@@ -70,12 +73,18 @@ impl Parker {
     /// the park was announced (a producer that sent before it saw the flag did not
     /// wake us).
     async fn park(&self, pending: &impl Fn() -> bool) {
-        self.parked.store(true, Ordering::SeqCst);
-        if pending() {
-            self.parked.store(false, Ordering::SeqCst);
-            return;
-        }
-        self.notify.notified().await;
+        std::future::poll_fn(|cx| {
+            if let Ok(mut w) = self.waker.lock() {
+                *w = Some(cx.waker().clone());
+            }
+            self.parked.store(true, Ordering::SeqCst);
+            if pending() {
+                self.parked.store(false, Ordering::SeqCst);
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Wakes the worker for good: its loop is ending.
@@ -123,29 +132,10 @@ impl IdleStrategy for Park {
     }
 }
 
-/// Lets the worker's other tasks run and hands what they queued to the kernel.
-///
-/// Waking our own waker keeps the loop in the root future (tokio's `yield_now` would
-/// defer through the scheduler). Neither makes the runtime *submit* queued ring
-/// operations (it does that only when it parks), so [`ring::submit_pending`] does.
+/// Lets the worker's other tasks run; the ring loop submits what they queued and takes
+/// completions without waiting, since this task is ready again.
 pub async fn yield_to_ring() {
-    YieldOnce(false).await;
-    ring::submit_pending();
-}
-
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
+    rt::yield_now().await;
 }
 
 /// Runs duty cycles until `done()`: `do_work()` returns how much it did; after a cycle

@@ -5,7 +5,7 @@
 //! This module owns the ring, the buffers and the cores. It knows nothing of what a
 //! message means (that is [`relay`](crate::relay)), and of WebSocket rules it knows only
 //! what [`driver`] asks of [`ws`](crate::ws): nothing else in `io` imports `ws`. The
-//! ring layer (`tokio-uring` today) is named only here, so it can be replaced here.
+//! ring (the `io-uring` crate, with our own executor) is named only here.
 //!
 //! - [`ring`]: every ring operation (read, write, vectored write, connect, accept).
 //! - [`rt`]: spawning tasks, timers, racing futures: the runtime as the crate sees it.

@@ -1,48 +1,26 @@
 //! The worker's runtime as the rest of the crate sees it: spawning tasks, timers,
 //! racing two futures, yielding.
 //!
-//! Today it is backed by `tokio-uring` and the tokio current-thread runtime under it;
-//! nothing outside `io` names either, so replacing the ring layer changes `io` alone.
-//! Times are `std::time::Instant` everywhere, so callers never meet tokio's clock.
+//! All of it runs on the thread's [`Ring`](super::ring::Ring); nothing outside `io`
+//! names the ring or its executor, so replacing them changes `io` alone. Times are
+//! `std::time::Instant` everywhere.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// A spawned task; awaiting it gives its output (`None` if it panicked).
-#[derive(Debug)]
-pub struct JoinHandle<T>(tokio::task::JoinHandle<T>);
+pub use super::ring::task::{spawn, JoinHandle};
+pub use super::ring::timer::Sleep;
 
-impl<T> JoinHandle<T> {
-    /// Whether the task has finished.
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl<T> Future for JoinHandle<T> {
-    type Output = Option<T>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        Pin::new(&mut self.0).poll(cx).map(Result::ok)
-    }
-}
-
-/// Spawns a task on the current worker's ring; it runs until it ends, whether or not
-/// the handle is kept.
-pub fn spawn<F: Future + 'static>(fut: F) -> JoinHandle<F::Output> {
-    JoinHandle(tokio_uring::spawn(fut))
-}
-
-/// Sleeps for `d`. The timer's resolution is a millisecond.
-pub async fn sleep(d: Duration) {
-    tokio::time::sleep(d).await
+/// Sleeps for `d` (nanosecond resolution, plus the kernel's timer slack).
+pub fn sleep(d: Duration) -> Sleep {
+    Sleep::until(Instant::now() + d)
 }
 
 /// Sleeps until `t` (at once if it has passed).
-pub async fn sleep_until(t: Instant) {
-    tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await
+pub fn sleep_until(t: Instant) -> Sleep {
+    Sleep::until(t)
 }
 
 /// Sleeps until `t`, or forever if there is no deadline.
@@ -63,7 +41,7 @@ pub struct Elapsed;
 pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
     Timeout {
         fut,
-        sleep: tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)),
+        sleep: Sleep::until(deadline),
     }
 }
 
@@ -80,7 +58,7 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: F,
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Sleep,
     }
 }
 
@@ -96,9 +74,25 @@ impl<F: Future> Future for Timeout<F> {
     }
 }
 
-/// Lets the worker's other tasks run once, then resumes.
+/// Lets the worker's other tasks (woken before this call) run once, then resumes.
 pub async fn yield_now() {
-    tokio::task::yield_now().await
+    YieldOnce(false).await
+}
+
+/// Pending once, waking itself: the task goes to the back of the ready queue.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// A periodic timer; a tick that is late delays the next (no bursts of missed ticks).

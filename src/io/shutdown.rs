@@ -1,28 +1,50 @@
 //! Graceful shutdown: SIGINT and SIGTERM become a signal every task can wait on.
 //!
-//! Each worker's runtime sits on a tokio current-thread runtime, so a `tokio::sync::watch`
-//! channel wakes tasks on every worker from the signal thread without touching the rings.
+//! The trigger may fire from any thread (the signal thread, a test); waiting tasks are
+//! woken through their wakers, which reach each worker's ring from outside. A waiting
+//! future registers its waker once and removes it when dropped, so the many short
+//! waits of a connection's loop leave nothing behind.
 
-use tokio::sync::watch;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+/// What the trigger and its listeners share.
+#[derive(Debug, Default)]
+struct State {
+    fired: AtomicBool,
+    waiters: Mutex<Slab<Waker>>,
+}
 
 /// Fires the shutdown.
 #[derive(Debug)]
-pub struct Trigger(watch::Sender<bool>);
+pub struct Trigger(Arc<State>);
 
 /// Waits for the shutdown; clone one per task.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown(Arc<State>);
 
 /// A trigger and the first of its listeners.
 pub fn channel() -> (Trigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (Trigger(tx), Shutdown(rx))
+    let state = Arc::new(State::default());
+    (Trigger(Arc::clone(&state)), Shutdown(state))
 }
 
 impl Trigger {
     /// Tells every [`Shutdown`] to stop.
     pub fn fire(&self) {
-        self.0.send_replace(true);
+        self.0.fired.store(true, Ordering::SeqCst);
+        let waiters: Vec<Waker> = match self.0.waiters.lock() {
+            Ok(mut w) => w.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for w in waiters {
+            w.wake();
+        }
     }
 
     /// Fires on the first SIGINT or SIGTERM, from a thread of its own.
@@ -44,14 +66,56 @@ impl Trigger {
 impl Shutdown {
     /// Whether shutdown has begun.
     pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
+        self.0.fired.load(Ordering::SeqCst)
     }
 
-    /// Resolves once shutdown has begun (at once if it already has). If the trigger is
-    /// dropped without firing, this never resolves.
-    pub async fn wait(&mut self) {
-        if self.0.wait_for(|&v| v).await.is_err() {
-            std::future::pending::<()>().await;
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub fn wait(&mut self) -> Wait<'_> {
+        Wait {
+            state: &self.0,
+            key: None,
+        }
+    }
+}
+
+/// The future of [`Shutdown::wait`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Wait<'a> {
+    state: &'a State,
+    key: Option<usize>,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        let Ok(mut waiters) = self.state.waiters.lock() else {
+            return Poll::Pending;
+        };
+        match self.key.and_then(|k| waiters.get_mut(k)) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => *w = cx.waker().clone(),
+            None => self.key = Some(waiters.insert(cx.waker().clone())),
+        }
+        drop(waiters);
+        // Fired between the first check and the registration: do not miss it.
+        if self.state.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            if let Ok(mut waiters) = self.state.waiters.lock() {
+                waiters.try_remove(k);
+            }
         }
     }
 }

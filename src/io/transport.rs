@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::ring::{self, TcpStream, WriteBatch};
+use super::signal::LocalLock;
 
 /// Ciphertext read per socket read (a TLS record is at most 16 KiB plus overhead).
 const CIPHER_READ_BYTES: usize = 18 * 1024;
@@ -122,7 +123,7 @@ pub struct Transport {
     /// Boxed: a plain connection (most of them) does not carry rustls' state inline.
     tls: Option<Box<Tls>>,
     /// Held for the whole of each socket write.
-    write_lock: tokio::sync::Mutex<()>,
+    write_lock: LocalLock,
 }
 
 struct Tls {
@@ -144,7 +145,7 @@ impl Transport {
         Transport {
             tcp,
             tls: None,
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: LocalLock::new(),
         }
     }
 
@@ -181,7 +182,7 @@ impl Transport {
                 readable: std::cell::Cell::new(0),
                 peer_closed: std::cell::Cell::new(false),
             })),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: LocalLock::new(),
         };
         let handshaking = |t: &Transport| {
             t.tls

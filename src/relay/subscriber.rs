@@ -32,6 +32,10 @@ use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, State};
 /// benchmark.
 pub const MAX_WRITE_BATCH: usize = 64;
 
+/// Frames a new subscriber's write batch has room for; it grows (once) under load, so
+/// an idle subscriber does not hold room for [`MAX_WRITE_BATCH`].
+const INITIAL_WRITE_BATCH: usize = 4;
+
 /// A subscriber's writer, as the reader, the worker's flush and the keepalive sweep
 /// see it.
 pub(super) struct SubWriter {
@@ -239,7 +243,7 @@ async fn finish(writer: &SubWriter, linger: Duration) {
 
 async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
     let driver = Rc::clone(&writer.driver);
-    let mut batch = WriteBatch::with_capacity(MAX_WRITE_BATCH);
+    let mut batch = WriteBatch::with_capacity(INITIAL_WRITE_BATCH);
     loop {
         let next = if writer.gone.get() {
             Next::Stop

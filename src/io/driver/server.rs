@@ -219,7 +219,7 @@ pub async fn serve<S: Service>(
             Event::Message { kind, payload } => service.on_message(kind, payload, reply),
             other => service.on_control(&other),
         });
-        if let Err(e) = handled {
+        if let Err(e) = &handled {
             tracing::debug!(%peer, error = %e, "protocol error; failing the connection");
         }
         service.on_batch_end();
@@ -229,6 +229,12 @@ pub async fn serve<S: Service>(
                 driver.linger_close(options.linger).await;
             }
             return Ok(Ended::Closed);
+        }
+        // Let the tasks this batch woke (subscribers' writers) queue their writes first:
+        // the next read then goes to the ring behind them and, when the worker is
+        // behind, takes everything that arrived while they were written.
+        if handled.is_ok_and(|h| h.frames > 0) {
+            rt::yield_now().await;
         }
         // Wait for data, a deadline, shutdown, or a close started by another task. The
         // read stays pinned meanwhile: dropping it would lose what it reads.

@@ -1,0 +1,280 @@
+//! Tasks on a ring: spawned futures, the queue of those ready to run, and their
+//! wakers.
+//!
+//! A task lives in a slab slot. Its waker can be called from any thread (a shutdown
+//! signal, a worker waking a parked one): on the ring's own thread it puts the task on
+//! the ready queue directly; from another thread it goes through the ring's remote
+//! queue and an `eventfd` write that ends the ring's wait.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use slab::Slab;
+
+use super::context::with_ring;
+
+/// A task's slot index and generation (a stale waker of a reused slot does nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TaskId {
+    index: usize,
+    generation: u64,
+}
+
+/// A spawned future.
+struct Task {
+    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    generation: u64,
+    waker: Arc<TaskWaker>,
+}
+
+/// What wakes a task: its id, and the way into its ring from any thread.
+struct TaskWaker {
+    id: TaskId,
+    /// Already on a ready queue (cleared when the task is polled).
+    queued: AtomicBool,
+    remote: Arc<Remote>,
+}
+
+/// The part of a ring other threads may touch.
+pub(super) struct Remote {
+    /// The ring's thread, to tell a local wake from a remote one.
+    pub(super) thread: std::thread::ThreadId,
+    /// Tasks woken from other threads, taken by the ring's loop.
+    pub(super) woken: Mutex<Vec<TaskId>>,
+    /// Written to end the ring's wait (the ring keeps a read of it in flight).
+    pub(super) eventfd: std::os::fd::OwnedFd,
+}
+
+impl Remote {
+    /// Ends the ring's wait, if it is waiting.
+    pub(super) fn notify(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own; a full
+        // counter (EAGAIN) means a wake-up is pending anyway.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if std::thread::current().id() == self.remote.thread {
+            let queued = super::context::try_with_ring(|ring| {
+                ring.tasks.ready.borrow_mut().push_back(self.id)
+            });
+            if queued.is_some() {
+                return;
+            }
+        }
+        if let Ok(mut woken) = self.remote.woken.lock() {
+            woken.push(self.id);
+        }
+        self.remote.notify();
+    }
+}
+
+/// A ring's tasks.
+pub(super) struct Tasks {
+    slab: RefCell<Slab<Task>>,
+    pub(super) ready: RefCell<VecDeque<TaskId>>,
+    next_generation: Cell<u64>,
+}
+
+impl Tasks {
+    pub(super) fn new() -> Self {
+        Tasks {
+            slab: RefCell::new(Slab::new()),
+            ready: RefCell::new(VecDeque::new()),
+            next_generation: Cell::new(1),
+        }
+    }
+
+    /// Adds a task, ready to run.
+    pub(super) fn spawn(&self, remote: &Arc<Remote>, future: Pin<Box<dyn Future<Output = ()>>>) {
+        let generation = self.next_generation.get();
+        self.next_generation.set(generation + 1);
+        let mut slab = self.slab.borrow_mut();
+        let entry = slab.vacant_entry();
+        let id = TaskId {
+            index: entry.key(),
+            generation,
+        };
+        entry.insert(Task {
+            future: Some(future),
+            generation,
+            waker: Arc::new(TaskWaker {
+                id,
+                queued: AtomicBool::new(true),
+                remote: Arc::clone(remote),
+            }),
+        });
+        self.ready.borrow_mut().push_back(id);
+    }
+
+    /// Polls the task `id` once, if it still exists; a finished task is removed.
+    pub(super) fn run(&self, id: TaskId) {
+        let (mut future, waker) = {
+            let mut slab = self.slab.borrow_mut();
+            let Some(task) = slab.get_mut(id.index) else {
+                return;
+            };
+            if task.generation != id.generation {
+                return;
+            }
+            task.waker.queued.store(false, Ordering::Release);
+            let Some(future) = task.future.take() else {
+                return;
+            };
+            (future, Waker::from(Arc::clone(&task.waker)))
+        };
+        // The slab is not borrowed while the task runs: it may spawn others.
+        let done = future
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
+        let mut slab = self.slab.borrow_mut();
+        if done {
+            if slab
+                .get(id.index)
+                .is_some_and(|t| t.generation == id.generation)
+            {
+                slab.remove(id.index);
+            }
+        } else if let Some(task) = slab.get_mut(id.index) {
+            task.future = Some(future);
+        }
+    }
+
+    /// Drops every task's future (the ring is going away), outside the slab's borrow:
+    /// dropping a future may drop ops and timers that reach back into the ring.
+    pub(super) fn drop_all(&self) {
+        loop {
+            let futures: Vec<_> = self
+                .slab
+                .borrow_mut()
+                .drain()
+                .filter_map(|mut t| t.future.take())
+                .collect();
+            if futures.is_empty() {
+                break;
+            }
+            drop(futures);
+        }
+        self.ready.borrow_mut().clear();
+    }
+}
+
+/// The output of a spawned task, for its [`JoinHandle`].
+struct JoinState<T> {
+    output: Option<T>,
+    finished: bool,
+    waiter: Option<Waker>,
+}
+
+/// A spawned task; awaiting it gives its output (`None` if it was dropped unfinished,
+/// as at the ring's end).
+pub struct JoinHandle<T> {
+    state: Rc<RefCell<JoinState<T>>>,
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().finished
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Option<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.state.borrow_mut();
+        if state.finished {
+            return Poll::Ready(state.output.take());
+        }
+        state.waiter = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A spawned future and where its output goes. A struct, not an `async` block: a
+    /// block would hold the future twice (as its capture and as its awaited state),
+    /// and every connection's task would pay for it.
+    struct Spawned<F: Future> {
+        #[pin]
+        future: F,
+        state: Rc<RefCell<JoinState<F::Output>>>,
+    }
+
+    impl<F: Future> PinnedDrop for Spawned<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Finished, run or not: wake whoever joins it.
+            let waiter = {
+                let mut state = this.state.borrow_mut();
+                state.finished = true;
+                state.waiter.take()
+            };
+            if let Some(w) = waiter {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Spawned<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        match this.future.poll(cx) {
+            Poll::Ready(output) => {
+                this.state.borrow_mut().output = Some(output);
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Spawns `future` on this thread's ring.
+pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
+    let state = Rc::new(RefCell::new(JoinState {
+        output: None,
+        finished: false,
+        waiter: None,
+    }));
+    let task = Spawned {
+        future,
+        state: Rc::clone(&state),
+    };
+    with_ring(|ring| ring.tasks.spawn(&ring.remote, Box::pin(task)));
+    JoinHandle { state }
+}
