@@ -31,6 +31,9 @@ pub mod op;
 pub mod task;
 pub mod timer;
 
+#[cfg(test)]
+mod tests;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;

@@ -65,6 +65,14 @@ impl TcpStream {
         socket2::SockRef::from(&self.fd).shutdown(how)
     }
 
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket2::SockRef::from(&self.fd)
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         socket2::SockRef::from(&self.fd)

@@ -1,0 +1,192 @@
+//! The ring's own tests: every kind of operation over real loopback sockets, ops
+//! dropped in flight (their memory must outlive the kernel's use of it), timers,
+//! wake-ups from other threads, and a ring dropped with work outstanding.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::io::rt;
+
+fn pair() -> (
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::SocketAddr,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    (client, listener, addr)
+}
+
+#[test]
+fn accept_connect_read_write_and_writev_round_trip() {
+    Ring::new().unwrap().block_on(async {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = listener(std_listener);
+        let dial = rt::spawn(async move { connect(addr).await.unwrap() });
+        let (server, peer) = listener.accept().await.unwrap();
+        let client = dial.await.unwrap();
+        assert_eq!(peer, client_local(&client));
+        let (res, _) = write_all(&client, b"hello ring".to_vec()).await;
+        res.unwrap();
+        let (n, buf) = read_append(&server, Vec::with_capacity(64)).await;
+        assert_eq!((n.unwrap(), &buf[..]), (10, &b"hello ring"[..]));
+        // A vectored write of shared frames, one of them partly written: arrives whole.
+        let mut batch = WriteBatch::with_capacity(2);
+        batch.frames.push(Bytes::from_static(b"abc"));
+        batch.frames.push(Bytes::from(vec![b'z'; 300_000]));
+        let reader = rt::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 300_003 {
+                let (n, buf) = read_append(&server, Vec::with_capacity(64 << 10)).await;
+                assert!(n.unwrap() > 0);
+                got.extend_from_slice(&buf);
+            }
+            got
+        });
+        let (res, back) = writev_all(&client, batch).await;
+        res.unwrap();
+        assert!(back.frames.is_empty());
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..3], b"abc");
+        assert!(got[3..].iter().all(|&b| b == b'z'));
+    });
+}
+
+fn client_local(c: &TcpStream) -> std::net::SocketAddr {
+    c.local_addr().unwrap()
+}
+
+#[test]
+fn a_read_dropped_in_flight_is_cancelled_and_its_buffer_kept_until_then() {
+    let (mut client, listener, _) = pair();
+    let (server, _) = listener.accept().unwrap();
+    Ring::new().unwrap().block_on(async move {
+        let server = TcpStream::from_std(server);
+        for _ in 0..100 {
+            // Dropped by the lost race: the read is in the ring with its buffer.
+            let r = rt::race(
+                read_append(&server, Vec::with_capacity(4096)),
+                rt::sleep(Duration::from_micros(50)),
+            )
+            .await;
+            assert!(matches!(r, rt::Either::Right(())));
+        }
+        // The cancellations went through: a fresh read gets the next bytes.
+        client.write_all(b"after").unwrap();
+        let (n, buf) = read_append(&server, Vec::with_capacity(64)).await;
+        assert_eq!((n.unwrap(), &buf[..]), (5, &b"after"[..]));
+        with_ring_ops_empty_soon().await;
+    });
+}
+
+/// Waits until the ring has no op in flight but the one this task awaits next.
+async fn with_ring_ops_empty_soon() {
+    let end = Instant::now() + Duration::from_secs(2);
+    while context::with_ring(|r| r.ops.borrow().len()) > 0 && Instant::now() < end {
+        rt::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        context::with_ring(|r| r.ops.borrow().len()),
+        0,
+        "orphans freed"
+    );
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_dropped_ones_leave() {
+    Ring::new().unwrap().block_on(async {
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, ms) in [30u64, 10, 20].into_iter().enumerate() {
+            let order = Rc::clone(&order);
+            tasks.push(rt::spawn(async move {
+                rt::sleep(Duration::from_millis(ms)).await;
+                order.borrow_mut().push(i);
+            }));
+        }
+        // A thousand timers made and dropped leave nothing behind.
+        for _ in 0..1000 {
+            let _ = rt::timeout(Duration::from_secs(60), async {}).await;
+        }
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(*order.borrow(), [1, 2, 0]);
+        assert_eq!(context::with_ring(|r| r.timers.next_deadline()), None);
+        let start = Instant::now();
+        rt::sleep(Duration::from_micros(300)).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_micros(300), "{took:?}");
+    });
+}
+
+#[test]
+fn another_thread_wakes_a_waiting_task() {
+    Ring::new().unwrap().block_on(async {
+        let flag = Arc::new(std::sync::Mutex::new((false, None::<std::task::Waker>)));
+        let remote = Arc::clone(&flag);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            let mut f = remote.lock().unwrap();
+            f.0 = true;
+            if let Some(w) = f.1.take() {
+                w.wake();
+            }
+        });
+        let start = Instant::now();
+        std::future::poll_fn(|cx| {
+            let mut f = flag.lock().unwrap();
+            if f.0 {
+                return std::task::Poll::Ready(());
+            }
+            f.1 = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await;
+        assert!(start.elapsed() < Duration::from_secs(5));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn a_ring_dropped_with_ops_in_flight_cancels_them() {
+    let (_client, listener, _) = pair();
+    let (server, _) = listener.accept().unwrap();
+    let ring = Ring::new().unwrap();
+    ring.block_on(async move {
+        let server = Rc::new(TcpStream::from_std(server));
+        // Left waiting forever on a silent peer when the ring goes.
+        rt::spawn(async move {
+            let _ = read_append(&server, Vec::with_capacity(1 << 20)).await;
+        });
+        rt::yield_now().await;
+    });
+    let start = Instant::now();
+    drop(ring);
+    assert!(start.elapsed() < DRAIN_ON_DROP, "cancelled, not waited out");
+}
+
+#[test]
+fn a_connect_refused_and_a_read_at_end_of_stream_are_plain_results() {
+    let (client, listener, _) = pair();
+    let addr = listener.local_addr().unwrap();
+    let (server, _) = listener.accept().unwrap();
+    drop(listener);
+    drop(client);
+    Ring::new().unwrap().block_on(async move {
+        assert!(connect(addr).await.is_err());
+        let server = TcpStream::from_std(server);
+        let (n, _) = read_append(&server, Vec::with_capacity(16)).await;
+        assert_eq!(n.unwrap(), 0);
+        let (full, _) = read_append(&server, Vec::new()).await;
+        assert!(full.is_err(), "no spare capacity is an error, not a read");
+    });
+}
