@@ -79,7 +79,7 @@ enum Command {
     },
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Run the relay: publishers connect to /pub, subscribers to /ws?topics=A,B.
     Run {
         /// TOML configuration file (flags below override it).
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
             };
             feedrelay::demo::command(args, &say)
         }
-        Command::Bench(args) => feedrelay::bench::cli::command(args, &say),
+        Command::Bench(args) => feedrelay::bench::cli::command(*args, &say),
         Command::MockExchange(args) => feedrelay::mock_exchange::cli::command(args, &say),
         Command::Run {
             config,

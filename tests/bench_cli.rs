@@ -104,3 +104,56 @@ fn bench_spawned_relay_json_and_hlog_agree() {
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&hlog);
 }
+
+/// A rate sweep with the relay and the generator on cores of their own: one row per
+/// variant and rate, every delivery there, a capacity per core, the curves drawn.
+#[test]
+fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
+    let dir = std::env::temp_dir();
+    let json = dir.join(format!("feedrelay-sweep-{}.json", std::process::id()));
+    let plot = dir.join(format!("feedrelay-sweep-{}.svg", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args([
+            "bench",
+            "--spawn",
+            "--rates",
+            "500,1000",
+            "--relay-cores",
+            "0",
+            "--bench-cores",
+            "1",
+            "--subs",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .expect("run bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("relay cores [0], bench cores [1]"), "{text}");
+    assert!(text.contains("capacity per core"), "{text}");
+    let rows = std::fs::read_to_string(&json).expect("json written");
+    for rate in [500u64, 1000] {
+        let row = rows
+            .lines()
+            .find(|l| l.contains(&format!("\"rate\":{rate},")))
+            .unwrap_or_else(|| panic!("rate {rate} in {rows}"));
+        assert_eq!(field(row, "received"), field(row, "expected"), "{row}");
+        assert_eq!(field(row, "lost"), 0, "{row}");
+    }
+    let svg = std::fs::read_to_string(&plot).expect("curves drawn");
+    assert!(svg.contains("park p99") && svg.contains("deliveries per second"));
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&plot);
+}

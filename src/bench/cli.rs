@@ -1,6 +1,6 @@
 //! The `feedrelay bench` command: which variants to compare (spawned relays in several
-//! configurations, relays already running, the no-relay floor), rounds that alternate
-//! them, and the report (table, JSON, plot, hlog).
+//! configurations, relays already running, the baseline relay, the no-relay floor), at
+//! which rates, in rounds that alternate them; the report is in [`super::report`].
 
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use super::load::{run as run_load, LoadResult, LoadSpec};
 use super::spawn::SpawnedRelay;
 use crate::io::idle::IdleMode;
-use crate::metrics::report::{percentiles_us, PercentileTable};
 use crate::relay::config::Config;
 
 /// A switch as the command line spells it.
@@ -78,6 +77,23 @@ pub struct BenchArgs {
     /// Messages per second published.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
+    /// A rate sweep: messages per second, several (e.g. 5000,10000,20000); each rate
+    /// runs every variant in alternating rounds, and the report adds latency against
+    /// throughput (SVG with --plot, JSON with --json) and each variant's capacity per
+    /// core (the highest delivery rate with p99 at most 1 ms and nothing lost).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u64>,
+    /// Pin the relays this bench starts (feedrelay's workers, one per core, and the
+    /// baseline's threads) to these cores, e.g. `0`.
+    #[arg(long, value_delimiter = ',')]
+    pub relay_cores: Option<Vec<usize>>,
+    /// Pin this load generator (every thread) to these cores, e.g. `1`.
+    #[arg(long, value_delimiter = ',')]
+    pub bench_cores: Option<Vec<usize>>,
+    /// Also start this baseline relay binary (benches/baseline_relay.rs, as `cargo bench
+    /// --no-run` builds it) for every run, as the variant `baseline`.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<std::path::PathBuf>,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -128,6 +144,11 @@ pub enum Variant {
         /// Its process, for CPU time.
         pid: Option<u32>,
     },
+    /// The baseline relay binary, started for each run.
+    Baseline {
+        /// Its path.
+        path: std::path::PathBuf,
+    },
     /// No relay: the publisher writes straight to each subscriber socket.
     Floor,
 }
@@ -162,25 +183,42 @@ impl Variant {
                 l
             }
             Variant::Target { name, .. } => name.clone(),
+            Variant::Baseline { .. } => "baseline".to_owned(),
             Variant::Floor => "floor".to_owned(),
         }
     }
 }
 
-/// One variant's results, summed over rounds.
-struct Totals {
-    latency: Histogram<u64>,
-    sent: u64,
-    expected: u64,
-    received: u64,
-    lost: u64,
-    duplicated: u64,
-    reordered: u64,
-    cpu: Duration,
-    wall: Duration,
+/// One variant's results at one rate, summed over rounds.
+pub(super) struct Totals {
+    pub(super) latency: Histogram<u64>,
+    pub(super) sent: u64,
+    pub(super) expected: u64,
+    pub(super) received: u64,
+    pub(super) lost: u64,
+    pub(super) duplicated: u64,
+    pub(super) reordered: u64,
+    pub(super) cpu: Duration,
+    pub(super) wall: Duration,
+    pub(super) segments: Option<u64>,
 }
 
 impl Totals {
+    fn new(r: LoadResult) -> Self {
+        Totals {
+            latency: r.latency,
+            sent: r.sent,
+            expected: r.expected,
+            received: r.received,
+            lost: r.lost,
+            duplicated: r.duplicated,
+            reordered: r.reordered,
+            cpu: r.relay_cpu.unwrap_or_default(),
+            wall: r.elapsed,
+            segments: r.tcp_segments,
+        }
+    }
+
     fn add(&mut self, r: &LoadResult) -> anyhow::Result<()> {
         self.latency.add(&r.latency).map_err(|e| anyhow!("{e}"))?;
         self.sent += r.sent;
@@ -191,6 +229,7 @@ impl Totals {
         self.reordered += r.reordered;
         self.cpu += r.relay_cpu.unwrap_or_default();
         self.wall += r.elapsed;
+        self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
         Ok(())
     }
 }
@@ -200,54 +239,60 @@ type BenchRun = (String, Histogram<u64>, SystemTime, Duration);
 
 /// Runs `feedrelay bench`, printing through `say`.
 pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    if a.spawn != a.target.is_empty() {
-        anyhow::bail!("give either --target URL (one or more) or --spawn");
+    if !a.spawn && a.target.is_empty() && a.baseline.is_none() {
+        anyhow::bail!("give --spawn, --target URL (one or more), or --baseline PATH");
+    }
+    if let Some(cores) = &a.bench_cores {
+        crate::io::worker::pin_current_thread(cores)?;
     }
     let mut modes = if a.spawn {
         spawn_variants(&a)?
     } else {
-        target_variants(&a)
+        Vec::new()
     };
+    modes.extend(target_variants(&a));
+    if let Some(path) = &a.baseline {
+        modes.push(Variant::Baseline { path: path.clone() });
+    }
     if a.floor {
         modes.push(Variant::Floor);
     }
-    let mut totals: Vec<Option<Totals>> = (0..modes.len()).map(|_| None).collect();
+    let rates = if a.rates.is_empty() {
+        vec![a.rate]
+    } else {
+        a.rates.clone()
+    };
+    // totals[rate][variant]
+    let mut totals: Vec<Vec<Option<Totals>>> = rates
+        .iter()
+        .map(|_| (0..modes.len()).map(|_| None).collect())
+        .collect();
     let started = SystemTime::now();
     let mut runs: Vec<BenchRun> = Vec::new();
-    for round in 0..a.rounds.max(1) {
-        for (m, mode) in modes.iter().enumerate() {
-            let label = mode.label();
-            eprintln!(
-                "round {} / {}: {label}: {} s warm-up + {} s measured ...",
-                round + 1,
-                a.rounds.max(1),
-                a.warmup,
-                a.duration
-            );
-            let run_started = SystemTime::now();
-            let r = run_variant(&a, mode)?;
-            if a.hlog.is_some() {
-                runs.push((label, r.latency.clone(), run_started, r.elapsed));
-            }
-            match &mut totals[m] {
-                Some(t) => t.add(&r)?,
-                slot => {
-                    *slot = Some(Totals {
-                        latency: r.latency.clone(),
-                        sent: r.sent,
-                        expected: r.expected,
-                        received: r.received,
-                        lost: r.lost,
-                        duplicated: r.duplicated,
-                        reordered: r.reordered,
-                        cpu: r.relay_cpu.unwrap_or_default(),
-                        wall: r.elapsed,
-                    })
+    for (ri, &rate) in rates.iter().enumerate() {
+        for round in 0..a.rounds.max(1) {
+            for (m, mode) in modes.iter().enumerate() {
+                let label = mode.label();
+                eprintln!(
+                    "{rate} msg/s, round {} / {}: {label}: {} s warm-up + {} s measured ...",
+                    round + 1,
+                    a.rounds.max(1),
+                    a.warmup,
+                    a.duration
+                );
+                let run_started = SystemTime::now();
+                let r = run_variant(&a, mode, rate)?;
+                if a.hlog.is_some() {
+                    runs.push((label, r.latency.clone(), run_started, r.elapsed));
+                }
+                match &mut totals[ri][m] {
+                    Some(t) => t.add(&r)?,
+                    slot => *slot = Some(Totals::new(r)),
                 }
             }
         }
     }
-    report(&a, &modes, &totals, say)?;
+    super::report::report(&a, &modes, &rates, &totals, say)?;
     if let Some(path) = &a.hlog {
         write_hlog(path, started, &runs)?;
     }
@@ -328,8 +373,15 @@ fn target_variants(a: &BenchArgs) -> Vec<Variant> {
         .collect()
 }
 
-/// One round of one variant: start its relays (if spawned), run the load, stop them.
-fn run_variant(a: &BenchArgs, mode: &Variant) -> anyhow::Result<LoadResult> {
+/// The cores the spawned relays run on, if pinned.
+fn relay_cores(a: &BenchArgs) -> Option<&[usize]> {
+    a.relay_cores.as_deref()
+}
+
+/// One round of one variant at `rate`: start its relays (if it has any), run the load,
+/// stop them.
+fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadResult> {
+    let pin = relay_cores(a);
     let relays = match mode {
         Variant::Spawn {
             idle,
@@ -339,14 +391,17 @@ fn run_variant(a: &BenchArgs, mode: &Variant) -> anyhow::Result<LoadResult> {
             config,
         } => {
             let all: Vec<usize> = (0..a.workers).collect();
-            let cores = match pinned {
-                Some(true) => Some(a.cores.as_deref().unwrap_or(&all)),
-                Some(false) => None,
-                None => a.cores.as_deref(),
+            let cores = match (pin, pinned) {
+                (Some(c), _) => Some(c),
+                (None, Some(true)) => Some(a.cores.as_deref().unwrap_or(&all)),
+                (None, Some(false)) => None,
+                (None, None) => a.cores.as_deref(),
             };
+            let workers = cores.map_or(a.workers, <[usize]>::len);
             let config = config.as_ref().map(|(_, t)| t.as_str());
-            SpawnedRelay::chain(*hops, *idle, *metrics, a.workers, cores, config)?
+            SpawnedRelay::chain(*hops, *idle, *metrics, workers, cores, pin, config)?
         }
+        Variant::Baseline { path } => vec![SpawnedRelay::baseline(path, pin)?],
         Variant::Target { .. } | Variant::Floor => Vec::new(),
     };
     let (url, publish_to, pids) = match (mode, relays.first(), relays.last()) {
@@ -358,12 +413,12 @@ fn run_variant(a: &BenchArgs, mode: &Variant) -> anyhow::Result<LoadResult> {
         (Variant::Target { url, pid, .. }, _, _) => {
             (url.clone(), None, pid.iter().copied().collect())
         }
-        (Variant::Floor | Variant::Spawn { .. }, _, _) => (String::new(), None, Vec::new()),
+        _ => (String::new(), None, Vec::new()),
     };
     let spec = LoadSpec {
         target: url,
         publish_to,
-        rate: a.rate,
+        rate,
         duration: Duration::from_secs_f64(a.duration),
         warmup: Duration::from_secs_f64(a.warmup),
         subs: a.subs,
@@ -376,84 +431,6 @@ fn run_variant(a: &BenchArgs, mode: &Variant) -> anyhow::Result<LoadResult> {
     let r = run_load(&spec);
     drop(relays);
     r
-}
-
-/// The setup line, the table, and the JSON and plot if asked for.
-fn report(
-    a: &BenchArgs,
-    modes: &[Variant],
-    totals: &[Option<Totals>],
-    say: &dyn Fn(&str),
-) -> anyhow::Result<()> {
-    say(&format!(
-        "setup: {} msg/s in, {} B, {} topics, {} subscribers ({} deliveries/s), {} workers, cores {}, {} s x {} rounds, {} CPUs",
-        a.rate,
-        a.size,
-        a.topics,
-        a.subs,
-        a.rate * a.subs as u64,
-        a.workers,
-        a.cores.as_ref().map_or("unpinned".to_owned(), |c| format!("{c:?}")),
-        a.duration,
-        a.rounds.max(1),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    ));
-    let mut table = PercentileTable::new("variant").with_columns(&[
-        "sent",
-        "expected",
-        "received",
-        "lost",
-        "dup",
-        "reord",
-        "recv msg/s",
-        "relay CPU%",
-        "CPU ns/delivery",
-    ]);
-    let mut json_rows = Vec::new();
-    let mut plotted: Vec<(String, &Histogram<u64>)> = Vec::new();
-    for (mode, t) in modes.iter().zip(totals) {
-        let Some(t) = t else { continue };
-        let label = mode.label();
-        let wall = t.wall.as_secs_f64().max(1e-9);
-        let cpu_pct = 100.0 * t.cpu.as_secs_f64() / wall;
-        let per = t.cpu.as_nanos() as f64 / t.received.max(1) as f64;
-        let rate = t.received as f64 / wall;
-        let counts = [
-            t.sent,
-            t.expected,
-            t.received,
-            t.lost,
-            t.duplicated,
-            t.reordered,
-        ];
-        let mut extra: Vec<String> = counts.iter().map(u64::to_string).collect();
-        extra.extend([
-            format!("{rate:.0}"),
-            format!("{cpu_pct:.1}"),
-            format!("{per:.0}"),
-        ]);
-        table.row(&label, &t.latency, &extra);
-        let p = percentiles_us(&t.latency);
-        json_rows.push(format!(
-            r#"{{"variant":"{label}","p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{rate:.0},"relay_cpu_percent":{cpu_pct:.1},"cpu_ns_per_delivery":{per:.0}}}"#,
-            p[0], p[1], p[2], p[3], p[4], p[5], t.sent, t.expected, t.received, t.lost, t.duplicated, t.reordered
-        ));
-        plotted.push((label, &t.latency));
-    }
-    say(&table.render());
-    if let Some(path) = &a.plot {
-        let title = format!(
-            "end-to-end latency, {} msg/s to {} subscribers",
-            a.rate, a.subs
-        );
-        super::plot::write_svg(path, &title, &plotted)?;
-        say(&format!("plot: {}", path.display()));
-    }
-    if let Some(path) = &a.json {
-        let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// Writes each run's end-to-end histogram as an interval of an HdrHistogram log.

@@ -75,6 +75,9 @@ pub struct LoadResult {
     pub reordered: u64,
     /// Relay CPU time (user + system) during the measured window, if known.
     pub relay_cpu: Option<Duration>,
+    /// TCP segments the host sent during the measured window (every socket: the
+    /// relay's deliveries, the publisher's sends, acknowledgements).
+    pub tcp_segments: Option<u64>,
     /// Wall time of the measured window.
     pub elapsed: Duration,
 }
@@ -189,6 +192,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             .flatten()
     };
     let cpu_before = cpu_of(&spec.relay_pids);
+    let segs_before = crate::io::procfs::tcp_out_segments();
     let t0 = Instant::now();
     // Progress, once a second, on stderr: deliveries so far against the schedule.
     while Instant::now() < end_at {
@@ -206,6 +210,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     }
     eprintln!();
     let cpu_after = cpu_of(&spec.relay_pids);
+    let segs_after = crate::io::procfs::tcp_out_segments();
     let elapsed = t0.elapsed();
     publisher
         .join()
@@ -223,6 +228,10 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         duplicated: shared.duplicated,
         reordered: shared.reordered,
         relay_cpu: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        tcp_segments: match (segs_before, segs_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },

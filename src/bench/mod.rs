@@ -4,12 +4,14 @@
 //!
 //! - [`load`]: the load generator (publishers on a schedule, subscribers recording).
 //! - [`cli`]: the command: variants, rounds, the report.
+//! - [`report`]: tables, capacity per core, JSON, plots.
 //! - [`spawn`]: relays started for a run.
 //! - [`plot`]: latency-by-percentile SVG.
 
 pub mod cli;
 pub mod load;
 pub mod plot;
+pub mod report;
 pub mod spawn;
 
 pub use load::{run, LoadResult, LoadSpec};

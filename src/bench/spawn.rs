@@ -1,5 +1,6 @@
-//! Relays `feedrelay bench --spawn` starts for a run: this same binary as `feedrelay
-//! run` on a port the OS picks, killed when dropped.
+//! Relays `feedrelay bench` starts for a run: this same binary as `feedrelay run`
+//! (`--spawn`), or the baseline relay (`--baseline`), on a port the OS picks, pinned
+//! with `taskset` when asked, killed when dropped.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -17,15 +18,17 @@ pub struct SpawnedRelay {
 }
 
 impl SpawnedRelay {
-    /// Starts one relay; `config` is TOML text for `--config`.
+    /// Starts one relay; `config` is TOML text for `--config`; `pin` puts the whole
+    /// process on those cores (`taskset`).
     pub fn start(
         idle: IdleMode,
         metrics: bool,
         workers: usize,
         cores: Option<&[usize]>,
+        pin: Option<&[usize]>,
         config: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(std::env::current_exe()?);
+        let mut cmd = pinned_command(&std::env::current_exe()?, pin);
         cmd.args(["run", "--listen", "127.0.0.1:0", "--workers"])
             .arg(workers.to_string())
             .args(["--idle", idle.name()]);
@@ -52,22 +55,44 @@ impl SpawnedRelay {
             let list: Vec<String> = c.iter().map(|c| c.to_string()).collect();
             cmd.arg("--cores").arg(list.join(","));
         }
+        let relay = SpawnedRelay::launch(cmd);
+        if let Some(p) = config_file {
+            let _ = std::fs::remove_file(p);
+        }
+        relay
+    }
+
+    /// Starts the baseline relay binary at `path` (one thread per `pin` core, or its
+    /// default: one per CPU it may run on).
+    pub fn baseline(path: &std::path::Path, pin: Option<&[usize]>) -> anyhow::Result<Self> {
+        let mut cmd = pinned_command(path, pin);
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if let Some(cores) = pin {
+            cmd.arg("--threads").arg(cores.len().to_string());
+        }
+        SpawnedRelay::launch(cmd)
+    }
+
+    /// Runs `cmd` and waits for its listening line (`... listening on ws://ADDR ...`).
+    fn launch(mut cmd: Command) -> anyhow::Result<Self> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting the relay")?;
+            .with_context(|| format!("starting {cmd:?}"))?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("relay stdout")?)
             .read_line(&mut line)?;
-        if let Some(p) = config_file {
-            let _ = std::fs::remove_file(p);
-        }
         let addr = line
             .split("ws://")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
-            .ok_or_else(|| anyhow!("relay did not start: {line:?}"))?;
+            .map(str::to_owned);
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(anyhow!("relay did not start ({cmd:?}): {line:?}"));
+        };
         Ok(SpawnedRelay {
             url: format!("ws://{addr}/"),
             child,
@@ -82,6 +107,7 @@ impl SpawnedRelay {
         metrics: bool,
         workers: usize,
         cores: Option<&[usize]>,
+        pin: Option<&[usize]>,
         config: Option<&str>,
     ) -> anyhow::Result<Vec<SpawnedRelay>> {
         let mut relays: Vec<SpawnedRelay> = Vec::new();
@@ -94,7 +120,9 @@ impl SpawnedRelay {
                 ));
             }
             let text = (!text.is_empty()).then_some(text.as_str());
-            relays.push(SpawnedRelay::start(idle, metrics, workers, cores, text)?);
+            relays.push(SpawnedRelay::start(
+                idle, metrics, workers, cores, pin, text,
+            )?);
         }
         // Let each downstream relay's feed connect and be routed upstream.
         if relays.len() > 1 {
@@ -106,6 +134,19 @@ impl SpawnedRelay {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// `program`, under `taskset -c CORES` when pinned.
+fn pinned_command(program: &std::path::Path, pin: Option<&[usize]>) -> Command {
+    match pin {
+        Some(cores) => {
+            let list: Vec<String> = cores.iter().map(usize::to_string).collect();
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(list.join(",")).arg(program);
+            cmd
+        }
+        None => Command::new(program),
     }
 }
 

@@ -1,4 +1,5 @@
-//! What /proc says about a process: CPU time, for per-message CPU figures.
+//! What /proc says: a process's CPU time, and the host's TCP segments sent, for
+//! per-delivery CPU and segment figures.
 
 use std::time::Duration;
 
@@ -17,6 +18,25 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// CPUs online on this host (not just those this process may run on).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
+/// TCP segments this host has sent (`OutSegs` in /proc/net/snmp), all sockets, all
+/// processes: on loopback a segment's receive work lands on its sender, so fewer,
+/// fuller writes are what lowers CPU.
+pub fn tcp_out_segments() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let names: Vec<&str> = tcp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = tcp.next()?.split_whitespace().collect();
+    let at = names.iter().position(|&n| n == "OutSegs")?;
+    values.get(at)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,5 +47,16 @@ mod tests {
         while spin.elapsed() < Duration::from_millis(30) {}
         assert!(process_cpu(std::process::id()).is_some_and(|d| d > Duration::ZERO));
         assert!(process_cpu(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn counts_tcp_segments_sent() {
+        let before = tcp_out_segments().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(
+            tcp_out_segments().unwrap() > before,
+            "a handshake sends segments"
+        );
     }
 }

@@ -124,6 +124,29 @@ where
     }
 }
 
+/// Pins the calling thread, and every thread it starts afterwards, to `cores`.
+pub fn pin_current_thread(cores: &[usize]) -> Result<(), IoError> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cores {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(IoError::Config(format!("core {c} is past CPU_SETSIZE")));
+        }
+        // SAFETY: `c` is below CPU_SETSIZE, the set's capacity.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of that size.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(IoError::op(
+            "pin to cores",
+            format!("{cores:?}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// This process's open-file limits (soft, hard); (0, 0) if unknown.
 pub fn fd_limits() -> (u64, u64) {
     let mut lim = libc::rlimit {
@@ -189,6 +212,19 @@ mod tests {
         let err = CoreMap::new(None, Some(&[4096])).unwrap_err().to_string();
         assert!(err.contains("core 4096 is not online"), "{err}");
         assert!(CoreMap::new(None, None).unwrap().workers() >= 1);
+    }
+
+    #[test]
+    fn a_thread_pinned_to_a_core_runs_there_and_its_children_too() {
+        std::thread::spawn(|| {
+            pin_current_thread(&[0]).unwrap();
+            let child = std::thread::spawn(|| core_affinity::get_core_ids().unwrap_or_default());
+            let allowed = child.join().unwrap();
+            assert_eq!(allowed.iter().map(|c| c.id).collect::<Vec<_>>(), [0]);
+            assert!(pin_current_thread(&[100_000]).is_err());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

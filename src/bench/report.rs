@@ -1,0 +1,227 @@
+//! What `feedrelay bench` prints and writes: the setup, one table per rate (latency
+//! p50 to max, counts, throughput, relay CPU and TCP segments per delivery), and for a
+//! sweep each variant's capacity per core; JSON, a plot and the curves on request.
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+
+use super::cli::{BenchArgs, Totals, Variant};
+use super::plot::{write_curve_svg, write_svg, Curve};
+use crate::metrics::report::{percentiles_us, PercentileTable};
+
+/// The p99 a rate must keep, in µs, to count towards a relay's capacity.
+pub const CAPACITY_P99_US: f64 = 1_000.0;
+
+/// One variant at one rate, as reported.
+struct Row<'a> {
+    label: String,
+    rate: u64,
+    t: &'a Totals,
+    /// p50, p90, p99, p99.9, p99.99, max (µs).
+    p: [f64; 6],
+    received_per_s: f64,
+    cpu_pct: f64,
+    cpu_ns_per_delivery: f64,
+    segments_per_delivery: Option<f64>,
+}
+
+impl<'a> Row<'a> {
+    fn new(label: String, rate: u64, t: &'a Totals) -> Self {
+        let wall = t.wall.as_secs_f64().max(1e-9);
+        let received = t.received.max(1) as f64;
+        Row {
+            label,
+            rate,
+            t,
+            p: percentiles_us(&t.latency),
+            received_per_s: t.received as f64 / wall,
+            cpu_pct: 100.0 * t.cpu.as_secs_f64() / wall,
+            cpu_ns_per_delivery: t.cpu.as_nanos() as f64 / received,
+            segments_per_delivery: t.segments.map(|s| s as f64 / received),
+        }
+    }
+
+    /// Counts toward capacity: p99 within the limit and nothing lost.
+    fn within_capacity(&self) -> bool {
+        self.p[2] <= CAPACITY_P99_US && self.t.lost == 0 && self.t.received > 0
+    }
+
+    fn json(&self) -> String {
+        let (t, p) = (self.t, &self.p);
+        let segs = self
+            .segments_per_delivery
+            .map_or("null".to_owned(), |s| format!("{s:.3}"));
+        format!(
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs}}}"#,
+            self.label,
+            self.rate,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            p[5],
+            t.sent,
+            t.expected,
+            t.received,
+            t.lost,
+            t.duplicated,
+            t.reordered,
+            self.received_per_s,
+            self.cpu_pct,
+            self.cpu_ns_per_delivery
+        )
+    }
+}
+
+/// The cores a variant's relay ran on, for capacity per core.
+fn cores_of(a: &BenchArgs, mode: &Variant) -> usize {
+    match (mode, &a.relay_cores, &a.cores) {
+        (Variant::Floor, _, _) => 1,
+        (_, Some(c), _) => c.len().max(1),
+        (Variant::Spawn { .. }, None, Some(c)) => c.len().max(1),
+        (Variant::Spawn { .. }, None, None) => a.workers.max(1),
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Prints the setup, the tables and the capacities; writes JSON and plots if asked.
+pub(super) fn report(
+    a: &BenchArgs,
+    modes: &[Variant],
+    rates: &[u64],
+    totals: &[Vec<Option<Totals>>],
+    say: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    let pin = |c: &Option<Vec<usize>>| {
+        c.as_ref()
+            .map_or("unpinned".to_owned(), |c| format!("{c:?}"))
+    };
+    say(&format!(
+        "setup: {} B, {} topics, {} subscribers, {} publisher(s), {} s x {} rounds after {} s warm-up; relay cores {}, bench cores {}, {} CPUs",
+        a.size,
+        a.topics,
+        a.subs,
+        a.pubs,
+        a.duration,
+        a.rounds.max(1),
+        a.warmup,
+        pin(&a.relay_cores.clone().or(a.cores.clone())),
+        pin(&a.bench_cores),
+        crate::io::procfs::online_cpus()
+    ));
+    let mut json_rows = Vec::new();
+    let mut curves: Vec<Curve> = modes.iter().map(|m| (m.label(), Vec::new())).collect();
+    let mut capacity: Vec<Option<f64>> = vec![None; modes.len()];
+    for (ri, &rate) in rates.iter().enumerate() {
+        say(&format!(
+            "{rate} msg/s in, {} deliveries/s expected:",
+            rate * a.subs as u64
+        ));
+        let mut table = PercentileTable::new("variant").with_columns(&[
+            "sent",
+            "expected",
+            "received",
+            "lost",
+            "dup",
+            "reord",
+            "recv msg/s",
+            "relay CPU%",
+            "CPU ns/delivery",
+            "segs/delivery",
+        ]);
+        for (m, mode) in modes.iter().enumerate() {
+            let Some(t) = &totals[ri][m] else { continue };
+            let row = Row::new(mode.label(), rate, t);
+            let mut extra: Vec<String> = [
+                t.sent,
+                t.expected,
+                t.received,
+                t.lost,
+                t.duplicated,
+                t.reordered,
+            ]
+            .iter()
+            .map(u64::to_string)
+            .collect();
+            extra.extend([
+                format!("{:.0}", row.received_per_s),
+                format!("{:.1}", row.cpu_pct),
+                format!("{:.0}", row.cpu_ns_per_delivery),
+                row.segments_per_delivery
+                    .map_or("-".into(), |s| format!("{s:.3}")),
+            ]);
+            table.row(&row.label, &t.latency, &extra);
+            if row.within_capacity() {
+                let per_core = row.received_per_s / cores_of(a, mode) as f64;
+                capacity[m] = Some(capacity[m].map_or(per_core, |c: f64| c.max(per_core)));
+            }
+            curves[m]
+                .1
+                .push((row.received_per_s, row.p[0], row.p[2], row.p[4]));
+            json_rows.push(row.json());
+        }
+        say(&table.render());
+    }
+    if rates.len() > 1 {
+        say(&capacity_lines(modes, &capacity));
+    }
+    write_outputs(a, modes, rates, totals, &curves, &json_rows, say)
+}
+
+/// Capacity per core of each variant, and its ratio to the baseline's.
+fn capacity_lines(modes: &[Variant], capacity: &[Option<f64>]) -> String {
+    let baseline = modes
+        .iter()
+        .position(|m| matches!(m, Variant::Baseline { .. }))
+        .and_then(|i| capacity[i]);
+    let mut text = format!(
+        "capacity per core (highest deliveries/s per relay core with p99 <= {CAPACITY_P99_US:.0} us and nothing lost):"
+    );
+    for (m, mode) in modes.iter().enumerate() {
+        let label = mode.label();
+        match (capacity[m], baseline) {
+            (Some(c), Some(b)) if b > 0.0 => {
+                text.push_str(&format!("\n  {label}: {c:.0} ({:.2}x the baseline)", c / b));
+            }
+            (Some(c), _) => text.push_str(&format!("\n  {label}: {c:.0}")),
+            (None, _) => text.push_str(&format!("\n  {label}: none of the rates met it")),
+        }
+    }
+    text
+}
+
+/// The JSON rows, the plot (percentiles for one rate, curves for a sweep).
+fn write_outputs(
+    a: &BenchArgs,
+    modes: &[Variant],
+    rates: &[u64],
+    totals: &[Vec<Option<Totals>>],
+    curves: &[Curve],
+    json_rows: &[String],
+    say: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    if let Some(path) = &a.plot {
+        if rates.len() > 1 {
+            let title = format!("latency against throughput, {} subscribers", a.subs);
+            write_curve_svg(path, &title, curves)?;
+        } else {
+            let series: Vec<(String, &Histogram<u64>)> = modes
+                .iter()
+                .zip(&totals[0])
+                .filter_map(|(m, t)| Some((m.label(), &t.as_ref()?.latency)))
+                .collect();
+            let title = format!(
+                "end-to-end latency, {} msg/s to {} subscribers",
+                rates[0], a.subs
+            );
+            write_svg(path, &title, &series)?;
+        }
+        say(&format!("plot: {}", path.display()));
+    }
+    if let Some(path) = &a.json {
+        let text = format!("[\n  {}\n]\n", json_rows.join(",\n  "));
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
