@@ -239,8 +239,8 @@ type BenchRun = (String, Histogram<u64>, SystemTime, Duration);
 
 /// Runs `feedrelay bench`, printing through `say`.
 pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    if !a.spawn && a.target.is_empty() && a.baseline.is_none() {
-        anyhow::bail!("give --spawn, --target URL (one or more), or --baseline PATH");
+    if !a.spawn && a.target.is_empty() && a.baseline.is_none() && !a.floor {
+        anyhow::bail!("give --spawn, --target URL (one or more), --baseline PATH or --floor");
     }
     if let Some(cores) = &a.bench_cores {
         crate::io::worker::pin_current_thread(cores)?;

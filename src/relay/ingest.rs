@@ -14,7 +14,7 @@ use super::worker::WorkerCtx;
 use crate::io::driver::server::Service;
 use crate::io::driver::Reply;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{server_frame, FrameHeader, MessageKind};
+use crate::ws::{FrameHeader, MessageKind};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
@@ -32,8 +32,8 @@ impl FeedSink for WorkerCtx {
                 }
             },
         };
-        // Framed once, exactly sized, so the Vec becomes the shared Bytes without a copy.
-        let frame = Bytes::from(server_frame(kind.opcode(), payload));
+        // Framed once, into the worker's arena: a shared slice, no allocation.
+        let frame = self.frames.borrow_mut().frame(kind.opcode(), payload);
         let topic = match topic {
             Ok(range) => frame.slice(range),
             Err(t) => t,

@@ -11,6 +11,7 @@
 //! - [`run`]: starting and stopping a relay (`feedrelay run`).
 //! - [`config`]: the TOML configuration, checked at load.
 //! - [`worker`]: one worker's context and the tasks it runs.
+//! - [`arena`]: the chunks relayed frames are encoded into (no allocation per message).
 //! - [`session`]: one accepted connection, routed by path.
 //! - [`ingest`]: a message enters: topic, frame once, publish.
 //! - [`subscriber`]: a subscriber's reader (control ops) and writer (batched writes).
@@ -24,6 +25,7 @@
 //! - [`feed`]: exchange feed lines: config, arbitration, backoff, the line task.
 //! - [`report`]: metrics intervals, feed counters and the exit summary.
 
+pub mod arena;
 pub mod config;
 pub mod control;
 pub mod feed;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::arena::FrameArena;
 use super::config::Config;
 use super::feed::line::{run_line, Line};
 use super::feed::plan::{start_group, FeedPlan};
@@ -39,6 +40,8 @@ pub struct ConnectionCount(pub(super) AtomicUsize);
 pub(super) struct WorkerCtx {
     pub(super) id: usize,
     pub(super) shard: RefCell<Shard>,
+    /// Where relayed frames are encoded.
+    pub(super) frames: RefCell<FrameArena>,
     pub(super) links: WorkerLinks,
     /// Each local subscriber's writer, by id.
     pub(super) writers: RefCell<Vec<Option<Rc<SubWriter>>>>,
@@ -232,6 +235,7 @@ fn new_ctx(
     Ok(WorkerCtx {
         id,
         shard: RefCell::new(Shard::new(id, workers, settings)),
+        frames: RefCell::new(FrameArena::new()),
         links,
         writers: RefCell::new(Vec::new()),
         outbox: RefCell::new(Vec::new()),

@@ -261,6 +261,22 @@ impl FrameHeader {
     }
 }
 
+/// Appends a whole unfragmented server frame (unmasked) for `payload` to `out`.
+pub fn encode_server_frame(out: &mut bytes::BytesMut, opcode: OpCode, payload: &[u8]) {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; FrameHeader::MAX_SIZE];
+    let n = header.encode(&mut head);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(payload);
+}
+
 /// A whole unfragmented server frame (unmasked) for `payload`, exactly sized: what the
 /// relay encodes once and shares with every subscriber.
 pub fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {

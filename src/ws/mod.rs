@@ -28,7 +28,9 @@ pub mod utf8;
 pub use close::CloseCode;
 pub use connection::{Closing, Connection, Event, Limits, MessageKind, Role, State};
 pub use error::{HandshakeError, WsError};
-pub use frame::{encode_close, encode_frame, encode_ping, server_frame, FrameHeader, OpCode};
+pub use frame::{
+    encode_close, encode_frame, encode_ping, encode_server_frame, server_frame, FrameHeader, OpCode,
+};
 
 #[cfg(test)]
 mod tests;

@@ -206,6 +206,10 @@ enum Wake {
 /// frame in place, write (or hand off) what they produced, repeat. Closes with 1001 on
 /// `shutdown` or after `idle_timeout` without a read; gives up on a close handshake the
 /// peer does not finish within the close timeout.
+///
+/// Its timers are made once per connection, not per read: the idle timer is re-armed
+/// only when it fires (at the last read plus the timeout), so a busy connection costs
+/// no timer work per message.
 pub async fn serve<S: Service>(
     driver: &Driver,
     service: &mut S,
@@ -213,7 +217,11 @@ pub async fn serve<S: Service>(
     mut shutdown: Shutdown,
 ) -> Result<Ended, DriverError> {
     let peer = driver.peer();
-    let mut shutting_down = false;
+    let mut timers = Timers {
+        idle: options.idle_timeout.map(rt::sleep),
+        last_read: Instant::now(),
+        stop: Some(shutdown.wait()),
+    };
     loop {
         let handled = driver.handle_buffered(|event, reply| match event {
             Event::Message { kind, payload } => service.on_message(kind, payload, reply),
@@ -236,68 +244,96 @@ pub async fn serve<S: Service>(
         if handled.is_ok_and(|h| h.frames > 0) {
             rt::yield_now().await;
         }
-        // Wait for data, a deadline, shutdown, or a close started by another task. The
-        // read stays pinned meanwhile: dropping it would lose what it reads.
-        let mut read = std::pin::pin!(driver.read());
-        let idle_deadline = options.idle_timeout.map(|d| Instant::now() + d);
-        loop {
-            let open = driver.state() == State::Open;
-            let deadline = match (driver.close_deadline(), idle_deadline) {
-                (Some(c), _) => Some(c),
-                (None, idle) if open => idle,
-                _ => None,
-            };
-            let stop = async {
-                if shutting_down || !open {
-                    std::future::pending::<()>().await;
-                }
-                shutdown.wait().await;
-            };
-            let woke = rt::race(
-                read.as_mut(),
-                rt::race(
-                    rt::sleep_until_opt(deadline),
-                    rt::race(stop, driver.changed()),
-                ),
-            )
-            .await;
-            let woke = match woke {
-                Either::Left(r) => Wake::Read(r),
-                Either::Right(Either::Left(())) => Wake::Deadline,
-                Either::Right(Either::Right(Either::Left(()))) => Wake::Shutdown,
-                Either::Right(Either::Right(Either::Right(()))) => Wake::CloseStarted,
-            };
-            match woke {
-                Wake::Read(Ok(_)) => {
-                    service.on_read();
-                    break;
-                }
-                Wake::Read(Err(DriverError::Closed)) => {
-                    driver.shutdown().await;
-                    return Ok(Ended::PeerGone);
-                }
-                Wake::Read(Err(e)) => {
-                    driver.shutdown().await;
-                    return Err(e);
-                }
-                Wake::Deadline if driver.close_deadline().is_some() => {
-                    // The peer never finished the close handshake: give up on it.
-                    driver.handle_timeout();
-                    driver.shutdown().await;
-                    let _ = read.await;
-                    return Ok(Ended::Closed);
-                }
-                Wake::Deadline => {
-                    driver.close(CloseCode::GOING_AWAY, "idle timeout");
-                    transmit(driver, service, options).await?;
-                }
-                Wake::Shutdown => {
-                    shutting_down = true;
-                    driver.close(CloseCode::GOING_AWAY, "server shutting down");
-                    transmit(driver, service, options).await?;
-                }
-                Wake::CloseStarted => transmit(driver, service, options).await?,
+        if let Some(ended) = wait_for_read(driver, service, options, &mut timers).await? {
+            return Ok(ended);
+        }
+    }
+}
+
+/// A served connection's timers and shutdown wait, kept across reads.
+struct Timers<'a> {
+    /// Fires at the last read plus the idle timeout (re-armed when it fires early).
+    idle: Option<rt::Sleep>,
+    last_read: Instant,
+    /// `None` once shutdown has been acted on.
+    stop: Option<crate::io::shutdown::Wait<'a>>,
+}
+
+/// Waits for the next read, acting on deadlines, shutdown and a close started by
+/// another task meanwhile. `Some(ended)`: the connection is over. The read stays pinned
+/// throughout: dropping it would lose what it reads.
+async fn wait_for_read<S: Service>(
+    driver: &Driver,
+    service: &mut S,
+    options: &ServeOptions,
+    timers: &mut Timers<'_>,
+) -> Result<Option<Ended>, DriverError> {
+    let mut read = std::pin::pin!(driver.read());
+    loop {
+        let open = driver.state() == State::Open;
+        let mut close_timer = driver.close_deadline().map(rt::sleep_until);
+        let deadline = async {
+            match (&mut close_timer, &mut timers.idle) {
+                (Some(close), _) => close.await,
+                (None, Some(idle)) if open => idle.await,
+                _ => std::future::pending().await,
             }
+        };
+        let stop = async {
+            match &mut timers.stop {
+                Some(stop) if open => stop.await,
+                _ => std::future::pending().await,
+            }
+        };
+        let woke = rt::race(
+            read.as_mut(),
+            rt::race(deadline, rt::race(stop, driver.changed())),
+        )
+        .await;
+        let woke = match woke {
+            Either::Left(r) => Wake::Read(r),
+            Either::Right(Either::Left(())) => Wake::Deadline,
+            Either::Right(Either::Right(Either::Left(()))) => Wake::Shutdown,
+            Either::Right(Either::Right(Either::Right(()))) => Wake::CloseStarted,
+        };
+        match woke {
+            Wake::Read(Ok(_)) => {
+                timers.last_read = Instant::now();
+                service.on_read();
+                return Ok(None);
+            }
+            Wake::Read(Err(DriverError::Closed)) => {
+                driver.shutdown().await;
+                return Ok(Some(Ended::PeerGone));
+            }
+            Wake::Read(Err(e)) => {
+                driver.shutdown().await;
+                return Err(e);
+            }
+            Wake::Deadline if close_timer.is_some() => {
+                // The peer never finished the close handshake: give up on it.
+                driver.handle_timeout();
+                driver.shutdown().await;
+                let _ = read.await;
+                return Ok(Some(Ended::Closed));
+            }
+            Wake::Deadline => {
+                let idle = options.idle_timeout.unwrap_or_default();
+                let due = timers.last_read + idle;
+                if due > Instant::now() {
+                    // Reads came since it was armed: not idle yet.
+                    timers.idle = Some(rt::sleep_until(due));
+                    continue;
+                }
+                driver.close(CloseCode::GOING_AWAY, "idle timeout");
+                transmit(driver, service, options).await?;
+            }
+            Wake::Shutdown => {
+                timers.stop = None;
+                driver.close(CloseCode::GOING_AWAY, "server shutting down");
+                transmit(driver, service, options).await?;
+            }
+            Wake::CloseStarted => transmit(driver, service, options).await?,
         }
     }
 }

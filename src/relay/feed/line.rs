@@ -21,6 +21,7 @@ use super::arbiter::{Arbiter, Verdict};
 use super::backoff::Backoff;
 use super::FeedConfig;
 use crate::io::driver::client::{ConnectOptions, Received, WsClient};
+use crate::io::driver::DriverError;
 use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
 use crate::io::sockopt::SocketOptions;
@@ -199,11 +200,16 @@ async fn session<S: FeedSink>(
     }
     let stale = Duration::from_millis(cfg.stale_after_ms);
     let mut delivered = false;
+    // Made once per session: the quiet timer is re-armed only when it fires, so a busy
+    // line costs no timer work per read.
+    let mut quiet = Quiet {
+        last_rx: Instant::now(),
+        pinged: false,
+        timer: rt::sleep(stale / 2),
+        stale,
+    };
+    let mut stop = shutdown.wait();
     loop {
-        // Quiet for half of `stale_after_ms`: ping, so a live line answers with a pong
-        // (which counts as traffic). The read stays in flight meanwhile: cancelling it
-        // would lose what it reads.
-        let last_rx = Instant::now();
         let messages_before = line.state.messages.get();
         let mut batch_ns = 0u64;
         let recv = client.recv_each(|kind, payload| {
@@ -212,48 +218,12 @@ async fn session<S: FeedSink>(
             }
             accept(sink, line, topics, kind, payload, batch_ns);
         });
-        let mut recv = std::pin::pin!(recv);
-        let mut pinged = false;
-        // What the wait ended with; `Err` is why the session ends.
-        let outcome: Result<Received, String> = loop {
-            let timer = if pinged {
-                last_rx + stale
-            } else {
-                last_rx + stale / 2
-            };
-            let woke = rt::race(
-                recv.as_mut(),
-                rt::race(rt::sleep_until(timer), shutdown.wait()),
-            )
-            .await;
-            match woke {
-                Either::Left(r) => break r.map_err(|e| e.to_string()),
-                Either::Right(Either::Right(())) => break Err("shutdown".into()),
-                Either::Right(Either::Left(())) if pinged => {
-                    break Err(format!(
-                        "stale: nothing received for {} ms (pinged)",
-                        cfg.stale_after_ms
-                    ));
-                }
-                Either::Right(Either::Left(())) => {
-                    pinged = true;
-                    match rt::timeout_at(last_rx + stale, client.ping(b"")).await {
-                        Ok(Ok(())) => line.state.pings.set(line.state.pings.get() + 1),
-                        Ok(Err(e)) => break Err(format!("sending a ping: {e}")),
-                        Err(_) => {
-                            break Err(format!(
-                                "stale: a ping could not be sent in {} ms",
-                                cfg.stale_after_ms
-                            ))
-                        }
-                    }
-                }
-            }
-        };
+        let outcome = wait_quietly(line, client, recv, &mut quiet, &mut stop).await;
         // Whatever was ingested before the wait ended reaches the subscribers.
         sink.end_batch();
         match outcome {
             Ok(Received::Frames(_)) => {
+                quiet.heard();
                 if line.state.messages.get() > messages_before {
                     line.state.last_message.set(Some(Instant::now()));
                     if !delivered {
@@ -267,6 +237,78 @@ async fn session<S: FeedSink>(
             }
             Ok(Received::Close(None)) => return "closed by the exchange".into(),
             Err(reason) => return reason,
+        }
+    }
+}
+
+/// A line's silence: quiet for half of `stale` → ping (a live line answers with a
+/// pong, which counts as traffic); quiet for all of it → stale.
+struct Quiet {
+    last_rx: Instant,
+    pinged: bool,
+    timer: rt::Sleep,
+    stale: Duration,
+}
+
+impl Quiet {
+    /// Something arrived.
+    fn heard(&mut self) {
+        self.last_rx = Instant::now();
+        self.pinged = false;
+    }
+
+    /// When the next step (ping, or stale) is due.
+    fn due(&self) -> Instant {
+        match self.pinged {
+            false => self.last_rx + self.stale / 2,
+            true => self.last_rx + self.stale,
+        }
+    }
+}
+
+/// Waits for `recv` to end, pinging a quiet line and giving up on a stale one or at
+/// shutdown; `Err` is why the session ends. The read stays in flight throughout:
+/// cancelling it would lose what it reads.
+async fn wait_quietly<F: std::future::Future<Output = Result<Received, DriverError>>>(
+    line: &Line,
+    client: &WsClient,
+    recv: F,
+    quiet: &mut Quiet,
+    stop: &mut crate::io::shutdown::Wait<'_>,
+) -> Result<Received, String> {
+    let cfg = &line.config;
+    let mut recv = std::pin::pin!(recv);
+    loop {
+        match rt::race(recv.as_mut(), rt::race(&mut quiet.timer, &mut *stop)).await {
+            Either::Left(r) => return r.map_err(|e| e.to_string()),
+            Either::Right(Either::Right(())) => return Err("shutdown".into()),
+            Either::Right(Either::Left(())) => {
+                let due = quiet.due();
+                if due > Instant::now() {
+                    // Traffic since the timer was armed.
+                    quiet.timer = rt::sleep_until(due);
+                    continue;
+                }
+                if quiet.pinged {
+                    return Err(format!(
+                        "stale: nothing received for {} ms (pinged)",
+                        cfg.stale_after_ms
+                    ));
+                }
+                quiet.pinged = true;
+                let deadline = quiet.due();
+                quiet.timer = rt::sleep_until(deadline);
+                match rt::timeout_at(deadline, client.ping(b"")).await {
+                    Ok(Ok(())) => line.state.pings.set(line.state.pings.get() + 1),
+                    Ok(Err(e)) => return Err(format!("sending a ping: {e}")),
+                    Err(_) => {
+                        return Err(format!(
+                            "stale: a ping could not be sent in {} ms",
+                            cfg.stale_after_ms
+                        ))
+                    }
+                }
+            }
         }
     }
 }
