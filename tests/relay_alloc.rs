@@ -97,10 +97,7 @@ fn start_relay(
             .collect::<Vec<_>>(),
     ));
     let collector = Collector::start(2, None).unwrap();
-    let link = MetricsLink {
-        tx: collector.sender(),
-        snapshot: collector.snapshot(),
-    };
+    let link = MetricsLink::new(&collector);
     let relay = std::thread::spawn(move || {
         let connections = Arc::new(ConnectionCount::default());
         run_workers(&map, move |i| {

@@ -40,7 +40,7 @@ pub struct DemoArgs {
     pub rate: u64,
     /// Subscribers.
     pub subs: usize,
-    /// Relay workers (`None`: one per online CPU).
+    /// Relay workers (`None`: half the CPUs, at least one).
     pub workers: Option<usize>,
     /// The per-hop interval log; the plot goes beside it (`.svg`).
     pub hlog: std::path::PathBuf,
@@ -63,10 +63,7 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     let local = listeners[0].local_addr()?;
     let n = map.workers();
     let collector = Collector::start(n, Some(&a.hlog))?;
-    let link = MetricsLink {
-        tx: collector.sender(),
-        snapshot: collector.snapshot(),
-    };
+    let link = MetricsLink::new(&collector);
     let (trigger, stop_relay) = shutdown::channel();
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -138,6 +138,9 @@ pub enum MetricsError {
 /// A running collector.
 pub struct Collector {
     tx: Sender<Interval>,
+    /// Histograms the collector has merged and cleared, for workers to record into
+    /// again: a worker never allocates or clears one itself.
+    spares: Receiver<HopHistograms>,
     snapshot: Arc<Mutex<Snapshot>>,
     thread: JoinHandle<Result<(), MetricsError>>,
 }
@@ -147,6 +150,7 @@ impl Collector {
     /// file is created now, so a bad path fails before the relay starts).
     pub fn start(workers: usize, hlog: Option<&Path>) -> Result<Collector, MetricsError> {
         let (tx, rx) = unbounded();
+        let (spare_tx, spares) = crossbeam_channel::bounded(workers.max(1) * 2);
         let snapshot = Arc::new(Mutex::new(Snapshot {
             workers: (0..workers).map(|_| Default::default()).collect(),
         }));
@@ -163,13 +167,14 @@ impl Collector {
         let shared = Arc::clone(&snapshot);
         let thread = std::thread::Builder::new()
             .name("feedrelay-metrics".into())
-            .spawn(move || collect(rx, shared, file))
+            .spawn(move || collect(rx, shared, file, spare_tx))
             .map_err(|source| MetricsError::Hlog {
                 path: PathBuf::from("<collector thread>"),
                 source,
             })?;
         Ok(Collector {
             tx,
+            spares,
             snapshot,
             thread,
         })
@@ -178,6 +183,11 @@ impl Collector {
     /// Where workers send their intervals.
     pub fn sender(&self) -> Sender<Interval> {
         self.tx.clone()
+    }
+
+    /// Where workers take cleared histograms for their next interval.
+    pub fn spares(&self) -> Receiver<HopHistograms> {
+        self.spares.clone()
     }
 
     /// The snapshot `/metrics` renders.
@@ -205,6 +215,7 @@ fn collect(
     rx: Receiver<Interval>,
     snapshot: Arc<Mutex<Snapshot>>,
     file: Option<(PathBuf, File)>,
+    spares: Sender<HopHistograms>,
 ) -> Result<(), MetricsError> {
     let start = SystemTime::now();
     let mut serializer = V2DeflateSerializer::new();
@@ -250,12 +261,17 @@ fn collect(
                     })?;
             }
         }
+        let mut hops = interval.hops;
         if let Ok(mut s) = snapshot.lock() {
             if let Some((hist, counters)) = s.workers.get_mut(interval.worker) {
-                hist.add(&interval.hops);
+                hist.add(&hops);
                 *counters = interval.counters;
             }
         }
+        // Cleared here, off the workers, and handed back for reuse (dropped if the
+        // workers already have spares enough).
+        hops.reset();
+        let _ = spares.try_send(hops);
     }
     Ok(())
 }

@@ -72,11 +72,18 @@ impl HopHistograms {
         }
     }
 
-    /// Moves the recorded values out, leaving these empty (their memory reused).
-    pub fn take_into(&mut self, out: &mut HopHistograms) {
-        for (mine, theirs) in self.hists.iter_mut().zip(out.hists.iter_mut()) {
-            theirs.reset();
-            std::mem::swap(mine, theirs);
+    /// Moves the recorded values into `empty` and takes its (empty) histograms in
+    /// their place: no allocation and no clearing here. `empty` must have been
+    /// [`reset`](Self::reset) (the collector resets the ones it hands back, off the
+    /// workers).
+    pub fn swap_out(&mut self, empty: &mut HopHistograms) {
+        std::mem::swap(&mut self.hists, &mut empty.hists);
+    }
+
+    /// Clears every histogram (their memory kept).
+    pub fn reset(&mut self) {
+        for h in &mut self.hists {
+            h.reset();
         }
     }
 }
@@ -92,7 +99,7 @@ mod tests {
         h.record(Hop::Egress, 0);
         h.record(Hop::Queue, u64::MAX);
         let mut interval = HopHistograms::default();
-        h.take_into(&mut interval);
+        h.swap_out(&mut interval);
         assert_eq!(h.get(Hop::Ingress).len(), 0);
         assert_eq!(interval.get(Hop::Ingress).len(), 1);
         assert_eq!(interval.get(Hop::Egress).min(), 1);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
-use crate::metrics::collector::{Counters, FeedCounters, GroupCounters, Interval, Snapshot};
+use crate::metrics::collector::{
+    Collector, Counters, FeedCounters, GroupCounters, Interval, Snapshot,
+};
 use crate::metrics::HopHistograms;
 
 /// How often a worker hands its interval histograms to the collector.
@@ -24,8 +26,21 @@ pub const MAX_GAP_TOPICS_REPORTED: usize = 100;
 pub struct MetricsLink {
     /// The collector's inbox.
     pub tx: crossbeam_channel::Sender<Interval>,
+    /// Cleared histograms handed back by the collector.
+    pub spares: crossbeam_channel::Receiver<HopHistograms>,
     /// The collector's merged snapshot.
     pub snapshot: Arc<std::sync::Mutex<Snapshot>>,
+}
+
+impl MetricsLink {
+    /// The link to `collector`.
+    pub fn new(collector: &Collector) -> Self {
+        MetricsLink {
+            tx: collector.sender(),
+            spares: collector.spares(),
+            snapshot: collector.snapshot(),
+        }
+    }
 }
 
 /// What a worker reports when it stops.
@@ -61,8 +76,9 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
     let Some(link) = ctx.metrics.as_ref() else {
         return;
     };
-    let mut hops = HopHistograms::default();
-    ctx.hops.borrow_mut().take_into(&mut hops);
+    // A cleared set from the collector; only in the first seconds is one allocated.
+    let mut hops = link.spares.try_recv().unwrap_or_default();
+    ctx.hops.borrow_mut().swap_out(&mut hops);
     let now = std::time::SystemTime::now();
     let started = ctx.interval_start.replace(now);
     let (feeds, groups) = feed_counters(ctx);

@@ -116,10 +116,7 @@ pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), Rela
     } else {
         None
     };
-    let link = collector.as_ref().map(|c| MetricsLink {
-        tx: c.sender(),
-        snapshot: c.snapshot(),
-    });
+    let link = collector.as_ref().map(MetricsLink::new);
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
         let snapshot = c.snapshot();
         let local = http::serve(
