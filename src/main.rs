@@ -66,7 +66,7 @@ enum Command {
         /// Subscribers (half take every symbol, half four symbols each).
         #[arg(long, default_value_t = 8)]
         subs: usize,
-        /// Relay workers (default: one per online CPU).
+        /// Relay workers (default: half the CPUs, at least one).
         #[arg(long)]
         workers: Option<usize>,
         /// Where to write the per-hop HdrHistogram interval log.
@@ -116,7 +116,7 @@ enum Command {
         /// Address to listen on (port 0: the OS picks one; the chosen address is printed).
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: SocketAddr,
-        /// Number of workers (default: one per --cores entry, or one per online CPU).
+        /// Number of workers (default: one per --cores entry, or half the CPUs).
         #[arg(long)]
         workers: Option<usize>,
         /// Cores to pin the workers to, one worker per core (e.g. 0,1).

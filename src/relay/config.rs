@@ -24,7 +24,7 @@ use crate::ws::Limits;
 pub struct Config {
     /// Address to listen on (publishers at `/pub`, subscribers at `/ws`).
     pub listen: SocketAddr,
-    /// Number of workers (default: one per entry in `cores`, or one per online CPU).
+    /// Number of workers (default: one per entry in `cores`, or half the CPUs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Core each worker is pinned to, in worker order.
