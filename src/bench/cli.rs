@@ -201,6 +201,7 @@ pub(super) struct Totals {
     pub(super) cpu: Duration,
     pub(super) wall: Duration,
     pub(super) segments: Option<u64>,
+    pub(super) publisher_lag: Histogram<u64>,
 }
 
 impl Totals {
@@ -216,6 +217,7 @@ impl Totals {
             cpu: r.relay_cpu.unwrap_or_default(),
             wall: r.elapsed,
             segments: r.tcp_segments,
+            publisher_lag: r.publisher_lag,
         }
     }
 
@@ -230,6 +232,9 @@ impl Totals {
         self.cpu += r.relay_cpu.unwrap_or_default();
         self.wall += r.elapsed;
         self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
+        self.publisher_lag
+            .add(&r.publisher_lag)
+            .map_err(|e| anyhow!("{e}"))?;
         Ok(())
     }
 }

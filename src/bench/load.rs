@@ -73,6 +73,9 @@ pub struct LoadResult {
     pub duplicated: u64,
     /// Messages received out of order.
     pub reordered: u64,
+    /// How late the publisher's sends completed after their due time (measured
+    /// messages only): a relay that reads its publisher late makes this grow.
+    pub publisher_lag: Histogram<u64>,
     /// Relay CPU time (user + system) during the measured window, if known.
     pub relay_cpu: Option<Duration>,
     /// TCP segments the host sent during the measured window (every socket: the
@@ -212,7 +215,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let cpu_after = cpu_of(&spec.relay_pids);
     let segs_after = crate::io::procfs::tcp_out_segments();
     let elapsed = t0.elapsed();
-    publisher
+    let publisher_lag = publisher
         .join()
         .map_err(|_| anyhow::anyhow!("publisher thread panicked"))??;
     let shared = subscribers
@@ -227,6 +230,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         lost: shared.lost,
         duplicated: shared.duplicated,
         reordered: shared.reordered,
+        publisher_lag,
         relay_cpu: match (cpu_before, cpu_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
@@ -246,9 +250,11 @@ fn start_publisher(
     floor_listener: Option<std::net::TcpListener>,
     start: std::sync::mpsc::Receiver<u64>,
     total: u64,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Histogram<u64>>>> {
     let thread = std::thread::Builder::new().name("bench-pub".into()).spawn(
-        move || -> anyhow::Result<()> {
+        move || -> anyhow::Result<Histogram<u64>> {
+            // Due times are met by sleeping to just before them: no timer slack.
+            crate::io::worker::set_timer_slack_ns(1);
             let ring = Ring::new()?;
             ring.block_on(async move {
                 let sink = match floor_listener {
@@ -393,7 +399,6 @@ impl Sink {
                 .iter()
                 .any(|s| !s.queue.borrow().is_empty() || s.writing.get())
             {
-                crate::io::ring::submit_pending();
                 rt::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -472,27 +477,34 @@ async fn floor_sink(listener: std::net::TcpListener, subs: usize) -> anyhow::Res
     Ok(Sink::Floor(out))
 }
 
-async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> anyhow::Result<()> {
+/// Sends `total` messages on schedule; returns how late each send completed after its
+/// due time (publisher lag: a relay that reads its publisher late shows here).
+async fn publish(
+    mut sink: Sink,
+    spec: LoadSpec,
+    start_ns: u64,
+    total: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    /// Closer than this to a due time, the publisher yields instead of sleeping.
+    const SPIN_NS: u64 = 20_000;
     let interval_ns = 1_000_000_000f64 / spec.rate as f64;
+    let measure_from = start_ns + spec.warmup.as_nanos() as u64;
+    let mut lag = Histogram::new_with_bounds(1, 60_000_000_000, 3)?;
     let mut seqs = vec![0u64; spec.topics.max(1)];
     let mut msg = Vec::with_capacity(spec.size + 64);
     for k in 0..total {
         let due_ns = start_ns + (k as f64 * interval_ns) as u64;
-        // Wait for the due time: sleep when far, yield when close (timer granularity is
-        // a millisecond).
+        // Sleep until just before the due time (the ring's timers have ns resolution
+        // and this thread's timer slack is 1 ns), then yield the rest.
         loop {
             let now = realtime_ns();
             if now >= due_ns {
                 break;
             }
-            if due_ns - now > 2_000_000 {
-                rt::sleep(Duration::from_nanos(due_ns - now - 1_000_000)).await;
+            if due_ns - now > 2 * SPIN_NS {
+                rt::sleep(Duration::from_nanos(due_ns - now - SPIN_NS)).await;
             } else {
                 rt::yield_now().await;
-                // This loop never lets the runtime park, and tokio-uring submits only
-                // when it parks: hand the floor writers' writes to the kernel here.
-                crate::io::ring::submit_pending();
-                std::thread::yield_now();
             }
         }
         let topic = (k as usize) % seqs.len();
@@ -508,14 +520,16 @@ async fn publish(mut sink: Sink, spec: LoadSpec, start_ns: u64, total: u64) -> a
         msg.resize(msg.len() + pad, b'x');
         msg.extend_from_slice(b"\"}");
         sink.send(topic, &msg).await?;
+        if due_ns >= measure_from {
+            let _ = lag.record(realtime_ns().saturating_sub(due_ns).max(1));
+        }
         if k % 64 == 0 {
             // Let the floor's writers (and the relay client's reads) run.
             rt::yield_now().await;
-            crate::io::ring::submit_pending();
         }
     }
     sink.finish().await;
-    Ok(())
+    Ok(lag)
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ struct Row<'a> {
     cpu_pct: f64,
     cpu_ns_per_delivery: f64,
     segments_per_delivery: Option<f64>,
+    /// p99 of how late the publisher's sends completed (µs).
+    publisher_lag_p99: f64,
 }
 
 impl<'a> Row<'a> {
@@ -38,6 +40,7 @@ impl<'a> Row<'a> {
             cpu_pct: 100.0 * t.cpu.as_secs_f64() / wall,
             cpu_ns_per_delivery: t.cpu.as_nanos() as f64 / received,
             segments_per_delivery: t.segments.map(|s| s as f64 / received),
+            publisher_lag_p99: percentiles_us(&t.publisher_lag)[2],
         }
     }
 
@@ -52,7 +55,7 @@ impl<'a> Row<'a> {
             .segments_per_delivery
             .map_or("null".to_owned(), |s| format!("{s:.3}"));
         format!(
-            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs}}}"#,
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"publisher_lag_p99_us":{:.1}}}"#,
             self.label,
             self.rate,
             p[0],
@@ -69,7 +72,8 @@ impl<'a> Row<'a> {
             t.reordered,
             self.received_per_s,
             self.cpu_pct,
-            self.cpu_ns_per_delivery
+            self.cpu_ns_per_delivery,
+            self.publisher_lag_p99
         )
     }
 }
@@ -129,6 +133,7 @@ pub(super) fn report(
             "relay CPU%",
             "CPU ns/delivery",
             "segs/delivery",
+            "pub lag p99 us",
         ]);
         for (m, mode) in modes.iter().enumerate() {
             let Some(t) = &totals[ri][m] else { continue };
@@ -150,6 +155,7 @@ pub(super) fn report(
                 format!("{:.0}", row.cpu_ns_per_delivery),
                 row.segments_per_delivery
                     .map_or("-".into(), |s| format!("{s:.3}")),
+                format!("{:.1}", row.publisher_lag_p99),
             ]);
             table.row(&row.label, &t.latency, &extra);
             if row.within_capacity() {
