@@ -68,9 +68,9 @@ pub struct BenchArgs {
     /// compare configs (e.g. sqpoll=sqpoll.toml plain=plain.toml).
     #[arg(long)]
     pub relay_config: Vec<String>,
-    /// Workers of the spawned relay.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
+    /// Workers of the spawned relay (default: the relay's own default).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Cores of the spawned relay's workers.
     #[arg(long, value_delimiter = ',')]
     pub cores: Option<Vec<usize>>,
@@ -395,14 +395,14 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
             pinned,
             config,
         } => {
-            let all: Vec<usize> = (0..a.workers).collect();
+            let all: Vec<usize> = (0..a.workers.unwrap_or(1)).collect();
             let cores = match (pin, pinned) {
                 (Some(c), _) => Some(c),
                 (None, Some(true)) => Some(a.cores.as_deref().unwrap_or(&all)),
                 (None, Some(false)) => None,
                 (None, None) => a.cores.as_deref(),
             };
-            let workers = cores.map_or(a.workers, <[usize]>::len);
+            let workers = cores.map(<[usize]>::len).or(a.workers);
             let config = config.as_ref().map(|(_, t)| t.as_str());
             SpawnedRelay::chain(*hops, *idle, *metrics, workers, cores, pin, config)?
         }

@@ -84,7 +84,9 @@ fn cores_of(a: &BenchArgs, mode: &Variant) -> usize {
         (Variant::Floor, _, _) => 1,
         (_, Some(c), _) => c.len().max(1),
         (Variant::Spawn { .. }, None, Some(c)) => c.len().max(1),
-        (Variant::Spawn { .. }, None, None) => a.workers.max(1),
+        (Variant::Spawn { .. }, None, None) => a.workers.unwrap_or_else(|| {
+            crate::io::worker::default_workers(crate::io::procfs::online_cpus())
+        }),
         _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }

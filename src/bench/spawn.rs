@@ -23,15 +23,16 @@ impl SpawnedRelay {
     pub fn start(
         idle: IdleMode,
         metrics: bool,
-        workers: usize,
+        workers: Option<usize>,
         cores: Option<&[usize]>,
         pin: Option<&[usize]>,
         config: Option<&str>,
     ) -> anyhow::Result<Self> {
         let mut cmd = pinned_command(&std::env::current_exe()?, pin);
-        cmd.args(["run", "--listen", "127.0.0.1:0", "--workers"])
-            .arg(workers.to_string())
-            .args(["--idle", idle.name()]);
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--idle", idle.name()]);
+        if let Some(w) = workers {
+            cmd.arg("--workers").arg(w.to_string());
+        }
         let config_file = match config {
             Some(text) => {
                 let path = std::env::temp_dir().join(format!(
@@ -105,7 +106,7 @@ impl SpawnedRelay {
         hops: u8,
         idle: IdleMode,
         metrics: bool,
-        workers: usize,
+        workers: Option<usize>,
         cores: Option<&[usize]>,
         pin: Option<&[usize]>,
         config: Option<&str>,
