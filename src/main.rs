@@ -137,6 +137,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic is logged once, as one line with its cause and place, in the same log as
+    // everything else (a task's panic is then contained by its worker's ring; a
+    // worker's ends the process).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            cause = feedrelay::io::rt::panic_cause(info.payload()),
+            at = %info.location().map_or("?".into(), |l| l.to_string()),
+            "panic"
+        );
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config, root } => return check(config.as_deref(), &root),

@@ -15,11 +15,12 @@ use feedrelay::io::ring::Ring;
 use feedrelay::io::shutdown;
 use feedrelay::io::worker::{run_workers, CoreMap};
 use feedrelay::metrics::collector::Collector;
+use feedrelay::relay::admission::Admission;
 use feedrelay::relay::config::Config;
 use feedrelay::relay::feed::plan::plan_feeds;
 use feedrelay::relay::links::links;
 use feedrelay::relay::report::MetricsLink;
-use feedrelay::relay::worker::{run_worker, ConnectionCount, WorkerSetup};
+use feedrelay::relay::worker::{run_worker, WorkerSetup};
 use feedrelay::ws::{Limits, MessageKind};
 
 struct Counting;
@@ -99,12 +100,12 @@ fn start_relay(
     let collector = Collector::start(2, None).unwrap();
     let link = MetricsLink::new(&collector);
     let relay = std::thread::spawn(move || {
-        let connections = Arc::new(ConnectionCount::default());
+        let admission = Admission::new(config.admission_limits());
         run_workers(&map, move |i| {
             let ((listener, links), feeds) = per_worker.lock().unwrap()[i].take().unwrap();
-            let (config, connections, stop, link) = (
+            let (config, admission, stop, link) = (
                 Arc::clone(&config),
-                Arc::clone(&connections),
+                Arc::clone(&admission),
                 stop.clone(),
                 link.clone(),
             );
@@ -116,7 +117,7 @@ fn start_relay(
                     listener,
                     links,
                     config,
-                    connections,
+                    admission,
                     metrics: Some(link),
                     feeds,
                     shutdown: stop,

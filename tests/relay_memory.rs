@@ -50,7 +50,9 @@ fn connect(server: &Server, topic: usize) -> TcpStream {
 #[test]
 fn ten_thousand_idle_subscribers_cost_at_most_16_kib_each() {
     raise_fd_limit();
-    let server = Server::relay(&["--workers", "2"], Some("max_connections = 12000\n"));
+    let server = Server::relay(&["--workers", "2"], Some(
+            "max_connections = 12000\nmax_connections_per_address = 12000\nmax_pending_per_address = 12000\nmax_pending_handshakes = 12000\n",
+        ));
     let pid = server.child.id();
     // Warm up: the first connections pay for one-time allocations.
     let warm: Vec<TcpStream> = (0..200).map(|i| connect(&server, i % 50)).collect();

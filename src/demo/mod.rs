@@ -57,7 +57,7 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     };
     config.listen = "127.0.0.1:0".parse()?;
     config.workers = a.workers;
-    let map = CoreMap::new(config.workers, None)?;
+    let map = CoreMap::limited(config.workers, None, crate::relay::routing::MAX_WORKERS)?;
     ring::probe()?;
     let listeners = bind_reuseport(config.listen, map.workers())?;
     let local = listeners[0].local_addr()?;

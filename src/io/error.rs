@@ -29,9 +29,15 @@ pub enum IoError {
     /// The operator asked for workers or cores this host cannot give.
     #[error("bad worker/core configuration: {0}")]
     Config(String),
-    /// A worker thread died (a bug: it should have reported an error instead).
-    #[error("worker {0} panicked")]
-    WorkerPanicked(usize),
+    /// A worker thread died (a bug: it should have reported an error instead). The
+    /// process must stop: the other workers cannot take over its connections.
+    #[error("worker {worker} died: {cause}")]
+    WorkerPanicked {
+        /// Which worker.
+        worker: usize,
+        /// The panic's message.
+        cause: String,
+    },
 }
 
 impl IoError {

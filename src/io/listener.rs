@@ -3,6 +3,7 @@
 //! accept loop each worker runs on its own.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -54,13 +55,39 @@ fn bind_one(addr: SocketAddr, options: &SocketOptions) -> std::io::Result<TcpLis
     Ok(socket.into())
 }
 
+/// Whether an accept loop may take another connection now. While it may not, the loop
+/// does not accept: new connections wait in the kernel's backlog (up to [`BACKLOG`])
+/// instead of being let in only to be refused.
+pub trait AcceptGate {
+    /// Room for another connection now.
+    fn has_room(&self) -> bool;
+
+    /// Resolves when there is room (at once if there is).
+    fn room(&self) -> impl Future<Output = ()> + '_;
+}
+
+/// A gate that is always open.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Open;
+
+impl AcceptGate for Open {
+    fn has_room(&self) -> bool {
+        true
+    }
+
+    fn room(&self) -> impl Future<Output = ()> + '_ {
+        std::future::ready(())
+    }
+}
+
 /// Accepts on `listener` until `shutdown`, handing each connection (with the socket
-/// options it inherited from the listener) to `on_accept`. A failed accept (EMFILE,
-/// ENFILE, ...) is logged and retried after a pause, so the connections already open
-/// keep being served.
+/// options it inherited from the listener) to `on_accept`, while `gate` has room. A
+/// failed accept (EMFILE, ENFILE, ...) is logged and retried after a pause, so the
+/// connections already open keep being served.
 pub async fn accept_until_shutdown(
     listener: TcpListener,
     shutdown: &mut Shutdown,
+    gate: &impl AcceptGate,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
 ) -> Result<(), IoError> {
     /// Pause after a failed accept before trying again.
@@ -70,6 +97,13 @@ pub async fn accept_until_shutdown(
         .map_err(|e| IoError::op("listen on", "socket", e))?;
     let listener = ring::listener(listener);
     loop {
+        if !gate.has_room() {
+            // Full: leave new connections in the backlog until a slot frees.
+            if let Either::Right(()) = rt::race(gate.room(), shutdown.wait()).await {
+                return Ok(());
+            }
+            continue;
+        }
         // An accept dropped by shutdown is harmless: the process is stopping.
         let accepted = match rt::race(listener.accept(), shutdown.wait()).await {
             Either::Left(r) => r,

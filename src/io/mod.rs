@@ -31,6 +31,7 @@ pub mod http;
 pub mod idle;
 pub mod listener;
 pub mod procfs;
+pub mod resolve;
 pub mod ring;
 pub mod rt;
 pub mod shutdown;

@@ -10,9 +10,12 @@
 //! the certificate's IP SANs).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -124,6 +127,8 @@ pub struct Transport {
     tls: Option<Box<Tls>>,
     /// Held for the whole of each socket write.
     write_lock: LocalLock,
+    /// A write must finish within this (`None`: no limit); see [`ring::deadline`].
+    write_timeout: std::cell::Cell<Option<Duration>>,
 }
 
 struct Tls {
@@ -146,6 +151,7 @@ impl Transport {
             tcp,
             tls: None,
             write_lock: LocalLock::new(),
+            write_timeout: std::cell::Cell::new(None),
         }
     }
 
@@ -183,6 +189,7 @@ impl Transport {
                 peer_closed: std::cell::Cell::new(false),
             })),
             write_lock: LocalLock::new(),
+            write_timeout: std::cell::Cell::new(None),
         };
         let handshaking = |t: &Transport| {
             t.tls
@@ -200,6 +207,32 @@ impl Transport {
         }
         t.flush_tls().await?;
         Ok(t)
+    }
+
+    /// Every write from now on must finish within `timeout`, or the socket is shut
+    /// down and the write fails with `TimedOut` (`None`: no limit).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) {
+        self.write_timeout.set(timeout);
+    }
+
+    /// Runs one write under the write timeout, if there is one.
+    async fn timed<T>(
+        &self,
+        write: impl Future<Output = (io::Result<()>, T)>,
+    ) -> (io::Result<()>, T) {
+        let Some(limit) = self.write_timeout.get() else {
+            return write.await;
+        };
+        let deadline = ring::deadline::watch_write(self.tcp.as_raw_fd(), limit);
+        let (res, back) = write.await;
+        if deadline.expired() {
+            let e = io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("a write did not finish within {limit:?}: the peer is not reading"),
+            );
+            return (Err(e), back);
+        }
+        (res, back)
     }
 
     /// Whether this is TLS.
@@ -340,7 +373,9 @@ impl Transport {
             return Ok(());
         }
         let _writing = self.write_lock.lock().await;
-        self.write_records().await
+        self.timed(async { (self.write_records().await, ()) })
+            .await
+            .0
     }
 
     /// Writes whatever records rustls has queued; the caller holds the write lock.
@@ -370,12 +405,15 @@ impl Transport {
     /// throughout, so concurrent writers never interleave inside a frame.
     pub async fn write_all(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let _writing = self.write_lock.lock().await;
-        if self.tls.is_none() {
-            return ring::write_all(&self.tcp, buf).await;
-        }
-        let res = self.write_plaintext(&buf).await;
-        buf.clear();
-        (res, buf)
+        self.timed(async {
+            if self.tls.is_none() {
+                return ring::write_all(&self.tcp, buf).await;
+            }
+            let res = self.write_plaintext(&buf).await;
+            buf.clear();
+            (res, buf)
+        })
+        .await
     }
 
     /// Encrypts `plain` and writes the records; the caller holds the write lock.
@@ -396,18 +434,21 @@ impl Transport {
     /// hands the batch back, empty.
     pub async fn write_frames(&self, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
         let _writing = self.write_lock.lock().await;
-        if self.tls.is_none() {
-            return ring::writev_all(&self.tcp, batch).await;
-        }
-        let mut res = Ok(());
-        for frame in &batch.frames {
-            res = self.write_plaintext(frame).await;
-            if res.is_err() {
-                break;
+        self.timed(async {
+            if self.tls.is_none() {
+                return ring::writev_all(&self.tcp, batch).await;
             }
-        }
-        batch.frames.clear();
-        (res, batch)
+            let mut res = Ok(());
+            for frame in &batch.frames {
+                res = self.write_plaintext(frame).await;
+                if res.is_err() {
+                    break;
+                }
+            }
+            batch.frames.clear();
+            (res, batch)
+        })
+        .await
     }
 
     /// Sends FIN (TLS: close_notify is not sent; the peer sees the stream end).

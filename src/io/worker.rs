@@ -22,11 +22,37 @@ impl CoreMap {
     /// worker per core (and `workers`, if also given, must agree); with neither,
     /// [`default_workers`] unpinned workers. Every core must exist on this host.
     pub fn new(workers: Option<usize>, cores: Option<&[usize]>) -> Result<CoreMap, IoError> {
+        Self::limited(workers, cores, usize::MAX)
+    }
+
+    /// [`new`](Self::new) for a program that can run at most `max` workers: more
+    /// asked for is an error, and the default is held to `max` whatever the host.
+    pub fn limited(
+        workers: Option<usize>,
+        cores: Option<&[usize]>,
+        max: usize,
+    ) -> Result<CoreMap, IoError> {
         let online: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
             .map(|c| c.id)
             .collect();
+        Self::for_host(workers, cores, max, &online)
+    }
+
+    /// [`limited`](Self::limited) on a host whose online CPUs are `online`.
+    fn for_host(
+        workers: Option<usize>,
+        cores: Option<&[usize]>,
+        max: usize,
+        online: &[usize],
+    ) -> Result<CoreMap, IoError> {
+        let asked = workers.or(cores.map(<[usize]>::len));
+        if let Some(n) = asked.filter(|&n| n > max) {
+            return Err(IoError::Config(format!(
+                "{n} workers asked for; at most {max} (the width of the routing mask)"
+            )));
+        }
         match (workers, cores) {
             (Some(0), _) => Err(IoError::Config("--workers must be at least 1".into())),
             (Some(n), Some(c)) if n != c.len() => Err(IoError::Config(format!(
@@ -50,7 +76,7 @@ impl CoreMap {
                 cores: vec![None; n],
             }),
             (None, None) => Ok(CoreMap {
-                cores: vec![None; default_workers(online.len())],
+                cores: vec![None; default_workers(online.len()).min(max)],
             }),
         }
     }
@@ -80,8 +106,11 @@ pub fn default_workers(cpus: usize) -> usize {
 }
 
 /// Starts one thread per worker, pins it, sets up its ring and runs `body(i)` on it;
-/// returns every worker's result, in worker order, once all have returned. The first
-/// error wins.
+/// returns every worker's result, in worker order, once all have returned.
+///
+/// A worker that fails or dies is reported as soon as it does, without waiting for the
+/// others: a relay missing a worker must not stay half-alive (its listener's share of
+/// connections would go unserved), so the caller is expected to stop the process.
 pub fn run_workers<F, Fut, T>(map: &CoreMap, body: F) -> Result<Vec<T>, IoError>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
@@ -100,41 +129,47 @@ where
     T: Send + 'static,
 {
     let body = Arc::new(body);
-    let mut handles = Vec::with_capacity(map.workers());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<T, IoError>)>();
     for i in 0..map.workers() {
         let body = Arc::clone(&body);
         let core = map.core(i);
         let options = ring(i);
-        let handle = thread::Builder::new()
+        let done = done_tx.clone();
+        thread::Builder::new()
             .name(format!("feedrelay-w{i}"))
             .spawn(move || {
-                if let Some(id) = core {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        return Err(IoError::Config(format!(
-                            "could not pin worker {i} to core {id}"
-                        )));
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Some(id) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            return Err(IoError::Config(format!(
+                                "could not pin worker {i} to core {id}"
+                            )));
+                        }
                     }
-                }
-                let ring = Ring::with_options(&options)?;
-                ring.block_on(body(i))
+                    let ring = Ring::with_options(&options)?;
+                    ring.block_on(body(i))
+                }));
+                let outcome = run.unwrap_or_else(|payload| {
+                    Err(IoError::WorkerPanicked {
+                        worker: i,
+                        cause: super::rt::panic_cause(payload.as_ref()).to_owned(),
+                    })
+                });
+                let _ = done.send((i, outcome));
             })
             .map_err(|e| IoError::op("spawn worker thread", i, e))?;
-        handles.push(handle);
     }
-    let mut results = Vec::with_capacity(handles.len());
-    let mut first_error = None;
-    for (i, h) in handles.into_iter().enumerate() {
-        match h.join().unwrap_or(Err(IoError::WorkerPanicked(i))) {
-            Ok(v) => results.push(v),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+    drop(done_tx);
+    let mut results: Vec<Option<T>> = (0..map.workers()).map(|_| None).collect();
+    for _ in 0..map.workers() {
+        match done_rx.recv() {
+            Ok((i, Ok(v))) => results[i] = Some(v),
+            Ok((_, Err(e))) => return Err(e),
+            // Every sender is gone without a word: cannot happen (each thread sends).
+            Err(_) => break,
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(results),
-    }
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Pins the calling thread, and every thread it starts afterwards, to `cores`.
@@ -221,6 +256,42 @@ pub fn raise_fd_limit(want: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_worker_is_reported_at_once_not_at_shutdown() {
+        let map = CoreMap::new(Some(2), None).unwrap();
+        let start = std::time::Instant::now();
+        let result = run_workers(&map, |i| async move {
+            if i == 1 {
+                panic!("worker bug");
+            }
+            // Worker 0 would run for a long time: the caller must not wait for it.
+            crate::io::rt::sleep(std::time::Duration::from_secs(30)).await;
+            Ok(())
+        });
+        match result {
+            Err(IoError::WorkerPanicked { worker: 1, cause }) => assert_eq!(cause, "worker bug"),
+            other => panic!("expected worker 1's death, got {other:?}"),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn worker_count_is_held_to_the_limit_on_hosts_with_more_cpus() {
+        let online: Vec<usize> = (0..512).collect();
+        let m = CoreMap::for_host(None, None, 64, &online).unwrap();
+        assert_eq!(m.workers(), 64, "512 CPUs: the default stops at the limit");
+        let e = CoreMap::for_host(Some(65), None, 64, &online).unwrap_err();
+        assert!(e.to_string().contains("at most 64"), "{e}");
+        let cores: Vec<usize> = (0..65).collect();
+        assert!(CoreMap::for_host(None, Some(&cores), 64, &online).is_err());
+        assert_eq!(
+            CoreMap::for_host(Some(64), None, 64, &online)
+                .unwrap()
+                .workers(),
+            64
+        );
+    }
 
     #[test]
     fn core_map_rules() {

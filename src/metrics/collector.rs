@@ -1,13 +1,17 @@
 //! The collector: merges the workers' interval histograms off the hot path, writes the
-//! HdrHistogram interval log, and keeps the snapshot that `/metrics` renders.
+//! HdrHistogram interval log, keeps the snapshot, and renders it for `/metrics`.
+//!
+//! Rendering happens here, on the collector's thread: a worker answering `/metrics`
+//! copies the latest text ([`Rendered::get`], a lock held for an `Arc` clone) and
+//! never renders or holds a lock across work.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
@@ -29,6 +33,13 @@ pub struct Counters {
     pub subscribers: u64,
     /// Bytes queued for subscribers right now.
     pub queue_bytes: u64,
+    /// Connections closed at accept, by reason (process-wide: reported by worker 0
+    /// alone, so sums over workers stay right).
+    pub refused: Vec<(&'static str, u64)>,
+    /// Connections in their opening handshake now (process-wide, worker 0 alone).
+    pub handshaking: u64,
+    /// How often each configured bound was hit, by the bound's name.
+    pub limit_hits: Vec<(&'static str, u64)>,
     /// The exchange feed lines this worker dials.
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
@@ -135,6 +146,30 @@ pub enum MetricsError {
     },
 }
 
+/// The snapshot as `/metrics` text, as last rendered by the collector.
+#[derive(Debug, Default)]
+pub struct Rendered(Mutex<Arc<str>>);
+
+impl Rendered {
+    /// The latest text.
+    pub fn get(&self) -> Arc<str> {
+        self.0
+            .lock()
+            .map(|t| Arc::clone(&t))
+            .unwrap_or_else(|_| Arc::from(""))
+    }
+
+    fn set(&self, text: String) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = Arc::from(text);
+        }
+    }
+}
+
+/// The collector renders at most this often while intervals keep arriving (and once
+/// more when they pause).
+const RENDER_EVERY: Duration = Duration::from_millis(200);
+
 /// A running collector.
 pub struct Collector {
     tx: Sender<Interval>,
@@ -142,6 +177,7 @@ pub struct Collector {
     /// again: a worker never allocates or clears one itself.
     spares: Receiver<HopHistograms>,
     snapshot: Arc<Mutex<Snapshot>>,
+    rendered: Arc<Rendered>,
     thread: JoinHandle<Result<(), MetricsError>>,
 }
 
@@ -164,10 +200,13 @@ impl Collector {
             )),
             None => None,
         };
+        let rendered = Arc::new(Rendered::default());
+        rendered.set(super::prometheus::render(&lock_or_default(&snapshot)));
         let shared = Arc::clone(&snapshot);
+        let text = Arc::clone(&rendered);
         let thread = std::thread::Builder::new()
             .name("feedrelay-metrics".into())
-            .spawn(move || collect(rx, shared, file, spare_tx))
+            .spawn(move || collect(rx, shared, text, file, spare_tx))
             .map_err(|source| MetricsError::Hlog {
                 path: PathBuf::from("<collector thread>"),
                 source,
@@ -176,6 +215,7 @@ impl Collector {
             tx,
             spares,
             snapshot,
+            rendered,
             thread,
         })
     }
@@ -190,9 +230,14 @@ impl Collector {
         self.spares.clone()
     }
 
-    /// The snapshot `/metrics` renders.
+    /// The merged snapshot.
     pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
         Arc::clone(&self.snapshot)
+    }
+
+    /// The snapshot as `/metrics` text, kept up to date by the collector.
+    pub fn rendered(&self) -> Arc<Rendered> {
+        Arc::clone(&self.rendered)
     }
 
     /// Waits until every worker's sender is gone, then returns the final totals.
@@ -211,9 +256,14 @@ impl Collector {
     }
 }
 
+fn lock_or_default(snapshot: &Mutex<Snapshot>) -> Snapshot {
+    snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
 fn collect(
     rx: Receiver<Interval>,
     snapshot: Arc<Mutex<Snapshot>>,
+    rendered: Arc<Rendered>,
     file: Option<(PathBuf, File)>,
     spares: Sender<HopHistograms>,
 ) -> Result<(), MetricsError> {
@@ -246,7 +296,27 @@ fn collect(
         ),
         None => None,
     };
-    for interval in rx {
+    let render = || {
+        if let Ok(s) = snapshot.lock() {
+            let text = super::prometheus::render(&s);
+            drop(s);
+            rendered.set(text);
+        }
+    };
+    let mut last_render = Instant::now();
+    let mut stale = false;
+    loop {
+        let interval = match rx.recv_timeout(RENDER_EVERY) {
+            Ok(i) => i,
+            Err(RecvTimeoutError::Timeout) => {
+                if std::mem::take(&mut stale) {
+                    render();
+                    last_render = Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if let Some(w) = writer.as_mut() {
             let offset = interval.start.duration_since(start).unwrap_or_default();
             for hop in Hop::ALL {
@@ -272,6 +342,13 @@ fn collect(
         // workers already have spares enough).
         hops.reset();
         let _ = spares.try_send(hops);
+        stale = true;
+        if last_render.elapsed() >= RENDER_EVERY {
+            render();
+            last_render = Instant::now();
+            stale = false;
+        }
     }
+    render();
     Ok(())
 }

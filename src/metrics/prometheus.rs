@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::collector::{FeedCounters, GroupCounters, Snapshot};
+use super::collector::{Counters, FeedCounters, GroupCounters, Snapshot};
 use super::hop::Hop;
 
 /// Histogram bucket bounds, in seconds: 1 µs to 1 s.
@@ -78,21 +78,25 @@ pub fn render(s: &Snapshot) -> String {
         "# HELP feedrelay_dropped_total Messages dropped, by reason."
     );
     let _ = writeln!(out, "# TYPE feedrelay_dropped_total counter");
-    for reason in [
-        "queue_full",
-        "conflated",
-        "no_topic",
-        "channel_full",
-        "slow_disconnect",
-    ] {
-        let n = total(&|c| {
-            c.dropped
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .map_or(0, |(_, n)| *n)
-        });
-        let _ = writeln!(out, "feedrelay_dropped_total{{reason=\"{reason}\"}} {n}");
-    }
+    by_reason(s, "feedrelay_dropped_total", |c| &c.dropped, &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_refused_total Connections closed at accept, before any handshake, by reason."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_refused_total counter");
+    by_reason(s, "feedrelay_refused_total", |c| &c.refused, &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_limit_hits_total Times a configured bound was hit, by setting."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_limit_hits_total counter");
+    by_label(
+        s,
+        "feedrelay_limit_hits_total",
+        "limit",
+        |c| &c.limit_hits,
+        &mut out,
+    );
     let _ = writeln!(
         out,
         "# HELP feedrelay_connections Open connections, by role."
@@ -110,12 +114,56 @@ pub fn render(s: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
+        "feedrelay_connections{{role=\"handshaking\"}} {}",
+        total(&|c| c.handshaking)
+    );
+    let _ = writeln!(
+        out,
         "# HELP feedrelay_queue_bytes Bytes queued for subscribers."
     );
     let _ = writeln!(out, "# TYPE feedrelay_queue_bytes gauge");
     let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
     render_feeds(s, &mut out);
     out
+}
+
+/// One sample per reason any worker reported, summed over the workers, in the order
+/// first seen.
+fn by_reason(
+    s: &Snapshot,
+    name: &str,
+    counts: impl Fn(&Counters) -> &Vec<(&'static str, u64)>,
+    out: &mut String,
+) {
+    by_label(s, name, "reason", counts, out)
+}
+
+/// One sample per label value, summed over the workers.
+fn by_label(
+    s: &Snapshot,
+    name: &str,
+    key: &str,
+    counts: impl Fn(&Counters) -> &Vec<(&'static str, u64)>,
+    out: &mut String,
+) {
+    let mut reasons: Vec<&str> = Vec::new();
+    for (_, c) in &s.workers {
+        for (r, _) in counts(c) {
+            if !reasons.contains(r) {
+                reasons.push(r);
+            }
+        }
+    }
+    for reason in reasons {
+        let n: u64 = s
+            .workers
+            .iter()
+            .flat_map(|(_, c)| counts(c).iter())
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum();
+        let _ = writeln!(out, "{name}{{{key}=\"{reason}\"}} {n}");
+    }
 }
 
 /// Label values are escaped as the exposition format wants (`\`, `"`, newline).

@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::io::listener::{accept_until_shutdown, drain_connections};
+use crate::io::listener::{accept_until_shutdown, drain_connections, Open};
 use crate::io::ring::Ring;
 use crate::io::rt;
 use crate::io::shutdown::Shutdown;
@@ -95,7 +95,7 @@ pub fn serve(
         let live = Rc::new(Cell::new(0usize));
         let for_each = shutdown.clone();
         let mut shutdown = shutdown;
-        accept_until_shutdown(listener, &mut shutdown, |stream, peer: SocketAddr| {
+        accept_until_shutdown(listener, &mut shutdown, &Open, |stream, peer: SocketAddr| {
             if live.get() >= options.max_connections {
                 tracing::warn!(%peer, max = options.max_connections, "over max_connections; closed");
                 drop(stream);

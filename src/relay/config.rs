@@ -18,6 +18,9 @@ use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
 use crate::ws::Limits;
 
+/// The largest `max_topic_bytes` accepted: topic names are keys, copied per route.
+pub const MAX_TOPIC_BYTES_LIMIT: usize = 4096;
+
 /// The whole configuration, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,10 +58,36 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Largest message accepted from a client.
     pub max_message_bytes: usize,
-    /// Topics one subscriber may hold at once.
+    /// Most frames one client message may come in (more: closed with 1009).
+    pub max_fragments: usize,
+    /// Largest control message (subscribe/unsubscribe) a subscriber may send; a
+    /// subscriber sends nothing else, so this (or `max_message_bytes`, if smaller) is
+    /// its whole message limit (more: closed with 1009).
+    pub max_control_bytes: usize,
+    /// Topics one subscriber may hold at once; also the most topics one control
+    /// message may name (checked before any other work on it).
     pub max_subscriptions: usize,
-    /// Connections accepted at once, over all workers; more are refused with 503.
+    /// Longest topic name, in bytes (a publisher's message whose topic is longer is
+    /// dropped and counted; a subscription to one is refused).
+    pub max_topic_bytes: usize,
+    /// Topics each worker keeps a drop counter for; drops on further topics are
+    /// counted together as `other`.
+    pub max_drop_topics: usize,
+    /// A write that makes no progress for this long closes its connection (ms):
+    /// a peer that stops reading cannot hold a connection's memory forever.
+    pub write_timeout_ms: u64,
+    /// Connections open at once over all workers, handshaking or not; when full, the
+    /// relay stops accepting (new connections wait in the kernel's backlog).
     pub max_connections: usize,
+    /// Connections in their opening handshake at once, over all workers; when spent,
+    /// accepting pauses likewise.
+    pub max_pending_handshakes: usize,
+    /// Connections open at once from one source (an IPv4 address or an IPv6 /64);
+    /// more are closed at accept.
+    pub max_connections_per_address: usize,
+    /// Connections in their opening handshake at once from one source; more are
+    /// closed at accept.
+    pub max_pending_per_address: usize,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
     /// Record per-hop latency histograms and serve `GET /metrics`.
@@ -107,8 +136,16 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_frame_bytes: 1 << 20,
             max_message_bytes: 1 << 20,
+            max_fragments: 1024,
+            max_control_bytes: 64 << 10,
             max_subscriptions: 1024,
+            max_topic_bytes: 256,
+            max_drop_topics: 1024,
+            write_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_pending_handshakes: 1_024,
+            max_connections_per_address: 1_024,
+            max_pending_per_address: 64,
             shutdown_grace_ms: 2_000,
             metrics: true,
             metrics_listen: None,
@@ -261,7 +298,7 @@ impl Config {
                 }
             }
         }
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 17] = [
             ("queue_max_messages", self.queue_max_messages as u64),
             ("queue_max_bytes", self.queue_max_bytes as u64),
             ("keepalive_interval_ms", self.keepalive_interval_ms),
@@ -270,12 +307,32 @@ impl Config {
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("max_subscriptions", self.max_subscriptions as u64),
+            ("max_fragments", self.max_fragments as u64),
+            ("max_control_bytes", self.max_control_bytes as u64),
+            ("max_topic_bytes", self.max_topic_bytes as u64),
+            ("max_drop_topics", self.max_drop_topics as u64),
+            ("write_timeout_ms", self.write_timeout_ms),
             ("max_connections", self.max_connections as u64),
+            ("max_pending_handshakes", self.max_pending_handshakes as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            (
+                "max_pending_per_address",
+                self.max_pending_per_address as u64,
+            ),
         ];
         for (field, v) in positive {
             if v == 0 {
                 return Err(bad(field, "must be greater than 0".into()));
             }
+        }
+        if self.max_topic_bytes > MAX_TOPIC_BYTES_LIMIT {
+            return Err(bad(
+                "max_topic_bytes",
+                format!("must be at most {MAX_TOPIC_BYTES_LIMIT}"),
+            ));
         }
         if self.max_frame_bytes > self.max_message_bytes {
             return Err(bad(
@@ -296,7 +353,42 @@ impl Config {
         Limits {
             max_frame_bytes: self.max_frame_bytes,
             max_message_bytes: self.max_message_bytes,
+            max_fragments: self.max_fragments,
             ..Limits::default()
+        }
+    }
+
+    /// Protocol limits for subscribers, who send only control messages (at most
+    /// `max_control_bytes`, and never more than `max_message_bytes`).
+    pub fn subscriber_limits(&self) -> Limits {
+        let max = self.max_control_bytes.min(self.max_message_bytes);
+        Limits {
+            max_frame_bytes: max,
+            max_message_bytes: max,
+            ..self.ws_limits()
+        }
+    }
+
+    /// What a control message may hold.
+    pub fn control_limits(&self) -> super::control::ControlLimits {
+        super::control::ControlLimits {
+            max_topics: self.max_subscriptions,
+            max_topic_bytes: self.max_topic_bytes,
+        }
+    }
+
+    /// Write timeout.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// The admission limits.
+    pub fn admission_limits(&self) -> super::admission::AdmissionLimits {
+        super::admission::AdmissionLimits {
+            max_connections: self.max_connections,
+            max_pending_handshakes: self.max_pending_handshakes,
+            max_connections_per_address: self.max_connections_per_address,
+            max_pending_per_address: self.max_pending_per_address,
         }
     }
 

@@ -6,11 +6,33 @@
 //! `{"event":"error","reason":".."}` and the connection stays open. The initial topics
 //! come from the URL: `/ws?topics=A,B` (`*` is every topic). This is the slow path: it
 //! may allocate.
+//!
+//! A request is bounded before it costs anything but its parse: its size by the
+//! subscriber's message limit (`max_control_bytes`), then the number of topics it
+//! names ([`ControlLimits::max_topics`]) and each name's length and characters. Work
+//! on a request is linear in its size.
 
 use serde::{Deserialize, Serialize};
 
-/// Longest topic name accepted, in bytes.
-pub const MAX_TOPIC_BYTES: usize = 256;
+use super::topic::check_name;
+
+/// What one control request may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlLimits {
+    /// Topics one request may name (the subscription limit: more can never succeed).
+    pub max_topics: usize,
+    /// Longest topic name, bytes.
+    pub max_topic_bytes: usize,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        ControlLimits {
+            max_topics: 1024,
+            max_topic_bytes: 256,
+        }
+    }
+}
 
 /// The topic that matches every topic.
 pub const WILDCARD: &str = "*";
@@ -40,25 +62,28 @@ struct Reply<'a> {
     reason: Option<&'a str>,
 }
 
-fn check_topic(t: &str) -> Result<(), String> {
-    if t.is_empty() {
-        return Err("empty topic name".into());
+fn check_topics(topics: &[String], limits: ControlLimits) -> Result<(), String> {
+    if topics.len() > limits.max_topics {
+        return Err(format!(
+            "{} topics in one request; at most {}",
+            topics.len(),
+            limits.max_topics
+        ));
     }
-    if t.len() > MAX_TOPIC_BYTES {
-        return Err(format!("topic name longer than {MAX_TOPIC_BYTES} bytes"));
+    for t in topics {
+        check_name(t.as_bytes(), limits.max_topic_bytes)
+            .map_err(|bad| bad.reason(limits.max_topic_bytes))?;
     }
     Ok(())
 }
 
 /// Parses a control message; `Err` is the reason to send back.
-pub fn parse(payload: &[u8]) -> Result<Control, String> {
+pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
     let mut copy = payload.to_vec();
     let req: Request = simd_json::serde::from_slice(&mut copy).map_err(|e| {
         format!(r#"expected {{"op":"subscribe"|"unsubscribe","topics":[..]}}: {e}"#)
     })?;
-    for t in &req.topics {
-        check_topic(t)?;
-    }
+    check_topics(&req.topics, limits)?;
     match req.op.as_str() {
         "subscribe" => Ok(Control::Subscribe(req.topics)),
         "unsubscribe" => Ok(Control::Unsubscribe(req.topics)),
@@ -69,13 +94,16 @@ pub fn parse(payload: &[u8]) -> Result<Control, String> {
 }
 
 /// Topics from the `topics` query parameter: comma-separated, percent-decoded.
-pub fn parse_query_topics(value: &str) -> Result<Vec<String>, String> {
+pub fn parse_query_topics(value: &str, limits: ControlLimits) -> Result<Vec<String>, String> {
     let mut topics = Vec::new();
     for raw in value.split(',').filter(|t| !t.is_empty()) {
+        if topics.len() == limits.max_topics {
+            return Err(format!("more than {} topics", limits.max_topics));
+        }
         let t = percent_decode(raw).ok_or_else(|| format!("bad percent-encoding in {raw:?}"))?;
-        check_topic(&t)?;
         topics.push(t);
     }
+    check_topics(&topics, limits)?;
     Ok(topics)
 }
 
@@ -127,14 +155,19 @@ pub fn reply_error(reason: &str) -> String {
 mod tests {
     use super::*;
 
+    const L: ControlLimits = ControlLimits {
+        max_topics: 4,
+        max_topic_bytes: 8,
+    };
+
     #[test]
     fn parses_requests() {
         assert_eq!(
-            parse(br#"{"op":"subscribe","topics":["A","B"]}"#),
+            parse(br#"{"op":"subscribe","topics":["A","B"]}"#, L),
             Ok(Control::Subscribe(vec!["A".into(), "B".into()]))
         );
         assert_eq!(
-            parse(br#"{"topics":["*"],"op":"unsubscribe"}"#),
+            parse(br#"{"topics":["*"],"op":"unsubscribe"}"#, L),
             Ok(Control::Unsubscribe(vec!["*".into()]))
         );
         for bad in [
@@ -145,22 +178,53 @@ mod tests {
             br#"{"op":"subscribe","topics":[""]}"#,
             br#"{"op":"subscribe","topics":[],"x":1}"#,
         ] {
-            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(parse(bad, L).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        let long = format!(
-            r#"{{"op":"subscribe","topics":["{}"]}}"#,
-            "x".repeat(MAX_TOPIC_BYTES + 1)
+    }
+
+    #[test]
+    fn requests_are_held_to_their_limits() {
+        let long = br#"{"op":"subscribe","topics":["123456789"]}"#;
+        assert!(parse(long, L).unwrap_err().contains("longer than 8"));
+        let at_limit = br#"{"op":"subscribe","topics":["12345678","a","b","c"]}"#;
+        assert!(parse(at_limit, L).is_ok());
+        let many = br#"{"op":"subscribe","topics":["a","b","c","d","e"]}"#;
+        assert!(parse(many, L)
+            .unwrap_err()
+            .contains("5 topics in one request; at most 4"));
+        let control = br#"{"op":"subscribe","topics":["a\u0001"]}"#;
+        assert!(parse(control, L).unwrap_err().contains("control character"));
+        assert!(parse_query_topics("a,b,c,d", L).is_ok());
+        assert!(parse_query_topics("a,b,c,d,e", L)
+            .unwrap_err()
+            .contains("more than 4"));
+        assert!(parse_query_topics("a%0Ab", L)
+            .unwrap_err()
+            .contains("control"));
+    }
+
+    #[test]
+    fn a_huge_request_is_refused_in_linear_time() {
+        // 150,000 topics in one message: refused on its count, not after per-topic work.
+        let names: Vec<String> = (0..150_000).map(|i| format!("\"t{i}\"")).collect();
+        let msg = format!(r#"{{"op":"subscribe","topics":[{}]}}"#, names.join(","));
+        let t = std::time::Instant::now();
+        let e = parse(msg.as_bytes(), ControlLimits::default()).unwrap_err();
+        assert!(e.contains("150000 topics"), "{e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
         );
-        assert!(parse(long.as_bytes()).unwrap_err().contains("longer than"));
     }
 
     #[test]
     fn query_topics() {
         assert_eq!(
-            parse_query_topics("A,B,,%2A"),
+            parse_query_topics("A,B,,%2A", L),
             Ok(vec!["A".into(), "B".into(), "*".into()])
         );
-        assert!(parse_query_topics("%zz").is_err());
+        assert!(parse_query_topics("%zz", L).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::worker::WorkerCtx;
 use crate::io::driver::server::Service;
 use crate::io::driver::Reply;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{FrameHeader, MessageKind};
+use crate::ws::{FrameHeader, MessageKind, WsError};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
@@ -24,6 +24,10 @@ impl FeedSink for WorkerCtx {
         let topic = match lookup {
             TopicLookup::InPayload(r) => Ok(header_len + r.start..header_len + r.end),
             TopicLookup::Unescaped(t) => Err(Bytes::from(t)),
+            TopicLookup::BadName(_) => {
+                self.shard.borrow_mut().drop_bad_topic();
+                return;
+            }
             TopicLookup::Missing | TopicLookup::NotJson => match &self.default_topic {
                 Some(t) => Err(t.clone()),
                 None => {
@@ -75,5 +79,9 @@ impl Service for Publisher {
 
     fn on_batch_end(&mut self) {
         self.ctx.flush();
+    }
+
+    fn on_protocol_error(&mut self, error: &WsError) {
+        super::session::count_limit(&self.ctx, error);
     }
 }

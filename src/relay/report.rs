@@ -10,7 +10,7 @@ use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
 use crate::metrics::collector::{
-    Collector, Counters, FeedCounters, GroupCounters, Interval, Snapshot,
+    Collector, Counters, FeedCounters, GroupCounters, Interval, Rendered,
 };
 use crate::metrics::HopHistograms;
 
@@ -28,8 +28,8 @@ pub struct MetricsLink {
     pub tx: crossbeam_channel::Sender<Interval>,
     /// Cleared histograms handed back by the collector.
     pub spares: crossbeam_channel::Receiver<HopHistograms>,
-    /// The collector's merged snapshot.
-    pub snapshot: Arc<std::sync::Mutex<Snapshot>>,
+    /// The snapshot as `/metrics` text (rendered by the collector, not the workers).
+    pub rendered: Arc<Rendered>,
 }
 
 impl MetricsLink {
@@ -38,7 +38,7 @@ impl MetricsLink {
         MetricsLink {
             tx: collector.sender(),
             spares: collector.spares(),
-            snapshot: collector.snapshot(),
+            rendered: collector.rendered(),
         }
     }
 }
@@ -52,8 +52,11 @@ pub struct WorkerSummary {
     pub publishers: u64,
     /// Subscriber connections accepted.
     pub subscribers: u64,
-    /// Connections refused at the handshake (bad path, over the limit, bad request).
+    /// Connections refused at the handshake (bad path, bad request).
     pub refused: u64,
+    /// Connections closed at accept, before any handshake, by reason (process-wide:
+    /// reported by worker 0 alone).
+    pub refused_at_accept: Vec<(&'static str, u64)>,
     /// The feed lines this worker dialled.
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
@@ -94,11 +97,21 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
                 ("conflated", st.dropped_conflated),
                 ("no_topic", st.dropped_no_topic),
                 ("channel_full", st.dropped_channel_full),
+                ("bad_topic", st.dropped_bad_topic),
                 ("slow_disconnect", st.slow_disconnects),
             ],
+            limit_hits: st.limit_hits(),
             publishers: ctx.publishers_live.get(),
             subscribers: ctx.subscribers_live.get(),
             queue_bytes,
+            refused: match ctx.id {
+                0 => ctx.admission.refused().map(|(r, n)| (r.name(), n)).to_vec(),
+                _ => Vec::new(),
+            },
+            handshaking: match ctx.id {
+                0 => ctx.admission.pending() as u64,
+                _ => 0,
+            },
             feeds,
             groups,
         }
@@ -166,6 +179,9 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         total.publishers += w.publishers;
         total.subscribers += w.subscribers;
         total.refused += w.refused;
+        total
+            .refused_at_accept
+            .extend(w.refused_at_accept.iter().copied());
     }
     let s = &total.stats;
     let mut text = format!(
@@ -173,6 +189,14 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         s.messages_in, s.messages_out, s.messages_queued, s.dropped_queue_full, s.dropped_conflated,
         s.dropped_no_topic, s.dropped_channel_full, s.slow_disconnects, total.publishers, total.subscribers, total.refused
     );
+    let at_accept: Vec<String> = total
+        .refused_at_accept
+        .iter()
+        .map(|(r, n)| format!("{} {n}", r.replace('_', " ")))
+        .collect();
+    if !at_accept.is_empty() {
+        text.push_str(&format!("; closed at accept: {}", at_accept.join(", ")));
+    }
     let mut by_topic: Vec<_> = s.drops_by_topic.iter().collect();
     by_topic.sort_by(|a, b| b.1.cmp(a.1));
     for (topic, n) in by_topic.iter().take(10) {

@@ -9,11 +9,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::admission::Admission;
 use super::config::Config;
 use super::feed::plan::{plan_feeds, FeedPlan};
 use super::links::links;
 use super::report::{summary, MetricsLink, WorkerSummary};
-use super::worker::{run_worker, ConnectionCount, WorkerSetup};
+use super::routing::MAX_WORKERS;
+use super::worker::{run_worker, WorkerSetup};
 use crate::io::listener::bind_reuseport_with;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
@@ -21,7 +23,7 @@ use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
 use crate::metrics::collector::{Collector, MetricsError};
 use crate::metrics::report::PercentileTable;
-use crate::metrics::{prometheus, Hop};
+use crate::metrics::Hop;
 use crate::ws::mask::MaskKernel;
 
 /// Why the relay could not start or did not stop cleanly.
@@ -88,7 +90,7 @@ pub fn listen(
 /// Runs the relay as `config` says until SIGINT/SIGTERM, printing through `say`;
 /// `hlog` receives the per-hop interval log.
 pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), RelayError> {
-    let map = CoreMap::new(config.workers, config.cores.as_deref())?;
+    let map = CoreMap::limited(config.workers, config.cores.as_deref(), MAX_WORKERS)?;
     for i in 0..map.workers() {
         ring::Ring::with_options(&config.ring_options(i))?;
     }
@@ -118,15 +120,12 @@ pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), Rela
     };
     let link = collector.as_ref().map(MetricsLink::new);
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
-        let snapshot = c.snapshot();
+        let rendered = c.rendered();
         let local = http::serve(
             addr,
             "feedrelay-metrics-http",
             Box::new(move |path| match path {
-                "/metrics" => snapshot
-                    .lock()
-                    .ok()
-                    .map(|s| ("text/plain; version=0.0.4", prometheus::render(&s))),
+                "/metrics" => Some(("text/plain; version=0.0.4", rendered.get().to_string())),
                 _ => None,
             }),
         )?;
@@ -168,6 +167,11 @@ pub fn run_relay(
     shutdown: Shutdown,
 ) -> Result<Vec<WorkerSummary>, IoError> {
     let workers = map.workers();
+    if workers > MAX_WORKERS {
+        return Err(IoError::Config(format!(
+            "{workers} workers; at most {MAX_WORKERS} (the width of the routing mask)"
+        )));
+    }
     if listeners.len() != workers || feeds.len() != workers {
         return Err(IoError::Config(format!(
             "{} listeners and {} feed plans for {workers} workers",
@@ -185,7 +189,7 @@ pub fn run_relay(
             .map(Some)
             .collect::<Vec<_>>(),
     );
-    let connections = Arc::new(ConnectionCount::default());
+    let admission = Admission::new(config.admission_limits());
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     run_workers_with(
         map,
@@ -201,7 +205,7 @@ pub fn run_relay(
                 listener,
                 links,
                 config: Arc::clone(&config),
-                connections: Arc::clone(&connections),
+                admission: Arc::clone(&admission),
                 metrics: metrics.clone(),
                 feeds,
                 shutdown: shutdown.clone(),

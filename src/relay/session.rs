@@ -4,21 +4,21 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 
+use super::admission::Admitted;
 use super::control;
 use super::ingest::Publisher;
 use super::subscriber;
 use super::topic::TopicReader;
-use super::worker::WorkerCtx;
+use super::worker::{Counted, WorkerCtx};
 use crate::io::driver::server::{accept_handshake, serve as serve_driver, ServeOptions, Transmit};
-use crate::io::driver::DriverError;
+use crate::io::driver::{Driver, DriverError};
 use crate::io::ring::TcpStream;
 use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
-use crate::metrics::{now_ns, prometheus};
+use crate::metrics::now_ns;
 use crate::ws::handshake::Request;
-use crate::ws::Limits;
+use crate::ws::WsError;
 
 /// Which side of the relay a connection is on, decided by its path.
 enum Side {
@@ -33,15 +33,9 @@ pub const SUBSCRIBER_READ_BYTES: usize = 1024;
 
 /// Decides at the handshake: `Err((status, reason))` refuses.
 fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, (u16, String)> {
-    if ctx.connections.0.load(Ordering::Relaxed) > ctx.max_connections {
-        return Err((
-            503,
-            format!("over max_connections ({})", ctx.max_connections),
-        ));
-    }
     match req.path.as_str() {
         "/pub" => Ok(Side::Publisher),
-        "/ws" => control::parse_query_topics(req.query_param("topics").unwrap_or(""))
+        "/ws" => control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
             .map(Side::Subscriber)
             .map_err(|e| (400, format!("topics: {e}"))),
         other => Err((
@@ -56,27 +50,27 @@ pub(super) async fn serve(
     ctx: &Rc<WorkerCtx>,
     stream: TcpStream,
     peer: SocketAddr,
+    mut admitted: Admitted,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let mut side = None;
+    let transport = Transport::plain(stream);
+    transport.set_write_timeout(Some(ctx.write_timeout));
     let accepted = accept_handshake(
-        Transport::plain(stream),
+        transport,
         peer,
         &ctx.server,
         |req| {
             let routed = route(req, ctx)?;
             let limits = match routed {
                 Side::Publisher => ctx.server.limits,
-                Side::Subscriber(_) => Limits {
-                    inline_frame_bytes: SUBSCRIBER_READ_BYTES,
-                    ..ctx.server.limits
-                },
+                Side::Subscriber(_) => ctx.subscriber_limits,
             };
             side = Some(routed);
             Ok(limits)
         },
         |path| match (path, &ctx.metrics) {
-            ("/metrics", Some(m)) => m.snapshot.lock().ok().map(|s| prometheus::render(&s)),
+            ("/metrics", Some(m)) => Some(m.rendered.get().to_string()),
             _ => None,
         },
     )
@@ -86,13 +80,37 @@ pub(super) async fn serve(
         ctx.summary.borrow_mut().refused += 1;
         return Ok(());
     };
+    admitted.handshake_done();
+    serve_side(ctx, driver, side, shutdown).await
+}
+
+/// Counts a connection failed for one of the size limits.
+pub(super) fn count_limit(ctx: &WorkerCtx, e: &WsError) {
+    let mut shard = ctx.shard.borrow_mut();
+    match e {
+        WsError::FrameTooLarge { .. } | WsError::MessageTooLarge { .. } => {
+            shard.stats.oversized_messages += 1
+        }
+        WsError::TooManyFragments { .. } => shard.stats.too_many_fragments += 1,
+        _ => {}
+    }
+}
+
+/// Serves an upgraded connection as the side it asked for.
+async fn serve_side(
+    ctx: &Rc<WorkerCtx>,
+    driver: Driver,
+    side: Side,
+    shutdown: Shutdown,
+) -> Result<(), DriverError> {
     match side {
         Side::Publisher => {
             ctx.summary.borrow_mut().publishers += 1;
-            ctx.publishers_live.set(ctx.publishers_live.get() + 1);
+            let _live = Counted::enter(&ctx.publishers_live);
             let mut publisher = Publisher {
                 ctx: Rc::clone(ctx),
-                topics: TopicReader::new(ctx.pointer.clone()),
+                topics: TopicReader::new(ctx.pointer.clone())
+                    .max_name_bytes(ctx.control.max_topic_bytes),
                 read_ns: now_ns(),
             };
             let options = ServeOptions {
@@ -100,16 +118,14 @@ pub(super) async fn serve(
                 linger: ctx.server.linger,
                 transmit: Transmit::Write,
             };
-            let r = serve_driver(&driver, &mut publisher, &options, shutdown).await;
-            ctx.publishers_live.set(ctx.publishers_live.get() - 1);
-            r.map(drop)
+            serve_driver(&driver, &mut publisher, &options, shutdown)
+                .await
+                .map(drop)
         }
         Side::Subscriber(topics) => {
             ctx.summary.borrow_mut().subscribers += 1;
-            ctx.subscribers_live.set(ctx.subscribers_live.get() + 1);
-            let r = subscriber::serve(ctx, Rc::new(driver), topics, shutdown).await;
-            ctx.subscribers_live.set(ctx.subscribers_live.get() - 1);
-            r
+            let _live = Counted::enter(&ctx.subscribers_live);
+            subscriber::serve(ctx, Rc::new(driver), topics, shutdown).await
         }
     }
 }

@@ -6,7 +6,7 @@
 //! or who must be closed ([`Shard::take_dirty`]). A `Shard` does no IO and takes no
 //! locks; each worker owns one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -65,6 +65,8 @@ pub struct ShardSettings {
     pub topic_policies: HashMap<Bytes, SlowConsumerPolicy>,
     /// Topics per subscriber.
     pub max_subscriptions: usize,
+    /// Topics with their own drop counter.
+    pub max_drop_topics: usize,
 }
 
 /// Counters of one shard; merged off the hot path.
@@ -87,8 +89,47 @@ pub struct ShardStats {
     pub dropped_no_topic: u64,
     /// Hops not sent because another worker's channel was full.
     pub dropped_channel_full: u64,
-    /// Drops (all reasons above except disconnects) per topic.
+    /// Messages whose topic broke the naming rules (length, characters).
+    pub dropped_bad_topic: u64,
+    /// Subscribe requests refused for the subscription limit.
+    pub refused_subscriptions: u64,
+    /// Control requests answered with an error (malformed, too many topics, a bad
+    /// topic name, not text).
+    pub control_errors: u64,
+    /// Connections closed (1009) for a frame or message over its size limit.
+    pub oversized_messages: u64,
+    /// Connections closed (1009) for a message in more fragments than allowed.
+    pub too_many_fragments: u64,
+    /// Drops (all reasons above except disconnects) per topic, for at most
+    /// `max_drop_topics` topics; the keys are copies (they hold no frame).
     pub drops_by_topic: HashMap<Bytes, u64>,
+    /// Drops on topics past `max_drop_topics`.
+    pub drops_other_topics: u64,
+}
+
+impl ShardStats {
+    /// How often each configured bound was hit, by the bound's metrics label.
+    pub fn limit_hits(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("max_subscriptions", self.refused_subscriptions),
+            ("control_request", self.control_errors),
+            ("max_topic_bytes", self.dropped_bad_topic),
+            ("max_message_bytes", self.oversized_messages),
+            ("max_fragments", self.too_many_fragments),
+            ("max_drop_topics", self.drops_other_topics),
+        ]
+    }
+
+    /// Counts a drop on `topic`, under its own name while there is room for it.
+    pub fn count_drop(&mut self, topic: &[u8], max_topics: usize) {
+        if let Some(n) = self.drops_by_topic.get_mut(topic) {
+            *n += 1;
+        } else if self.drops_by_topic.len() < max_topics {
+            self.drops_by_topic.insert(Bytes::copy_from_slice(topic), 1);
+        } else {
+            self.drops_other_topics += 1;
+        }
+    }
 }
 
 impl ShardStats {
@@ -102,6 +143,12 @@ impl ShardStats {
         self.slow_disconnects += other.slow_disconnects;
         self.dropped_no_topic += other.dropped_no_topic;
         self.dropped_channel_full += other.dropped_channel_full;
+        self.dropped_bad_topic += other.dropped_bad_topic;
+        self.refused_subscriptions += other.refused_subscriptions;
+        self.control_errors += other.control_errors;
+        self.oversized_messages += other.oversized_messages;
+        self.too_many_fragments += other.too_many_fragments;
+        self.drops_other_topics += other.drops_other_topics;
         for (t, n) in &other.drops_by_topic {
             *self.drops_by_topic.entry(t.clone()).or_default() += n;
         }
@@ -113,7 +160,7 @@ impl ShardStats {
 pub struct Subscriber {
     /// Outgoing frames.
     pub queue: SubscriberQueue,
-    topics: Vec<Interest>,
+    topics: HashSet<Interest>,
     wildcard: bool,
     /// Messages dropped for this subscriber.
     pub drops: u64,
@@ -174,7 +221,7 @@ impl Shard {
     pub fn add_subscriber(&mut self) -> SubId {
         let sub = Subscriber {
             queue: SubscriberQueue::new(self.settings.queue),
-            topics: Vec::new(),
+            topics: HashSet::new(),
             wildcard: false,
             drops: 0,
             close: None,
@@ -225,24 +272,32 @@ impl Shard {
 
     /// Subscribes `id` to `topics`; the reply (`{"event":"subscribed",..}` in `reply`)
     /// is queued once every worker routes the new topics here. `Err`: over the
-    /// subscription limit, nothing changed.
+    /// subscription limit, nothing changed. Linear in `topics`; a request that could
+    /// never fit is refused before any work on its topics.
     pub fn subscribe(&mut self, id: SubId, topics: &[String], reply: Bytes) -> Result<(), String> {
         let max = self.settings.max_subscriptions;
+        let over = || format!("at most {max} subscriptions per connection");
         let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
             return Ok(());
         };
+        if topics.len() > max {
+            self.stats.refused_subscriptions += 1;
+            return Err(over());
+        }
         let mut new: Vec<Interest> = Vec::new();
+        let mut seen = HashSet::with_capacity(topics.len());
         for i in topics.iter().map(|t| interest_of(t)) {
-            if !sub.topics.contains(&i) && !new.contains(&i) {
+            if !sub.topics.contains(&i) && seen.insert(i.clone()) {
                 new.push(i);
             }
         }
         if sub.topics.len() + new.len() > max {
-            return Err(format!("at most {max} subscriptions per connection"));
+            self.stats.refused_subscriptions += 1;
+            return Err(over());
         }
         sub.generation += 1;
         let generation = sub.generation;
-        sub.wildcard |= new.contains(&Interest::All);
+        sub.wildcard |= seen.contains(&Interest::All);
         sub.topics.extend(new.iter().cloned());
         let mut acks = 0;
         for interest in new {
@@ -271,8 +326,7 @@ impl Shard {
         let mut lost = Vec::new();
         for t in topics {
             let interest = interest_of(t);
-            if let Some(at) = sub.topics.iter().position(|i| *i == interest) {
-                sub.topics.swap_remove(at);
+            if sub.topics.remove(&interest) {
                 if interest == Interest::All {
                     sub.wildcard = false;
                 }
@@ -336,6 +390,12 @@ impl Shard {
         self.stats.dropped_no_topic += 1;
     }
 
+    /// A message whose topic broke the naming rules: counted and dropped.
+    pub fn drop_bad_topic(&mut self) {
+        self.stats.messages_in += 1;
+        self.stats.dropped_bad_topic += 1;
+    }
+
     /// A hop from another worker, taken off the channel at `now_ns`.
     pub fn handle_hop(&mut self, hop: Hop, now_ns: u64) {
         match hop {
@@ -373,11 +433,8 @@ impl Shard {
     pub fn count_channel_full(&mut self, hop: &Hop) {
         if let Hop::Message(m) = hop {
             self.stats.dropped_channel_full += 1;
-            *self
-                .stats
-                .drops_by_topic
-                .entry(m.topic.clone())
-                .or_default() += 1;
+            self.stats
+                .count_drop(&m.topic, self.settings.max_drop_topics);
         }
     }
 
@@ -415,6 +472,7 @@ impl Shard {
                 .copied()
                 .unwrap_or(self.settings.policy)
         };
+        let max_drop_topics = self.settings.max_drop_topics;
         let Shard {
             routing,
             subs,
@@ -452,12 +510,12 @@ impl Shard {
                 Push::Conflated => {
                     stats.dropped_conflated += 1;
                     sub.drops += 1;
-                    *stats.drops_by_topic.entry(msg.topic.clone()).or_default() += 1;
+                    stats.count_drop(&msg.topic, max_drop_topics);
                 }
                 Push::Dropped => {
                     stats.dropped_queue_full += 1;
                     sub.drops += 1;
-                    *stats.drops_by_topic.entry(msg.topic.clone()).or_default() += 1;
+                    stats.count_drop(&msg.topic, max_drop_topics);
                 }
                 Push::Disconnect => {
                     sub.queue.clear();
@@ -486,6 +544,7 @@ mod tests {
             policy,
             topic_policies: HashMap::new(),
             max_subscriptions: 3,
+            max_drop_topics: 2,
         }
     }
 

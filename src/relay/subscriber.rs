@@ -26,7 +26,7 @@ use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::signal::LocalSignal;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, State};
+use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, State, WsError};
 
 /// Frames per vectored write to one subscriber (IOV_MAX is 1024). Not yet tuned by a
 /// benchmark.
@@ -118,6 +118,12 @@ pub(super) async fn serve(
         linger: ctx.server.linger,
         transmit: Transmit::Handoff,
     };
+    // From here on the subscriber is retired however serve ends (a panic included).
+    let retire = Retire {
+        ctx: Rc::clone(ctx),
+        id,
+        writer: Rc::clone(&writer),
+    };
     let result = serve_driver(&driver, &mut service, &options, shutdown).await;
     if let Ok(Ended::Closed) = result {
         // Our close frame (or reply) is queued behind the data: let the writer finish
@@ -132,20 +138,40 @@ pub(super) async fn serve(
         driver.drain(deadline).await;
     }
     driver.shutdown().await;
-
-    // Retire the subscriber; the writer sees it is gone.
-    writer.gone.set(true);
-    writer.notify.raise();
-    if let Some(slot) = ctx.writers.borrow_mut().get_mut(id) {
-        *slot = None;
-    }
-    let drops = ctx.shard.borrow_mut().subscriber(id).map_or(0, |s| s.drops);
-    if drops > 0 {
-        tracing::info!(peer = %driver.peer(), drops, "subscriber left; messages were dropped for it");
-    }
-    ctx.shard.borrow_mut().remove_subscriber(id);
-    ctx.flush();
+    drop(retire);
     result.map(drop)
+}
+
+/// Retires a subscriber when dropped: its writer learns it is gone, its routes and
+/// queue go, and the other workers hear of interest it no longer has.
+struct Retire {
+    ctx: Rc<WorkerCtx>,
+    id: SubId,
+    writer: Rc<SubWriter>,
+}
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        let (ctx, id) = (&self.ctx, self.id);
+        self.writer.gone.set(true);
+        self.writer.notify.raise();
+        if let Ok(mut writers) = ctx.writers.try_borrow_mut() {
+            if let Some(slot) = writers.get_mut(id) {
+                *slot = None;
+            }
+        }
+        let Ok(mut shard) = ctx.shard.try_borrow_mut() else {
+            return;
+        };
+        let drops = shard.subscriber(id).map_or(0, |s| s.drops);
+        if drops > 0 {
+            let peer = self.writer.driver.peer();
+            tracing::info!(%peer, drops, "subscriber left; messages were dropped for it");
+        }
+        shard.remove_subscriber(id);
+        drop(shard);
+        ctx.flush();
+    }
 }
 
 /// The reader's side: control ops in; replies and the connection's transmit queued.
@@ -172,6 +198,7 @@ impl Subscriber {
             }
         };
         if let Some(reason) = error {
+            shard.stats.control_errors += 1;
             shard.reply(self.id, control_frame(&control::reply_error(&reason)));
         }
     }
@@ -181,13 +208,15 @@ impl Service for Subscriber {
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
         let parsed = match kind {
             MessageKind::Binary => Err("control messages are JSON text".to_owned()),
-            MessageKind::Text => control::parse(payload),
+            MessageKind::Text => control::parse(payload, self.ctx.control),
         };
         match parsed {
             Ok(op) => self.control(op),
             Err(reason) => {
                 let frame = control_frame(&control::reply_error(&reason));
-                self.ctx.shard.borrow_mut().reply(self.id, frame);
+                let mut shard = self.ctx.shard.borrow_mut();
+                shard.stats.control_errors += 1;
+                shard.reply(self.id, frame);
             }
         }
     }
@@ -198,6 +227,10 @@ impl Service for Subscriber {
 
     fn on_batch_end(&mut self) {
         self.ctx.flush();
+    }
+
+    fn on_protocol_error(&mut self, error: &WsError) {
+        super::session::count_limit(&self.ctx, error);
     }
 
     fn on_transmit(&mut self, frames: Vec<u8>) {

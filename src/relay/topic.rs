@@ -6,10 +6,56 @@
 //! simd-json parses in place. The topic comes back as a range into the original payload
 //! when the JSON string had no escapes (the common case), so the caller can slice the
 //! shared frame instead of copying the name.
+//!
+//! Topic names are bounded ([`check_name`]): a publisher's message with a name that
+//! breaks the rules is dropped and counted rather than creating a routing key. The
+//! parse buffers grow to the largest message parsed; after one larger than
+//! [`RETAIN_INPUT_BYTES`] they are given back, so one deep or huge message cannot pin
+//! tens of MiB for the rest of a connection's life.
 
 use simd_json::prelude::ValueIntoString;
 use simd_json::tape::{Tape, Value};
 use simd_json::Buffers;
+
+/// Input size above which the parse buffers are freed after use instead of kept.
+pub const RETAIN_INPUT_BYTES: usize = 64 << 10;
+
+/// Why a topic name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadName {
+    /// Empty.
+    Empty,
+    /// Longer than the limit.
+    TooLong,
+    /// Holds an ASCII control character (0x00-0x1f or 0x7f).
+    ControlCharacter,
+}
+
+impl BadName {
+    /// What to tell the client.
+    pub fn reason(self, max: usize) -> String {
+        match self {
+            BadName::Empty => "empty topic name".into(),
+            BadName::TooLong => format!("topic name longer than {max} bytes"),
+            BadName::ControlCharacter => "control character in a topic name".into(),
+        }
+    }
+}
+
+/// Checks a topic name: 1 to `max` bytes, no ASCII control characters (names are
+/// logged and printed in metrics labels).
+pub fn check_name(name: &[u8], max: usize) -> Result<(), BadName> {
+    if name.is_empty() {
+        return Err(BadName::Empty);
+    }
+    if name.len() > max {
+        return Err(BadName::TooLong);
+    }
+    if name.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(BadName::ControlCharacter);
+    }
+    Ok(())
+}
 
 /// A parsed JSON pointer (RFC 6901): `/data/s` → `["data", "s"]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +89,8 @@ pub enum TopicLookup {
     Unescaped(String),
     /// The payload is JSON but the pointer leads nowhere, or not to a string.
     Missing,
+    /// The topic breaks the naming rules ([`check_name`]).
+    BadName(BadName),
     /// The payload is not JSON.
     NotJson,
 }
@@ -50,6 +98,7 @@ pub enum TopicLookup {
 /// Per-connection state for topic lookups: scratch copy, parse buffers, tape.
 pub struct TopicReader {
     pointer: JsonPointer,
+    max_name: usize,
     seq_pointer: Option<JsonPointer>,
     /// The sequence number the last lookup found.
     seq: Option<u64>,
@@ -67,9 +116,15 @@ impl std::fmt::Debug for TopicReader {
 }
 
 impl TopicReader {
-    /// A reader for `pointer`.
+    /// A reader for `pointer`, with names of at most 256 bytes.
     pub fn new(pointer: JsonPointer) -> Self {
         TopicReader::with_seq(pointer, None)
+    }
+
+    /// Names longer than `max` bytes are [`TopicLookup::BadName`].
+    pub fn max_name_bytes(mut self, max: usize) -> Self {
+        self.max_name = max;
+        self
     }
 
     /// A reader that also reads a sequence number (a non-negative integer, or a string
@@ -77,6 +132,7 @@ impl TopicReader {
     pub fn with_seq(pointer: JsonPointer, seq_pointer: Option<JsonPointer>) -> Self {
         TopicReader {
             pointer,
+            max_name: 256,
             seq_pointer,
             seq: None,
             scratch: Vec::new(),
@@ -100,20 +156,35 @@ impl TopicReader {
                 }
                 match resolve(tape.as_value(), &self.pointer).and_then(|v| v.into_string()) {
                     None => TopicLookup::Missing,
-                    Some(s) => {
-                        let at = (s.as_ptr() as usize).wrapping_sub(base);
-                        match payload.get(at..at + s.len()) {
-                            Some(raw) if raw == s.as_bytes() => {
-                                TopicLookup::InPayload(at..at + s.len())
+                    Some(s) => match check_name(s.as_bytes(), self.max_name) {
+                        Err(bad) => TopicLookup::BadName(bad),
+                        Ok(()) => {
+                            let at = (s.as_ptr() as usize).wrapping_sub(base);
+                            match payload.get(at..at + s.len()) {
+                                Some(raw) if raw == s.as_bytes() => {
+                                    TopicLookup::InPayload(at..at + s.len())
+                                }
+                                _ => TopicLookup::Unescaped(s.to_owned()),
                             }
-                            _ => TopicLookup::Unescaped(s.to_owned()),
                         }
-                    }
+                    },
                 }
             }
         };
-        self.tape = Some(tape.reset());
+        if payload.len() > RETAIN_INPUT_BYTES {
+            // One oversized message: give its buffers back rather than keep the peak.
+            self.scratch = Vec::new();
+            self.buffers = Buffers::default();
+            self.tape = Some(Tape::null());
+        } else {
+            self.tape = Some(tape.reset());
+        }
         result
+    }
+
+    /// Bytes of input the scratch buffer holds room for now.
+    pub fn retained_input_bytes(&self) -> usize {
+        self.scratch.capacity()
     }
 
     /// The sequence number found by the last [`lookup`](Self::lookup), if any.
@@ -222,5 +293,58 @@ mod tests {
             };
             assert_eq!(&p[range], format!("T{i}"));
         }
+    }
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        assert_eq!(check_name(b"BTC-USD", 256), Ok(()));
+        assert_eq!(check_name(b"", 256), Err(BadName::Empty));
+        assert_eq!(check_name(&[b'x'; 257], 256), Err(BadName::TooLong));
+        assert_eq!(
+            check_name(&[b'x'; 256], 256),
+            Ok(()),
+            "the limit itself is fine"
+        );
+        assert_eq!(check_name(b"a\nb", 256), Err(BadName::ControlCharacter));
+        assert_eq!(check_name(b"a\x7fb", 256), Err(BadName::ControlCharacter));
+        assert_eq!(check_name("caf\u{e9}".as_bytes(), 256), Ok(()));
+        let mut r = TopicReader::new(JsonPointer::parse("/s").unwrap()).max_name_bytes(4);
+        assert_eq!(
+            r.lookup(br#"{"s":"ABCDE"}"#),
+            TopicLookup::BadName(BadName::TooLong)
+        );
+        assert_eq!(r.lookup(br#"{"s":"ABCD"}"#), TopicLookup::InPayload(6..10));
+        assert_eq!(
+            r.lookup(br#"{"s":"A\u0000"}"#),
+            TopicLookup::BadName(BadName::ControlCharacter)
+        );
+        assert_eq!(
+            r.lookup(br#"{"s":""}"#),
+            TopicLookup::BadName(BadName::Empty)
+        );
+    }
+
+    #[test]
+    fn an_oversized_message_does_not_pin_its_buffers() {
+        let mut r = TopicReader::new(JsonPointer::parse("/s").unwrap());
+        r.lookup(br#"{"s":"A"}"#);
+        let deep = "[".repeat(RETAIN_INPUT_BYTES * 4);
+        assert_eq!(r.lookup(deep.as_bytes()), TopicLookup::NotJson);
+        assert_eq!(r.retained_input_bytes(), 0, "given back after the big one");
+        let big = format!(r#"{{"s":"B","pad":"{}"}}"#, "x".repeat(RETAIN_INPUT_BYTES));
+        assert!(matches!(
+            r.lookup(big.as_bytes()),
+            TopicLookup::InPayload(_)
+        ));
+        assert_eq!(r.retained_input_bytes(), 0);
+        let small = format!(r#"{{"s":"C","pad":"{}"}}"#, "x".repeat(1000));
+        assert!(matches!(
+            r.lookup(small.as_bytes()),
+            TopicLookup::InPayload(_)
+        ));
+        assert!(
+            (1000..RETAIN_INPUT_BYTES).contains(&r.retained_input_bytes()),
+            "ordinary messages keep theirs (no allocation per message)"
+        );
     }
 }

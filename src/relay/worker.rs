@@ -9,19 +9,21 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::admission::Admission;
 use super::arena::FrameArena;
 use super::config::Config;
-use super::feed::line::{run_line, Line};
+use super::control::ControlLimits;
+use super::feed::line::{run_line_supervised, Line};
 use super::feed::plan::{start_group, FeedPlan};
 use super::links::{SendFailed, WorkerLinks, INBOX_BATCH};
 use super::report::{MetricsLink, WorkerSummary};
 use super::routing::{SubId, WorkerMask};
+use super::session::SUBSCRIBER_READ_BYTES;
 use super::shard::{Hop, Shard, ShardSettings};
 use super::subscriber::SubWriter;
 use super::topic::JsonPointer;
@@ -31,10 +33,43 @@ use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
 use crate::metrics::{now_ns, Hop as HopKind, HopHistograms};
+use crate::ws::Limits;
 
-/// Connections open over all workers, against `max_connections`.
-#[derive(Debug, Default)]
-pub struct ConnectionCount(pub(super) AtomicUsize);
+/// A connection or feed line running on this worker: counted in `live` until dropped,
+/// so the worker's drain waits for it however it ends.
+pub(super) struct Live(pub(super) Rc<WorkerCtx>);
+
+impl Live {
+    /// Counts one more.
+    pub(super) fn enter(ctx: &Rc<WorkerCtx>) -> Live {
+        ctx.live.set(ctx.live.get() + 1);
+        Live(Rc::clone(ctx))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+    }
+}
+
+/// One more in a live count (publishers, subscribers) until dropped, however the
+/// connection ends (a panic included).
+pub(super) struct Counted<'a>(&'a Cell<u64>);
+
+impl<'a> Counted<'a> {
+    /// Counts one more in `gauge`.
+    pub(super) fn enter(gauge: &'a Cell<u64>) -> Counted<'a> {
+        gauge.set(gauge.get() + 1);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
 
 /// Everything one worker's tasks share.
 pub(super) struct WorkerCtx {
@@ -48,13 +83,19 @@ pub(super) struct WorkerCtx {
     outbox: RefCell<Vec<(usize, Hop)>>,
     dirty: RefCell<Vec<SubId>>,
     pub(super) server: ServerConfig,
+    /// Protocol limits of subscribers (who send only control messages).
+    pub(super) subscriber_limits: Limits,
+    /// What a control message may hold.
+    pub(super) control: ControlLimits,
+    /// Every write to a client or feed must finish within this.
+    pub(super) write_timeout: Duration,
     pub(super) pointer: JsonPointer,
     pub(super) default_topic: Option<Bytes>,
     pub(super) keepalive: Duration,
     pub(super) idle_timeout: Duration,
     grace: Duration,
-    pub(super) max_connections: usize,
-    pub(super) connections: Arc<ConnectionCount>,
+    /// Who may start a handshake (shared by the workers).
+    pub(super) admission: Arc<Admission>,
     /// Connections and feed lines still running on this worker.
     pub(super) live: Cell<usize>,
     pub(super) publishers_live: Cell<u64>,
@@ -149,8 +190,8 @@ pub struct WorkerSetup {
     pub links: WorkerLinks,
     /// The relay's configuration.
     pub config: Arc<Config>,
-    /// Connections open over all workers.
-    pub connections: Arc<ConnectionCount>,
+    /// Who may start a handshake (shared by the workers).
+    pub admission: Arc<Admission>,
     /// Where to send metrics (`None`: metrics off).
     pub metrics: Option<MetricsLink>,
     /// The feed groups this worker dials.
@@ -168,20 +209,19 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         listener,
         links,
         config,
-        connections,
+        admission,
         metrics,
         feeds,
         mut shutdown,
     } = setup;
-    let ctx = Rc::new(new_ctx(id, workers, links, &config, connections, metrics)?);
+    let ctx = Rc::new(new_ctx(id, workers, links, &config, admission, metrics)?);
     for plan in feeds {
         for line in start_group(plan, &ctx.pointer, ctx.server.limits, &config)? {
             ctx.feeds.borrow_mut().push(Rc::clone(&line));
-            let (ctx, shutdown) = (Rc::clone(&ctx), shutdown.clone());
-            ctx.live.set(ctx.live.get() + 1);
+            let (live, shutdown) = (Live::enter(&ctx), shutdown.clone());
             rt::spawn(async move {
-                run_line(Rc::clone(&ctx), line, shutdown).await;
-                ctx.live.set(ctx.live.get() - 1);
+                run_line_supervised(Rc::clone(&live.0), line, shutdown).await;
+                drop(live);
             });
         }
     }
@@ -208,6 +248,9 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     result?;
     let mut summary = ctx.summary.borrow().clone();
     summary.stats = ctx.shard.borrow().stats.clone();
+    if id == 0 {
+        summary.refused_at_accept = ctx.admission.refused().map(|(r, n)| (r.name(), n)).to_vec();
+    }
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
     Ok(summary)
 }
@@ -217,7 +260,7 @@ fn new_ctx(
     workers: usize,
     links: WorkerLinks,
     config: &Config,
-    connections: Arc<ConnectionCount>,
+    admission: Arc<Admission>,
     metrics: Option<MetricsLink>,
 ) -> Result<WorkerCtx, IoError> {
     let settings = ShardSettings {
@@ -229,6 +272,7 @@ fn new_ctx(
             .map(|(t, p)| (Bytes::copy_from_slice(t.as_bytes()), *p))
             .collect::<HashMap<_, _>>(),
         max_subscriptions: config.max_subscriptions,
+        max_drop_topics: config.max_drop_topics,
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
@@ -246,6 +290,12 @@ fn new_ctx(
             idle_timeout: Some(config.idle_timeout()),
             ..ServerConfig::default()
         },
+        subscriber_limits: Limits {
+            inline_frame_bytes: SUBSCRIBER_READ_BYTES,
+            ..config.subscriber_limits()
+        },
+        control: config.control_limits(),
+        write_timeout: config.write_timeout(),
         pointer,
         default_topic: config
             .default_topic
@@ -254,8 +304,7 @@ fn new_ctx(
         keepalive: config.keepalive(),
         idle_timeout: config.idle_timeout(),
         grace: Duration::from_millis(config.shutdown_grace_ms),
-        max_connections: config.max_connections,
-        connections,
+        admission,
         live: Cell::new(0),
         publishers_live: Cell::new(0),
         subscribers_live: Cell::new(0),
@@ -276,16 +325,23 @@ async fn accept_until_done(
     shutdown: &mut Shutdown,
 ) -> Result<(), IoError> {
     let for_each = shutdown.clone();
-    let result = accept_until_shutdown(listener, shutdown, |stream, peer: SocketAddr| {
-        let (ctx, shutdown) = (Rc::clone(&ctx), for_each.clone());
-        ctx.live.set(ctx.live.get() + 1);
-        ctx.connections.0.fetch_add(1, Ordering::Relaxed);
+    let gate = Arc::clone(&ctx.admission);
+    let result = accept_until_shutdown(listener, shutdown, &gate, |stream, peer: SocketAddr| {
+        let admitted = match ctx.admission.admit(peer) {
+            Ok(a) => a,
+            Err(refusal) => {
+                // Closed before any handshake: the socket is all it cost.
+                tracing::debug!(%peer, reason = refusal.name(), "connection refused at accept");
+                return;
+            }
+        };
+        let (live, shutdown) = (Live::enter(&ctx), for_each.clone());
         rt::spawn(async move {
-            if let Err(e) = super::session::serve(&ctx, stream, peer, shutdown).await {
+            let ctx = Rc::clone(&live.0);
+            if let Err(e) = super::session::serve(&ctx, stream, peer, admitted, shutdown).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            ctx.connections.0.fetch_sub(1, Ordering::Relaxed);
-            ctx.live.set(ctx.live.get() - 1);
+            drop(live);
         });
     })
     .await;

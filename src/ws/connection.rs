@@ -46,6 +46,10 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Largest message (all fragments together) accepted; larger → close 1009.
     pub max_message_bytes: usize,
+    /// Most frames one message may come in; more → close 1009. Each frame costs a
+    /// header parse and a copy into the reassembly buffer whatever its size, so a
+    /// message of one-byte fragments is bounded by this as well as by its size.
+    pub max_fragments: usize,
     /// Frames up to this size (header included) are handed out in place from the
     /// caller's buffer once whole; larger frames stream into the reassembly buffer as
     /// they arrive. The caller's read buffer must hold at least this many bytes.
@@ -61,6 +65,8 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 16 << 20,
             max_message_bytes: 16 << 20,
+            // Room for a 4 MiB message in 64-byte fragments (Autobahn 9.3.1).
+            max_fragments: 1 << 17,
             inline_frame_bytes: 64 << 10,
             max_header_bytes: 8 << 10,
             close_timeout: Duration::from_secs(5),
@@ -141,6 +147,8 @@ pub struct Connection {
     state: State,
     /// Kind of the fragmented message in progress, if any.
     fragmented: Option<MessageKind>,
+    /// Frames of the current data message so far.
+    fragments: usize,
     /// The frame whose payload is partly processed, if any.
     frame: Option<FrameProgress>,
     /// UTF-8 state of the text message in progress.
@@ -166,6 +174,7 @@ impl Connection {
             limits,
             state: State::Open,
             fragmented: None,
+            fragments: 0,
             frame: None,
             utf8: Utf8Validator::new(),
             assembler: Assembler::new(limits.max_message_bytes),
@@ -446,7 +455,15 @@ impl Connection {
                     limit: self.limits.max_message_bytes,
                 });
             }
-            if header.opcode != OpCode::Continuation {
+            if header.opcode == OpCode::Continuation {
+                self.fragments += 1;
+                if self.fragments > self.limits.max_fragments {
+                    return Err(WsError::TooManyFragments {
+                        limit: self.limits.max_fragments,
+                    });
+                }
+            } else {
+                self.fragments = 1;
                 self.utf8.reset();
             }
         }

@@ -62,6 +62,12 @@ pub enum WsError {
         /// The configured limit.
         limit: usize,
     },
+    /// A message came in more frames than [`Limits::max_fragments`](super::Limits).
+    #[error("message in more than {limit} fragments")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Bytes arrived after the peer's close frame (§5.5.1: nothing follows a close).
     #[error("data after the close frame")]
     DataAfterClose,
@@ -72,9 +78,9 @@ impl WsError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             WsError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            WsError::FrameTooLarge { .. } | WsError::MessageTooLarge { .. } => {
-                CloseCode::MESSAGE_TOO_BIG
-            }
+            WsError::FrameTooLarge { .. }
+            | WsError::MessageTooLarge { .. }
+            | WsError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

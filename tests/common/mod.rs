@@ -42,7 +42,13 @@ impl Server {
             all.push(path.display().to_string());
         }
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let mut server = Server::start(&["run", "--listen", "127.0.0.1:0"], &refs);
+        // `--listen` in `args` replaces the default loopback address.
+        let base: &[&str] = if args.contains(&"--listen") {
+            &["run"]
+        } else {
+            &["run", "--listen", "127.0.0.1:0"]
+        };
+        let mut server = Server::start(base, &refs);
         server.config = toml.is_some().then(|| PathBuf::from(&all[all.len() - 1]));
         server
     }
@@ -226,7 +232,20 @@ pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 impl Raw {
     /// Connects, sends the opening handshake for `path` and asserts the 101.
     fn upgrade(addr: SocketAddr, path: &str) -> (Raw, String) {
-        let mut raw = Raw::tcp(addr);
+        Raw::upgrade_from(addr, path, None)
+    }
+
+    /// [`upgrade`](Raw::upgrade) from a source address of our choosing (any of
+    /// 127.0.0.0/8 is this host's).
+    fn upgrade_from(
+        addr: SocketAddr,
+        path: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> (Raw, String) {
+        let mut raw = match source {
+            Some(ip) => Raw::tcp_from(addr, ip),
+            None => Raw::tcp(addr),
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
@@ -255,7 +274,12 @@ impl Raw {
     /// Messages already flowing can arrive before the reply (the subscriber's own worker
     /// routes to it at once; the reply waits for every worker): those are skipped.
     pub fn subscribe(addr: SocketAddr, topics: &str) -> Raw {
-        let (mut raw, _) = Raw::upgrade(addr, &format!("/ws?topics={topics}"));
+        Raw::subscribe_from(addr, topics, None)
+    }
+
+    /// [`subscribe`](Raw::subscribe) from a source address of our choosing.
+    pub fn subscribe_from(addr: SocketAddr, topics: &str, source: Option<std::net::IpAddr>) -> Raw {
+        let (mut raw, _) = Raw::upgrade_from(addr, &format!("/ws?topics={topics}"), source);
         for _ in 0..100_000 {
             let (_, reply) = raw.recv().expect("subscribed reply");
             if String::from_utf8_lossy(&reply).contains("\"event\":\"subscribed\"") {
@@ -263,6 +287,26 @@ impl Raw {
             }
         }
         panic!("no subscribed reply");
+    }
+
+    /// A TCP connection from `source` (bound before connecting).
+    pub fn tcp_from(addr: SocketAddr, source: std::net::IpAddr) -> Raw {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw {
+            s,
+            buf: Vec::new(),
+            timeout_is_eof: false,
+        }
     }
 
     pub fn tcp(addr: SocketAddr) -> Raw {
@@ -410,7 +454,15 @@ impl Raw {
 
 /// A plain `GET path` over HTTP/1.1; returns the whole response.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
+    http_get_from(addr, path, None)
+}
+
+/// [`http_get`] from a source address of our choosing.
+pub fn http_get_from(addr: SocketAddr, path: &str, source: Option<std::net::IpAddr>) -> String {
+    let mut s = match source {
+        Some(ip) => Raw::tcp_from(addr, ip).s,
+        None => TcpStream::connect(addr).unwrap(),
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
@@ -420,4 +472,35 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
+}
+
+/// The value of the sample whose line starts with `name` (e.g.
+/// `feedrelay_dropped_total{reason="bad_topic"}`) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Scrapes `/metrics` (from `source`) until the sample `name` satisfies `ok`; the
+/// workers report once a second, so this allows ten.
+pub fn wait_metric(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    name: &str,
+    ok: impl Fn(u64) -> bool,
+) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http_get_from(addr, "/metrics", source);
+        if metric(&text, name).is_some_and(&ok) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{name} never as expected: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -5,7 +5,7 @@
 //! `feedrelay echo` and against independent servers. It answers pings by itself and
 //! masks what it sends.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use crate::ws::handshake::ClientHandshake;
 use crate::ws::{CloseCode, Event, HandshakeError, Limits, MessageKind, OpCode, Role, State};
 
 use super::{Driver, DriverError};
-use crate::io::ring;
+use crate::io::resolve;
 use crate::io::rt::{self, Either};
 use crate::io::sockopt::SocketOptions;
 use crate::io::transport::{self, Transport};
@@ -48,6 +48,9 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Socket options.
     pub socket: SocketOptions,
+    /// Every write must finish within this, or the connection is cut (`None`: no
+    /// limit).
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -58,6 +61,7 @@ impl Default for ConnectOptions {
             tls: None,
             timeout: Duration::from_secs(10),
             socket: SocketOptions::default(),
+            write_timeout: None,
         }
     }
 }
@@ -269,12 +273,11 @@ async fn dial(
         target: target.to_owned(),
         source,
     };
-    let peer = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| io("resolve", e))?
-        .next()
-        .ok_or_else(|| io("resolve", std::io::ErrorKind::NotFound.into()))?;
-    let tcp = ring::connect_with(peer, &options.socket)
+    // Off the worker, every address; each tried in turn within the dial's time.
+    let addrs = resolve::resolve(&url.host, url.port)
+        .await
+        .map_err(|e| io("resolve", e))?;
+    let (tcp, peer) = resolve::connect_any(&addrs, &options.socket, options.timeout)
         .await
         .map_err(|e| io("connect to", e))?;
     let stream = if url.tls {
@@ -291,6 +294,7 @@ async fn dial(
     } else {
         Transport::plain(tcp)
     };
+    stream.set_write_timeout(options.write_timeout);
     let limits = options.limits;
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&rt::random_u64().to_ne_bytes());

@@ -10,11 +10,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::ws::handshake::{self, Request};
-use crate::ws::{CloseCode, Event, Limits, MessageKind, Role, State};
+use crate::ws::{CloseCode, Event, Limits, MessageKind, Role, State, WsError};
 
 use super::{Driver, DriverError, Reply};
 use crate::io::http;
-use crate::io::listener::{accept_until_shutdown, drain_connections};
+use crate::io::listener::{accept_until_shutdown, drain_connections, Open};
 use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
@@ -57,6 +57,10 @@ pub trait Service {
 
     /// Every whole frame of one read has been handled (a place to flush batched work).
     fn on_batch_end(&mut self) {}
+
+    /// The peer broke the protocol or a limit; the connection is being failed with
+    /// the error's close code (a place to count it).
+    fn on_protocol_error(&mut self, _error: &WsError) {}
 
     /// With [`Transmit::Handoff`]: frames the connection must send (pongs, close), to be
     /// queued behind what the service already queued.
@@ -229,6 +233,7 @@ pub async fn serve<S: Service>(
         });
         if let Err(e) = &handled {
             tracing::debug!(%peer, error = %e, "protocol error; failing the connection");
+            service.on_protocol_error(e);
         }
         service.on_batch_end();
         transmit(driver, service, options).await?;
@@ -371,7 +376,7 @@ where
 {
     let live = Rc::new(std::cell::Cell::new(0usize));
     let for_each = shutdown.clone();
-    accept_until_shutdown(listener, &mut shutdown, |stream, peer| {
+    accept_until_shutdown(listener, &mut shutdown, &Open, |stream, peer| {
         let mut service = make_service();
         let (config, shutdown, live) = (Rc::clone(&config), for_each.clone(), Rc::clone(&live));
         live.set(live.get() + 1);

@@ -26,6 +26,7 @@
 //! wait. Timers are a deadline order ([`timer`]); the wait's timeout is the earliest.
 
 mod context;
+pub mod deadline;
 pub mod net;
 pub mod op;
 pub mod task;
@@ -101,6 +102,7 @@ pub(crate) struct Inner {
     ops: RefCell<Slab<Slot>>,
     tasks: Tasks,
     timers: Timers,
+    deadlines: deadline::Deadlines,
     remote: Arc<Remote>,
     /// The eventfd read's buffer (the kernel writes 8 bytes into it); taken and leaked
     /// if the ring goes away with that read still in flight.
@@ -283,6 +285,7 @@ impl Ring {
             ops: RefCell::new(Slab::with_capacity(256)),
             tasks: Tasks::new(),
             timers: Timers::default(),
+            deadlines: deadline::Deadlines::default(),
             remote: Arc::new(Remote {
                 thread: std::thread::current().id(),
                 woken: Mutex::new(Vec::new()),

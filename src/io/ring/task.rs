@@ -5,6 +5,10 @@
 //! signal, a worker waking a parked one): on the ring's own thread it puts the task on
 //! the ready queue directly; from another thread it goes through the ring's remote
 //! queue and an `eventfd` write that ends the ring's wait.
+//!
+//! A task that panics is dropped, not the worker: its future's destructors release
+//! what it held (a connection's slot, its socket), its [`JoinHandle`] gives `None`, and
+//! the ring's other tasks go on. The panic's cause is logged by the panic hook.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -97,6 +101,17 @@ pub(super) struct Tasks {
     slab: RefCell<Slab<Task>>,
     pub(super) ready: RefCell<VecDeque<TaskId>>,
     next_generation: Cell<u64>,
+    /// Tasks that panicked so far.
+    pub(super) panicked: Cell<u64>,
+}
+
+/// The message a panic carried (`panic!("..")` gives a `&str` or a `String`).
+pub fn panic_cause(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 impl Tasks {
@@ -105,6 +120,7 @@ impl Tasks {
             slab: RefCell::new(Slab::new()),
             ready: RefCell::new(VecDeque::new()),
             next_generation: Cell::new(1),
+            panicked: Cell::new(0),
         }
     }
 
@@ -147,10 +163,18 @@ impl Tasks {
             (future, Waker::from(Arc::clone(&task.waker)))
         };
         // The slab is not borrowed while the task runs: it may spawn others.
-        let done = future
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(&mut Context::from_waker(&waker))
+        }));
+        let done = match polled {
+            Ok(poll) => poll.is_ready(),
+            Err(_) => {
+                // The panic hook has logged the cause and where (once).
+                self.panicked.set(self.panicked.get() + 1);
+                tracing::warn!("the task that panicked is dropped; what it held is released");
+                true
+            }
+        };
         let mut slab = self.slab.borrow_mut();
         if done {
             if slab
@@ -262,6 +286,11 @@ impl<F: Future> Future for Spawned<F> {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Tasks on this thread's ring that panicked so far (0 outside a ring).
+pub fn panicked() -> u64 {
+    super::context::try_with_ring(|r| r.tasks.panicked.get()).unwrap_or(0)
 }
 
 /// Spawns `future` on this thread's ring.

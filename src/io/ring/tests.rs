@@ -190,3 +190,70 @@ fn a_connect_refused_and_a_read_at_end_of_stream_are_plain_results() {
         assert!(full.is_err(), "no spare capacity is an error, not a read");
     });
 }
+
+/// Drops one count when dropped: what a connection's slot guard does.
+struct Held(Rc<std::cell::Cell<u32>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+#[test]
+fn a_panicking_task_is_dropped_and_the_others_go_on() {
+    Ring::new().unwrap().block_on(async {
+        let held = Rc::new(std::cell::Cell::new(1));
+        let guard = Held(Rc::clone(&held));
+        let doomed = rt::spawn(async move {
+            let _guard = guard;
+            rt::sleep(Duration::from_millis(5)).await;
+            panic!("a bug in one connection");
+        });
+        let ticks = Rc::new(std::cell::Cell::new(0));
+        let t = Rc::clone(&ticks);
+        let other = rt::spawn(async move {
+            for _ in 0..10 {
+                rt::sleep(Duration::from_millis(2)).await;
+                t.set(t.get() + 1);
+            }
+            "done"
+        });
+        assert_eq!(doomed.await, None, "the panicked task gives no output");
+        assert_eq!(held.get(), 0, "what it held was released");
+        assert_eq!(rt::panicked(), 1);
+        assert_eq!(other.await, Some("done"));
+        assert_eq!(ticks.get(), 10);
+    });
+}
+
+#[test]
+fn a_write_past_its_deadline_fails_and_frees_the_connection() {
+    Ring::new().unwrap().block_on(async {
+        let (client, listener, _) = pair();
+        // The peer never reads: its receive buffer and our send buffer fill.
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let t = crate::io::transport::Transport::plain(TcpStream::from_std(server));
+        t.set_write_timeout(Some(Duration::from_millis(200)));
+        let start = Instant::now();
+        let mut failed = None;
+        for _ in 0..10_000 {
+            let (res, _) = t.write_all(vec![7u8; 64 << 10]).await;
+            if let Err(e) = res {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("a write to a peer that never reads must fail");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "cut within the timeout and a sweep: {took:?}"
+        );
+        drop(client);
+    });
+}

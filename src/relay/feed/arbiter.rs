@@ -127,7 +127,8 @@ impl Arbiter {
         });
         if let Some(g) = gap {
             t.gaps += 1;
-            t.missing += g.to - g.from + 1;
+            // Sequence numbers come from the exchange: a hostile jump must not wrap.
+            t.missing = t.missing.saturating_add(g.to - g.from + 1);
         }
         t.last = seq;
         t.forwarded += 1;
@@ -174,7 +175,7 @@ impl Arbiter {
         for t in self.topics.values() {
             sum.forwarded += t.forwarded;
             sum.duplicates += t.duplicates;
-            sum.missing += t.missing;
+            sum.missing = sum.missing.saturating_add(t.missing);
             sum.gaps += t.gaps;
             sum.resets += t.resets;
         }

@@ -89,8 +89,44 @@ pub struct Line {
     pub seq_pointer: Option<JsonPointer>,
     /// Socket options for the line's connection.
     pub socket: SocketOptions,
+    /// Every write must finish within this.
+    pub write_timeout: Duration,
+    /// Longest topic name (a message with a longer one is dropped and counted).
+    pub max_topic_bytes: usize,
     /// What it has done.
     pub state: LineState,
+}
+
+/// Pause before a line whose task panicked is started again.
+pub const RESTART_AFTER_PANIC: Duration = Duration::from_secs(1);
+
+/// Runs `line` until shutdown as [`run_line`] does, and keeps it running: if its task
+/// panics (a bug), the panic is contained by the ring, and the line is started again
+/// after [`RESTART_AFTER_PANIC`] from a clean session (counted as a reconnect).
+pub async fn run_line_supervised<S: FeedSink + 'static>(
+    sink: Rc<S>,
+    line: Rc<Line>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let task = rt::spawn(run_line(
+            Rc::clone(&sink),
+            Rc::clone(&line),
+            shutdown.clone(),
+        ));
+        if task.await.is_some() || shutdown.is_triggered() {
+            return;
+        }
+        line.state.connected.set(false);
+        line.state.reconnects.set(line.state.reconnects.get() + 1);
+        tracing::error!(
+            feed = %line.config.name,
+            "the feed line's task panicked; starting it again in {RESTART_AFTER_PANIC:?}"
+        );
+        if let Either::Right(()) = rt::race(rt::sleep(RESTART_AFTER_PANIC), shutdown.wait()).await {
+            return;
+        }
+    }
 }
 
 /// Runs `line` until shutdown: connect, subscribe, relay, and on any failure back off
@@ -107,8 +143,10 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
         tls: line.tls.clone(),
         timeout: Duration::from_millis(cfg.connect_timeout_ms),
         socket: line.socket,
+        write_timeout: Some(line.write_timeout),
     };
-    let mut topics = TopicReader::with_seq(line.topic_pointer.clone(), line.seq_pointer.clone());
+    let mut topics = TopicReader::with_seq(line.topic_pointer.clone(), line.seq_pointer.clone())
+        .max_name_bytes(line.max_topic_bytes);
     let mut backoff = Backoff::new(
         cfg.reconnect_initial_ms,
         cfg.reconnect_max_ms,
@@ -330,7 +368,7 @@ fn accept<S: FeedSink>(
         let topic: Option<&[u8]> = match &lookup {
             TopicLookup::InPayload(r) => payload.get(r.clone()),
             TopicLookup::Unescaped(s) => Some(s.as_bytes()),
-            TopicLookup::Missing | TopicLookup::NotJson => None,
+            TopicLookup::Missing | TopicLookup::NotJson | TopicLookup::BadName(_) => None,
         };
         match (topic, topics.seq()) {
             (Some(topic), Some(seq)) => {

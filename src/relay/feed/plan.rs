@@ -90,6 +90,8 @@ pub fn start_group(
             topic_pointer,
             seq_pointer,
             socket: config.socket_options(),
+            write_timeout: config.write_timeout(),
+            max_topic_bytes: config.max_topic_bytes,
             state: LineState::default(),
         }));
     }

@@ -1,0 +1,136 @@
+//! Admission before the handshake, over loopback: one address flooding the relay with
+//! connections that never speak is held to its caps while clients from other addresses
+//! are served within a second; a full relay stops accepting (the connection waits in
+//! the backlog) instead of answering 503; IPv6 sources are held to theirs too.
+
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{wait_metric, Raw, Server};
+
+const CAPS: &str =
+    "max_pending_per_address = 16\nmax_connections_per_address = 32\nhandshake_timeout_ms = 3000\n";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A TCP connection from `source` that never sends a byte.
+fn silent(addr: SocketAddr, source: IpAddr) -> TcpStream {
+    let raw = Raw::tcp_from(addr, source);
+    raw.s
+}
+
+/// Whether the relay closed `s` (end of stream or reset) within `within`.
+fn closed_by_relay(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 16];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn a_flood_from_one_address_leaves_the_others_served() {
+    feedrelay::io::worker::raise_fd_limit(8192);
+    let server = Server::relay(&["--workers", "2"], Some(CAPS));
+    let addr = server.addr;
+    let flooder = ip("127.0.0.1");
+    // 2,000 connections that never send a handshake, from one address.
+    let mut flood: Vec<TcpStream> = (0..2_000).map(|_| silent(addr, flooder)).collect();
+    // Clients from other addresses get in at once.
+    let start = Instant::now();
+    let mut sub = Raw::subscribe_from(addr, "T", Some(ip("127.0.0.2")));
+    let mut publ = {
+        let mut p = Raw::tcp_from(addr, ip("127.0.0.3"));
+        p.send_bytes(
+            format!("GET /pub HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes(),
+        );
+        assert!(p.read_http_head().starts_with("HTTP/1.1 101"));
+        p
+    };
+    publ.send(0x81, br#"{"s":"T","n":1}"#);
+    let (_, got) = sub.recv().expect("a message through the relay");
+    assert_eq!(got, br#"{"s":"T","n":1}"#);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "served in {took:?}");
+    // The flood beyond the address's pending cap was closed at accept.
+    let closed = flood
+        .iter_mut()
+        .rev()
+        .take(100)
+        .map(|s| closed_by_relay(s, Duration::from_millis(500)))
+        .filter(|&c| c)
+        .count();
+    assert_eq!(closed, 100, "connections past the cap are closed, not held");
+    let scraper = ip("127.0.0.4");
+    let refused = "feedrelay_refused_total{reason=\"address_pending\"}";
+    wait_metric(addr, Some(scraper), refused, |n| n >= 1_900);
+    // The ones it kept leave room again when they go (or time out of the handshake).
+    drop(flood);
+    let handshaking = "feedrelay_connections{role=\"handshaking\"}";
+    wait_metric(addr, Some(scraper), handshaking, |n| n == 0);
+}
+
+#[test]
+fn a_full_relay_pauses_accepting_instead_of_refusing() {
+    let server = Server::relay(
+        &["--workers", "1"],
+        Some("max_connections = 3\nmax_pending_handshakes = 3\n"),
+    );
+    let addr = server.addr;
+    let held: Vec<Raw> = (0..3).map(|_| Raw::subscribe(addr, "T")).collect();
+    // A fourth connects (the kernel completes TCP into the backlog) but is not served.
+    let mut waiting = Raw::tcp(addr);
+    waiting.send_bytes(
+        format!("GET /ws?topics=T HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes(),
+    );
+    waiting
+        .s
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let early = waiting.s.read(&mut b);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no answer while full (not a 503): {early:?}"
+    );
+    // One leaves: the waiting one is accepted and upgraded.
+    drop(held);
+    waiting
+        .s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let head = waiting.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}
+
+#[test]
+fn ipv6_sources_are_held_to_their_caps() {
+    let server = Server::relay(&["--workers", "1", "--listen", "[::1]:0"], Some(CAPS));
+    let addr = server.addr;
+    let source = ip("::1");
+    let mut flood: Vec<TcpStream> = (0..100).map(|_| silent(addr, source)).collect();
+    let closed = flood
+        .iter_mut()
+        .skip(16)
+        .map(|s| closed_by_relay(s, Duration::from_millis(500)))
+        .filter(|&c| c)
+        .count();
+    assert_eq!(closed, 84, "past 16 pending from one /64, closed at accept");
+    let kept = flood
+        .iter_mut()
+        .take(16)
+        .map(|s| closed_by_relay(s, Duration::from_millis(100)))
+        .filter(|&c| c)
+        .count();
+    assert_eq!(kept, 0, "the first 16 wait for their handshake");
+}
