@@ -171,6 +171,7 @@ impl Drop for Retire {
         shard.remove_subscriber(id);
         drop(shard);
         ctx.flush();
+        tracing::debug!(sub = id, "subscriber retired");
     }
 }
 
