@@ -142,44 +142,60 @@ fn no_allocation_per_message_per_subscriber() {
     let (before, after, delivered) = Ring::new().unwrap().block_on(async move {
         let url = format!("ws://{addr}/");
         let mut readers = Vec::new();
-        // How many readers have reached WARMUP and WARMUP + MEASURED messages.
-        let reached = std::rc::Rc::new(std::cell::RefCell::new(Vec::<usize>::new()));
-        for _ in 0..SUBSCRIBERS {
+        // Messages each reader has received so far.
+        let received = std::rc::Rc::new(vec![std::cell::Cell::new(0usize); SUBSCRIBERS]);
+        for i in 0..SUBSCRIBERS {
             let mut c = WsClient::connect(&format!("{url}ws?topics=*"), &[], Limits::default())
                 .await
                 .unwrap();
             assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
-            let reached = std::rc::Rc::clone(&reached);
+            let received = std::rc::Rc::clone(&received);
             readers.push(feedrelay::io::rt::spawn(async move {
-                for n in 1..=WARMUP + MEASURED {
+                for _ in 0..WARMUP + MEASURED {
                     match c.recv().await.unwrap() {
                         Incoming::Message(MessageKind::Text, _) => {}
                         other => panic!("{other:?}"),
                     }
-                    if n == WARMUP || n == WARMUP + MEASURED {
-                        reached.borrow_mut().push(n);
-                    }
+                    received[i].set(received[i].get() + 1);
                 }
             }));
         }
+        // Waits until every reader has `n` messages; fails (rather than hangs) when one
+        // never gets there: a reader that panicked, or messages the relay dropped.
+        let all_reached = |n: usize| {
+            let received = std::rc::Rc::clone(&received);
+            async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while received.iter().any(|r| r.get() < n) {
+                    if std::time::Instant::now() > deadline {
+                        let counts: Vec<usize> = received.iter().map(|r| r.get()).collect();
+                        panic!(
+                            "readers stuck short of {n} messages: {counts:?} ({} tasks panicked)",
+                            feedrelay::io::rt::panicked()
+                        );
+                    }
+                    feedrelay::io::rt::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        };
         let publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
             .await
             .unwrap();
         let pad = "p".repeat(200);
+        // At most WINDOW messages ahead of the slowest reader: the readers share this
+        // thread, and on a busy machine a publisher running free would overrun the
+        // relay's per-subscriber queue (4096 messages), whose drops are not the subject
+        // here.
+        const WINDOW: usize = 1024;
         let send = async |from: usize, to: usize| {
             for seq in from..to {
+                if seq % 64 == 0 {
+                    all_reached(seq.saturating_sub(WINDOW)).await;
+                }
                 let m = format!(r#"{{"s":"SYM{}","seq":{seq},"pad":"{pad}"}}"#, seq % 10);
                 publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();
                 if seq % 32 == 0 {
                     feedrelay::io::rt::yield_now().await;
-                }
-            }
-        };
-        let all_reached = |n: usize| {
-            let reached = std::rc::Rc::clone(&reached);
-            async move {
-                while reached.borrow().iter().filter(|&&r| r == n).count() < SUBSCRIBERS {
-                    feedrelay::io::rt::sleep(std::time::Duration::from_millis(1)).await;
                 }
             }
         };
