@@ -36,3 +36,27 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 step "cargo test --all-targets (unit, property, loopback, interop; benches once in test mode)"
 cargo test --all-targets --quiet
+
+# Fuzzing needs libFuzzer's -Z flags; RUSTC_BOOTSTRAP lets the machine's one (stable)
+# toolchain accept them for this step only. The relay's own build never sets it.
+step "cargo fuzz: each target for ${FUZZ_SECONDS:=30} s from its committed corpus (fuzz/)"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+export RUSTC_BOOTSTRAP=1
+fuzz_dir="$PWD/target/fuzz"
+(cd fuzz && cargo fuzz build -O --target-dir "$fuzz_dir")
+for target in $(cd fuzz && cargo fuzz list); do
+  found=$(mktemp -d)
+  # New inputs go to the scratch directory; the committed corpus is only read.
+  if ! (cd fuzz && cargo fuzz run -O --target-dir "$fuzz_dir" "$target" "$found" "corpus/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 >"$found.log" 2>&1); then
+    echo "fuzz target $target failed:"; tail -40 "$found.log"; exit 1
+  fi
+  printf '%-14s %s\n' "$target" "$(grep -E '^stat::number_of_executed_units' "$found.log" | awk '{print $2 " execs"}')"
+  rm -rf "$found" "$found.log"
+done
+unset RUSTC_BOOTSTRAP
+
+step "soak, short (scripts/soak.sh --short: 30 s of churn and abuse against a release relay)"
+scripts/soak.sh --short
