@@ -28,6 +28,7 @@ handshake_timeout_ms = 2000
 idle_timeout_ms = 5000
 keepalive_interval_ms = 1000
 write_timeout_ms = 2000
+metrics_on_data_port = true
 TOML
 ./target/release/feedrelay run --config "$dir/soak.toml" > "$dir/relay.out" 2> "$dir/relay.err" &
 relay=$!

@@ -43,7 +43,7 @@ fn tls_feed(name: &str, url: &str, certs: &std::path::Path, extra: &str) -> Stri
     )
 }
 
-const RELAY_HEAD: &str = "topic_pointer = \"/data/s\"\n";
+const RELAY_HEAD: &str = "topic_pointer = \"/data/s\"\nmetrics_on_data_port = true\n";
 
 /// A trade's topic and sequence number.
 fn trade(payload: &[u8]) -> Option<(String, u64)> {

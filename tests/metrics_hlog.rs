@@ -38,7 +38,7 @@ fn hop_latencies_reach_metrics_the_table_and_the_hlog() {
             "--metrics",
             "127.0.0.1:0",
         ],
-        None,
+        Some("metrics_on_data_port = true\n"),
     );
     let url = format!("ws://{}/", server.addr);
     Ring::new().unwrap().block_on(async {

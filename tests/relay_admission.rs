@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_metric, Raw, Server};
 
-const CAPS: &str =
-    "max_pending_per_address = 16\nmax_connections_per_address = 32\nhandshake_timeout_ms = 3000\n";
+const CAPS: &str = "max_pending_per_address = 16\nmax_connections_per_address = 32\nhandshake_timeout_ms = 3000\nmetrics_on_data_port = true\n";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

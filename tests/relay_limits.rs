@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_metric, Raw, Server};
 
-const LIMITS: &str = "max_subscriptions = 8\nmax_topic_bytes = 16\nmax_control_bytes = 1024\nmax_fragments = 4\nwrite_timeout_ms = 500\n";
+const LIMITS: &str = "max_subscriptions = 8\nmax_topic_bytes = 16\nmax_control_bytes = 1024\nmax_fragments = 4\nwrite_timeout_ms = 500\nmetrics_on_data_port = true\n";
 
 fn hits(limit: &str) -> String {
     format!("feedrelay_limit_hits_total{{limit=\"{limit}\"}}")

@@ -40,6 +40,12 @@ pub struct Counters {
     pub handshaking: u64,
     /// How often each configured bound was hit, by the bound's name.
     pub limit_hits: Vec<(&'static str, u64)>,
+    /// Handshakes refused by the access rules, by reason (`unauthorized`,
+    /// `forbidden_origin`).
+    pub handshake_refused: Vec<(&'static str, u64)>,
+    /// Publisher messages not relayed because their topic is outside the publisher's
+    /// token, by the token's name.
+    pub off_grant_messages: Vec<(String, u64)>,
     /// The exchange feed lines this worker dials.
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.

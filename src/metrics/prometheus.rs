@@ -15,6 +15,63 @@ const BUCKETS_S: [f64; 19] = [
 /// connection and queue gauges.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(8 << 10);
+    render_hops(s, &mut out);
+    let total = |f: &dyn Fn(&super::collector::Counters) -> u64| -> u64 {
+        s.workers.iter().map(|(_, c)| f(c)).sum()
+    };
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_messages_in_total Messages received from publishers and feeds."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_messages_in_total counter");
+    let _ = writeln!(
+        out,
+        "feedrelay_messages_in_total {}",
+        total(&|c| c.messages_in)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_messages_out_total Frames written to subscribers."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_messages_out_total counter");
+    let _ = writeln!(
+        out,
+        "feedrelay_messages_out_total {}",
+        total(&|c| c.messages_out)
+    );
+    render_labeled(s, &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_connections Open connections, by role."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_connections gauge");
+    let _ = writeln!(
+        out,
+        "feedrelay_connections{{role=\"publisher\"}} {}",
+        total(&|c| c.publishers)
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_connections{{role=\"subscriber\"}} {}",
+        total(&|c| c.subscribers)
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_connections{{role=\"handshaking\"}} {}",
+        total(&|c| c.handshaking)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP feedrelay_queue_bytes Bytes queued for subscribers."
+    );
+    let _ = writeln!(out, "# TYPE feedrelay_queue_bytes gauge");
+    let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
+    render_feeds(s, &mut out);
+    out
+}
+
+/// Hop latency histograms, per worker.
+fn render_hops(s: &Snapshot, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP feedrelay_hop_latency_seconds Latency of each hop a relayed message takes."
@@ -50,41 +107,22 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
-    let total = |f: &dyn Fn(&super::collector::Counters) -> u64| -> u64 {
-        s.workers.iter().map(|(_, c)| f(c)).sum()
-    };
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_messages_in_total Messages received from publishers and feeds."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_messages_in_total counter");
-    let _ = writeln!(
-        out,
-        "feedrelay_messages_in_total {}",
-        total(&|c| c.messages_in)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_messages_out_total Frames written to subscribers."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_messages_out_total counter");
-    let _ = writeln!(
-        out,
-        "feedrelay_messages_out_total {}",
-        total(&|c| c.messages_out)
-    );
+}
+
+/// The counters labelled by reason, limit or token, summed over the workers.
+fn render_labeled(s: &Snapshot, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP feedrelay_dropped_total Messages dropped, by reason."
     );
     let _ = writeln!(out, "# TYPE feedrelay_dropped_total counter");
-    by_reason(s, "feedrelay_dropped_total", |c| &c.dropped, &mut out);
+    by_reason(s, "feedrelay_dropped_total", |c| &c.dropped, out);
     let _ = writeln!(
         out,
         "# HELP feedrelay_refused_total Connections closed at accept, before any handshake, by reason."
     );
     let _ = writeln!(out, "# TYPE feedrelay_refused_total counter");
-    by_reason(s, "feedrelay_refused_total", |c| &c.refused, &mut out);
+    by_reason(s, "feedrelay_refused_total", |c| &c.refused, out);
     let _ = writeln!(
         out,
         "# HELP feedrelay_limit_hits_total Times a configured bound was hit, by setting."
@@ -95,36 +133,31 @@ pub fn render(s: &Snapshot) -> String {
         "feedrelay_limit_hits_total",
         "limit",
         |c| &c.limit_hits,
-        &mut out,
+        out,
     );
     let _ = writeln!(
         out,
-        "# HELP feedrelay_connections Open connections, by role."
+        "# HELP feedrelay_handshake_refused_total Handshakes refused by the access rules, by reason."
     );
-    let _ = writeln!(out, "# TYPE feedrelay_connections gauge");
-    let _ = writeln!(
+    let _ = writeln!(out, "# TYPE feedrelay_handshake_refused_total counter");
+    by_reason(
+        s,
+        "feedrelay_handshake_refused_total",
+        |c| &c.handshake_refused,
         out,
-        "feedrelay_connections{{role=\"publisher\"}} {}",
-        total(&|c| c.publishers)
-    );
-    let _ = writeln!(
-        out,
-        "feedrelay_connections{{role=\"subscriber\"}} {}",
-        total(&|c| c.subscribers)
     );
     let _ = writeln!(
         out,
-        "feedrelay_connections{{role=\"handshaking\"}} {}",
-        total(&|c| c.handshaking)
+        "# HELP feedrelay_off_grant_messages_total Publisher messages not relayed: topic outside the publisher's token, by token name."
     );
-    let _ = writeln!(
+    let _ = writeln!(out, "# TYPE feedrelay_off_grant_messages_total counter");
+    by_label(
+        s,
+        "feedrelay_off_grant_messages_total",
+        "token",
+        |c| &c.off_grant_messages,
         out,
-        "# HELP feedrelay_queue_bytes Bytes queued for subscribers."
     );
-    let _ = writeln!(out, "# TYPE feedrelay_queue_bytes gauge");
-    let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
-    render_feeds(s, &mut out);
-    out
 }
 
 /// One sample per reason any worker reported, summed over the workers, in the order
@@ -138,31 +171,31 @@ fn by_reason(
     by_label(s, name, "reason", counts, out)
 }
 
-/// One sample per label value, summed over the workers.
-fn by_label(
+/// One sample per label value, summed over the workers, in the order first seen.
+fn by_label<L: AsRef<str>>(
     s: &Snapshot,
     name: &str,
     key: &str,
-    counts: impl Fn(&Counters) -> &Vec<(&'static str, u64)>,
+    counts: impl Fn(&Counters) -> &Vec<(L, u64)>,
     out: &mut String,
 ) {
-    let mut reasons: Vec<&str> = Vec::new();
+    let mut values: Vec<&str> = Vec::new();
     for (_, c) in &s.workers {
-        for (r, _) in counts(c) {
-            if !reasons.contains(r) {
-                reasons.push(r);
+        for (v, _) in counts(c) {
+            if !values.contains(&v.as_ref()) {
+                values.push(v.as_ref());
             }
         }
     }
-    for reason in reasons {
+    for value in values {
         let n: u64 = s
             .workers
             .iter()
             .flat_map(|(_, c)| counts(c).iter())
-            .filter(|(r, _)| *r == reason)
+            .filter(|(v, _)| v.as_ref() == value)
             .map(|(_, n)| n)
             .sum();
-        let _ = writeln!(out, "{name}{{{key}=\"{reason}\"}} {n}");
+        let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {n}", label(value));
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::io::idle::IdleMode;
 
+use super::access::{self, AccessError, PublisherTokenConfig};
 use super::feed::{check_feeds, FeedConfig};
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
@@ -90,8 +91,21 @@ pub struct Config {
     pub max_pending_per_address: usize,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
-    /// Record per-hop latency histograms and serve `GET /metrics`.
+    /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
+    /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
+    pub allowed_origins: Vec<String>,
+    /// Tokens publishers must present, each with the topics it may publish
+    /// (`[[publisher_tokens]]`). None: anyone who reaches the port may publish.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publisher_tokens: Vec<PublisherTokenConfig>,
+    /// Start even though `listen` is not loopback and no publisher tokens are
+    /// configured (anyone who reaches the port may publish and subscribe).
+    pub allow_anonymous: bool,
+    /// Record per-hop latency histograms (and serve `GET /metrics` where configured).
     pub metrics: bool,
+    /// Also answer `GET /metrics` on the data port (`listen`), not only on
+    /// `metrics_listen`.
+    pub metrics_on_data_port: bool,
     /// Also serve `GET /metrics` on this separate address (plain HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
@@ -147,7 +161,11 @@ impl Default for Config {
             max_connections_per_address: 1_024,
             max_pending_per_address: 64,
             shutdown_grace_ms: 2_000,
+            allowed_origins: Vec::new(),
+            publisher_tokens: Vec::new(),
+            allow_anonymous: false,
             metrics: true,
+            metrics_on_data_port: false,
             metrics_listen: None,
             ring_entries: crate::io::ring::RING_ENTRIES,
             sqpoll: false,
@@ -194,17 +212,39 @@ pub enum ConfigError {
     },
 }
 
+fn access_error(origin: &str, e: AccessError) -> ConfigError {
+    match e {
+        AccessError::Invalid(field, reason) => ConfigError::Invalid {
+            path: origin.to_owned(),
+            field,
+            reason,
+        },
+        AccessError::TokenFile { path, source } => ConfigError::Read { path, source },
+    }
+}
+
 impl Config {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file; files it names are relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
             source,
         })?;
-        let mut config = Config::parse(&text, &shown)?;
-        // A feed's CA file is relative to the config file, not to where we run.
-        let dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse_in(&text, &shown, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses and checks config text; `origin` names it in errors, and files it names
+    /// are relative to the current directory.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, origin, Path::new("."))
+    }
+
+    fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         for feed in &mut config.feeds {
             if let Some(ca) = &mut feed.ca_file {
                 if ca.is_relative() {
@@ -212,15 +252,8 @@ impl Config {
                 }
             }
         }
-        Ok(config)
-    }
-
-    /// Parses and checks config text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        access::read_token_files(&mut config.publisher_tokens, dir)
+            .map_err(|e| access_error(origin, e))?;
         config.validate(origin)?;
         Ok(config)
     }
@@ -340,7 +373,18 @@ impl Config {
                 "must not exceed max_message_bytes".into(),
             ));
         }
-        Ok(())
+        access::validate(
+            self.listen,
+            self.allow_anonymous,
+            &self.allowed_origins,
+            &self.publisher_tokens,
+        )
+        .map_err(|e| access_error(origin, e))
+    }
+
+    /// The access rules (origins, publisher tokens) as a worker applies them.
+    pub fn access(&self) -> access::Access {
+        access::Access::new(&self.allowed_origins, &self.publisher_tokens)
     }
 
     /// The effective configuration as TOML (for `--print-config`).
@@ -426,6 +470,7 @@ mod tests {
         let c = Config::parse(
             r#"
 listen = "0.0.0.0:9100"
+allow_anonymous = true
 cores = [0, 1]
 idle = "spin"
 topic_pointer = "/data/s"

@@ -65,12 +65,41 @@ pub(super) struct Publisher {
     pub(super) topics: TopicReader,
     /// When the read being handled completed (start of the `ingress` hop).
     pub(super) read_ns: u64,
+    /// Its token's grant in `ctx.access` (`None`: no tokens, it may publish anything).
+    pub(super) grant: Option<usize>,
+}
+
+impl Publisher {
+    /// Whether its token lets it publish a message whose topic lookup gave `lookup`
+    /// (a message without a topic goes to the default topic, if any, and is judged
+    /// by that).
+    fn may_publish(&self, payload: &[u8], lookup: &TopicLookup) -> bool {
+        let Some(i) = self.grant else {
+            return true;
+        };
+        let topic: &[u8] = match lookup {
+            TopicLookup::InPayload(r) => &payload[r.clone()],
+            TopicLookup::Unescaped(t) => t.as_bytes(),
+            TopicLookup::BadName(_) => return true, // dropped and counted as bad_topic
+            TopicLookup::Missing | TopicLookup::NotJson => match &self.ctx.default_topic {
+                Some(t) => &t[..],
+                None => return true, // dropped and counted as no_topic
+            },
+        };
+        let allowed = self.ctx.access.grants()[i].allows(topic);
+        if !allowed {
+            self.ctx.access_counts.borrow_mut().count_off_grant(i);
+        }
+        allowed
+    }
 }
 
 impl Service for Publisher {
     fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
         let lookup = self.topics.lookup(payload);
-        self.ctx.ingest(kind, payload, lookup, self.read_ns);
+        if self.may_publish(payload, &lookup) {
+            self.ctx.ingest(kind, payload, lookup, self.read_ns);
+        }
     }
 
     fn on_read(&mut self) {

@@ -25,6 +25,7 @@
 //! - [`feed`]: exchange feed lines: config, arbitration, backoff, the line task.
 //! - [`report`]: metrics intervals, feed counters and the exit summary.
 
+pub mod access;
 pub mod admission;
 pub mod arena;
 pub mod config;

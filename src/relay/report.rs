@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::access::AccessCounts;
 use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
@@ -57,6 +58,10 @@ pub struct WorkerSummary {
     /// Connections closed at accept, before any handshake, by reason (process-wide:
     /// reported by worker 0 alone).
     pub refused_at_accept: Vec<(&'static str, u64)>,
+    /// Handshakes refused by the access rules.
+    pub access: AccessCounts,
+    /// Publisher messages outside their token's topics, by token name.
+    pub off_grant: Vec<(String, u64)>,
     /// The feed lines this worker dialled.
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
@@ -101,6 +106,14 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
                 ("slow_disconnect", st.slow_disconnects),
             ],
             limit_hits: st.limit_hits(),
+            handshake_refused: {
+                let a = ctx.access_counts.borrow();
+                vec![
+                    ("unauthorized", a.unauthorized),
+                    ("forbidden_origin", a.forbidden_origin),
+                ]
+            },
+            off_grant_messages: off_grant_messages(ctx),
             publishers: ctx.publishers_live.get(),
             subscribers: ctx.subscribers_live.get(),
             queue_bytes,
@@ -123,6 +136,18 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
         hops,
         counters,
     });
+}
+
+/// Messages refused per publisher token (by name), tokens with none left out.
+pub(super) fn off_grant_messages(ctx: &WorkerCtx) -> Vec<(String, u64)> {
+    let counts = ctx.access_counts.borrow();
+    ctx.access
+        .grants()
+        .iter()
+        .zip(&counts.off_grant)
+        .filter(|(_, &n)| n > 0)
+        .map(|(g, &n)| (g.name.clone(), n))
+        .collect()
 }
 
 /// The feeds' and groups' counters now.
@@ -182,6 +207,14 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         total
             .refused_at_accept
             .extend(w.refused_at_accept.iter().copied());
+        total.access.unauthorized += w.access.unauthorized;
+        total.access.forbidden_origin += w.access.forbidden_origin;
+        for (name, n) in &w.off_grant {
+            match total.off_grant.iter_mut().find(|(t, _)| t == name) {
+                Some((_, sum)) => *sum += n,
+                None => total.off_grant.push((name.clone(), *n)),
+            }
+        }
     }
     let s = &total.stats;
     let mut text = format!(
@@ -196,6 +229,18 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         .collect();
     if !at_accept.is_empty() {
         text.push_str(&format!("; closed at accept: {}", at_accept.join(", ")));
+    }
+    let a = &total.access;
+    if a.unauthorized + a.forbidden_origin > 0 {
+        text.push_str(&format!(
+            "; refused at the handshake: no or unknown token {}, origin not allowed {}",
+            a.unauthorized, a.forbidden_origin
+        ));
+    }
+    for (name, n) in &total.off_grant {
+        text.push_str(&format!(
+            "\n  publisher token {name}: {n} messages outside its topics, not relayed"
+        ));
     }
     let mut by_topic: Vec<_> = s.drops_by_topic.iter().collect();
     by_topic.sort_by(|a, b| b.1.cmp(a.1));

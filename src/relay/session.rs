@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use super::access::Refusal;
 use super::admission::Admitted;
 use super::control;
 use super::ingest::Publisher;
@@ -22,7 +23,9 @@ use crate::ws::WsError;
 
 /// Which side of the relay a connection is on, decided by its path.
 enum Side {
-    Publisher,
+    /// A publisher, with the index of its token's grant (`None`: no tokens are
+    /// configured).
+    Publisher(Option<usize>),
     Subscriber(Vec<String>),
 }
 
@@ -31,10 +34,12 @@ enum Side {
 /// reassembly buffer (up to `max_message_bytes`).
 pub const SUBSCRIBER_READ_BYTES: usize = 1024;
 
-/// Decides at the handshake: `Err((status, reason))` refuses.
-fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, (u16, String)> {
+/// Decides at the handshake: `Err((status, reason))` refuses. The origin is checked
+/// first, so a page in a browser learns nothing else about the relay.
+fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
+    ctx.access.check_origin(req)?;
     match req.path.as_str() {
-        "/pub" => Ok(Side::Publisher),
+        "/pub" => ctx.access.publisher(req).map(Side::Publisher),
         "/ws" => control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
             .map(Side::Subscriber)
             .map_err(|e| (400, format!("topics: {e}"))),
@@ -61,16 +66,19 @@ pub(super) async fn serve(
         peer,
         &ctx.server,
         |req| {
-            let routed = route(req, ctx)?;
+            let routed = route(req, ctx).inspect_err(|(status, reason)| {
+                ctx.access_counts.borrow_mut().count_refusal(*status);
+                tracing::debug!(%peer, status, reason, "handshake refused");
+            })?;
             let limits = match routed {
-                Side::Publisher => ctx.server.limits,
+                Side::Publisher(_) => ctx.server.limits,
                 Side::Subscriber(_) => ctx.subscriber_limits,
             };
             side = Some(routed);
             Ok(limits)
         },
         |path| match (path, &ctx.metrics) {
-            ("/metrics", Some(m)) => Some(m.rendered.get().to_string()),
+            ("/metrics", Some(m)) if ctx.metrics_on_data_port => Some(m.rendered.get().to_string()),
             _ => None,
         },
     )
@@ -104,7 +112,7 @@ async fn serve_side(
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     match side {
-        Side::Publisher => {
+        Side::Publisher(grant) => {
             ctx.summary.borrow_mut().publishers += 1;
             let _live = Counted::enter(&ctx.publishers_live);
             let mut publisher = Publisher {
@@ -112,6 +120,7 @@ async fn serve_side(
                 topics: TopicReader::new(ctx.pointer.clone())
                     .max_name_bytes(ctx.control.max_topic_bytes),
                 read_ns: now_ns(),
+                grant,
             };
             let options = ServeOptions {
                 idle_timeout: ctx.server.idle_timeout,

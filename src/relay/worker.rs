@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::access::{Access, AccessCounts};
 use super::admission::Admission;
 use super::arena::FrameArena;
 use super::config::Config;
@@ -96,6 +97,12 @@ pub(super) struct WorkerCtx {
     grace: Duration,
     /// Who may start a handshake (shared by the workers).
     pub(super) admission: Arc<Admission>,
+    /// Who may connect and publish what (origins, publisher tokens).
+    pub(super) access: Access,
+    /// What `access` refused.
+    pub(super) access_counts: RefCell<AccessCounts>,
+    /// Whether `GET /metrics` is answered on the data port.
+    pub(super) metrics_on_data_port: bool,
     /// Connections and feed lines still running on this worker.
     pub(super) live: Cell<usize>,
     pub(super) publishers_live: Cell<u64>,
@@ -252,6 +259,8 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         summary.refused_at_accept = ctx.admission.refused().map(|(r, n)| (r.name(), n)).to_vec();
     }
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
+    summary.access = ctx.access_counts.borrow().clone();
+    summary.off_grant = super::report::off_grant_messages(&ctx);
     Ok(summary)
 }
 
@@ -305,6 +314,9 @@ fn new_ctx(
         idle_timeout: config.idle_timeout(),
         grace: Duration::from_millis(config.shutdown_grace_ms),
         admission,
+        access: config.access(),
+        access_counts: RefCell::new(AccessCounts::default()),
+        metrics_on_data_port: config.metrics_on_data_port,
         live: Cell::new(0),
         publishers_live: Cell::new(0),
         subscribers_live: Cell::new(0),

@@ -183,18 +183,21 @@ pub fn write_reject(err: &HandshakeError, out: &mut Vec<u8>) {
 }
 
 /// Writes a plain HTTP response that closes the connection, with `reason` as its
-/// one-line body (used for 400, 404, 426, 503 at the handshake).
+/// one-line body (used for 400, 401, 403, 404, 426, 503 at the handshake). A 401
+/// names the scheme the client should use (`WWW-Authenticate: Bearer`, RFC 6750).
 pub fn write_status(status: u16, extra_headers: &str, reason: &str, out: &mut Vec<u8>) {
-    let phrase = match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        426 => "Upgrade Required",
-        503 => "Service Unavailable",
-        _ => "Error",
+    let (phrase, challenge) = match status {
+        400 => ("Bad Request", ""),
+        401 => ("Unauthorized", "WWW-Authenticate: Bearer\r\n"),
+        403 => ("Forbidden", ""),
+        404 => ("Not Found", ""),
+        426 => ("Upgrade Required", ""),
+        503 => ("Service Unavailable", ""),
+        _ => ("Error", ""),
     };
     let body = format!("{reason}\n");
     let head = format!(
-        "HTTP/1.1 {status} {phrase}\r\n{extra_headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {phrase}\r\n{challenge}{extra_headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     out.extend_from_slice(head.as_bytes());

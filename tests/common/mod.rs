@@ -255,6 +255,19 @@ impl Raw {
         (raw, head)
     }
 
+    /// Connects and sends an opening handshake for `path` with `extra` header lines
+    /// (each ending in CRLF); returns the connection and the response head, whatever
+    /// its status.
+    pub fn handshake(addr: SocketAddr, path: &str, extra: &str) -> (Raw, String) {
+        let mut raw = Raw::tcp(addr);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        raw.send_bytes(req.as_bytes());
+        let head = raw.read_http_head();
+        (raw, head)
+    }
+
     /// Connects and completes the handshake (asserting the 101 and the accept key).
     pub fn connect(addr: SocketAddr) -> Raw {
         let (raw, head) = Raw::upgrade(addr, "/raw");

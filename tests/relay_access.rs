@@ -1,0 +1,194 @@
+//! Who may connect, over real sockets: the Origin allow-list (403), publisher tokens
+//! (401 without one; by header or query; topics outside the token not relayed and
+//! counted per token), `/metrics` on the data port only when asked for, the refusal
+//! to start open to the network, and secrets kept out of `--print-config`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{metric, wait_metric, Raw, Server, TempDir};
+
+const BTC: &str = "btc-desk-0123456789abcdef";
+const ALL: &str = "all-desk-0123456789abcdef";
+
+fn access_toml() -> String {
+    format!(
+        r#"metrics_on_data_port = true
+allowed_origins = ["https://desk.example.com"]
+
+[[publisher_tokens]]
+name = "btc"
+token = "{BTC}"
+topics = ["BTC-*"]
+
+[[publisher_tokens]]
+token = "{ALL}"
+topics = ["*"]
+"#
+    )
+}
+
+fn status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn origins_outside_the_list_get_403_and_others_pass() {
+    let server = Server::relay(&["--workers", "1"], Some(&access_toml()));
+    let addr = server.addr;
+    let (_, head) = Raw::handshake(addr, "/ws?topics=A", "Origin: https://evil.example\r\n");
+    assert_eq!(status(&head), 403, "{head}");
+    let (_, head) = Raw::handshake(addr, "/ws?topics=A", "Origin: https://desk.example.com\r\n");
+    assert_eq!(status(&head), 101, "{head}");
+    let (_, head) = Raw::handshake(addr, "/ws?topics=A", "");
+    assert_eq!(status(&head), 101, "no Origin: not a browser\n{head}");
+    // The origin is checked before the publisher's token: a page learns nothing more.
+    let auth = format!("Authorization: Bearer {ALL}\r\nOrigin: https://evil.example\r\n");
+    let (_, head) = Raw::handshake(addr, "/pub", &auth);
+    assert_eq!(status(&head), 403, "{head}");
+    wait_metric(
+        addr,
+        None,
+        "feedrelay_handshake_refused_total{reason=\"forbidden_origin\"}",
+        |n| n == 2,
+    );
+}
+
+#[test]
+fn publishers_need_a_token_and_publish_only_its_topics() {
+    let server = Server::relay(&["--workers", "1"], Some(&access_toml()));
+    let addr = server.addr;
+    for (extra, why) in [
+        (String::new(), "no token"),
+        (
+            "Authorization: Bearer wrong-0123456789abcdef\r\n".into(),
+            "unknown token",
+        ),
+        (
+            format!("Authorization: Basic {BTC}\r\n"),
+            "not a bearer token",
+        ),
+    ] {
+        let (_, head) = Raw::handshake(addr, "/pub", &extra);
+        assert_eq!(status(&head), 401, "{why}: {head}");
+        assert!(head.contains("WWW-Authenticate: Bearer"), "{why}: {head}");
+    }
+    let (_, head) = Raw::handshake(addr, &format!("/pub?token={BTC}x"), "");
+    assert_eq!(status(&head), 401, "a token with one byte more: {head}");
+
+    let mut sub = Raw::subscribe(addr, "*");
+    let (mut btc, head) = Raw::handshake(addr, "/pub", &format!("Authorization: Bearer {BTC}\r\n"));
+    assert_eq!(status(&head), 101, "{head}");
+    let (mut all, head) = Raw::handshake(addr, &format!("/pub?token={ALL}"), "");
+    assert_eq!(status(&head), 101, "token in the query: {head}");
+    for n in 0..3 {
+        btc.send(0x81, format!(r#"{{"s":"ETH-USD","n":{n}}}"#).as_bytes());
+    }
+    btc.send(0x81, br#"{"s":"BTC-USD","n":3}"#);
+    all.send(0x81, br#"{"s":"ETH-USD","n":4}"#);
+    // Two publishers: their messages may arrive in either order.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let (_, m) = sub.recv().expect("a relayed message");
+        got.push(String::from_utf8(m).unwrap());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [r#"{"s":"BTC-USD","n":3}"#, r#"{"s":"ETH-USD","n":4}"#],
+        "the ETH messages of `btc` are not relayed"
+    );
+    wait_metric(
+        addr,
+        None,
+        "feedrelay_off_grant_messages_total{token=\"btc\"}",
+        |n| n == 3,
+    );
+    wait_metric(
+        addr,
+        None,
+        "feedrelay_handshake_refused_total{reason=\"unauthorized\"}",
+        |n| n == 4,
+    );
+}
+
+#[test]
+fn metrics_are_on_the_data_port_only_when_configured() {
+    let server = Server::relay(&["--workers", "1", "--metrics", "127.0.0.1:0"], None);
+    let text = common::http_get(server.addr, "/metrics");
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        metric(&text, "feedrelay_messages_in_total").is_none(),
+        "{text}"
+    );
+    let on = Server::relay(&["--workers", "1"], Some("metrics_on_data_port = true\n"));
+    let text = common::http_get(on.addr, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[test]
+fn an_open_listener_without_tokens_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["run", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("allow_anonymous") && err.contains("publisher tokens"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn token_files_load_and_secrets_never_print() {
+    let dir = TempDir::new("access");
+    std::fs::write(dir.join("btc.token"), format!("{BTC}\n")).unwrap();
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[publisher_tokens]]\nname = \"btc\"\ntoken_file = \"btc.token\"\ntopics = [\"BTC-*\"]\n\n[[publisher_tokens]]\ntoken = \"{ALL}\"\ntopics = [\"*\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["run", "--print-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(BTC) && !text.contains(ALL), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    let (_, head) = Raw::handshake(
+        server.addr,
+        "/pub",
+        &format!("Authorization: Bearer {BTC}\r\n"),
+    );
+    assert_eq!(status(&head), 101, "the token from its file: {head}");
+
+    std::fs::write(dir.join("btc.token"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("btc") && err.contains("16-1024"), "{err}");
+}
