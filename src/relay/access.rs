@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::jwt::{JwtConfig, JwtVerifier, SubscriberGrant};
 use crate::ws::handshake::Request;
 
 /// Shortest publisher token accepted, in bytes: long enough not to be guessed.
@@ -41,8 +42,8 @@ impl Secret {
         Secret(s.into())
     }
 
-    /// The secret itself, for comparison.
-    fn expose(&self) -> &[u8] {
+    /// The secret itself, for comparison or a key.
+    pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -96,6 +97,27 @@ pub enum AccessError {
     },
 }
 
+/// Largest token or key file read, bytes: a path naming a device or a huge file by
+/// mistake gets an error, not a hang.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads a small text file (a token, a key), refusing one over
+/// [`MAX_SECRET_FILE_BYTES`] or not UTF-8.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SECRET_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads each table's `token_file` (relative to `dir`) into its `token`.
 pub fn read_token_files(
     tokens: &mut [PublisherTokenConfig],
@@ -114,7 +136,7 @@ pub fn read_token_files(
         } else {
             file.clone()
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| AccessError::TokenFile {
+        let text = read_secret_file(&path).map_err(|source| AccessError::TokenFile {
             path: path.display().to_string(),
             source,
         })?;
@@ -130,7 +152,12 @@ pub fn validate(
     allow_anonymous: bool,
     origins: &[String],
     tokens: &[PublisherTokenConfig],
+    jwt: Option<&JwtConfig>,
 ) -> Result<(), AccessError> {
+    if let Some(j) = jwt {
+        j.verifier()
+            .map_err(|e| AccessError::Invalid("jwt", e.to_string()))?;
+    }
     let bad = |field, reason: String| Err(AccessError::Invalid(field, reason));
     for o in origins {
         if !is_origin(o) {
@@ -187,13 +214,14 @@ pub fn validate(
             }
         }
     }
-    if !listen.ip().is_loopback() && tokens.is_empty() && !allow_anonymous {
+    if !listen.ip().is_loopback() && tokens.is_empty() && jwt.is_none() && !allow_anonymous {
         return bad(
             "allow_anonymous",
             format!(
-                "listen {listen} is not loopback and no [[publisher_tokens]] are configured, \
-                 so anyone who reaches it could publish to every subscriber: configure \
-                 publisher tokens, or set allow_anonymous = true if that is meant"
+                "listen {listen} is not loopback and neither [[publisher_tokens]] nor [jwt] \
+                 is configured, so anyone who reaches it could publish to and read every \
+                 topic: configure publisher tokens or subscriber JWTs, or set \
+                 allow_anonymous = true if that is meant"
             ),
         );
     }
@@ -241,26 +269,48 @@ impl Grant {
     }
 }
 
+/// Why the access rules refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No token, or one that is unknown, expired or badly signed (401).
+    Token,
+    /// An `Origin` not allowed (403).
+    Origin,
+    /// A subscriber's initial topics outside its token's claim (403).
+    Topic,
+}
+
 /// What access refused on one worker (totals since start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessCounts {
-    /// Handshakes refused with 401 (no or unknown publisher token).
+    /// Handshakes refused with 401 (no, unknown or invalid token).
     pub unauthorized: u64,
-    /// Handshakes refused with 403 (an `Origin` not allowed).
+    /// Handshakes refused with 403 for an `Origin` not allowed.
     pub forbidden_origin: u64,
+    /// Handshakes refused with 403 for topics outside the subscriber's token.
+    pub forbidden_topic: u64,
     /// Messages not relayed because their topic is outside the publisher's token, by
     /// grant (index as in [`Access::grants`]).
     pub off_grant: Vec<u64>,
 }
 
 impl AccessCounts {
-    /// Counts a handshake refused with `status`.
-    pub fn count_refusal(&mut self, status: u16) {
-        match status {
-            401 => self.unauthorized += 1,
-            403 => self.forbidden_origin += 1,
-            _ => {}
+    /// Counts a refused handshake.
+    pub fn count(&mut self, why: Denied) {
+        match why {
+            Denied::Token => self.unauthorized += 1,
+            Denied::Origin => self.forbidden_origin += 1,
+            Denied::Topic => self.forbidden_topic += 1,
         }
+    }
+
+    /// The refusals by reason, as metrics name them.
+    pub fn by_reason(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("unauthorized", self.unauthorized),
+            ("forbidden_origin", self.forbidden_origin),
+            ("forbidden_topic", self.forbidden_topic),
+        ]
     }
 
     /// Counts a message of grant `i` outside its topics.
@@ -275,6 +325,19 @@ impl AccessCounts {
 /// Why a handshake is refused: status and a one-line reason for the client.
 pub type Refusal = (u16, String);
 
+/// How subscribers are admitted.
+#[derive(Debug, Default)]
+enum Subscribers {
+    /// Anyone, to any topic.
+    #[default]
+    Open,
+    /// With a JWT whose claims bound their topics.
+    Jwt(Box<JwtVerifier>),
+    /// A JWT is configured but its key is unusable (validation refuses this at start):
+    /// nobody is let in.
+    Closed,
+}
+
 /// The access rules of a running relay (one per worker; built from the config).
 #[derive(Debug, Default)]
 pub struct Access {
@@ -282,13 +345,23 @@ pub struct Access {
     origins: Vec<String>,
     /// Publisher tokens; empty: publishers need none.
     grants: Vec<Grant>,
+    subscribers: Subscribers,
 }
 
 impl Access {
     /// The rules of a validated configuration (patterns that do not compile, which
-    /// validation refuses, are left out).
-    pub fn new(origins: &[String], tokens: &[PublisherTokenConfig]) -> Access {
+    /// validation refuses, are left out; an unusable JWT key lets no subscriber in).
+    pub fn new(
+        origins: &[String],
+        tokens: &[PublisherTokenConfig],
+        jwt: Option<&JwtConfig>,
+    ) -> Access {
         Access {
+            subscribers: match jwt.map(JwtConfig::verifier) {
+                None => Subscribers::Open,
+                Some(Ok(v)) => Subscribers::Jwt(Box::new(v)),
+                Some(Err(_)) => Subscribers::Closed,
+            },
             origins: origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
             grants: tokens
                 .iter()
@@ -323,6 +396,37 @@ impl Access {
                 Err((403, format!("origin {o:?} is not allowed")))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Whether subscribers need a token ([`subscriber`](Access::subscriber)).
+    pub fn subscribers_need_tokens(&self) -> bool {
+        !matches!(self.subscribers, Subscribers::Open)
+    }
+
+    /// A subscriber's grant: `Ok(None)` when no `[jwt]` is configured (any topic),
+    /// `Ok(Some(grant))` for a valid token, 401 otherwise.
+    pub fn subscriber(&self, req: &Request) -> Result<Option<SubscriberGrant>, Refusal> {
+        let verifier = match &self.subscribers {
+            Subscribers::Open => return Ok(None),
+            Subscribers::Closed => return Err((401, "the relay cannot check tokens".into())),
+            Subscribers::Jwt(v) => v,
+        };
+        let token = presented_token(req).ok_or_else(|| {
+            (
+                401,
+                "a token is required (Authorization: Bearer JWT, or ?token=JWT)".to_owned(),
+            )
+        })?;
+        verifier.verify(token).map(Some).map_err(|why| (401, why))
+    }
+
+    /// Checks a token a subscriber sent on an open connection (`refresh`).
+    pub fn verify_subscriber_token(&self, token: &str) -> Result<SubscriberGrant, String> {
+        match &self.subscribers {
+            Subscribers::Jwt(v) => v.verify(token),
+            Subscribers::Open => Err("this relay takes no subscriber tokens".into()),
+            Subscribers::Closed => Err("the relay cannot check tokens".into()),
         }
     }
 
@@ -374,6 +478,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn check(
+        listen: SocketAddr,
+        anonymous: bool,
+        origins: &[String],
+        tokens: &[PublisherTokenConfig],
+    ) -> Result<(), AccessError> {
+        validate(listen, anonymous, origins, tokens, None)
+    }
+
+    fn open_access(origins: &[String], tokens: &[PublisherTokenConfig]) -> Access {
+        Access::new(origins, tokens, None)
+    }
+
     fn request(headers: &[(&str, &str)], query: Option<&str>, origin: Option<&str>) -> Request {
         Request {
             path: "/pub".into(),
@@ -401,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_publisher_presents_its_token_either_way() {
-        let access = Access::new(
+        let access = open_access(
             &[],
             &[
                 token(None, A, &["BTC-*"]),
@@ -437,13 +554,13 @@ mod tests {
 
     #[test]
     fn without_tokens_anyone_publishes() {
-        let access = Access::new(&[], &[]);
+        let access = open_access(&[], &[]);
         assert_eq!(access.publisher(&request(&[], None, None)), Ok(None));
     }
 
     #[test]
     fn grants_match_topics_by_pattern() {
-        let access = Access::new(&[], &[token(None, A, &["BTC-*", "ETH-USD", "FX.?"])]);
+        let access = open_access(&[], &[token(None, A, &["BTC-*", "ETH-USD", "FX.?"])]);
         let g = &access.grants()[0];
         for ok in ["BTC-USD", "BTC-", "ETH-USD", "FX.1"] {
             assert!(g.allows(ok.as_bytes()), "{ok}");
@@ -456,7 +573,7 @@ mod tests {
 
     #[test]
     fn origins_outside_the_list_are_forbidden() {
-        let access = Access::new(&["https://desk.example.com".into()], &[]);
+        let access = open_access(&["https://desk.example.com".into()], &[]);
         assert!(access
             .check_origin(&request(&[], None, Some("https://DESK.example.com")))
             .is_ok());
@@ -469,7 +586,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(status, 403);
         assert!(reason.contains("evil.example"), "{reason}");
-        let open = Access::new(&[], &[]);
+        let open = open_access(&[], &[]);
         assert!(open
             .check_origin(&request(&[], None, Some("https://evil.example")))
             .is_ok());
@@ -480,32 +597,32 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         let open: SocketAddr = "0.0.0.0:9001".parse().unwrap();
         let ok = [token(None, A, &["*"])];
-        assert!(validate(lo, false, &[], &[]).is_ok());
-        assert!(validate(open, false, &[], &ok).is_ok());
-        assert!(validate(open, true, &[], &[]).is_ok());
+        assert!(check(lo, false, &[], &[]).is_ok());
+        assert!(check(open, false, &[], &ok).is_ok());
+        assert!(check(open, true, &[], &[]).is_ok());
         let err = |r: Result<(), AccessError>| r.unwrap_err().to_string();
-        assert!(err(validate(open, false, &[], &[])).contains("allow_anonymous"));
-        assert!(err(validate("[::]:1".parse().unwrap(), false, &[], &[])).contains("not loopback"));
-        assert!(validate("[::1]:1".parse().unwrap(), false, &[], &[]).is_ok());
-        assert!(err(validate(lo, false, &["desk.example".into()], &[])).contains("not an origin"));
-        assert!(err(validate(lo, false, &["https://a/b".into()], &[])).contains("not an origin"));
-        assert!(err(validate(lo, false, &[], &[token(None, "short", &["*"])])).contains("16-1024"));
-        assert!(err(validate(
+        assert!(err(check(open, false, &[], &[])).contains("allow_anonymous"));
+        assert!(err(check("[::]:1".parse().unwrap(), false, &[], &[])).contains("not loopback"));
+        assert!(check("[::1]:1".parse().unwrap(), false, &[], &[]).is_ok());
+        assert!(err(check(lo, false, &["desk.example".into()], &[])).contains("not an origin"));
+        assert!(err(check(lo, false, &["https://a/b".into()], &[])).contains("not an origin"));
+        assert!(err(check(lo, false, &[], &[token(None, "short", &["*"])])).contains("16-1024"));
+        assert!(err(check(
             lo,
             false,
             &[],
             &[token(None, "a b c d e f g h i j", &["*"])]
         ))
         .contains("16-1024"));
-        assert!(err(validate(lo, false, &[], &[token(None, A, &[])])).contains("patterns"));
-        assert!(err(validate(lo, false, &[], &[token(None, A, &["[a-"])])).contains("[a-"));
+        assert!(err(check(lo, false, &[], &[token(None, A, &[])])).contains("patterns"));
+        assert!(err(check(lo, false, &[], &[token(None, A, &["[a-"])])).contains("[a-"));
         let twice = [token(None, A, &["*"]), token(None, A, &["*"])];
-        assert!(err(validate(lo, false, &[], &twice)).contains("twice"));
+        assert!(err(check(lo, false, &[], &twice)).contains("twice"));
         let named = [token(Some("x"), A, &["*"]), token(Some("x"), B, &["*"])];
-        assert!(err(validate(lo, false, &[], &named)).contains("\"x\" is used twice"));
+        assert!(err(check(lo, false, &[], &named)).contains("\"x\" is used twice"));
         let mut missing = token(None, A, &["*"]);
         missing.token = None;
-        assert!(err(validate(lo, false, &[], &[missing])).contains("needs `token`"));
+        assert!(err(check(lo, false, &[], &[missing])).contains("needs `token`"));
     }
 
     #[test]
@@ -519,6 +636,11 @@ mod tests {
         let mut tokens = [t];
         read_token_files(&mut tokens, &dir).unwrap();
         assert_eq!(tokens[0].token, Some(Secret::new(A)));
+        let mut huge = tokens.clone();
+        huge[0].token = None;
+        huge[0].token_file = Some("/dev/zero".into());
+        let e = read_token_files(&mut huge, &dir).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
         let mut gone = tokens.clone();
         gone[0].token = None;
         gone[0].token_file = Some("nope.token".into());

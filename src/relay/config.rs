@@ -14,6 +14,7 @@ pub use crate::io::idle::IdleMode;
 
 use super::access::{self, AccessError, PublisherTokenConfig};
 use super::feed::{check_feeds, FeedConfig};
+use super::jwt::JwtConfig;
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
@@ -101,6 +102,10 @@ pub struct Config {
     /// Start even though `listen` is not loopback and no publisher tokens are
     /// configured (anyone who reaches the port may publish and subscribe).
     pub allow_anonymous: bool,
+    /// Subscriber tokens (`[jwt]`): when set, subscribers need a JWT whose `topics`
+    /// claim bounds what they may subscribe to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
     /// Record per-hop latency histograms (and serve `GET /metrics` where configured).
     pub metrics: bool,
     /// Also answer `GET /metrics` on the data port (`listen`), not only on
@@ -164,6 +169,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             publisher_tokens: Vec::new(),
             allow_anonymous: false,
+            jwt: None,
             metrics: true,
             metrics_on_data_port: false,
             metrics_listen: None,
@@ -254,6 +260,13 @@ impl Config {
         }
         access::read_token_files(&mut config.publisher_tokens, dir)
             .map_err(|e| access_error(origin, e))?;
+        if let Some(jwt) = &mut config.jwt {
+            jwt.read_key(dir).map_err(|e| ConfigError::Invalid {
+                path: origin.to_owned(),
+                field: "jwt",
+                reason: e.to_string(),
+            })?;
+        }
         config.validate(origin)?;
         Ok(config)
     }
@@ -378,13 +391,18 @@ impl Config {
             self.allow_anonymous,
             &self.allowed_origins,
             &self.publisher_tokens,
+            self.jwt.as_ref(),
         )
         .map_err(|e| access_error(origin, e))
     }
 
     /// The access rules (origins, publisher tokens) as a worker applies them.
     pub fn access(&self) -> access::Access {
-        access::Access::new(&self.allowed_origins, &self.publisher_tokens)
+        access::Access::new(
+            &self.allowed_origins,
+            &self.publisher_tokens,
+            self.jwt.as_ref(),
+        )
     }
 
     /// The effective configuration as TOML (for `--print-config`).

@@ -3,7 +3,9 @@
 //! A subscriber sends `{"op":"subscribe","topics":[..]}` or
 //! `{"op":"unsubscribe","topics":[..]}` as text at any time and gets
 //! `{"event":"subscribed"|"unsubscribed","topics":[..]}` back; anything else gets
-//! `{"event":"error","reason":".."}` and the connection stays open. The initial topics
+//! `{"event":"error","reason":".."}` and the connection stays open. With subscriber
+//! tokens (`[jwt]`), `{"op":"refresh","token":".."}` hands in a newer token and gets
+//! `{"event":"refreshed","exp":N}`. The initial topics
 //! come from the URL: `/ws?topics=A,B` (`*` is every topic). This is the slow path: it
 //! may allocate.
 //!
@@ -44,13 +46,18 @@ pub enum Control {
     Subscribe(Vec<String>),
     /// Remove these topics.
     Unsubscribe(Vec<String>),
+    /// A newer subscriber token (`[jwt]`) before the current one expires.
+    Refresh(String),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
     op: String,
-    topics: Vec<String>,
+    #[serde(default)]
+    topics: Option<Vec<String>>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +67,9 @@ struct Reply<'a> {
     topics: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    /// When the token now in force expires (seconds since the epoch), for `refreshed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
 }
 
 fn check_topics(topics: &[String], limits: ControlLimits) -> Result<(), String> {
@@ -81,14 +91,25 @@ fn check_topics(topics: &[String], limits: ControlLimits) -> Result<(), String> 
 pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
     let mut copy = payload.to_vec();
     let req: Request = simd_json::serde::from_slice(&mut copy).map_err(|e| {
-        format!(r#"expected {{"op":"subscribe"|"unsubscribe","topics":[..]}}: {e}"#)
+        format!(r#"expected {{"op":"subscribe"|"unsubscribe","topics":[..]}} or {{"op":"refresh","token":".."}}: {e}"#)
     })?;
-    check_topics(&req.topics, limits)?;
-    match req.op.as_str() {
-        "subscribe" => Ok(Control::Subscribe(req.topics)),
-        "unsubscribe" => Ok(Control::Unsubscribe(req.topics)),
-        other => Err(format!(
-            "unknown op {other:?}: use subscribe or unsubscribe"
+    match (req.op.as_str(), req.topics, req.token) {
+        ("subscribe", Some(topics), None) => {
+            check_topics(&topics, limits)?;
+            Ok(Control::Subscribe(topics))
+        }
+        ("unsubscribe", Some(topics), None) => {
+            check_topics(&topics, limits)?;
+            Ok(Control::Unsubscribe(topics))
+        }
+        ("refresh", None, Some(token)) => Ok(Control::Refresh(token)),
+        ("subscribe" | "unsubscribe", _, _) => Err(format!(
+            r#"{}: expected {{"op":"{}","topics":[..]}}"#,
+            req.op, req.op
+        )),
+        ("refresh", _, _) => Err(r#"refresh: expected {"op":"refresh","token":".."}"#.into()),
+        (other, _, _) => Err(format!(
+            "unknown op {other:?}: use subscribe, unsubscribe or refresh"
         )),
     }
 }
@@ -137,6 +158,7 @@ pub fn reply(event: &str, topics: &[String]) -> String {
         event,
         topics: Some(topics),
         reason: None,
+        exp: None,
     })
     .unwrap_or_default()
 }
@@ -147,6 +169,18 @@ pub fn reply_error(reason: &str) -> String {
         event: "error",
         topics: None,
         reason: Some(reason),
+        exp: None,
+    })
+    .unwrap_or_default()
+}
+
+/// `{"event":"refreshed","exp":N}`: the new token is in force until `exp`.
+pub fn reply_refreshed(exp: u64) -> String {
+    simd_json::to_string(&Reply {
+        event: "refreshed",
+        topics: None,
+        reason: None,
+        exp: Some(exp),
     })
     .unwrap_or_default()
 }

@@ -14,6 +14,7 @@ use super::routing::SubId;
 use super::subscriber::SubWriter;
 use super::worker::WorkerCtx;
 use crate::io::rt;
+use crate::ws::CloseCode;
 
 /// Runs until the worker is done.
 pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
@@ -42,8 +43,7 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
             .collect();
         for (id, w) in writers {
             if now.duration_since(w.last_rx.get()) >= ctx.idle_timeout {
-                w.idle_close.set(true);
-                w.wake(false, ctx.server.linger);
+                w.close(CloseCode::GOING_AWAY, "idle timeout", ctx.server.linger);
             } else if ping_now {
                 ctx.shard.borrow_mut().reply(id, ping.clone());
             }

@@ -32,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod feed;
 pub mod ingest;
+pub mod jwt;
 pub mod keepalive;
 pub mod links;
 pub mod queue;

@@ -106,13 +106,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
                 ("slow_disconnect", st.slow_disconnects),
             ],
             limit_hits: st.limit_hits(),
-            handshake_refused: {
-                let a = ctx.access_counts.borrow();
-                vec![
-                    ("unauthorized", a.unauthorized),
-                    ("forbidden_origin", a.forbidden_origin),
-                ]
-            },
+            handshake_refused: ctx.access_counts.borrow().by_reason(),
             off_grant_messages: off_grant_messages(ctx),
             publishers: ctx.publishers_live.get(),
             subscribers: ctx.subscribers_live.get(),
@@ -209,6 +203,7 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
             .extend(w.refused_at_accept.iter().copied());
         total.access.unauthorized += w.access.unauthorized;
         total.access.forbidden_origin += w.access.forbidden_origin;
+        total.access.forbidden_topic += w.access.forbidden_topic;
         for (name, n) in &w.off_grant {
             match total.off_grant.iter_mut().find(|(t, _)| t == name) {
                 Some((_, sum)) => *sum += n,
@@ -231,10 +226,10 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         text.push_str(&format!("; closed at accept: {}", at_accept.join(", ")));
     }
     let a = &total.access;
-    if a.unauthorized + a.forbidden_origin > 0 {
+    if a.unauthorized + a.forbidden_origin + a.forbidden_topic > 0 {
         text.push_str(&format!(
-            "; refused at the handshake: no or unknown token {}, origin not allowed {}",
-            a.unauthorized, a.forbidden_origin
+            "; refused at the handshake: no or bad token {}, origin not allowed {}, topics outside the token {}",
+            a.unauthorized, a.forbidden_origin, a.forbidden_topic
         ));
     }
     for (name, n) in &total.off_grant {

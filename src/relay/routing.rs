@@ -26,6 +26,16 @@ pub enum Interest {
     All,
 }
 
+impl Interest {
+    /// The topic's name (`*` for every topic).
+    pub fn name(&self) -> String {
+        match self {
+            Interest::All => super::control::WILDCARD.to_owned(),
+            Interest::Topic(t) => String::from_utf8_lossy(t).into_owned(),
+        }
+    }
+}
+
 /// One worker's routing table.
 #[derive(Debug, Default)]
 pub struct RoutingTable {

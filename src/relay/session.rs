@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use super::access::Refusal;
+use super::access::{Denied, Refusal};
 use super::admission::Admitted;
 use super::control;
 use super::ingest::Publisher;
+use super::jwt::SubscriberGrant;
 use super::subscriber;
 use super::topic::TopicReader;
 use super::worker::{Counted, WorkerCtx};
@@ -26,7 +27,9 @@ enum Side {
     /// A publisher, with the index of its token's grant (`None`: no tokens are
     /// configured).
     Publisher(Option<usize>),
-    Subscriber(Vec<String>),
+    /// A subscriber, with its initial topics and what its token allows (`None`: no
+    /// `[jwt]`).
+    Subscriber(Vec<String>, Option<SubscriberGrant>),
 }
 
 /// Read buffer of a subscriber connection: subscribers only send control messages,
@@ -37,12 +40,36 @@ pub const SUBSCRIBER_READ_BYTES: usize = 1024;
 /// Decides at the handshake: `Err((status, reason))` refuses. The origin is checked
 /// first, so a page in a browser learns nothing else about the relay.
 fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
-    ctx.access.check_origin(req)?;
+    let counted = |refusal: Refusal, kind: Denied| {
+        ctx.access_counts.borrow_mut().count(kind);
+        refusal
+    };
+    ctx.access
+        .check_origin(req)
+        .map_err(|r| counted(r, Denied::Origin))?;
     match req.path.as_str() {
-        "/pub" => ctx.access.publisher(req).map(Side::Publisher),
-        "/ws" => control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
-            .map(Side::Subscriber)
-            .map_err(|e| (400, format!("topics: {e}"))),
+        "/pub" => ctx
+            .access
+            .publisher(req)
+            .map(Side::Publisher)
+            .map_err(|r| counted(r, Denied::Token)),
+        "/ws" => {
+            let topics =
+                control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
+                    .map_err(|e| (400, format!("topics: {e}")))?;
+            let grant = ctx
+                .access
+                .subscriber(req)
+                .map_err(|r| counted(r, Denied::Token))?;
+            if let Some(t) = grant
+                .as_ref()
+                .and_then(|g| g.first_refused(topics.iter().map(String::as_str)))
+            {
+                let reason = format!("topic {t:?} is outside your token's topics");
+                return Err(counted((403, reason), Denied::Topic));
+            }
+            Ok(Side::Subscriber(topics, grant))
+        }
         other => Err((
             404,
             format!("no such path {other:?}: publishers use /pub, subscribers /ws?topics=A,B"),
@@ -67,12 +94,11 @@ pub(super) async fn serve(
         &ctx.server,
         |req| {
             let routed = route(req, ctx).inspect_err(|(status, reason)| {
-                ctx.access_counts.borrow_mut().count_refusal(*status);
                 tracing::debug!(%peer, status, reason, "handshake refused");
             })?;
             let limits = match routed {
                 Side::Publisher(_) => ctx.server.limits,
-                Side::Subscriber(_) => ctx.subscriber_limits,
+                Side::Subscriber(..) => ctx.subscriber_limits,
             };
             side = Some(routed);
             Ok(limits)
@@ -131,10 +157,10 @@ async fn serve_side(
                 .await
                 .map(drop)
         }
-        Side::Subscriber(topics) => {
+        Side::Subscriber(topics, grant) => {
             ctx.summary.borrow_mut().subscribers += 1;
             let _live = Counted::enter(&ctx.subscribers_live);
-            subscriber::serve(ctx, Rc::new(driver), topics, shutdown).await
+            subscriber::serve(ctx, Rc::new(driver), topics, grant, shutdown).await
         }
     }
 }

@@ -197,6 +197,13 @@ fn interest_of(topic: &str) -> Interest {
 }
 
 impl Shard {
+    /// The topics subscriber `id` holds now (`*` for the wildcard), for checks on the
+    /// control path.
+    pub fn subscriber_topics(&self, id: SubId) -> Vec<String> {
+        let sub = self.subs.get(id).and_then(Option::as_ref);
+        sub.map_or_else(Vec::new, |s| s.topics.iter().map(Interest::name).collect())
+    }
+
     /// The shard of worker `worker` out of `workers`.
     pub fn new(worker: usize, workers: usize, settings: ShardSettings) -> Self {
         Shard {

@@ -12,11 +12,12 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
 use super::control::{self, Control};
+use super::jwt::SubscriberGrant;
 use super::routing::SubId;
 use super::worker::WorkerCtx;
 use crate::io::driver::server::{serve as serve_driver, Ended, ServeOptions, Service, Transmit};
@@ -43,8 +44,13 @@ pub(super) struct SubWriter {
     notify: LocalSignal,
     /// When the subscriber last sent anything (a pong counts).
     pub(super) last_rx: Cell<Instant>,
-    /// Set by the keepalive sweep: the subscriber was silent past the idle timeout.
-    pub(super) idle_close: Cell<bool>,
+    /// Set when the relay closes the subscriber on its own account (idle past the
+    /// timeout, token expired): the code and reason of the close frame.
+    close_now: Cell<Option<(CloseCode, &'static str)>>,
+    /// When its token expires (`None`: no token, or no expiry).
+    expires: Cell<Option<SystemTime>>,
+    /// Raised when `expires` changes or the subscriber is gone (wakes the expiry task).
+    expiry: LocalSignal,
     /// A vectored write is in flight (the peer may have stopped reading).
     writing: Cell<bool>,
     /// The reader is done: the writer stops touching the shard (the id may be reused).
@@ -55,6 +61,13 @@ pub(super) struct SubWriter {
 }
 
 impl SubWriter {
+    /// Closes the subscriber with `code` and `reason`: what is queued is dropped, the
+    /// close frame goes out.
+    pub(super) fn close(self: &Rc<Self>, code: CloseCode, reason: &'static str, linger: Duration) {
+        self.close_now.set(Some((code, reason)));
+        self.wake(false, linger);
+    }
+
     /// Wakes the writer: its queue changed. If the relay is closing the subscriber and
     /// a write is stuck behind a full socket, the subscriber stopped reading and will
     /// never read our close frame: it gets the linger period, then is cut.
@@ -82,6 +95,7 @@ pub(super) async fn serve(
     ctx: &Rc<WorkerCtx>,
     driver: Rc<Driver>,
     topics: Vec<String>,
+    grant: Option<SubscriberGrant>,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let id = ctx.shard.borrow_mut().add_subscriber();
@@ -89,7 +103,9 @@ pub(super) async fn serve(
         driver: Rc::clone(&driver),
         notify: LocalSignal::new(),
         last_rx: Cell::new(Instant::now()),
-        idle_close: Cell::new(false),
+        close_now: Cell::new(None),
+        expires: Cell::new(grant.as_ref().map(|g| g.expires)),
+        expiry: LocalSignal::new(),
         writing: Cell::new(false),
         gone: Cell::new(false),
         finished: LocalSignal::new(),
@@ -102,10 +118,14 @@ pub(super) async fn serve(
         }
         writers[id] = Some(Rc::clone(&writer));
     }
+    if grant.is_some() {
+        rt::spawn(close_when_expired(Rc::clone(&writer), ctx.server.linger));
+    }
     let mut service = Subscriber {
         ctx: Rc::clone(ctx),
         id,
         writer: Rc::clone(&writer),
+        grant,
     };
     if !topics.is_empty() {
         service.control(Control::Subscribe(topics));
@@ -155,6 +175,7 @@ impl Drop for Retire {
         let (ctx, id) = (&self.ctx, self.id);
         self.writer.gone.set(true);
         self.writer.notify.raise();
+        self.writer.expiry.raise();
         if let Ok(mut writers) = ctx.writers.try_borrow_mut() {
             if let Some(slot) = writers.get_mut(id) {
                 *slot = None;
@@ -175,32 +196,117 @@ impl Drop for Retire {
     }
 }
 
+/// Closes the subscriber with 1008 when its token expires, unless a refresh moved the
+/// expiry on first; ends when the subscriber is gone.
+async fn close_when_expired(writer: Rc<SubWriter>, linger: Duration) {
+    loop {
+        if writer.gone.get() {
+            return;
+        }
+        let Some(at) = writer.expires.get() else {
+            return;
+        };
+        match at.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => {
+                let _ = rt::timeout(left, writer.expiry.wait()).await;
+            }
+            _ => {
+                writer.close(CloseCode::POLICY_VIOLATION, "token expired", linger);
+                return;
+            }
+        }
+    }
+}
+
 /// The reader's side: control ops in; replies and the connection's transmit queued.
 struct Subscriber {
     ctx: Rc<WorkerCtx>,
     id: SubId,
     writer: Rc<SubWriter>,
+    /// What its token allows (`None`: no `[jwt]`, any topic).
+    grant: Option<SubscriberGrant>,
 }
 
 impl Subscriber {
     /// Acts on a control request, queueing its reply (a `subscribed` reply waits until
     /// every worker routes the new topics here).
     fn control(&mut self, op: Control) {
+        if let Control::Refresh(token) = op {
+            return self.refresh(&token);
+        }
         let mut shard = self.ctx.shard.borrow_mut();
         let error = match op {
-            Control::Subscribe(topics) => {
-                let ok = control_frame(&control::reply("subscribed", &topics));
-                shard.subscribe(self.id, &topics, ok).err()
-            }
+            Control::Subscribe(topics) => match self.outside_grant(topics.iter()) {
+                Some(refused) => Some(refused),
+                None => {
+                    let ok = control_frame(&control::reply("subscribed", &topics));
+                    shard.subscribe(self.id, &topics, ok).err()
+                }
+            },
             Control::Unsubscribe(topics) => {
                 let ok = control_frame(&control::reply("unsubscribed", &topics));
                 shard.unsubscribe(self.id, &topics, ok);
                 None
             }
+            Control::Refresh(_) => None,
         };
         if let Some(reason) = error {
             shard.stats.control_errors += 1;
             shard.reply(self.id, control_frame(&control::reply_error(&reason)));
+        }
+    }
+}
+
+impl Subscriber {
+    /// The reason to refuse subscribing to `topics`, if the token does not allow one.
+    fn outside_grant<'t>(&self, topics: impl Iterator<Item = &'t String>) -> Option<String> {
+        let grant = self.grant.as_ref()?;
+        grant
+            .first_refused(topics.map(String::as_str))
+            .map(|t| format!("topic {t:?} is outside your token's topics"))
+    }
+
+    /// `{"op":"refresh","token":".."}`: a valid token that expires later and allows
+    /// every current subscription replaces the old one; otherwise an error and the
+    /// old token stays in force.
+    fn refresh(&mut self, token: &str) {
+        let outcome = self
+            .ctx
+            .access
+            .verify_subscriber_token(token)
+            .and_then(|new| {
+                if self
+                    .grant
+                    .as_ref()
+                    .is_some_and(|old| new.expires <= old.expires)
+                {
+                    return Err("the new token does not expire later than the current one".into());
+                }
+                let shard = self.ctx.shard.borrow();
+                let held = shard.subscriber_topics(self.id);
+                match new.first_refused(held.iter().map(String::as_str)) {
+                    Some(t) => Err(format!(
+                        "the new token does not allow {t:?}; unsubscribe from it first"
+                    )),
+                    None => Ok(new),
+                }
+            });
+        let mut shard = self.ctx.shard.borrow_mut();
+        match outcome {
+            Ok(new) => {
+                self.writer.expires.set(Some(new.expires));
+                self.writer.expiry.raise();
+                let secs = new
+                    .expires
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.grant = Some(new);
+                shard.reply(self.id, control_frame(&control::reply_refreshed(secs)));
+            }
+            Err(reason) => {
+                shard.stats.control_errors += 1;
+                shard.reply(self.id, control_frame(&control::reply_error(&reason)));
+            }
         }
     }
 }
@@ -281,8 +387,8 @@ async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
     loop {
         let next = if writer.gone.get() {
             Next::Stop
-        } else if writer.idle_close.replace(false) {
-            Next::Close(CloseCode::GOING_AWAY, "idle timeout".into())
+        } else if let Some((code, reason)) = writer.close_now.take() {
+            Next::Close(code, reason.into())
         } else {
             let mut shard = ctx.shard.borrow_mut();
             match shard.subscriber(id) {

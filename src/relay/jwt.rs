@@ -1,0 +1,384 @@
+//! Subscriber tokens: a JWT (HS256, RS256 or ES256) whose `topics` claim, glob
+//! patterns, bounds what the connection may subscribe to, and whose `exp` bounds how
+//! long it may stay. Verified with the `jsonwebtoken` crate.
+//!
+//! `*` (every topic) may be subscribed only when the claim holds the pattern `*`
+//! itself: a claim of `BTC-*` allows `BTC-USD`, never the wildcard subscription.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::access::{read_secret_file, Secret};
+use super::control::WILDCARD;
+
+/// Most patterns a token's `topics` claim may hold.
+pub const MAX_CLAIM_PATTERNS: usize = 1024;
+
+/// Longest token accepted, bytes (before any decoding work).
+pub const MAX_JWT_BYTES: usize = 8192;
+
+/// The `[jwt]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `HS256`, `RS256` or `ES256`.
+    pub algorithm: JwtAlgorithm,
+    /// The shared secret (HS256) or the issuer's public key in PEM (RS256, ES256),
+    /// relative to the config file; read at start.
+    pub key_file: PathBuf,
+    /// The `iss` a token must carry, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The `aud` a token must carry, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Seconds of clock difference tolerated on `exp` and `nbf` (default 0).
+    #[serde(default)]
+    pub leeway_s: u64,
+    /// The key file's contents, read at start (never printed).
+    #[serde(skip)]
+    pub key: Option<Secret>,
+}
+
+/// The signature algorithms offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 (a shared secret).
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+}
+
+/// Why the `[jwt]` settings are not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtConfigError {
+    /// The key file cannot be read.
+    #[error("field `jwt.key_file`: {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is not a key of the algorithm.
+    #[error("field `jwt.key_file`: {path}: not a {algorithm:?} key: {reason}")]
+    BadKey {
+        /// The file.
+        path: String,
+        /// The configured algorithm.
+        algorithm: JwtAlgorithm,
+        /// The parser's reason.
+        reason: String,
+    },
+}
+
+impl JwtConfig {
+    /// Reads the key file (relative to `dir`) into `key`.
+    pub fn read_key(&mut self, dir: &Path) -> Result<(), JwtConfigError> {
+        let path = if self.key_file.is_relative() {
+            dir.join(&self.key_file)
+        } else {
+            self.key_file.clone()
+        };
+        let text = read_secret_file(&path).map_err(|source| JwtConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.key = Some(Secret::new(match self.algorithm {
+            JwtAlgorithm::HS256 => text.trim().to_owned(),
+            _ => text,
+        }));
+        Ok(())
+    }
+
+    /// The verifier these settings make (the key read and parsed).
+    pub fn verifier(&self) -> Result<JwtVerifier, JwtConfigError> {
+        let bad = |reason: String| JwtConfigError::BadKey {
+            path: self.key_file.display().to_string(),
+            algorithm: self.algorithm,
+            reason,
+        };
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| bad("not read".into()))?
+            .expose();
+        let (key, algorithm) = match self.algorithm {
+            JwtAlgorithm::HS256 if key.len() < 32 => {
+                return Err(bad("an HS256 secret is at least 32 bytes".into()))
+            }
+            JwtAlgorithm::HS256 => (DecodingKey::from_secret(key), Algorithm::HS256),
+            JwtAlgorithm::RS256 => (
+                DecodingKey::from_rsa_pem(key).map_err(|e| bad(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            JwtAlgorithm::ES256 => (
+                DecodingKey::from_ec_pem(key).map_err(|e| bad(e.to_string()))?,
+                Algorithm::ES256,
+            ),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway_s;
+        validation.validate_aud = self.audience.is_some();
+        if let Some(aud) = &self.audience {
+            validation.set_audience(&[aud]);
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(JwtVerifier {
+            key,
+            validation,
+            leeway: Duration::from_secs(self.leeway_s),
+        })
+    }
+}
+
+/// Checks subscriber tokens.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    leeway: Duration,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    exp: u64,
+    topics: Vec<String>,
+}
+
+/// What a verified token allows.
+#[derive(Debug, Clone)]
+pub struct SubscriberGrant {
+    patterns: Vec<glob::Pattern>,
+    everything: bool,
+    /// When the connection must close unless a newer token arrives (`exp` plus the
+    /// leeway).
+    pub expires: SystemTime,
+}
+
+impl SubscriberGrant {
+    /// Whether the claim allows subscribing to `topic` (`*` only if it holds `*`).
+    pub fn allows(&self, topic: &str) -> bool {
+        if topic == WILDCARD {
+            self.everything
+        } else {
+            self.everything || self.patterns.iter().any(|p| p.matches(topic))
+        }
+    }
+
+    /// The first of `topics` the claim does not allow.
+    pub fn first_refused<'t>(&self, topics: impl IntoIterator<Item = &'t str>) -> Option<&'t str> {
+        topics.into_iter().find(|t| !self.allows(t))
+    }
+}
+
+impl JwtVerifier {
+    /// Verifies `token`: signature, algorithm, `exp` (required), `iss` and `aud` when
+    /// configured, and a `topics` claim of glob patterns. `Err` is the reason, safe to
+    /// send to the client (it never echoes the token).
+    pub fn verify(&self, token: &str) -> Result<SubscriberGrant, String> {
+        if token.len() > MAX_JWT_BYTES {
+            return Err(format!("token longer than {MAX_JWT_BYTES} bytes"));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "bad token signature".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => "wrong token issuer".to_owned(),
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "wrong token audience".to_owned()
+                }
+                _ => format!("bad token: {e}"),
+            },
+        )?;
+        let claims = data.claims;
+        if claims.topics.len() > MAX_CLAIM_PATTERNS {
+            return Err(format!(
+                "the topics claim holds more than {MAX_CLAIM_PATTERNS} patterns"
+            ));
+        }
+        let mut patterns = Vec::with_capacity(claims.topics.len());
+        for p in &claims.topics {
+            patterns.push(glob::Pattern::new(p).map_err(|e| format!("topics claim: {p:?}: {e}"))?);
+        }
+        Ok(SubscriberGrant {
+            everything: claims.topics.iter().any(|t| t == WILDCARD),
+            patterns,
+            expires: UNIX_EPOCH + Duration::from_secs(claims.exp) + self.leeway,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+
+    const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!";
+
+    fn now_s() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn hs256(issuer: Option<&str>, audience: Option<&str>) -> JwtVerifier {
+        JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            key_file: "k".into(),
+            issuer: issuer.map(Into::into),
+            audience: audience.map(Into::into),
+            leeway_s: 0,
+            key: Some(Secret::new(SECRET)),
+        }
+        .verifier()
+        .unwrap()
+    }
+
+    fn token(claims: serde_json::Value, secret: &str) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn claims_bound_the_topics() {
+        let v = hs256(None, None);
+        let t = token(
+            serde_json::json!({"exp": now_s() + 60, "topics": ["BTC-*", "ETH-USD"]}),
+            SECRET,
+        );
+        let g = v.verify(&t).unwrap();
+        assert!(g.allows("BTC-USD") && g.allows("ETH-USD"));
+        assert!(!g.allows("ETH-EUR") && !g.allows("*"));
+        assert_eq!(g.first_refused(["BTC-X", "SOL", "ETH-USD"]), Some("SOL"));
+        let all = token(
+            serde_json::json!({"exp": now_s() + 60, "topics": ["*"]}),
+            SECRET,
+        );
+        let g = v.verify(&all).unwrap();
+        assert!(g.allows("*") && g.allows("anything"));
+    }
+
+    #[test]
+    fn bad_tokens_say_why() {
+        let v = hs256(Some("desk-auth"), Some("feedrelay"));
+        let good = serde_json::json!({
+            "exp": now_s() + 60, "topics": ["*"], "iss": "desk-auth", "aud": "feedrelay"
+        });
+        assert!(v.verify(&token(good.clone(), SECRET)).is_ok());
+        let mut c = good.clone();
+        c["exp"] = (now_s() - 10).into();
+        assert_eq!(v.verify(&token(c, SECRET)).unwrap_err(), "token expired");
+        assert_eq!(
+            v.verify(&token(good.clone(), "another-secret-of-32-bytes-or-more"))
+                .unwrap_err(),
+            "bad token signature"
+        );
+        let mut c = good.clone();
+        c["iss"] = "mallory".into();
+        assert_eq!(
+            v.verify(&token(c, SECRET)).unwrap_err(),
+            "wrong token issuer"
+        );
+        let mut c = good.clone();
+        c["aud"] = "other".into();
+        assert_eq!(
+            v.verify(&token(c, SECRET)).unwrap_err(),
+            "wrong token audience"
+        );
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("topics");
+        assert!(v
+            .verify(&token(c, SECRET))
+            .unwrap_err()
+            .starts_with("bad token"));
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(v
+            .verify(&token(c, SECRET))
+            .unwrap_err()
+            .starts_with("bad token"));
+        let mut c = good;
+        c["topics"] = serde_json::json!(["[a-"]);
+        assert!(v.verify(&token(c, SECRET)).unwrap_err().contains("[a-"));
+        assert!(v.verify("not.a.jwt").is_err());
+        assert!(v.verify(&"x".repeat(MAX_JWT_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn the_algorithm_is_the_configured_one() {
+        // A token signed with HS256 is refused by an RS256 or ES256 relay, and one with
+        // `alg: none` by every relay.
+        let v = hs256(None, None);
+        let claims = serde_json::json!({"exp": now_s() + 60, "topics": ["*"]});
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(v.verify(&hs384).is_err());
+        let none = format!(
+            "{}.{}.",
+            base64_url(br#"{"alg":"none","typ":"JWT"}"#),
+            base64_url(claims.to_string().as_bytes())
+        );
+        assert!(v.verify(&none).is_err());
+    }
+
+    fn base64_url(b: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    #[test]
+    fn keys_are_checked_at_start() {
+        let cfg = |algorithm, key: &str| JwtConfig {
+            algorithm,
+            key_file: "k.pem".into(),
+            issuer: None,
+            audience: None,
+            leeway_s: 0,
+            key: Some(Secret::new(key)),
+        };
+        let e = cfg(JwtAlgorithm::HS256, "short").verifier().unwrap_err();
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+        let e = cfg(JwtAlgorithm::RS256, "not pem").verifier().unwrap_err();
+        assert!(e.to_string().contains("RS256"), "{e}");
+        let e = cfg(JwtAlgorithm::ES256, "not pem").verifier().unwrap_err();
+        assert!(e.to_string().contains("ES256"), "{e}");
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let v = cfg(JwtAlgorithm::ES256, &kp.public_key_pem())
+            .verifier()
+            .unwrap();
+        let t = encode(
+            &Header::new(Algorithm::ES256),
+            &serde_json::json!({"exp": now_s() + 60, "topics": ["A"]}),
+            &EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(v.verify(&t).unwrap().allows("A"));
+    }
+}

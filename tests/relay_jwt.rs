@@ -1,0 +1,303 @@
+//! Subscriber JWTs over real sockets: 401 for a missing, badly signed, expired or
+//! foreign token; the `topics` claim bounds the initial topics (403) and later
+//! subscriptions (an error event, nothing else changes); an expired token closes the
+//! connection with 1008 unless a newer token was sent with `refresh`; HS256, RS256 and
+//! ES256 keys.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{wait_metric, Raw, Server, TempDir};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+const SECRET: &str = "shared-secret-for-the-desk-feed-0123456789";
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(exp: u64, topics: &[&str], iss: &str, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        &serde_json::json!({"exp": exp, "topics": topics, "iss": iss}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A relay with `[jwt]` HS256, issuer `desk-auth`.
+fn relay(dir: &TempDir) -> Server {
+    std::fs::write(dir.join("jwt.secret"), format!("{SECRET}\n")).unwrap();
+    let toml = format!(
+        "metrics_on_data_port = true\n[jwt]\nalgorithm = \"HS256\"\nkey_file = \"{}\"\nissuer = \"desk-auth\"\n",
+        dir.join("jwt.secret").display()
+    );
+    Server::relay(&["--workers", "1"], Some(&toml))
+}
+
+fn subscribe(addr: std::net::SocketAddr, topics: &str, token: &str) -> (Raw, String) {
+    Raw::handshake(
+        addr,
+        &format!("/ws?topics={topics}"),
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+}
+
+/// Reads frames until a text one contains `want`.
+fn until(raw: &mut Raw, want: &str) -> String {
+    loop {
+        let (_, m) = raw.recv().unwrap_or_else(|| panic!("EOF before {want:?}"));
+        let text = String::from_utf8_lossy(&m).into_owned();
+        if text.contains(want) {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn tokens_are_checked_at_the_handshake() {
+    let dir = TempDir::new("jwt-handshake");
+    let server = relay(&dir);
+    let addr = server.addr;
+    let exp = now_s() + 60;
+    let refused = [
+        (String::new(), "no token"),
+        (
+            hs256(
+                exp,
+                &["*"],
+                "desk-auth",
+                "not-the-secret-but-32-bytes-long!!",
+            ),
+            "bad signature",
+        ),
+        (hs256(now_s() - 5, &["*"], "desk-auth", SECRET), "expired"),
+        (hs256(exp, &["*"], "mallory", SECRET), "wrong issuer"),
+        ("a.b.c".into(), "not a JWT"),
+    ];
+    for (token, why) in &refused {
+        let extra = match token.is_empty() {
+            true => String::new(),
+            false => format!("Authorization: Bearer {token}\r\n"),
+        };
+        let (_, head) = Raw::handshake(addr, "/ws?topics=BTC-USD", &extra);
+        assert_eq!(status(&head), 401, "{why}: {head}");
+    }
+    let btc = hs256(exp, &["BTC-*"], "desk-auth", SECRET);
+    for topics in ["ETH-USD", "*", "BTC-USD,ETH-USD"] {
+        let (_, head) = subscribe(addr, topics, &btc);
+        assert_eq!(status(&head), 403, "{topics}: {head}");
+    }
+    let (mut raw, head) = Raw::handshake(addr, &format!("/ws?topics=BTC-USD&token={btc}"), "");
+    assert_eq!(status(&head), 101, "token in the query: {head}");
+    until(&mut raw, "\"subscribed\"");
+    wait_metric(
+        addr,
+        None,
+        "feedrelay_handshake_refused_total{reason=\"unauthorized\"}",
+        |n| n == 5,
+    );
+    wait_metric(
+        addr,
+        None,
+        "feedrelay_handshake_refused_total{reason=\"forbidden_topic\"}",
+        |n| n == 3,
+    );
+}
+
+#[test]
+fn the_claim_bounds_later_subscriptions() {
+    let dir = TempDir::new("jwt-claim");
+    let server = relay(&dir);
+    let addr = server.addr;
+    let btc = hs256(now_s() + 60, &["BTC-*"], "desk-auth", SECRET);
+    let (mut sub, head) = subscribe(addr, "BTC-USD", &btc);
+    assert_eq!(status(&head), 101, "{head}");
+    until(&mut sub, "\"subscribed\"");
+    sub.send(
+        0x81,
+        br#"{"op":"subscribe","topics":["BTC-EUR","ETH-USD"]}"#,
+    );
+    let error = until(&mut sub, "\"error\"");
+    assert!(error.contains("ETH-USD"), "{error}");
+    sub.send(0x81, br#"{"op":"subscribe","topics":["*"]}"#);
+    until(&mut sub, "\"error\"");
+    // Nothing else changed: still subscribed to BTC-USD only (BTC-EUR was refused
+    // with ETH-USD, the request as a whole).
+    let mut publisher = Raw::publish(addr);
+    for topic in ["BTC-EUR", "ETH-USD", "BTC-USD"] {
+        publisher.send(0x81, format!(r#"{{"s":"{topic}"}}"#).as_bytes());
+    }
+    let (_, m) = sub.recv().expect("a message");
+    assert_eq!(m, br#"{"s":"BTC-USD"}"#);
+}
+
+#[test]
+fn an_expired_token_closes_with_1008_unless_refreshed() {
+    let dir = TempDir::new("jwt-expiry");
+    let server = relay(&dir);
+    let addr = server.addr;
+    let soon = hs256(now_s() + 2, &["BTC-*"], "desk-auth", SECRET);
+    let (mut lapses, head) = subscribe(addr, "BTC-USD", &soon);
+    assert_eq!(status(&head), 101, "{head}");
+    until(&mut lapses, "\"subscribed\"");
+    let (mut refreshes, head) = subscribe(addr, "BTC-USD", &soon);
+    assert_eq!(status(&head), 101, "{head}");
+    until(&mut refreshes, "\"subscribed\"");
+
+    // A refresh must expire later, and allow what is held.
+    let narrower = hs256(now_s() + 60, &["ETH-*"], "desk-auth", SECRET);
+    refreshes.send(
+        0x81,
+        format!(r#"{{"op":"refresh","token":"{narrower}"}}"#).as_bytes(),
+    );
+    let error = until(&mut refreshes, "\"error\"");
+    assert!(error.contains("BTC-USD"), "{error}");
+    let forged = hs256(
+        now_s() + 60,
+        &["*"],
+        "desk-auth",
+        "forged-secret-that-is-32-bytes-long",
+    );
+    refreshes.send(
+        0x81,
+        format!(r#"{{"op":"refresh","token":"{forged}"}}"#).as_bytes(),
+    );
+    until(&mut refreshes, "bad token signature");
+    let later = hs256(now_s() + 60, &["BTC-*", "ETH-*"], "desk-auth", SECRET);
+    refreshes.send(
+        0x81,
+        format!(r#"{{"op":"refresh","token":"{later}"}}"#).as_bytes(),
+    );
+    until(&mut refreshes, "\"refreshed\"");
+
+    let started = std::time::Instant::now();
+    lapses.expect_close(Some(1008));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed at its exp"
+    );
+    // The refreshed one stays, and its new claim applies.
+    std::thread::sleep(Duration::from_millis(500));
+    refreshes.send(0x81, br#"{"op":"subscribe","topics":["ETH-USD"]}"#);
+    until(&mut refreshes, "\"subscribed\"");
+    let mut publisher = Raw::publish(addr);
+    publisher.send(0x81, br#"{"s":"ETH-USD"}"#);
+    let (_, m) = refreshes
+        .recv()
+        .expect("still served after the first token's exp");
+    assert_eq!(m, br#"{"s":"ETH-USD"}"#);
+}
+
+#[test]
+fn rs256_and_es256_keys_verify_their_own_tokens_only() {
+    let dir = TempDir::new("jwt-keys");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+    let rsa_private = std::fs::read(fixtures.join("rs256-private.pem")).unwrap();
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other_ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(dir.join("es256.pem"), ec.public_key_pem()).unwrap();
+    let claims = serde_json::json!({"exp": now_s() + 60, "topics": ["*"]});
+    let sign = |alg, key: EncodingKey| encode(&Header::new(alg), &claims, &key).unwrap();
+    let cases = [
+        (
+            "RS256",
+            fixtures.join("rs256-public.pem"),
+            sign(
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&rsa_private).unwrap(),
+            ),
+            sign(
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap(),
+            ),
+        ),
+        (
+            "ES256",
+            dir.join("es256.pem"),
+            sign(
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap(),
+            ),
+            sign(
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(other_ec.serialize_pem().as_bytes()).unwrap(),
+            ),
+        ),
+    ];
+    for (alg, key_file, good, foreign) in cases {
+        let toml = format!(
+            "[jwt]\nalgorithm = \"{alg}\"\nkey_file = \"{}\"\n",
+            key_file.display()
+        );
+        let server = Server::relay(&["--workers", "1"], Some(&toml));
+        let (mut raw, head) = subscribe(server.addr, "*", &good);
+        assert_eq!(status(&head), 101, "{alg}: {head}");
+        until(&mut raw, "\"subscribed\"");
+        let (_, head) = subscribe(server.addr, "*", &foreign);
+        assert_eq!(
+            status(&head),
+            401,
+            "{alg}, a token it cannot verify: {head}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_key_file_stops_the_start_with_one_line() {
+    let dir = TempDir::new("jwt-badkey");
+    std::fs::write(dir.join("short.secret"), "too short").unwrap();
+    for (toml, want) in [
+        (
+            format!(
+                "[jwt]\nalgorithm = \"HS256\"\nkey_file = \"{}\"\n",
+                dir.join("short.secret").display()
+            ),
+            "32 bytes",
+        ),
+        (
+            format!(
+                "[jwt]\nalgorithm = \"ES256\"\nkey_file = \"{}\"\n",
+                dir.join("short.secret").display()
+            ),
+            "ES256",
+        ),
+        (
+            format!(
+                "[jwt]\nalgorithm = \"RS256\"\nkey_file = \"{}\"\n",
+                dir.join("missing.pem").display()
+            ),
+            "missing.pem",
+        ),
+        (
+            "[jwt]\nalgorithm = \"none\"\nkey_file = \"k\"\n".to_owned(),
+            "algorithm",
+        ),
+    ] {
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains(want), "{toml}: {err}");
+        // A key error is one line; toml's own parse errors quote the line they are on.
+        if !toml.contains("\"none\"") {
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        }
+    }
+}
