@@ -33,7 +33,7 @@ pub fn run(
     say: Say<'_>,
 ) -> Result<(), IoError> {
     let map = CoreMap::new(workers, cores.as_deref())?;
-    let started = listen(&map, listen_on, &Default::default(), "echo", "", say)?;
+    let started = listen(&map, listen_on, &Default::default(), "ws", "echo", "", say)?;
     let mut config = ServerConfig::default();
     config.limits.max_message_bytes = max_message_bytes;
     config.limits.max_frame_bytes = max_message_bytes;

@@ -194,9 +194,11 @@ fn main() -> ExitCode {
                 say(c.to_toml().trim_end());
                 return Ok(());
             }
-            feedrelay::relay::run::run(c, hlog.as_deref(), &say).map_err(|e| match e {
-                RelayError::Io(e) => explain(e),
-                other => anyhow!(other),
+            feedrelay::relay::run::run(c, config.as_deref(), hlog.as_deref(), &say).map_err(|e| {
+                match e {
+                    RelayError::Io(e) => explain(e),
+                    other => anyhow!(other),
+                }
             })
         }),
         Command::Echo {

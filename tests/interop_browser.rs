@@ -47,6 +47,11 @@ ws.onerror = () => report(JSON.stringify({ok: false, error: 'websocket error'}))
 /// Serves `page` at `/` on loopback, opens it in headless Chromium, and returns what
 /// the page reports at `/result?..` (and, if it calls `/ready`, calls `on_ready` first).
 fn run_page(page: String, on_ready: impl FnOnce()) -> String {
+    run_page_with(page, &[], on_ready)
+}
+
+/// [`run_page`] with extra Chromium flags.
+fn run_page_with(page: String, flags: &[&str], on_ready: impl FnOnce()) -> String {
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let page_url = format!("http://{}/", http.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -89,6 +94,7 @@ fn run_page(page: String, on_ready: impl FnOnce()) -> String {
             "--disable-component-update",
             "--disable-sync",
         ])
+        .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(&page_url)
         .stdout(Stdio::null())
@@ -158,6 +164,62 @@ fn chromium_subscribes_to_the_relay_and_receives_in_order() {
                     &format!("ws://{addr}/pub"),
                     &[],
                     feedrelay::ws::Limits::default(),
+                )
+                .await
+                .unwrap();
+                for seq in 0..20 {
+                    let m = format!(r#"{{"s":"TICK","seq":{seq}}}"#);
+                    publ.send(feedrelay::ws::MessageKind::Text, m.as_bytes())
+                        .await
+                        .unwrap();
+                }
+                let _ = publ.close(feedrelay::ws::CloseCode::NORMAL, "").await;
+            });
+    });
+    assert!(decoded.contains(r#""ok":true"#), "{decoded}");
+}
+
+/// Chromium subscribes over `wss://` to a relay with `tls_cert_file` (the test CA is
+/// not in its trust store, so certificate errors are waived for this profile; the
+/// Python test checks the certificate properly).
+#[test]
+fn chromium_subscribes_over_wss() {
+    let dir = common::TempDir::new("chromium-wss");
+    let certs = feedrelay::io::certs::write_self_signed(
+        &dir.join("certs"),
+        &["127.0.0.1".into(), "localhost".into()],
+    )
+    .unwrap();
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            certs.cert.display(),
+            certs.key.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    let port = server.addr.port();
+    let page = SUBSCRIBER_PAGE.replace(
+        "RELAY_URL",
+        &format!("wss://localhost:{port}/ws?topics=TICK"),
+    );
+    let decoded = run_page_with(page, &["--ignore-certificate-errors"], move || {
+        feedrelay::io::ring::Ring::new()
+            .unwrap()
+            .block_on(async move {
+                let options = feedrelay::io::driver::client::ConnectOptions {
+                    tls: Some(feedrelay::io::transport::client_config(Some(&certs.ca)).unwrap()),
+                    ..Default::default()
+                };
+                let publ = feedrelay::io::driver::client::WsClient::connect_with(
+                    &format!("wss://localhost:{port}/pub"),
+                    &options,
                 )
                 .await
                 .unwrap();

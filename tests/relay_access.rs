@@ -192,3 +192,70 @@ fn token_files_load_and_secrets_never_print() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("btc") && err.contains("16-1024"), "{err}");
 }
+
+#[test]
+fn sighup_rereads_tokens_and_origins_and_keeps_the_old_on_a_bad_file() {
+    let dir = TempDir::new("access-reload");
+    let config = dir.join("relay.toml");
+    let write = |token: &str, origin: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "allowed_origins = [\"{origin}\"]\n[[publisher_tokens]]\ntoken = \"{token}\"\ntopics = [\"*\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    write(BTC, "https://a.example");
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    let addr = server.addr;
+    let (mut held, head) =
+        Raw::handshake(addr, "/pub", &format!("Authorization: Bearer {BTC}\r\n"));
+    assert_eq!(status(&head), 101, "{head}");
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &server.child_id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    write(ALL, "https://b.example");
+    hup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", std::time::Duration::from_secs(5)));
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    assert_eq!(
+        status(&Raw::handshake(addr, "/pub", &bearer(BTC)).1),
+        401,
+        "old token gone"
+    );
+    assert_eq!(
+        status(&Raw::handshake(addr, "/pub", &bearer(ALL)).1),
+        101,
+        "new token"
+    );
+    let origin = |o: &str| format!("{}Origin: {o}\r\n", bearer(ALL));
+    assert_eq!(
+        status(&Raw::handshake(addr, "/pub", &origin("https://a.example")).1),
+        403
+    );
+    assert_eq!(
+        status(&Raw::handshake(addr, "/pub", &origin("https://b.example")).1),
+        101
+    );
+    // A bad file: one log line, and the rules in force stay.
+    write("short", "https://c.example");
+    hup();
+    assert!(server.wait_for_log("reload on SIGHUP failed", std::time::Duration::from_secs(5)));
+    assert!(!server.log().contains("short\""), "no secret in the log");
+    assert_eq!(status(&Raw::handshake(addr, "/pub", &bearer(ALL)).1), 101);
+    // The publisher admitted under the first token is still connected and relayed.
+    let mut sub = Raw::subscribe(addr, "*");
+    held.send(0x81, br#"{"s":"X","n":1}"#);
+    let (_, m) = sub
+        .recv()
+        .expect("relayed from the publisher admitted before the reloads");
+    assert_eq!(m, br#"{"s":"X","n":1}"#);
+}

@@ -19,6 +19,7 @@ use feedrelay::relay::admission::Admission;
 use feedrelay::relay::config::Config;
 use feedrelay::relay::feed::plan::plan_feeds;
 use feedrelay::relay::links::links;
+use feedrelay::relay::live::LiveSettings;
 use feedrelay::relay::report::MetricsLink;
 use feedrelay::relay::worker::{run_worker, WorkerSetup};
 use feedrelay::ws::{Limits, MessageKind};
@@ -99,15 +100,17 @@ fn start_relay(
     ));
     let collector = Collector::start(2, None).unwrap();
     let link = MetricsLink::new(&collector);
+    let settings = LiveSettings::new(&config).unwrap();
     let relay = std::thread::spawn(move || {
         let admission = Admission::new(config.admission_limits());
         run_workers(&map, move |i| {
             let ((listener, links), feeds) = per_worker.lock().unwrap()[i].take().unwrap();
-            let (config, admission, stop, link) = (
+            let (config, admission, stop, link, settings) = (
                 Arc::clone(&config),
                 Arc::clone(&admission),
                 stop.clone(),
                 link.clone(),
+                Arc::clone(&settings),
             );
             async move {
                 COUNTED.with(|c| c.set(true));
@@ -121,6 +124,7 @@ fn start_relay(
                     metrics: Some(link),
                     feeds,
                     shutdown: stop,
+                    settings,
                 })
                 .await
             }

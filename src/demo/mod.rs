@@ -70,9 +70,18 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&interrupted))?;
     }
     let feeds = plan_feeds(&config, n)?;
+    let settings = crate::relay::live::LiveSettings::new(&config)?;
     let config = Arc::new(config);
     let relay = std::thread::spawn(move || {
-        run_relay(&map, listeners, feeds, config, Some(link), stop_relay)
+        run_relay(
+            &map,
+            listeners,
+            feeds,
+            config,
+            Some(link),
+            stop_relay,
+            settings,
+        )
     });
     let url = format!("ws://{local}/");
     let source = match &lines {

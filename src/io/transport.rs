@@ -164,7 +164,7 @@ impl Transport {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
-        Transport::tls_handshake(tcp, conn.into()).await
+        Transport::tls_handshake(tcp, conn.into(), None).await
     }
 
     /// TLS server over `tcp`; runs the handshake (the client's first flight is read
@@ -174,11 +174,26 @@ impl Transport {
         config: Arc<rustls::ServerConfig>,
     ) -> io::Result<Transport> {
         let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        Transport::tls_handshake(tcp, conn.into()).await
+        Transport::tls_handshake(tcp, conn.into(), None).await
     }
 
-    /// Wraps `tcp` in TLS and runs the handshake to its end.
-    async fn tls_handshake(tcp: TcpStream, conn: rustls::Connection) -> io::Result<Transport> {
+    /// [`tls_server`](Transport::tls_server) that must finish by `deadline`: a client
+    /// that stalls mid-handshake gets its socket shut down and a `TimedOut` error.
+    pub async fn tls_server_by(
+        tcp: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        deadline: std::time::Instant,
+    ) -> io::Result<Transport> {
+        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        Transport::tls_handshake(tcp, conn.into(), Some(deadline)).await
+    }
+
+    /// Wraps `tcp` in TLS and runs the handshake to its end (by `deadline`, if given).
+    async fn tls_handshake(
+        tcp: TcpStream,
+        conn: rustls::Connection,
+        deadline: Option<std::time::Instant>,
+    ) -> io::Result<Transport> {
         let t = Transport {
             tcp,
             tls: Some(Box::new(Tls {
@@ -198,7 +213,7 @@ impl Transport {
         };
         while handshaking(&t) {
             t.flush_tls().await?;
-            if handshaking(&t) && !t.feed_records().await? && !t.read_records().await? {
+            if handshaking(&t) && !t.feed_records().await? && !t.read_records_by(deadline).await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed during the TLS handshake",
@@ -310,6 +325,27 @@ impl Transport {
 
     /// Reads ciphertext from the socket, appending it to what rustls has not taken yet;
     /// false at end of stream.
+    /// [`read_records`](Transport::read_records) that gives up at `deadline`: the
+    /// socket is shut down (so the read completes; a read is never abandoned) and the
+    /// result is `TimedOut`.
+    async fn read_records_by(&self, deadline: Option<std::time::Instant>) -> io::Result<bool> {
+        let Some(deadline) = deadline else {
+            return self.read_records().await;
+        };
+        let mut read = std::pin::pin!(self.read_records());
+        match super::rt::race(read.as_mut(), super::rt::sleep_until(deadline)).await {
+            super::rt::Either::Left(r) => r,
+            super::rt::Either::Right(()) => {
+                self.shutdown_both_now();
+                let _ = read.await;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the TLS handshake did not finish in time",
+                ))
+            }
+        }
+    }
+
     async fn read_records(&self) -> io::Result<bool> {
         let Some(tls) = &self.tls else {
             return Ok(true);

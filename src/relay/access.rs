@@ -290,8 +290,8 @@ pub struct AccessCounts {
     /// Handshakes refused with 403 for topics outside the subscriber's token.
     pub forbidden_topic: u64,
     /// Messages not relayed because their topic is outside the publisher's token, by
-    /// grant (index as in [`Access::grants`]).
-    pub off_grant: Vec<u64>,
+    /// the token's name (a reload may change the tokens; names stay).
+    pub off_grant: Vec<(String, u64)>,
 }
 
 impl AccessCounts {
@@ -313,12 +313,12 @@ impl AccessCounts {
         ]
     }
 
-    /// Counts a message of grant `i` outside its topics.
-    pub fn count_off_grant(&mut self, i: usize) {
-        if self.off_grant.len() <= i {
-            self.off_grant.resize(i + 1, 0);
+    /// Counts a message of the token named `name` outside its topics.
+    pub fn count_off_grant(&mut self, name: &str) {
+        match self.off_grant.iter_mut().find(|(n, _)| n == name) {
+            Some((_, count)) => *count += 1,
+            None => self.off_grant.push((name.to_owned(), 1)),
         }
-        self.off_grant[i] += 1;
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,13 @@ pub struct Config {
     pub max_pending_per_address: usize,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
+    /// A PEM certificate chain: with `tls_key_file`, the listener is `wss://` (TLS 1.2
+    /// and 1.3). Relative to the config file; re-read on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
     /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
@@ -166,6 +173,8 @@ impl Default for Config {
             max_connections_per_address: 1_024,
             max_pending_per_address: 64,
             shutdown_grace_ms: 2_000,
+            tls_cert_file: None,
+            tls_key_file: None,
             allowed_origins: Vec::new(),
             publisher_tokens: Vec::new(),
             allow_anonymous: false,
@@ -256,6 +265,14 @@ impl Config {
                 if ca.is_relative() {
                     *ca = dir.join(&*ca);
                 }
+            }
+        }
+        for file in [&mut config.tls_cert_file, &mut config.tls_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = dir.join(&*file);
             }
         }
         access::read_token_files(&mut config.publisher_tokens, dir)
@@ -384,6 +401,12 @@ impl Config {
             return Err(bad(
                 "max_frame_bytes",
                 "must not exceed max_message_bytes".into(),
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(bad(
+                "tls_cert_file",
+                "give tls_cert_file and tls_key_file together".into(),
             ));
         }
         access::validate(

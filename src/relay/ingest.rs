@@ -4,9 +4,11 @@
 //! the other workers that want it).
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::access::Access;
 use super::feed::line::FeedSink;
 use super::shard::Relayed;
 use super::topic::{TopicLookup, TopicReader};
@@ -65,8 +67,9 @@ pub(super) struct Publisher {
     pub(super) topics: TopicReader,
     /// When the read being handled completed (start of the `ingress` hop).
     pub(super) read_ns: u64,
-    /// Its token's grant in `ctx.access` (`None`: no tokens, it may publish anything).
-    pub(super) grant: Option<usize>,
+    /// The access rules it was admitted under and its token's grant among them
+    /// (`None`: no tokens, it may publish anything).
+    pub(super) grant: Option<(Arc<Access>, usize)>,
 }
 
 impl Publisher {
@@ -74,7 +77,7 @@ impl Publisher {
     /// (a message without a topic goes to the default topic, if any, and is judged
     /// by that).
     fn may_publish(&self, payload: &[u8], lookup: &TopicLookup) -> bool {
-        let Some(i) = self.grant else {
+        let Some((access, i)) = &self.grant else {
             return true;
         };
         let topic: &[u8] = match lookup {
@@ -86,9 +89,13 @@ impl Publisher {
                 None => return true, // dropped and counted as no_topic
             },
         };
-        let allowed = self.ctx.access.grants()[i].allows(topic);
+        let grant = &access.grants()[*i];
+        let allowed = grant.allows(topic);
         if !allowed {
-            self.ctx.access_counts.borrow_mut().count_off_grant(i);
+            self.ctx
+                .access_counts
+                .borrow_mut()
+                .count_off_grant(&grant.name);
         }
         allowed
     }

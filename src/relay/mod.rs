@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod jwt;
 pub mod keepalive;
 pub mod links;
+pub mod live;
 pub mod queue;
 pub mod report;
 pub mod routing;

@@ -107,7 +107,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
             ],
             limit_hits: st.limit_hits(),
             handshake_refused: ctx.access_counts.borrow().by_reason(),
-            off_grant_messages: off_grant_messages(ctx),
+            off_grant_messages: ctx.access_counts.borrow().off_grant.clone(),
             publishers: ctx.publishers_live.get(),
             subscribers: ctx.subscribers_live.get(),
             queue_bytes,
@@ -130,18 +130,6 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
         hops,
         counters,
     });
-}
-
-/// Messages refused per publisher token (by name), tokens with none left out.
-pub(super) fn off_grant_messages(ctx: &WorkerCtx) -> Vec<(String, u64)> {
-    let counts = ctx.access_counts.borrow();
-    ctx.access
-        .grants()
-        .iter()
-        .zip(&counts.off_grant)
-        .filter(|(_, &n)| n > 0)
-        .map(|(g, &n)| (g.name.clone(), n))
-        .collect()
 }
 
 /// The feeds' and groups' counters now.

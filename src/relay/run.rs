@@ -13,6 +13,7 @@ use super::admission::Admission;
 use super::config::Config;
 use super::feed::plan::{plan_feeds, FeedPlan};
 use super::links::links;
+use super::live::{reload_on_sighup, LiveError, LiveSettings};
 use super::report::{summary, MetricsLink, WorkerSummary};
 use super::routing::MAX_WORKERS;
 use super::worker::{run_worker, WorkerSetup};
@@ -36,6 +37,9 @@ pub enum RelayError {
     /// The metrics collector or its interval log failed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The listener's certificate or key does not load.
+    #[error(transparent)]
+    Settings(#[from] LiveError),
 }
 
 /// What the relay prints as it goes (the CLI's stdout).
@@ -53,11 +57,13 @@ pub struct Listening {
 
 /// What `echo` and `run` share at start: check the ring, bind one listener per worker,
 /// arm SIGINT/SIGTERM, and print the listening line (which tests and scripts parse):
-/// `feedrelay WHAT listening on ws://ADDR (N workers, cores [..]EXTRA, unmask KERNEL)`.
+/// `feedrelay WHAT listening on SCHEME://ADDR (N workers, cores [..]EXTRA, unmask
+/// KERNEL)`, SCHEME being `ws` or `wss`.
 pub fn listen(
     map: &CoreMap,
     addr: SocketAddr,
     socket: &SocketOptions,
+    scheme: &str,
     what: &str,
     extra: &str,
     say: Say<'_>,
@@ -75,7 +81,7 @@ pub fn listen(
         .map(|i| map.core(i).map_or("-".to_owned(), |c| c.to_string()))
         .collect();
     say(&format!(
-        "feedrelay {what} listening on ws://{local} ({} workers, cores [{}]{extra}, unmask {})",
+        "feedrelay {what} listening on {scheme}://{local} ({} workers, cores [{}]{extra}, unmask {})",
         map.workers(),
         pins.join(","),
         MaskKernel::detected().name()
@@ -88,8 +94,19 @@ pub fn listen(
 }
 
 /// Runs the relay as `config` says until SIGINT/SIGTERM, printing through `say`;
-/// `hlog` receives the per-hop interval log.
-pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), RelayError> {
+/// `hlog` receives the per-hop interval log. With `config_file`, SIGHUP re-reads it
+/// for the listener's certificate and the access rules.
+pub fn run(
+    config: Config,
+    config_file: Option<&Path>,
+    hlog: Option<&Path>,
+    say: Say<'_>,
+) -> Result<(), RelayError> {
+    let settings = LiveSettings::new(&config)?;
+    if let Some(path) = config_file {
+        reload_on_sighup(path.to_owned(), Arc::clone(&settings))
+            .map_err(|e| IoError::op("install a signal handler for", "SIGHUP", e))?;
+    }
     let map = CoreMap::limited(config.workers, config.cores.as_deref(), MAX_WORKERS)?;
     for i in 0..map.workers() {
         ring::Ring::with_options(&config.ring_options(i))?;
@@ -105,10 +122,16 @@ pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), Rela
         );
     }
     let idle = format!(", idle {}", config.idle.name());
+    let scheme = if settings.tls().is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     let started = listen(
         &map,
         config.listen,
         &config.socket_options(),
+        scheme,
         "run",
         &idle,
         say,
@@ -138,6 +161,7 @@ pub fn run(config: Config, hlog: Option<&Path>, say: Say<'_>) -> Result<(), Rela
         Arc::new(config),
         link,
         started.shutdown,
+        settings,
     )?;
     say(&summary(&summaries));
     if let Some(c) = collector {
@@ -165,6 +189,7 @@ pub fn run_relay(
     config: Arc<Config>,
     metrics: Option<MetricsLink>,
     shutdown: Shutdown,
+    settings: Arc<LiveSettings>,
 ) -> Result<Vec<WorkerSummary>, IoError> {
     let workers = map.workers();
     if workers > MAX_WORKERS {
@@ -209,6 +234,7 @@ pub fn run_relay(
                 metrics: metrics.clone(),
                 feeds,
                 shutdown: shutdown.clone(),
+                settings: Arc::clone(&settings),
             });
             async move {
                 let setup =

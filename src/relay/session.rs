@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use super::access::{Denied, Refusal};
+use super::access::{Access, Denied, Refusal};
 use super::admission::Admitted;
 use super::control;
 use super::ingest::Publisher;
@@ -24,9 +25,9 @@ use crate::ws::WsError;
 
 /// Which side of the relay a connection is on, decided by its path.
 enum Side {
-    /// A publisher, with the index of its token's grant (`None`: no tokens are
-    /// configured).
-    Publisher(Option<usize>),
+    /// A publisher, with the access rules it was admitted under and its token's grant
+    /// among them (`None`: no tokens are configured).
+    Publisher(Option<(Arc<Access>, usize)>),
     /// A subscriber, with its initial topics and what its token allows (`None`: no
     /// `[jwt]`).
     Subscriber(Vec<String>, Option<SubscriberGrant>),
@@ -44,21 +45,20 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
         ctx.access_counts.borrow_mut().count(kind);
         refusal
     };
-    ctx.access
+    let access = ctx.settings.access();
+    access
         .check_origin(req)
         .map_err(|r| counted(r, Denied::Origin))?;
     match req.path.as_str() {
-        "/pub" => ctx
-            .access
-            .publisher(req)
-            .map(Side::Publisher)
-            .map_err(|r| counted(r, Denied::Token)),
+        "/pub" => match access.publisher(req) {
+            Ok(grant) => Ok(Side::Publisher(grant.map(|i| (Arc::clone(&access), i)))),
+            Err(r) => Err(counted(r, Denied::Token)),
+        },
         "/ws" => {
             let topics =
                 control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
                     .map_err(|e| (400, format!("topics: {e}")))?;
-            let grant = ctx
-                .access
+            let grant = access
                 .subscriber(req)
                 .map_err(|r| counted(r, Denied::Token))?;
             if let Some(t) = grant
@@ -86,7 +86,20 @@ pub(super) async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let mut side = None;
-    let transport = Transport::plain(stream);
+    let transport = match ctx.settings.tls() {
+        None => Transport::plain(stream),
+        Some(tls) => {
+            let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
+            match Transport::tls_server_by(stream, tls, deadline).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    ctx.summary.borrow_mut().refused += 1;
+                    return Ok(());
+                }
+            }
+        }
+    };
     transport.set_write_timeout(Some(ctx.write_timeout));
     let accepted = accept_handshake(
         transport,

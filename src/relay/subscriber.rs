@@ -272,7 +272,8 @@ impl Subscriber {
     fn refresh(&mut self, token: &str) {
         let outcome = self
             .ctx
-            .access
+            .settings
+            .access()
             .verify_subscriber_token(token)
             .and_then(|new| {
                 if self

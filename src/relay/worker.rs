@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::access::{Access, AccessCounts};
+use super::access::AccessCounts;
 use super::admission::Admission;
 use super::arena::FrameArena;
 use super::config::Config;
@@ -22,6 +22,7 @@ use super::control::ControlLimits;
 use super::feed::line::{run_line_supervised, Line};
 use super::feed::plan::{start_group, FeedPlan};
 use super::links::{SendFailed, WorkerLinks, INBOX_BATCH};
+use super::live::LiveSettings;
 use super::report::{MetricsLink, WorkerSummary};
 use super::routing::{SubId, WorkerMask};
 use super::session::SUBSCRIBER_READ_BYTES;
@@ -97,8 +98,8 @@ pub(super) struct WorkerCtx {
     grace: Duration,
     /// Who may start a handshake (shared by the workers).
     pub(super) admission: Arc<Admission>,
-    /// Who may connect and publish what (origins, publisher tokens).
-    pub(super) access: Access,
+    /// What may be replaced while running: the listener's TLS, the access rules.
+    pub(super) settings: Arc<LiveSettings>,
     /// What `access` refused.
     pub(super) access_counts: RefCell<AccessCounts>,
     /// Whether `GET /metrics` is answered on the data port.
@@ -205,6 +206,8 @@ pub struct WorkerSetup {
     pub feeds: Vec<FeedPlan>,
     /// When to stop.
     pub shutdown: Shutdown,
+    /// The TLS and access rules in force (shared by the workers, replaced on SIGHUP).
+    pub settings: Arc<LiveSettings>,
 }
 
 /// Runs one relay worker: accepts on its listener until shutdown, then lets
@@ -220,8 +223,11 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         metrics,
         feeds,
         mut shutdown,
+        settings,
     } = setup;
-    let ctx = Rc::new(new_ctx(id, workers, links, &config, admission, metrics)?);
+    let ctx = Rc::new(new_ctx(
+        id, workers, links, &config, admission, metrics, settings,
+    )?);
     for plan in feeds {
         for line in start_group(plan, &ctx.pointer, ctx.server.limits, &config)? {
             ctx.feeds.borrow_mut().push(Rc::clone(&line));
@@ -260,7 +266,7 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     }
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
     summary.access = ctx.access_counts.borrow().clone();
-    summary.off_grant = super::report::off_grant_messages(&ctx);
+    summary.off_grant = ctx.access_counts.borrow().off_grant.clone();
     Ok(summary)
 }
 
@@ -271,6 +277,7 @@ fn new_ctx(
     config: &Config,
     admission: Arc<Admission>,
     metrics: Option<MetricsLink>,
+    live_settings: Arc<LiveSettings>,
 ) -> Result<WorkerCtx, IoError> {
     let settings = ShardSettings {
         queue: config.queue_limits(),
@@ -314,7 +321,7 @@ fn new_ctx(
         idle_timeout: config.idle_timeout(),
         grace: Duration::from_millis(config.shutdown_grace_ms),
         admission,
-        access: config.access(),
+        settings: live_settings,
         access_counts: RefCell::new(AccessCounts::default()),
         metrics_on_data_port: config.metrics_on_data_port,
         live: Cell::new(0),

@@ -138,6 +138,11 @@ impl Server {
         self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The server's process id (for signals).
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/", self.addr)
     }

@@ -1,0 +1,106 @@
+//! Settings a running relay can take anew without dropping a connection: the TLS
+//! certificate of its listener and the access rules (origins, publisher tokens, the
+//! subscriber JWT key). SIGHUP re-reads the config file; a file that fails to load
+//! leaves every old setting in force and is logged in one line.
+//!
+//! Each handshake takes a snapshot (an `Arc`) of what is in force when it starts and
+//! keeps it for its connection's life; a reload changes what later handshakes see.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use super::access::Access;
+use super::config::{Config, ConfigError};
+use crate::io::transport::{server_config, TlsSetupError};
+
+/// Why the live settings could not be (re)built.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The config file does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The certificate or key does not load.
+    #[error("tls_cert_file / tls_key_file: {0}")]
+    Tls(#[from] TlsSetupError),
+}
+
+/// What is in force now, shared by the workers.
+#[derive(Debug)]
+pub struct LiveSettings {
+    tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+    access: RwLock<Arc<Access>>,
+}
+
+impl LiveSettings {
+    /// The settings of `config` (the certificate and key read now).
+    pub fn new(config: &Config) -> Result<Arc<LiveSettings>, LiveError> {
+        Ok(Arc::new(LiveSettings {
+            tls: RwLock::new(tls_of(config)?),
+            access: RwLock::new(Arc::new(config.access())),
+        }))
+    }
+
+    /// The TLS configuration of the listener (`None`: plain `ws://`).
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        match self.tls.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The access rules in force.
+    pub fn access(&self) -> Arc<Access> {
+        match self.access.read() {
+            Ok(a) => Arc::clone(&a),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Takes the certificate and access rules of `config`: all of them, or (on an
+    /// error) none. A listener started plain stays plain, and one started with TLS
+    /// keeps TLS (the scheme clients dial cannot change under them).
+    pub fn reload(&self, config: &Config) -> Result<(), LiveError> {
+        let tls = tls_of(config)?;
+        if tls.is_some() != self.tls().is_some() {
+            return Err(LiveError::Tls(TlsSetupError::Pem {
+                path: "tls_cert_file".into(),
+                why: "TLS cannot be turned on or off without a restart".into(),
+            }));
+        }
+        let access = Arc::new(config.access());
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = access;
+        Ok(())
+    }
+}
+
+fn tls_of(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, TlsSetupError> {
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => server_config(cert, key).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Reloads from `path` on every SIGHUP, on a thread of its own, for the life of the
+/// process.
+pub fn reload_on_sighup(path: PathBuf, live: Arc<LiveSettings>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("feedrelay-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match reload_from(&path, &live) {
+                    Ok(()) => tracing::info!(config = %path.display(), "reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(
+                        config = %path.display(),
+                        "reload on SIGHUP failed, the old settings stay: {e}"
+                    ),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn reload_from(path: &Path, live: &LiveSettings) -> Result<(), LiveError> {
+    live.reload(&Config::load(path)?)
+}

@@ -1,0 +1,203 @@
+//! The relay's own listener over TLS (`tls_cert_file`, `tls_key_file`): our client
+//! and Python's `ssl` (TLS 1.2 and 1.3) relay through it; a client that stalls in the
+//! TLS handshake is cut at the handshake timeout; SIGHUP swaps the certificate without
+//! dropping connections, and a bad new certificate leaves the old one in force.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{python, script, Server, TempDir};
+use feedrelay::io::certs::write_self_signed;
+use feedrelay::io::driver::client::{ConnectOptions, Incoming, WsClient};
+use feedrelay::io::ring::Ring;
+use feedrelay::io::transport::client_config;
+use feedrelay::ws::MessageKind;
+
+fn names() -> Vec<String> {
+    vec!["127.0.0.1".into(), "localhost".into()]
+}
+
+/// A relay on `wss://` with the certificate in `dir` (made there now).
+fn tls_relay(dir: &TempDir, extra: &str) -> (Server, std::path::PathBuf) {
+    let certs = write_self_signed(&dir.join("certs"), &names()).unwrap();
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("tls_cert_file = \"certs/cert.pem\"\ntls_key_file = \"certs/key.pem\"\n{extra}"),
+    )
+    .unwrap();
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    (server, certs.ca)
+}
+
+fn options(ca: &Path) -> ConnectOptions {
+    ConnectOptions {
+        tls: Some(client_config(Some(ca)).unwrap()),
+        timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
+    }
+}
+
+async fn subscribed(url: &str, ca: &Path) -> WsClient {
+    let mut c = WsClient::connect_with(url, &options(ca)).await.unwrap();
+    match c.recv().await.unwrap() {
+        Incoming::Message(_, m) => assert!(String::from_utf8_lossy(&m).contains("subscribed")),
+        other => panic!("{other:?}"),
+    }
+    c
+}
+
+async fn next_text(c: &mut WsClient) -> String {
+    loop {
+        if let Incoming::Message(MessageKind::Text, m) = c.recv().await.unwrap() {
+            return String::from_utf8(m).unwrap();
+        }
+    }
+}
+
+#[test]
+fn our_client_relays_over_wss_and_plain_ws_is_refused() {
+    let dir = TempDir::new("tls-relay");
+    let (server, ca) = tls_relay(&dir, "");
+    let base = format!("wss://localhost:{}", server.addr.port());
+    Ring::new().unwrap().block_on(async {
+        let mut sub = subscribed(&format!("{base}/ws?topics=T"), &ca).await;
+        let publ = WsClient::connect_with(&format!("{base}/pub"), &options(&ca))
+            .await
+            .unwrap();
+        publ.send(MessageKind::Text, br#"{"s":"T","n":1}"#)
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut sub).await, r#"{"s":"T","n":1}"#);
+        // A plain WebSocket handshake on the TLS port is not a TLS ClientHello.
+        let plain = WsClient::connect_with(
+            &format!("ws://127.0.0.1:{}/ws?topics=T", server.addr.port()),
+            &ConnectOptions {
+                timeout: Duration::from_secs(5),
+                ..ConnectOptions::default()
+            },
+        )
+        .await;
+        assert!(plain.is_err(), "plain ws:// on a wss:// listener");
+    });
+}
+
+#[test]
+fn python_ssl_clients_relay_over_tls_1_2_and_1_3() {
+    let dir = TempDir::new("tls-python");
+    let (server, ca) = tls_relay(&dir, "");
+    let out = Command::new(python())
+        .arg(script("relay_wss.py"))
+        .arg(format!("wss://localhost:{}/", server.addr.port()))
+        .arg(&ca)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "python wss cases failed");
+    assert!(
+        stdout.contains("TLSv1.2") && stdout.contains("TLSv1.3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_client_stalled_in_the_tls_handshake_is_cut() {
+    let dir = TempDir::new("tls-stall");
+    let (server, ca) = tls_relay(&dir, "handshake_timeout_ms = 500\n");
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut stalled, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without a byte");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Everyone else is served meanwhile.
+    let base = format!("wss://localhost:{}", server.addr.port());
+    Ring::new().unwrap().block_on(async {
+        subscribed(&format!("{base}/ws?topics=T"), &ca).await;
+    });
+}
+
+#[test]
+fn sighup_swaps_the_certificate_and_keeps_connections() {
+    let dir = TempDir::new("tls-reload");
+    let (server, old_ca) = tls_relay(&dir, "");
+    let base = format!("wss://localhost:{}", server.addr.port());
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &server.child_id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    Ring::new().unwrap().block_on(async {
+        let mut held = subscribed(&format!("{base}/ws?topics=T"), &old_ca).await;
+        // A new CA and certificate in the same files, then SIGHUP.
+        let moved = write_self_signed(&dir.join("next"), &names()).unwrap();
+        std::fs::copy(&moved.cert, dir.join("certs/cert.pem")).unwrap();
+        std::fs::copy(&moved.key, dir.join("certs/key.pem")).unwrap();
+        hup();
+        assert!(server.wait_for_log("reloaded on SIGHUP", Duration::from_secs(5)));
+        let mut fresh = subscribed(&format!("{base}/ws?topics=T"), &moved.ca).await;
+        let stale = WsClient::connect_with(&format!("{base}/ws?topics=T"), &options(&old_ca)).await;
+        assert!(stale.is_err(), "the old certificate is gone");
+        // A broken certificate: the reload fails and the one in force stays.
+        std::fs::write(dir.join("certs/cert.pem"), "not a certificate").unwrap();
+        hup();
+        assert!(server.wait_for_log("reload on SIGHUP failed", Duration::from_secs(5)));
+        subscribed(&format!("{base}/ws?topics=T"), &moved.ca).await;
+        // The connection made before both reloads still gets data.
+        let publ = WsClient::connect_with(&format!("{base}/pub"), &options(&moved.ca))
+            .await
+            .unwrap();
+        publ.send(MessageKind::Text, br#"{"s":"T","n":2}"#)
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut held).await, r#"{"s":"T","n":2}"#);
+        assert_eq!(next_text(&mut fresh).await, r#"{"s":"T","n":2}"#);
+    });
+}
+
+#[test]
+fn certificate_and_key_are_checked_at_start() {
+    let dir = TempDir::new("tls-bad");
+    write_self_signed(&dir.join("certs"), &names()).unwrap();
+    for (toml, want) in [
+        ("tls_cert_file = \"certs/cert.pem\"\n", "together"),
+        (
+            "tls_cert_file = \"certs/missing.pem\"\ntls_key_file = \"certs/key.pem\"\n",
+            "missing.pem",
+        ),
+        (
+            "tls_cert_file = \"certs/cert.pem\"\ntls_key_file = \"certs/cert.pem\"\n",
+            "cert.pem",
+        ),
+    ] {
+        let config = dir.join("relay.toml");
+        std::fs::write(&config, toml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains(want), "{toml}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
