@@ -157,3 +157,75 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&plot);
 }
+
+/// A relay config with `tls_cert_file` makes a `wss://` variant (its certificate paths
+/// relative to the config file); `--ca` lets the generator trust it.
+#[test]
+fn bench_compares_a_tls_relay_with_a_plain_one() {
+    let dir = common::TempDir::new("bench-tls");
+    let certs = feedrelay::io::certs::write_self_signed(
+        &dir.join("certs"),
+        &["127.0.0.1".into(), "localhost".into()],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tls.toml"),
+        "tls_cert_file = \"certs/cert.pem\"\ntls_key_file = \"certs/key.pem\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("plain.toml"), "# defaults\n").unwrap();
+    let json = dir.join("tls.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["bench", "--spawn", "--relay-config"])
+        .arg(format!("plain={}", dir.join("plain.toml").display()))
+        .arg("--relay-config")
+        .arg(format!("tls={}", dir.join("tls.toml").display()))
+        .arg("--ca")
+        .arg(&certs.ca)
+        .args([
+            "--rate",
+            "1000",
+            "--subs",
+            "3",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = std::fs::read_to_string(&json).expect("json written");
+    for variant in ["park-plain", "park-tls"] {
+        let row = all
+            .lines()
+            .find(|l| l.contains(&format!(r#""variant":"{variant}""#)))
+            .unwrap_or_else(|| panic!("no {variant} row: {all}"));
+        assert_eq!(field(row, "received"), field(row, "expected"), "{row}");
+        assert_eq!(field(row, "lost"), 0, "{row}");
+    }
+    // Without --ca the generator cannot trust the relay: the run fails, loudly.
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["bench", "--spawn", "--relay-config"])
+        .arg(format!("tls={}", dir.join("tls.toml").display()))
+        .args([
+            "--rate",
+            "1000",
+            "--subs",
+            "1",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+        ])
+        .output()
+        .expect("run bench");
+    assert!(!out.status.success());
+}

@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// compare configs (e.g. sqpoll=sqpoll.toml plain=plain.toml).
     #[arg(long)]
     pub relay_config: Vec<String>,
+    /// Trust this PEM CA for `wss://` relays (a spawned relay whose config sets
+    /// `tls_cert_file` listens on `wss://`; compare it with a plain config).
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     /// Workers of the spawned relay (default: the relay's own default).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -132,8 +136,8 @@ pub enum Variant {
         /// `Some(true)`: workers on `--cores` (or 0..workers); `Some(false)`: unpinned;
         /// `None`: as `--cores` says.
         pinned: Option<bool>,
-        /// A named relay config (TOML text) the spawned relays start with.
-        config: Option<(String, String)>,
+        /// A named relay config the spawned relays start with.
+        config: Option<RelayConfig>,
     },
     /// A relay already running.
     Target {
@@ -151,6 +155,18 @@ pub enum Variant {
     },
     /// No relay: the publisher writes straight to each subscriber socket.
     Floor,
+}
+
+/// A `--relay-config`: its name, its text, and the directory its relative paths
+/// (certificates, token files) are relative to.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The variant's name.
+    pub name: String,
+    /// The TOML.
+    pub text: String,
+    /// Where the spawned relay's copy is written, so relative paths still resolve.
+    pub dir: std::path::PathBuf,
 }
 
 impl Variant {
@@ -176,9 +192,9 @@ impl Variant {
                     Some(false) => l.push_str("-unpinned"),
                     None => {}
                 }
-                if let Some((name, _)) = config {
+                if let Some(c) = config {
                     l.push('-');
-                    l.push_str(name);
+                    l.push_str(&c.name);
                 }
                 l
             }
@@ -306,7 +322,7 @@ pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
 
 /// Every combination of the `--spawn` dimensions.
 fn spawn_variants(a: &BenchArgs) -> anyhow::Result<Vec<Variant>> {
-    let configs: Vec<Option<(String, String)>> = if a.relay_config.is_empty() {
+    let configs: Vec<Option<RelayConfig>> = if a.relay_config.is_empty() {
         vec![None]
     } else {
         a.relay_config
@@ -323,8 +339,12 @@ fn spawn_variants(a: &BenchArgs) -> anyhow::Result<Vec<Variant>> {
                 };
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("--relay-config {path}"))?;
-                Config::parse(&text, &path)?;
-                Ok(Some((name, text)))
+                Config::load(std::path::Path::new(&path))?;
+                let dir = std::path::Path::new(&path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_owned);
+                Ok(Some(RelayConfig { name, text, dir }))
             })
             .collect::<anyhow::Result<_>>()?
     };
@@ -403,7 +423,7 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
                 (None, None) => a.cores.as_deref(),
             };
             let workers = cores.map(<[usize]>::len).or(a.workers);
-            let config = config.as_ref().map(|(_, t)| t.as_str());
+            let config = config.as_ref().map(|c| (c.text.as_str(), c.dir.as_path()));
             SpawnedRelay::chain(*hops, *idle, *metrics, workers, cores, pin, config)?
         }
         Variant::Baseline { path } => vec![SpawnedRelay::baseline(path, pin)?],
@@ -432,6 +452,13 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
         size: a.size,
         relay_pids: pids,
         floor: matches!(mode, Variant::Floor),
+        tls: match &a.ca {
+            Some(ca) => Some(
+                crate::io::transport::client_config(Some(ca))
+                    .with_context(|| format!("--ca {}", ca.display()))?,
+            ),
+            None => None,
+        },
     };
     let r = run_load(&spec);
     drop(relays);

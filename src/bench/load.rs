@@ -19,11 +19,11 @@ use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
-use crate::io::driver::client::{Incoming, WsClient};
+use crate::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use crate::io::procfs::process_cpu;
 use crate::io::ring::Ring;
 use crate::io::rt;
-use crate::ws::{Limits, MessageKind};
+use crate::ws::MessageKind;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -54,6 +54,16 @@ pub struct LoadSpec {
     /// Measure the floor instead: no relay, the publisher writes straight to each
     /// subscriber socket (`target` is ignored).
     pub floor: bool,
+    /// Trust for `wss://` targets (`None`: the webpki roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// How the generator's clients connect.
+fn client_options(spec: &LoadSpec) -> ConnectOptions {
+    ConnectOptions {
+        tls: spec.tls.clone(),
+        ..ConnectOptions::default()
+    }
 }
 
 /// What a run measured.
@@ -265,7 +275,7 @@ fn start_publisher(
                         let mut pubs = Vec::with_capacity(spec.pubs.max(1));
                         for _ in 0..spec.pubs.max(1) {
                             pubs.push(
-                                WsClient::connect(&url, &[], Limits::default())
+                                WsClient::connect_with(&url, &client_options(&spec))
                                     .await
                                     .map_err(|e| anyhow::anyhow!("publisher: {e}"))?,
                             );
@@ -304,7 +314,7 @@ async fn subscribe_all(
     let mut clients = Vec::with_capacity(spec.subs);
     for _ in 0..spec.subs {
         let url = format!("{}ws?topics=*", spec.target);
-        match WsClient::connect(&url, &[], Limits::default()).await {
+        match WsClient::connect_with(&url, &client_options(&spec)).await {
             Ok(mut c) => {
                 if !spec.floor {
                     let _subscribed = c.recv().await;

@@ -26,7 +26,7 @@ impl SpawnedRelay {
         workers: Option<usize>,
         cores: Option<&[usize]>,
         pin: Option<&[usize]>,
-        config: Option<&str>,
+        config: Option<(&str, &std::path::Path)>,
     ) -> anyhow::Result<Self> {
         let mut cmd = pinned_command(&std::env::current_exe()?, pin);
         cmd.args(["run", "--listen", "127.0.0.1:0", "--idle", idle.name()]);
@@ -34,8 +34,8 @@ impl SpawnedRelay {
             cmd.arg("--workers").arg(w.to_string());
         }
         let config_file = match config {
-            Some(text) => {
-                let path = std::env::temp_dir().join(format!(
+            Some((text, dir)) => {
+                let path = dir.join(format!(
                     "feedrelay-bench-{}-{}.toml",
                     std::process::id(),
                     std::time::SystemTime::now()
@@ -84,8 +84,14 @@ impl SpawnedRelay {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("relay stdout")?)
             .read_line(&mut line)?;
+        // `listening on ws://ADDR` or `wss://ADDR` (a config with tls_cert_file).
+        let scheme = if line.contains(" wss://") {
+            "wss"
+        } else {
+            "ws"
+        };
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .map(str::to_owned);
@@ -95,7 +101,7 @@ impl SpawnedRelay {
             return Err(anyhow!("relay did not start ({cmd:?}): {line:?}"));
         };
         Ok(SpawnedRelay {
-            url: format!("ws://{addr}/"),
+            url: format!("{scheme}://{addr}/"),
             child,
         })
     }
@@ -109,18 +115,20 @@ impl SpawnedRelay {
         workers: Option<usize>,
         cores: Option<&[usize]>,
         pin: Option<&[usize]>,
-        config: Option<&str>,
+        config: Option<(&str, &std::path::Path)>,
     ) -> anyhow::Result<Vec<SpawnedRelay>> {
         let mut relays: Vec<SpawnedRelay> = Vec::new();
+        let temp = std::env::temp_dir();
+        let dir = config.map_or(temp.as_path(), |(_, d)| d);
         for _ in 0..hops.max(1) {
-            let mut text = config.unwrap_or_default().to_owned();
+            let mut text = config.map(|(t, _)| t).unwrap_or_default().to_owned();
             if let Some(up) = relays.last() {
                 text.push_str(&format!(
                     "\n[[feeds]]\nname = \"upstream\"\nurl = \"{}ws?topics=*\"\nseq_pointer = \"/seq\"\n",
                     up.url
                 ));
             }
-            let text = (!text.is_empty()).then_some(text.as_str());
+            let text = (!text.is_empty()).then_some((text.as_str(), dir));
             relays.push(SpawnedRelay::start(
                 idle, metrics, workers, cores, pin, text,
             )?);
