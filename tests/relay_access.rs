@@ -215,15 +215,8 @@ fn sighup_rereads_tokens_and_origins_and_keeps_the_old_on_a_bad_file() {
     let (mut held, head) =
         Raw::handshake(addr, "/pub", &format!("Authorization: Bearer {BTC}\r\n"));
     assert_eq!(status(&head), 101, "{head}");
-    let hup = || {
-        let ok = Command::new("kill")
-            .args(["-HUP", &server.child_id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
     write(ALL, "https://b.example");
-    hup();
+    server.hangup();
     assert!(server.wait_for_log("reloaded on SIGHUP", std::time::Duration::from_secs(5)));
     let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
     assert_eq!(
@@ -247,7 +240,7 @@ fn sighup_rereads_tokens_and_origins_and_keeps_the_old_on_a_bad_file() {
     );
     // A bad file: one log line, and the rules in force stay.
     write("short", "https://c.example");
-    hup();
+    server.hangup();
     assert!(server.wait_for_log("reload on SIGHUP failed", std::time::Duration::from_secs(5)));
     assert!(!server.log().contains("short\""), "no secret in the log");
     assert_eq!(status(&Raw::handshake(addr, "/pub", &bearer(ALL)).1), 101);

@@ -159,3 +159,28 @@ fn disconnect_policy_cuts_the_slow_subscriber_only() {
     let out = server.output();
     assert!(out.contains("slow consumers disconnected 1;"), "{out}");
 }
+
+/// `[topic_policies]` re-read on SIGHUP: the relay starts with `drop` for everything;
+/// after the reload topic T is `disconnect`, and a stalled subscriber of T is cut.
+#[test]
+fn topic_policies_follow_a_sighup() {
+    let mut server = Server::relay(&["--workers", "2"], Some(&config("drop")));
+    let path = server.config_file().unwrap().to_owned();
+    std::fs::write(
+        &path,
+        format!("{}[topic_policies]\nT = \"disconnect\"\n", config("drop")),
+    )
+    .unwrap();
+    server.hangup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", Duration::from_secs(5)));
+    // Workers pick a reload up within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut slow = stalled_subscriber(&server);
+    run_with_stalled_subscriber(&server);
+    let (seqs, _) = drain_stalled(&mut slow);
+    assert!(seqs.len() < MESSAGES);
+    drop(slow);
+    assert_eq!(server.terminate().code(), Some(0));
+    let out = server.output();
+    assert!(out.contains("slow consumers disconnected 1;"), "{out}");
+}

@@ -138,27 +138,20 @@ fn sighup_swaps_the_certificate_and_keeps_connections() {
     let dir = TempDir::new("tls-reload");
     let (server, old_ca) = tls_relay(&dir, "");
     let base = format!("wss://localhost:{}", server.addr.port());
-    let hup = || {
-        let status = Command::new("kill")
-            .args(["-HUP", &server.child_id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     Ring::new().unwrap().block_on(async {
         let mut held = subscribed(&format!("{base}/ws?topics=T"), &old_ca).await;
         // A new CA and certificate in the same files, then SIGHUP.
         let moved = write_self_signed(&dir.join("next"), &names()).unwrap();
         std::fs::copy(&moved.cert, dir.join("certs/cert.pem")).unwrap();
         std::fs::copy(&moved.key, dir.join("certs/key.pem")).unwrap();
-        hup();
+        server.hangup();
         assert!(server.wait_for_log("reloaded on SIGHUP", Duration::from_secs(5)));
         let mut fresh = subscribed(&format!("{base}/ws?topics=T"), &moved.ca).await;
         let stale = WsClient::connect_with(&format!("{base}/ws?topics=T"), &options(&old_ca)).await;
         assert!(stale.is_err(), "the old certificate is gone");
         // A broken certificate: the reload fails and the one in force stays.
         std::fs::write(dir.join("certs/cert.pem"), "not a certificate").unwrap();
-        hup();
+        server.hangup();
         assert!(server.wait_for_log("reload on SIGHUP failed", Duration::from_secs(5)));
         subscribed(&format!("{base}/ws?topics=T"), &moved.ca).await;
         // The connection made before both reloads still gets data.

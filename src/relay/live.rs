@@ -1,16 +1,22 @@
 //! Settings a running relay can take anew without dropping a connection: the TLS
-//! certificate of its listener and the access rules (origins, publisher tokens, the
-//! subscriber JWT key). SIGHUP re-reads the config file; a file that fails to load
-//! leaves every old setting in force and is logged in one line.
+//! certificate of its listener, the access rules (origins, publisher tokens, the
+//! subscriber JWT key) and the per-topic slow-consumer policies. SIGHUP re-reads the
+//! config file; a file that fails to load leaves every old setting in force and is
+//! logged in one line.
 //!
 //! Each handshake takes a snapshot (an `Arc`) of what is in force when it starts and
 //! keeps it for its connection's life; a reload changes what later handshakes see.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
 
 use super::access::Access;
 use super::config::{Config, ConfigError};
+use super::queue::SlowConsumerPolicy;
 use crate::io::transport::{server_config, TlsSetupError};
 
 /// Why the live settings could not be (re)built.
@@ -29,6 +35,21 @@ pub enum LiveError {
 pub struct LiveSettings {
     tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     access: RwLock<Arc<Access>>,
+    policies: RwLock<Arc<TopicPolicies>>,
+    /// Bumped by every reload that took: workers compare it to pick up the policies.
+    generation: AtomicU64,
+}
+
+/// Slow-consumer policies by topic.
+pub type TopicPolicies = HashMap<Bytes, SlowConsumerPolicy>;
+
+/// The `[topic_policies]` of `config`, keyed as the shard looks them up.
+pub fn topic_policies(config: &Config) -> TopicPolicies {
+    config
+        .topic_policies
+        .iter()
+        .map(|(t, p)| (Bytes::copy_from_slice(t.as_bytes()), *p))
+        .collect()
 }
 
 impl LiveSettings {
@@ -37,6 +58,8 @@ impl LiveSettings {
         Ok(Arc::new(LiveSettings {
             tls: RwLock::new(tls_of(config)?),
             access: RwLock::new(Arc::new(config.access())),
+            policies: RwLock::new(Arc::new(topic_policies(config))),
+            generation: AtomicU64::new(0),
         }))
     }
 
@@ -56,7 +79,20 @@ impl LiveSettings {
         }
     }
 
-    /// Takes the certificate and access rules of `config`: all of them, or (on an
+    /// How many reloads have taken.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The per-topic slow-consumer policies in force.
+    pub fn topic_policies(&self) -> Arc<TopicPolicies> {
+        match self.policies.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Takes the certificate, access rules and topic policies of `config`: all of them, or (on an
     /// error) none. A listener started plain stays plain, and one started with TLS
     /// keeps TLS (the scheme clients dial cannot change under them).
     pub fn reload(&self, config: &Config) -> Result<(), LiveError> {
@@ -68,8 +104,11 @@ impl LiveSettings {
             }));
         }
         let access = Arc::new(config.access());
+        let policies = Arc::new(topic_policies(config));
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = access;
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = policies;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -103,4 +142,54 @@ pub fn reload_on_sighup(path: PathBuf, live: Arc<LiveSettings>) -> std::io::Resu
 
 fn reload_from(path: &Path, live: &LiveSettings) -> Result<(), LiveError> {
     live.reload(&Config::load(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_reload_takes_everything_or_nothing() {
+        let live = LiveSettings::new(&config(
+            "allowed_origins = [\"https://a.example\"]\n[topic_policies]\nT = \"conflate\"\n",
+        ))
+        .unwrap();
+        assert_eq!(live.generation(), 0);
+        assert_eq!(
+            live.topic_policies().get(&Bytes::from_static(b"T")),
+            Some(&SlowConsumerPolicy::Conflate)
+        );
+        live.reload(&config(
+            "[topic_policies]\nT = \"disconnect\"\nU = \"drop\"\n",
+        ))
+        .unwrap();
+        assert_eq!(live.generation(), 1);
+        assert_eq!(live.topic_policies().len(), 2);
+        assert_eq!(
+            live.topic_policies().get(&Bytes::from_static(b"T")),
+            Some(&SlowConsumerPolicy::Disconnect)
+        );
+        // TLS cannot be switched on by a reload: nothing changes, not even the policies.
+        let dir = std::env::temp_dir().join(format!("feedrelay-live-{}", std::process::id()));
+        let certs = crate::io::certs::write_self_signed(&dir, &["localhost".into()]).unwrap();
+        let mut tls = config("[topic_policies]\nV = \"drop\"\n");
+        tls.tls_cert_file = Some(certs.cert.clone());
+        tls.tls_key_file = Some(certs.key.clone());
+        assert!(live.reload(&tls).is_err());
+        assert_eq!(live.generation(), 1);
+        assert!(live.tls().is_none());
+        assert!(!live
+            .topic_policies()
+            .contains_key(&Bytes::from_static(b"V")));
+        // A relay started with TLS takes a new certificate, but not plain.
+        let with_tls = LiveSettings::new(&tls).unwrap();
+        assert!(with_tls.tls().is_some());
+        assert!(with_tls.reload(&config("")).is_err());
+        assert!(with_tls.reload(&tls).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -197,11 +197,15 @@ fn interest_of(topic: &str) -> Interest {
 }
 
 impl Shard {
-    /// The topics subscriber `id` holds now (`*` for the wildcard), for checks on the
-    /// control path.
+    /// The topics subscriber `id` holds now (`*` for the wildcard).
     pub fn subscriber_topics(&self, id: SubId) -> Vec<String> {
         let sub = self.subs.get(id).and_then(Option::as_ref);
         sub.map_or_else(Vec::new, |s| s.topics.iter().map(Interest::name).collect())
+    }
+
+    /// Replaces the per-topic slow-consumer policies (a SIGHUP reload).
+    pub fn set_topic_policies(&mut self, policies: HashMap<Bytes, SlowConsumerPolicy>) {
+        self.settings.topic_policies = policies;
     }
 
     /// The shard of worker `worker` out of `workers`.

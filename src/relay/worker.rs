@@ -6,7 +6,6 @@
 //! workers and the metrics channel.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -239,6 +238,7 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         }
     }
     rt::spawn(super::keepalive::sweep(Rc::clone(&ctx)));
+    rt::spawn(follow_reloads(Rc::clone(&ctx)));
     if ctx.metrics.is_some() {
         rt::spawn(super::report::metrics_tick(Rc::clone(&ctx)));
     }
@@ -270,6 +270,24 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     Ok(summary)
 }
 
+/// How often a worker looks for a SIGHUP reload to apply to its own state.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Applies reloaded topic policies to this worker's shard (within [`RELOAD_CHECK`]).
+async fn follow_reloads(ctx: Rc<WorkerCtx>) {
+    let mut seen = ctx.settings.generation();
+    let mut ticker = rt::Interval::new(RELOAD_CHECK);
+    while !ctx.done.get() {
+        ticker.tick().await;
+        let now = ctx.settings.generation();
+        if now != seen {
+            seen = now;
+            let policies = (*ctx.settings.topic_policies()).clone();
+            ctx.shard.borrow_mut().set_topic_policies(policies);
+        }
+    }
+}
+
 fn new_ctx(
     id: usize,
     workers: usize,
@@ -282,11 +300,7 @@ fn new_ctx(
     let settings = ShardSettings {
         queue: config.queue_limits(),
         policy: config.slow_consumer,
-        topic_policies: config
-            .topic_policies
-            .iter()
-            .map(|(t, p)| (Bytes::copy_from_slice(t.as_bytes()), *p))
-            .collect::<HashMap<_, _>>(),
+        topic_policies: (*live_settings.topic_policies()).clone(),
         max_subscriptions: config.max_subscriptions,
         max_drop_topics: config.max_drop_topics,
     };

@@ -138,9 +138,18 @@ impl Server {
         self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// The server's process id (for signals).
-    pub fn child_id(&self) -> u32 {
-        self.child.id()
+    /// The config file it was started with (by [`relay`](Server::relay)), if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    /// Sends SIGHUP (the relay re-reads its config file).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn url(&self) -> String {
