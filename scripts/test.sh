@@ -37,6 +37,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test --all-targets (unit, property, loopback, interop; benches once in test mode)"
 cargo test --all-targets --quiet
 
+step "Autobahn|Testsuite cases 1-11 against feedrelay echo (scripts/autobahn.sh)"
+scripts/autobahn.sh
+
 # Fuzzing needs libFuzzer's -Z flags; RUSTC_BOOTSTRAP lets the machine's one (stable)
 # toolchain accept them for this step only. The relay's own build never sets it.
 step "cargo fuzz: each target for ${FUZZ_SECONDS:=30} s from its committed corpus (fuzz/)"
