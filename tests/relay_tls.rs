@@ -71,10 +71,24 @@ fn our_client_relays_over_wss_and_plain_ws_is_refused() {
         let publ = WsClient::connect_with(&format!("{base}/pub"), &options(&ca))
             .await
             .unwrap();
-        publ.send(MessageKind::Text, br#"{"s":"T","n":1}"#)
-            .await
-            .unwrap();
-        assert_eq!(next_text(&mut sub).await, r#"{"s":"T","n":1}"#);
+        // Sizes around a TLS record's 16 KiB, so batches are gathered into records,
+        // cut between them, and large frames written on their own, all in order
+        // (2.6 MB in all: within the subscriber's 4 MiB queue, so nothing is dropped).
+        let sizes = [10, 300, 5_000, 16_300, 16_384, 40_000, 3];
+        let sent: Vec<String> = (0..140)
+            .map(|n| {
+                format!(
+                    r#"{{"s":"T","n":{n},"pad":"{}"}}"#,
+                    "x".repeat(sizes[n % 7])
+                )
+            })
+            .collect();
+        for m in &sent {
+            publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();
+        }
+        for m in &sent {
+            assert_eq!(&next_text(&mut sub).await, m);
+        }
         // A plain WebSocket handshake on the TLS port is not a TLS ClientHello.
         let plain = WsClient::connect_with(
             &format!("ws://127.0.0.1:{}/ws?topics=T", server.addr.port()),

@@ -26,6 +26,40 @@ use super::signal::LocalLock;
 /// Ciphertext read per socket read (a TLS record is at most 16 KiB plus overhead).
 const CIPHER_READ_BYTES: usize = 18 * 1024;
 
+/// Plaintext one TLS record carries at most (RFC 8446 §5.1).
+const TLS_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Buffers a TLS batch write gathers its frames in: per thread and only as many as
+/// writes are in flight at once, so an idle TLS connection holds none.
+mod scratch {
+    use std::cell::RefCell;
+
+    /// Spare buffers kept at most; more in flight at once are dropped on return.
+    const KEPT: usize = 64;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A cleared buffer.
+    pub(super) fn take() -> Vec<u8> {
+        SPARE
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(2 * super::TLS_RECORD_PLAINTEXT))
+    }
+
+    /// Returns a buffer for the next write.
+    pub(super) fn give_back(mut buf: Vec<u8>) {
+        buf.clear();
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEPT {
+                s.push(buf);
+            }
+        });
+    }
+}
+
 /// What setting TLS up can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -445,14 +479,19 @@ impl Transport {
             if self.tls.is_none() {
                 return ring::write_all(&self.tcp, buf).await;
             }
-            let res = self.write_plaintext(&buf).await;
+            let mut res = self.write_plaintext(&buf).await;
+            if res.is_ok() {
+                res = self.write_records().await;
+            }
             buf.clear();
             (res, buf)
         })
         .await
     }
 
-    /// Encrypts `plain` and writes the records; the caller holds the write lock.
+    /// Hands `plain` to rustls to encrypt, writing records out only when its buffer
+    /// is full; the caller holds the write lock and writes the rest
+    /// ([`write_records`](Transport::write_records)) when it has handed over all it has.
     async fn write_plaintext(&self, plain: &[u8]) -> io::Result<()> {
         let Some(tls) = &self.tls else {
             return Ok(());
@@ -460,7 +499,9 @@ impl Transport {
         let mut at = 0;
         while at < plain.len() {
             at += tls.conn.borrow_mut().writer().write(&plain[at..])?;
-            self.write_records().await?;
+            if at < plain.len() {
+                self.write_records().await?;
+            }
         }
         Ok(())
     }
@@ -474,17 +515,48 @@ impl Transport {
             if self.tls.is_none() {
                 return ring::writev_all(&self.tcp, batch).await;
             }
-            let mut res = Ok(());
-            for frame in &batch.frames {
-                res = self.write_plaintext(frame).await;
-                if res.is_err() {
-                    break;
-                }
-            }
+            // Frames are gathered into full TLS records (one record per frame would
+            // cost a record's overhead, and a segment, per frame), and the records of
+            // the whole batch go out in one write.
+            let res = self.write_batch_tls(&batch.frames).await;
             batch.frames.clear();
             (res, batch)
         })
         .await
+    }
+
+    /// The TLS side of [`write_frames`](Transport::write_frames): frames copied into
+    /// the connection's plaintext buffer, handed to rustls a full record at a time,
+    /// then every record written.
+    async fn write_batch_tls(&self, frames: &[bytes::Bytes]) -> io::Result<()> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let mut plain = scratch::take();
+        let mut res = Ok(());
+        for frame in frames {
+            if !plain.is_empty() && plain.len() + frame.len() > TLS_RECORD_PLAINTEXT {
+                res = self.write_plaintext(&plain).await;
+                plain.clear();
+                if res.is_err() {
+                    break;
+                }
+            }
+            if frame.len() >= TLS_RECORD_PLAINTEXT {
+                res = self.write_plaintext(frame).await;
+                if res.is_err() {
+                    break;
+                }
+            } else {
+                plain.extend_from_slice(frame);
+            }
+        }
+        if res.is_ok() && !plain.is_empty() {
+            res = self.write_plaintext(&plain).await;
+        }
+        scratch::give_back(plain);
+        res?;
+        self.write_records().await
     }
 
     /// Sends FIN (TLS: close_notify is not sent; the peer sees the stream end).
