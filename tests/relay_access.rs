@@ -60,7 +60,7 @@ fn origins_outside_the_list_get_403_and_others_pass() {
 
 #[test]
 fn publishers_need_a_token_and_publish_only_its_topics() {
-    let server = Server::relay(&["--workers", "1"], Some(&access_toml()));
+    let mut server = Server::relay(&["--workers", "1"], Some(&access_toml()));
     let addr = server.addr;
     for (extra, why) in [
         (String::new(), "no token"),
@@ -114,6 +114,14 @@ fn publishers_need_a_token_and_publish_only_its_topics() {
         "feedrelay_handshake_refused_total{reason=\"unauthorized\"}",
         |n| n == 4,
     );
+    drop((btc, all, sub));
+    assert_eq!(server.terminate().code(), Some(0));
+    let out = server.output();
+    assert!(
+        out.contains("publisher token btc: 3 messages outside its topics, not relayed"),
+        "{out}"
+    );
+    assert!(out.contains("no or bad token 4"), "{out}");
 }
 
 #[test]
