@@ -66,12 +66,21 @@ pub fn handshake(data: &[u8]) {
     if let Ok(Some((req, len))) = parse_request(data, max) {
         assert!(len <= data.len() && len <= max);
         let _ = req.query_param("topics");
+        let served = ["feedrelay.v1".to_owned(), "json".to_owned()];
+        let chosen = req.select_protocol(&served).ok().flatten();
+        assert!(chosen.map_or(true, |p| served.iter().any(|s| s == p)));
         let mut out = Vec::new();
-        feedrelay::ws::handshake::write_accept(&req, &mut out);
+        feedrelay::ws::handshake::write_accept(&req, chosen, &mut out);
     }
-    let client = ClientHandshake::new([9; 16]);
-    if let Ok(Some((_, len))) = client.parse_response(data, max) {
+    let offered = ["json".to_owned()];
+    let client = ClientHandshake::new([9; 16]).with_protocols(&offered);
+    if let Ok(Some((resp, len))) = client.parse_response(data, max) {
         assert!(len <= data.len());
+        let protocol = resp.protocol.as_deref();
+        assert!(
+            matches!(protocol, None | Some("json")),
+            "only what was offered"
+        );
     }
 }
 

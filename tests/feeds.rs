@@ -581,3 +581,45 @@ fn a_chain_of_two_relays_delivers_everything_in_order() {
     let out = downstream.output();
     assert!(out.contains("gaps 0 (0 missing)"), "{out}");
 }
+
+/// `subprotocols` on a relay and `[[feeds]] subprotocols` on the relay dialling it: a
+/// feed offering one the upstream serves is relayed; one offering only others is
+/// refused with 400 (and retried, logged), while clients offering none still connect.
+#[test]
+fn feeds_offer_subprotocols_and_relays_choose_or_refuse() {
+    let upstream = Server::relay(
+        &["--workers", "1"],
+        Some("subprotocols = [\"feedrelay.v1\", \"json\"]\n"),
+    );
+    let feed = |offer: &str| {
+        format!(
+            "topic_pointer = \"/s\"\n[[feeds]]\nname = \"up\"\nurl = \"ws://{}/ws?topics=*\"\nsubprotocols = [{offer}]\nreconnect_initial_ms = 50\nreconnect_max_ms = 200\n",
+            upstream.addr
+        )
+    };
+    let good = Server::relay(
+        &["--workers", "1"],
+        Some(&feed("\"x.v9\", \"feedrelay.v1\"")),
+    );
+    let bad = Server::relay(&["--workers", "1"], Some(&feed("\"other.v2\"")));
+    let mut sub = Raw::subscribe(good.addr, "*");
+    sub.s
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut publisher = Raw::publish(upstream.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'up: loop {
+        assert!(Instant::now() < deadline, "never relayed: {}", good.log());
+        publisher.send(0x81, br#"{"s":"P"}"#);
+        while let Some((first, _)) = sub.recv_or_timeout() {
+            if first == 0x81 {
+                break 'up;
+            }
+        }
+    }
+    assert!(
+        bad.wait_for_log("400", Duration::from_secs(10)),
+        "the refused feed logs why: {}",
+        bad.log()
+    );
+}

@@ -106,3 +106,21 @@ fn python_publisher_and_subscribers_through_the_relay() {
     assert!(out.status.success(), "python websockets relay cases failed");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn python_clients_negotiate_subprotocols() {
+    let server = Server::relay(
+        &["--workers", "1"],
+        Some("subprotocols = [\"feedrelay.v1\", \"json\"]\n"),
+    );
+    let out = Command::new(python())
+        .arg(script("relay_subprotocols.py"))
+        .arg(format!("ws://{}/", server.addr))
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "python subprotocol cases failed");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+}

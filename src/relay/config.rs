@@ -18,6 +18,7 @@ use super::jwt::JwtConfig;
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
+use crate::ws::handshake::is_token;
 use crate::ws::Limits;
 
 /// The largest `max_topic_bytes` accepted: topic names are keys, copied per route.
@@ -99,6 +100,9 @@ pub struct Config {
     /// The PEM private key of `tls_cert_file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key_file: Option<PathBuf>,
+    /// Subprotocols served (`Sec-WebSocket-Protocol`): a client gets the first of its
+    /// offers found here; a client offering only others is refused with 400.
+    pub subprotocols: Vec<String>,
     /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
@@ -173,6 +177,7 @@ impl Default for Config {
             max_connections_per_address: 1_024,
             max_pending_per_address: 64,
             shutdown_grace_ms: 2_000,
+            subprotocols: Vec::new(),
             tls_cert_file: None,
             tls_key_file: None,
             allowed_origins: Vec::new(),
@@ -402,6 +407,9 @@ impl Config {
                 "max_frame_bytes",
                 "must not exceed max_message_bytes".into(),
             ));
+        }
+        if let Some(p) = self.subprotocols.iter().find(|p| !is_token(p)) {
+            return Err(bad("subprotocols", format!("{p:?} is not an HTTP token")));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(bad(

@@ -318,6 +318,7 @@ fn new_ctx(
             limits: config.ws_limits(),
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
             idle_timeout: Some(config.idle_timeout()),
+            subprotocols: config.subprotocols.clone(),
             ..ServerConfig::default()
         },
         subscriber_limits: Limits {

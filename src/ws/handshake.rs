@@ -44,6 +44,43 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The subprotocols the client offers (`Sec-WebSocket-Protocol`, every field,
+    /// comma-separated), in its order of preference.
+    pub fn offered_protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The subprotocol to answer with (§4.2.2 item 5.5): the first the client offers
+    /// that the server serves; `Ok(None)` when the client offers none. A client that
+    /// offers some, none of them served, gets `Err` with the reason to refuse it with.
+    pub fn select_protocol(&self, served: &[String]) -> Result<Option<&str>, String> {
+        let mut offered = self.offered_protocols().peekable();
+        if offered.peek().is_none() {
+            return Ok(None);
+        }
+        let mut asked = Vec::new();
+        for p in offered {
+            if served.iter().any(|s| s == p) {
+                return Ok(Some(p));
+            }
+            asked.push(p);
+        }
+        Err(format!(
+            "none of the subprotocols offered ({}) is served here (served: {})",
+            asked.join(", "),
+            if served.is_empty() {
+                "none".to_owned()
+            } else {
+                served.join(", ")
+            }
+        ))
+    }
+
     /// The value of query parameter `name`, if present (no percent-decoding).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
@@ -55,6 +92,14 @@ impl Request {
                 _ => None,
             })
     }
+}
+
+/// Whether `s` may name a subprotocol: an HTTP token (RFC 6455 §4.1 item 10; RFC 7230
+/// §3.2.6), i.e. visible ASCII without separators.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 /// `Sec-WebSocket-Accept` for a key (§4.2.2 item 5.4).
@@ -162,11 +207,15 @@ pub fn parse_request(
 }
 
 /// Writes the `101 Switching Protocols` answer (§4.2.2 item 5).
-pub fn write_accept(req: &Request, out: &mut Vec<u8>) {
+pub fn write_accept(req: &Request, protocol: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept_key(&req.key).as_bytes());
+    if let Some(p) = protocol {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+    }
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -209,12 +258,16 @@ pub fn write_status(status: u16, extra_headers: &str, reason: &str, out: &mut Ve
 pub struct Response {
     /// Every header field, in order (name, value).
     pub headers: Vec<(String, String)>,
+    /// The subprotocol the server chose (one the client offered), if any.
+    pub protocol: Option<String>,
 }
 
 /// The client side of the handshake: one per connection attempt.
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
     key: String,
+    /// Subprotocols offered, in order of preference.
+    protocols: Vec<String>,
 }
 
 impl ClientHandshake {
@@ -222,7 +275,14 @@ impl ClientHandshake {
     pub fn new(nonce: [u8; 16]) -> Self {
         ClientHandshake {
             key: BASE64.encode(nonce),
+            protocols: Vec::new(),
         }
+    }
+
+    /// Offers `protocols` (`Sec-WebSocket-Protocol`), in order of preference.
+    pub fn with_protocols(mut self, protocols: &[String]) -> Self {
+        self.protocols = protocols.to_vec();
+        self
     }
 
     /// Writes the upgrade request for `host` (with the port if not the default) and
@@ -243,6 +303,11 @@ impl ClientHandshake {
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
             self.key
         );
+        if !self.protocols.is_empty() {
+            req.push_str("Sec-WebSocket-Protocol: ");
+            req.push_str(&self.protocols.join(", "));
+            req.push_str("\r\n");
+        }
         for (name, value) in extra {
             req.push_str(name);
             req.push_str(": ");
@@ -289,9 +354,17 @@ impl ClientHandshake {
         if header(headers, "Sec-WebSocket-Extensions").is_some() {
             return Err(HandshakeError::NotOffered("Sec-WebSocket-Extensions"));
         }
-        if header(headers, "Sec-WebSocket-Protocol").is_some() {
-            return Err(HandshakeError::NotOffered("Sec-WebSocket-Protocol"));
-        }
+        // §4.1: a subprotocol the client did not offer fails the connection.
+        let protocol = match header(headers, "Sec-WebSocket-Protocol") {
+            None => None,
+            Some(v) => {
+                let chosen = std::str::from_utf8(v).unwrap_or("").trim();
+                if !self.protocols.iter().any(|p| p == chosen) {
+                    return Err(HandshakeError::NotOffered("Sec-WebSocket-Protocol"));
+                }
+                Some(chosen.to_owned())
+            }
+        };
         let headers = headers
             .iter()
             .map(|h| {
@@ -301,7 +374,7 @@ impl ClientHandshake {
                 )
             })
             .collect();
-        Ok(Some((Response { headers }, len)))
+        Ok(Some((Response { headers, protocol }, len)))
     }
 }
 
@@ -310,6 +383,80 @@ mod tests {
     use super::*;
 
     const RFC_REQUEST: &[u8] = b"GET /chat?topics=A,B HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn with_protocol_headers(values: &[&str]) -> Request {
+        let (mut req, _) = parse_request(RFC_REQUEST, 8192).unwrap().unwrap();
+        for v in values {
+            req.headers
+                .push(("Sec-WebSocket-Protocol".into(), (*v).to_owned()));
+        }
+        req
+    }
+
+    #[test]
+    fn the_first_offered_and_served_subprotocol_is_chosen() {
+        let served = ["feedrelay.v1".to_owned(), "json".to_owned()];
+        let req = with_protocol_headers(&["x, json", "feedrelay.v1"]);
+        assert_eq!(
+            req.offered_protocols().collect::<Vec<_>>(),
+            ["x", "json", "feedrelay.v1"]
+        );
+        assert_eq!(
+            req.select_protocol(&served),
+            Ok(Some("json")),
+            "client order"
+        );
+        assert_eq!(
+            with_protocol_headers(&[]).select_protocol(&served),
+            Ok(None)
+        );
+        assert_eq!(
+            with_protocol_headers(&[" , "]).select_protocol(&served),
+            Ok(None)
+        );
+        let mqtt = with_protocol_headers(&["mqtt"]);
+        assert!(mqtt.select_protocol(&served).unwrap_err().contains("mqtt"));
+        assert!(mqtt
+            .select_protocol(&[])
+            .unwrap_err()
+            .contains("served: none"));
+        assert!(is_token("feedrelay.v1") && is_token("x-1_~"));
+        assert!(!is_token("") && !is_token("a b") && !is_token("a,b") && !is_token("é"));
+        let mut out = Vec::new();
+        write_accept(&req, Some("json"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\r\nSec-WebSocket-Protocol: json\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_client_accepts_only_a_subprotocol_it_offered() {
+        let offered = ["a".to_owned(), "b".to_owned()];
+        let client = ClientHandshake::new([7; 16]).with_protocols(&offered);
+        let mut req = Vec::new();
+        client.write_request("h", "/", &[], &mut req);
+        assert!(String::from_utf8_lossy(&req).contains("Sec-WebSocket-Protocol: a, b\r\n"));
+        let answer = |p: Option<&str>| {
+            let (parsed, _) = parse_request(&req, 8192).unwrap().unwrap();
+            let mut out = Vec::new();
+            write_accept(&parsed, p, &mut out);
+            out
+        };
+        let (resp, _) = client
+            .parse_response(&answer(Some("b")), 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.protocol.as_deref(), Some("b"));
+        let (resp, _) = client.parse_response(&answer(None), 8192).unwrap().unwrap();
+        assert_eq!(resp.protocol, None);
+        assert_eq!(
+            client.parse_response(&answer(Some("c")), 8192),
+            Err(HandshakeError::NotOffered("Sec-WebSocket-Protocol"))
+        );
+    }
 
     #[test]
     fn rfc_example_accept_key() {
@@ -328,7 +475,7 @@ mod tests {
         assert_eq!(req.query_param("topics"), Some("A,B"));
         assert_eq!(req.origin.as_deref(), Some("http://example.com"));
         let mut out = Vec::new();
-        write_accept(&req, &mut out);
+        write_accept(&req, None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -444,7 +591,7 @@ mod tests {
         assert_eq!(req.query.as_deref(), Some("topics=A"));
         assert!(String::from_utf8_lossy(&out).contains("X-Api-Key: k\r\n"));
         let mut resp = Vec::new();
-        write_accept(&req, &mut resp);
+        write_accept(&req, None, &mut resp);
         let (_, n) = client.parse_response(&resp, 8192).unwrap().unwrap();
         assert_eq!(n, resp.len());
         for cut in 0..resp.len() {

@@ -40,6 +40,8 @@ pub enum Incoming {
 pub struct ConnectOptions {
     /// Extra request headers (e.g. an API key).
     pub headers: Vec<(String, String)>,
+    /// Subprotocols to offer, in order of preference (the server picks one or none).
+    pub protocols: Vec<String>,
     /// Frame and message limits for the connection.
     pub limits: Limits,
     /// Trust for `wss://` (`None`: the webpki roots).
@@ -57,6 +59,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             headers: Vec::new(),
+            protocols: Vec::new(),
             limits: Limits::default(),
             tls: None,
             timeout: Duration::from_secs(10),
@@ -80,9 +83,16 @@ pub struct WsClient {
     driver: Driver,
     /// Events handled but not yet returned by [`recv`](WsClient::recv).
     pending: std::collections::VecDeque<Incoming>,
+    /// The subprotocol the server chose, if any.
+    protocol: Option<String>,
 }
 
 impl WsClient {
+    /// The subprotocol the server chose (one of `ConnectOptions::protocols`), if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
     /// Dials `url`, sends the handshake with `headers`, and checks the answer.
     pub async fn connect(
         url: &str,
@@ -299,7 +309,7 @@ async fn dial(
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&rt::random_u64().to_ne_bytes());
     nonce[8..].copy_from_slice(&rt::random_u64().to_ne_bytes());
-    let handshake = ClientHandshake::new(nonce);
+    let handshake = ClientHandshake::new(nonce).with_protocols(&options.protocols);
     let mut out = Vec::with_capacity(4096);
     handshake.write_request(
         &url.host_header(),
@@ -310,11 +320,11 @@ async fn dial(
     let (res, _) = stream.write_all(out).await;
     res.map_err(|e| io("write to", e))?;
     let mut buf = Vec::with_capacity(limits.inline_frame_bytes.max(limits.max_header_bytes));
-    loop {
+    let protocol = loop {
         match handshake.parse_response(&buf, limits.max_header_bytes) {
-            Ok(Some((_, n))) => {
+            Ok(Some((response, n))) => {
                 buf.drain(..n);
-                break;
+                break response.protocol;
             }
             Ok(None) => {}
             Err(e) => return Err(DriverError::Handshake(target.to_owned(), e)),
@@ -329,9 +339,10 @@ async fn dial(
             Ok(_) => {}
             Err(e) => return Err(io("read from", e)),
         }
-    }
+    };
     Ok(WsClient {
         driver: Driver::new(stream, peer, Role::Client, limits, buf),
         pending: std::collections::VecDeque::new(),
+        protocol,
     })
 }

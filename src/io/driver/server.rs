@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub linger: Duration,
     /// Close a connection (1001) that sent nothing for this long; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// Subprotocols served: a client gets the first of its offers found here; one
+    /// that offers only others is refused (400).
+    pub subprotocols: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
             idle_timeout: None,
+            subprotocols: Vec::new(),
         }
     }
 }
@@ -155,7 +159,15 @@ pub async fn accept_handshake(
             return Ok(None);
         }
     };
-    handshake::write_accept(&request, &mut out);
+    let protocol = match request.select_protocol(&config.subprotocols) {
+        Ok(p) => p,
+        Err(reason) => {
+            handshake::write_status(400, "", &reason, &mut out);
+            refuse(stream, out, config.linger).await;
+            return Ok(None);
+        }
+    };
+    handshake::write_accept(&request, protocol, &mut out);
     let (res, _) = stream.write_all(out).await;
     res.map_err(|e| io("write to", e))?;
     let driver = Driver::new(stream, peer, Role::Server, limits, buf);

@@ -139,6 +139,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        protocols: cfg.subprotocols.clone(),
         limits: line.limits,
         tls: line.tls.clone(),
         timeout: Duration::from_millis(cfg.connect_timeout_ms),

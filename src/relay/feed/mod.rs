@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ws::handshake::is_token;
+
 /// One `[[feeds]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,9 @@ pub struct FeedConfig {
     /// Extra handshake headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subprotocols: Vec<String>,
     /// PEM file of extra trust roots for `wss://` (relative to the config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -96,6 +101,11 @@ impl FeedConfig {
         self.url
             .parse::<crate::io::url::WsUrl>()
             .map_err(|e| format!("feed {name}: {e}"))?;
+        if let Some(p) = self.subprotocols.iter().find(|p| !is_token(p)) {
+            return Err(format!(
+                "feed {name}: subprotocol {p:?} is not an HTTP token"
+            ));
+        }
         for (field, p) in [
             ("topic_pointer", &self.topic_pointer),
             ("seq_pointer", &self.seq_pointer),
