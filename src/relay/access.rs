@@ -131,11 +131,8 @@ pub fn read_token_files(
                 "give `token` or `token_file`, not both".into(),
             ));
         }
-        let path = if file.is_relative() {
-            dir.join(file)
-        } else {
-            file.clone()
-        };
+        // `join` keeps an absolute path as it is.
+        let path = dir.join(file);
         let text = read_secret_file(&path).map_err(|source| AccessError::TokenFile {
             path: path.display().to_string(),
             source,
@@ -315,9 +312,23 @@ impl AccessCounts {
 
     /// Counts a message of the token named `name` outside its topics.
     pub fn count_off_grant(&mut self, name: &str) {
-        match self.off_grant.iter_mut().find(|(n, _)| n == name) {
-            Some((_, count)) => *count += 1,
-            None => self.off_grant.push((name.to_owned(), 1)),
+        self.add_off_grant(name, 1);
+    }
+
+    /// Adds another worker's counts (for the exit summary).
+    pub fn merge(&mut self, other: &AccessCounts) {
+        self.unauthorized += other.unauthorized;
+        self.forbidden_origin += other.forbidden_origin;
+        self.forbidden_topic += other.forbidden_topic;
+        for (name, n) in &other.off_grant {
+            self.add_off_grant(name, *n);
+        }
+    }
+
+    fn add_off_grant(&mut self, name: &str, n: u64) {
+        match self.off_grant.iter_mut().find(|(t, _)| t == name) {
+            Some((_, count)) => *count += n,
+            None => self.off_grant.push((name.to_owned(), n)),
         }
     }
 }

@@ -265,20 +265,13 @@ impl Config {
             path: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        for feed in &mut config.feeds {
-            if let Some(ca) = &mut feed.ca_file {
-                if ca.is_relative() {
-                    *ca = dir.join(&*ca);
-                }
-            }
-        }
-        for file in [&mut config.tls_cert_file, &mut config.tls_key_file]
-            .into_iter()
+        // Files named in the config are relative to it (`join` keeps absolute ones).
+        let files = config.feeds.iter_mut().map(|f| &mut f.ca_file);
+        for file in files
+            .chain([&mut config.tls_cert_file, &mut config.tls_key_file])
             .flatten()
         {
-            if file.is_relative() {
-                *file = dir.join(&*file);
-            }
+            *file = dir.join(&*file);
         }
         access::read_token_files(&mut config.publisher_tokens, dir)
             .map_err(|e| access_error(origin, e))?;

@@ -81,11 +81,7 @@ pub enum JwtConfigError {
 impl JwtConfig {
     /// Reads the key file (relative to `dir`) into `key`.
     pub fn read_key(&mut self, dir: &Path) -> Result<(), JwtConfigError> {
-        let path = if self.key_file.is_relative() {
-            dir.join(&self.key_file)
-        } else {
-            self.key_file.clone()
-        };
+        let path = dir.join(&self.key_file); // an absolute key_file stays as it is
         let text = read_secret_file(&path).map_err(|source| JwtConfigError::Read {
             path: path.display().to_string(),
             source,

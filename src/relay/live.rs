@@ -28,6 +28,9 @@ pub enum LiveError {
     /// The certificate or key does not load.
     #[error("tls_cert_file / tls_key_file: {0}")]
     Tls(#[from] TlsSetupError),
+    /// A reload would turn TLS on or off.
+    #[error("tls_cert_file: TLS cannot be turned on or off without a restart")]
+    TlsSwitch,
 }
 
 /// What is in force now, shared by the workers.
@@ -98,10 +101,7 @@ impl LiveSettings {
     pub fn reload(&self, config: &Config) -> Result<(), LiveError> {
         let tls = tls_of(config)?;
         if tls.is_some() != self.tls().is_some() {
-            return Err(LiveError::Tls(TlsSetupError::Pem {
-                path: "tls_cert_file".into(),
-                why: "TLS cannot be turned on or off without a restart".into(),
-            }));
+            return Err(LiveError::TlsSwitch);
         }
         let access = Arc::new(config.access());
         let policies = Arc::new(topic_policies(config));

@@ -58,10 +58,9 @@ pub struct WorkerSummary {
     /// Connections closed at accept, before any handshake, by reason (process-wide:
     /// reported by worker 0 alone).
     pub refused_at_accept: Vec<(&'static str, u64)>,
-    /// Handshakes refused by the access rules.
+    /// Handshakes refused by the access rules, and publisher messages outside their
+    /// token's topics.
     pub access: AccessCounts,
-    /// Publisher messages outside their token's topics, by token name.
-    pub off_grant: Vec<(String, u64)>,
     /// The feed lines this worker dialled.
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
@@ -189,15 +188,7 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         total
             .refused_at_accept
             .extend(w.refused_at_accept.iter().copied());
-        total.access.unauthorized += w.access.unauthorized;
-        total.access.forbidden_origin += w.access.forbidden_origin;
-        total.access.forbidden_topic += w.access.forbidden_topic;
-        for (name, n) in &w.off_grant {
-            match total.off_grant.iter_mut().find(|(t, _)| t == name) {
-                Some((_, sum)) => *sum += n,
-                None => total.off_grant.push((name.clone(), *n)),
-            }
-        }
+        total.access.merge(&w.access);
     }
     let s = &total.stats;
     let mut text = format!(
@@ -220,7 +211,7 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
             a.unauthorized, a.forbidden_origin, a.forbidden_topic
         ));
     }
-    for (name, n) in &total.off_grant {
+    for (name, n) in &a.off_grant {
         text.push_str(&format!(
             "\n  publisher token {name}: {n} messages outside its topics, not relayed"
         ));

@@ -231,33 +231,34 @@ impl Subscriber {
     /// Acts on a control request, queueing its reply (a `subscribed` reply waits until
     /// every worker routes the new topics here).
     fn control(&mut self, op: Control) {
-        if let Control::Refresh(token) = op {
-            return self.refresh(&token);
-        }
-        let mut shard = self.ctx.shard.borrow_mut();
         let error = match op {
-            Control::Subscribe(topics) => match self.outside_grant(topics.iter()) {
-                Some(refused) => Some(refused),
-                None => {
-                    let ok = control_frame(&control::reply("subscribed", &topics));
-                    shard.subscribe(self.id, &topics, ok).err()
-                }
-            },
+            Control::Refresh(token) => return self.refresh(&token),
+            Control::Subscribe(topics) => self.outside_grant(topics.iter()).or_else(|| {
+                let ok = control_frame(&control::reply("subscribed", &topics));
+                let mut shard = self.ctx.shard.borrow_mut();
+                shard.subscribe(self.id, &topics, ok).err()
+            }),
             Control::Unsubscribe(topics) => {
                 let ok = control_frame(&control::reply("unsubscribed", &topics));
-                shard.unsubscribe(self.id, &topics, ok);
+                self.ctx
+                    .shard
+                    .borrow_mut()
+                    .unsubscribe(self.id, &topics, ok);
                 None
             }
-            Control::Refresh(_) => None,
         };
         if let Some(reason) = error {
-            shard.stats.control_errors += 1;
-            shard.reply(self.id, control_frame(&control::reply_error(&reason)));
+            self.reply_error(&reason);
         }
     }
-}
 
-impl Subscriber {
+    /// Answers a control request with `{"event":"error"}` (the connection stays).
+    fn reply_error(&self, reason: &str) {
+        let mut shard = self.ctx.shard.borrow_mut();
+        shard.stats.control_errors += 1;
+        shard.reply(self.id, control_frame(&control::reply_error(reason)));
+    }
+
     /// The reason to refuse subscribing to `topics`, if the token does not allow one.
     fn outside_grant<'t>(&self, topics: impl Iterator<Item = &'t String>) -> Option<String> {
         let grant = self.grant.as_ref()?;
@@ -292,7 +293,6 @@ impl Subscriber {
                     None => Ok(new),
                 }
             });
-        let mut shard = self.ctx.shard.borrow_mut();
         match outcome {
             Ok(new) => {
                 self.writer.expires.set(Some(new.expires));
@@ -302,12 +302,10 @@ impl Subscriber {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 self.grant = Some(new);
-                shard.reply(self.id, control_frame(&control::reply_refreshed(secs)));
+                let reply = control_frame(&control::reply_refreshed(secs));
+                self.ctx.shard.borrow_mut().reply(self.id, reply);
             }
-            Err(reason) => {
-                shard.stats.control_errors += 1;
-                shard.reply(self.id, control_frame(&control::reply_error(&reason)));
-            }
+            Err(reason) => self.reply_error(&reason),
         }
     }
 }
@@ -320,12 +318,7 @@ impl Service for Subscriber {
         };
         match parsed {
             Ok(op) => self.control(op),
-            Err(reason) => {
-                let frame = control_frame(&control::reply_error(&reason));
-                let mut shard = self.ctx.shard.borrow_mut();
-                shard.stats.control_errors += 1;
-                shard.reply(self.id, frame);
-            }
+            Err(reason) => self.reply_error(&reason),
         }
     }
 

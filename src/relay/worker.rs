@@ -266,7 +266,6 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     }
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
     summary.access = ctx.access_counts.borrow().clone();
-    summary.off_grant = ctx.access_counts.borrow().off_grant.clone();
     Ok(summary)
 }
 
