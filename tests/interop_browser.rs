@@ -157,24 +157,7 @@ fn chromium_subscribes_to_the_relay_and_receives_in_order() {
         SUBSCRIBER_PAGE.replace("RELAY_URL", &format!("ws://{}/ws?topics=TICK", server.addr));
     let addr = server.addr;
     let decoded = run_page(page, move || {
-        feedrelay::io::ring::Ring::new()
-            .unwrap()
-            .block_on(async move {
-                let publ = feedrelay::io::driver::client::WsClient::connect(
-                    &format!("ws://{addr}/pub"),
-                    &[],
-                    feedrelay::ws::Limits::default(),
-                )
-                .await
-                .unwrap();
-                for seq in 0..20 {
-                    let m = format!(r#"{{"s":"TICK","seq":{seq}}}"#);
-                    publ.send(feedrelay::ws::MessageKind::Text, m.as_bytes())
-                        .await
-                        .unwrap();
-                }
-                let _ = publ.close(feedrelay::ws::CloseCode::NORMAL, "").await;
-            });
+        publish_ticks(&format!("ws://{addr}/pub"), Default::default())
     });
     assert!(decoded.contains(r#""ok":true"#), "{decoded}");
 }
@@ -210,29 +193,31 @@ fn chromium_subscribes_over_wss() {
         &format!("wss://localhost:{port}/ws?topics=TICK"),
     );
     let decoded = run_page_with(page, &["--ignore-certificate-errors"], move || {
-        feedrelay::io::ring::Ring::new()
-            .unwrap()
-            .block_on(async move {
-                let options = feedrelay::io::driver::client::ConnectOptions {
-                    tls: Some(feedrelay::io::transport::client_config(Some(&certs.ca)).unwrap()),
-                    ..Default::default()
-                };
-                let publ = feedrelay::io::driver::client::WsClient::connect_with(
-                    &format!("wss://localhost:{port}/pub"),
-                    &options,
-                )
-                .await
-                .unwrap();
-                for seq in 0..20 {
-                    let m = format!(r#"{{"s":"TICK","seq":{seq}}}"#);
-                    publ.send(feedrelay::ws::MessageKind::Text, m.as_bytes())
-                        .await
-                        .unwrap();
-                }
-                let _ = publ.close(feedrelay::ws::CloseCode::NORMAL, "").await;
-            });
+        let options = feedrelay::io::driver::client::ConnectOptions {
+            tls: Some(feedrelay::io::transport::client_config(Some(&certs.ca)).unwrap()),
+            ..Default::default()
+        };
+        publish_ticks(&format!("wss://localhost:{port}/pub"), options)
     });
     assert!(decoded.contains(r#""ok":true"#), "{decoded}");
+}
+
+/// Publishes 20 `TICK` messages (`seq` 0..20) to `url` and closes.
+fn publish_ticks(url: &str, options: feedrelay::io::driver::client::ConnectOptions) {
+    feedrelay::io::ring::Ring::new()
+        .unwrap()
+        .block_on(async move {
+            let publ = feedrelay::io::driver::client::WsClient::connect_with(url, &options)
+                .await
+                .unwrap();
+            for seq in 0..20 {
+                let m = format!(r#"{{"s":"TICK","seq":{seq}}}"#);
+                publ.send(feedrelay::ws::MessageKind::Text, m.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            let _ = publ.close(feedrelay::ws::CloseCode::NORMAL, "").await;
+        });
 }
 
 fn percent_decode(s: &str) -> String {

@@ -14,18 +14,8 @@ use feedrelay::ws::{CloseCode, Limits, MessageKind, OpCode};
 #[test]
 fn python_client_against_feedrelay_echo() {
     let server = Server::echo(&["--workers", "2"]);
-    let out = Command::new(python())
-        .arg(script("echo_client.py"))
-        .arg(server.url())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "python websockets client cases failed"
-    );
+    let (ok, stdout) = common::python_cases("echo_client.py", [server.url()]);
+    assert!(ok, "python websockets client cases failed");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
@@ -95,15 +85,8 @@ fn feedrelay_client_against_python_server() {
 #[test]
 fn python_publisher_and_subscribers_through_the_relay() {
     let server = Server::relay(&["--workers", "2"], None);
-    let out = Command::new(python())
-        .arg(script("relay_pubsub.py"))
-        .arg(format!("ws://{}/", server.addr))
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python websockets relay cases failed");
+    let (ok, stdout) = common::python_cases("relay_pubsub.py", [format!("ws://{}/", server.addr)]);
+    assert!(ok, "python websockets relay cases failed");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
@@ -113,14 +96,8 @@ fn python_clients_negotiate_subprotocols() {
         &["--workers", "1"],
         Some("subprotocols = [\"feedrelay.v1\", \"json\"]\n"),
     );
-    let out = Command::new(python())
-        .arg(script("relay_subprotocols.py"))
-        .arg(format!("ws://{}/", server.addr))
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python subprotocol cases failed");
+    let (ok, stdout) =
+        common::python_cases("relay_subprotocols.py", [format!("ws://{}/", server.addr)]);
+    assert!(ok, "python subprotocol cases failed");
     assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 }

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{metric, wait_metric, Raw, Server, TempDir};
 
 const BTC: &str = "btc-desk-0123456789abcdef";
@@ -140,10 +138,7 @@ fn metrics_are_on_the_data_port_only_when_configured() {
 
 #[test]
 fn an_open_listener_without_tokens_refuses_to_start() {
-    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args(["run", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let out = common::feedrelay(["run", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -165,11 +160,12 @@ fn token_files_load_and_secrets_never_print() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args(["run", "--print-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = common::feedrelay([
+        "run".as_ref(),
+        "--print-config".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -191,13 +187,8 @@ fn token_files_load_and_secrets_never_print() {
     assert_eq!(status(&head), 101, "the token from its file: {head}");
 
     std::fs::write(dir.join("btc.token"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = common::run_with_config(&config);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("btc") && err.contains("16-1024"), "{err}");
 }
 

@@ -287,13 +287,8 @@ fn a_bad_key_file_stops_the_start_with_one_line() {
     ] {
         let path = dir.join("relay.toml");
         std::fs::write(&path, &toml).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        let (code, err) = common::run_with_config(&path);
+        assert_eq!(code, Some(2), "{toml}: {err}");
         assert!(err.contains(want), "{toml}: {err}");
         // A key error is one line; toml's own parse errors quote the line they are on.
         if !toml.contains("\"none\"") {

@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{python, script, Server, TempDir};
+use common::{Server, TempDir};
 use feedrelay::io::certs::write_self_signed;
 use feedrelay::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use feedrelay::io::ring::Ring;
@@ -106,16 +105,9 @@ fn our_client_relays_over_wss_and_plain_ws_is_refused() {
 fn python_ssl_clients_relay_over_tls_1_2_and_1_3() {
     let dir = TempDir::new("tls-python");
     let (server, ca) = tls_relay(&dir, "");
-    let out = Command::new(python())
-        .arg(script("relay_wss.py"))
-        .arg(format!("wss://localhost:{}/", server.addr.port()))
-        .arg(&ca)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python wss cases failed");
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    let (ok, stdout) = common::python_cases("relay_wss.py", [url.as_ref(), ca.as_os_str()]);
+    assert!(ok, "python wss cases failed");
     assert!(
         stdout.contains("TLSv1.2") && stdout.contains("TLSv1.3"),
         "{stdout}"
@@ -197,13 +189,8 @@ fn certificate_and_key_are_checked_at_start() {
     ] {
         let config = dir.join("relay.toml");
         std::fs::write(&config, toml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        let (code, err) = common::run_with_config(&config);
+        assert_eq!(code, Some(2), "{toml}: {err}");
         assert!(err.contains(want), "{toml}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }

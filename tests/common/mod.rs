@@ -214,6 +214,47 @@ impl Drop for TempDir {
     }
 }
 
+/// `feedrelay ARGS`, run to its end.
+pub fn feedrelay<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(args)
+        .output()
+        .expect("run feedrelay")
+}
+
+/// `feedrelay run --config CONFIG` run to its end (a config it refuses): the exit code
+/// and what it wrote to stderr.
+pub fn run_with_config(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = feedrelay([
+        std::ffi::OsStr::new("run"),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a Python case script (`tests/python/NAME`) with `args`, echoing its output;
+/// returns whether it exited 0, and its stdout (a closing `N passed, M failed` line).
+pub fn python_cases<S: AsRef<std::ffi::OsStr>>(
+    name: &str,
+    args: impl IntoIterator<Item = S>,
+) -> (bool, String) {
+    let out = Command::new(python())
+        .arg(script(name))
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout)
+}
+
 /// The Python with `websockets` that `scripts/test.sh` installs. Fails loudly if absent:
 /// an interop test that cannot find its peer must not pass in silence.
 pub fn python() -> PathBuf {
