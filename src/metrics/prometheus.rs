@@ -19,32 +19,41 @@ pub fn render(s: &Snapshot) -> String {
     let total = |f: &dyn Fn(&super::collector::Counters) -> u64| -> u64 {
         s.workers.iter().map(|(_, c)| f(c)).sum()
     };
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_messages_in_total Messages received from publishers and feeds."
+    describe(
+        &mut out,
+        (
+            "feedrelay_messages_in_total",
+            "counter",
+            "Messages received from publishers and feeds.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE feedrelay_messages_in_total counter");
     let _ = writeln!(
         out,
         "feedrelay_messages_in_total {}",
         total(&|c| c.messages_in)
     );
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_messages_out_total Frames written to subscribers."
+    describe(
+        &mut out,
+        (
+            "feedrelay_messages_out_total",
+            "counter",
+            "Frames written to subscribers.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE feedrelay_messages_out_total counter");
     let _ = writeln!(
         out,
         "feedrelay_messages_out_total {}",
         total(&|c| c.messages_out)
     );
     render_labeled(s, &mut out);
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_connections Open connections, by role."
+    describe(
+        &mut out,
+        (
+            "feedrelay_connections",
+            "gauge",
+            "Open connections, by role.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE feedrelay_connections gauge");
     let _ = writeln!(
         out,
         "feedrelay_connections{{role=\"publisher\"}} {}",
@@ -60,11 +69,14 @@ pub fn render(s: &Snapshot) -> String {
         "feedrelay_connections{{role=\"handshaking\"}} {}",
         total(&|c| c.handshaking)
     );
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_queue_bytes Bytes queued for subscribers."
+    describe(
+        &mut out,
+        (
+            "feedrelay_queue_bytes",
+            "gauge",
+            "Bytes queued for subscribers.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE feedrelay_queue_bytes gauge");
     let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
     render_feeds(s, &mut out);
     out
@@ -72,11 +84,14 @@ pub fn render(s: &Snapshot) -> String {
 
 /// Hop latency histograms, per worker.
 fn render_hops(s: &Snapshot, out: &mut String) {
-    let _ = writeln!(
+    describe(
         out,
-        "# HELP feedrelay_hop_latency_seconds Latency of each hop a relayed message takes."
+        (
+            "feedrelay_hop_latency_seconds",
+            "histogram",
+            "Latency of each hop a relayed message takes.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE feedrelay_hop_latency_seconds histogram");
     for (w, (hops, _)) in s.workers.iter().enumerate() {
         for hop in Hop::ALL {
             let h = hops.get(hop);
@@ -111,74 +126,66 @@ fn render_hops(s: &Snapshot, out: &mut String) {
 
 /// The counters labelled by reason, limit or token, summed over the workers.
 fn render_labeled(s: &Snapshot, out: &mut String) {
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_dropped_total Messages dropped, by reason."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_dropped_total counter");
-    by_reason(s, "feedrelay_dropped_total", |c| &c.dropped, out);
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_refused_total Connections closed at accept, before any handshake, by reason."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_refused_total counter");
-    by_reason(s, "feedrelay_refused_total", |c| &c.refused, out);
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_limit_hits_total Times a configured bound was hit, by setting."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_limit_hits_total counter");
+    let counter = |name, help| (name, "counter", help);
     by_label(
         s,
-        "feedrelay_limit_hits_total",
+        counter("feedrelay_dropped_total", "Messages dropped, by reason."),
+        "reason",
+        |c| &c.dropped,
+        out,
+    );
+    by_label(
+        s,
+        counter(
+            "feedrelay_refused_total",
+            "Connections closed at accept, before any handshake, by reason.",
+        ),
+        "reason",
+        |c| &c.refused,
+        out,
+    );
+    by_label(
+        s,
+        counter(
+            "feedrelay_limit_hits_total",
+            "Times a configured bound was hit, by setting.",
+        ),
         "limit",
         |c| &c.limit_hits,
         out,
     );
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_handshake_refused_total Handshakes refused by the access rules, by reason."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_handshake_refused_total counter");
-    by_reason(
+    by_label(
         s,
-        "feedrelay_handshake_refused_total",
+        counter(
+            "feedrelay_handshake_refused_total",
+            "Handshakes refused by the access rules, by reason.",
+        ),
+        "reason",
         |c| &c.handshake_refused,
         out,
     );
-    let _ = writeln!(
-        out,
-        "# HELP feedrelay_off_grant_messages_total Publisher messages not relayed: topic outside the publisher's token, by token name."
-    );
-    let _ = writeln!(out, "# TYPE feedrelay_off_grant_messages_total counter");
     by_label(
         s,
-        "feedrelay_off_grant_messages_total",
+        counter(
+            "feedrelay_off_grant_messages_total",
+            "Publisher messages not relayed: topic outside the publisher's token, by token name.",
+        ),
         "token",
         |c| &c.off_grant_messages,
         out,
     );
 }
 
-/// One sample per reason any worker reported, summed over the workers, in the order
-/// first seen.
-fn by_reason(
-    s: &Snapshot,
-    name: &str,
-    counts: impl Fn(&Counters) -> &Vec<(&'static str, u64)>,
-    out: &mut String,
-) {
-    by_label(s, name, "reason", counts, out)
-}
-
 /// One sample per label value, summed over the workers, in the order first seen.
 fn by_label<L: AsRef<str>>(
     s: &Snapshot,
-    name: &str,
+    metric: Metric,
     key: &str,
     counts: impl Fn(&Counters) -> &Vec<(L, u64)>,
     out: &mut String,
 ) {
+    describe(out, metric);
+    let name = metric.0;
     let mut values: Vec<&str> = Vec::new();
     for (_, c) in &s.workers {
         for (v, _) in counts(c) {
@@ -208,6 +215,12 @@ fn label(v: &str) -> String {
 
 /// A metric: name, type, help.
 type Metric = (&'static str, &'static str, &'static str);
+
+/// Writes a metric's `# HELP` and `# TYPE` lines.
+fn describe(out: &mut String, (name, kind, help): Metric) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
 
 /// How a per-feed metric reads a line's counters (`None`: no sample).
 type FeedValue = fn(&FeedCounters) -> Option<u64>;
@@ -327,9 +340,9 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
     if feeds.is_empty() {
         return;
     }
-    for ((name, kind, help), value) in PER_FEED {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (metric, value) in PER_FEED {
+        describe(out, metric);
+        let name = metric.0;
         for f in &feeds {
             let Some(v) = value(f) else { continue };
             let labels = format!("feed=\"{}\",group=\"{}\"", label(&f.name), label(&f.group));
@@ -340,19 +353,22 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
             }
         }
     }
-    for ((name, kind, help), value) in PER_GROUP {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (metric, value) in PER_GROUP {
+        describe(out, metric);
+        let name = metric.0;
         for g in &groups {
             let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", label(&g.name), value(g));
         }
     }
     let name = "feedrelay_topic_missing_total";
-    let _ = writeln!(
+    describe(
         out,
-        "# HELP {name} Sequence numbers no line delivered, per topic with a gap."
+        (
+            name,
+            "counter",
+            "Sequence numbers no line delivered, per topic with a gap.",
+        ),
     );
-    let _ = writeln!(out, "# TYPE {name} counter");
     for g in &groups {
         for (topic, n) in &g.missing_by_topic {
             let _ = writeln!(
