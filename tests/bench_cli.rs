@@ -21,6 +21,13 @@ fn field(json: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in {json}"))
 }
 
+/// The JSON row (one per line) of `variant`.
+fn row<'a>(json: &'a str, variant: &str) -> &'a str {
+    json.lines()
+        .find(|l| l.contains(&format!(r#""variant":"{variant}""#)))
+        .unwrap_or_else(|| panic!("no {variant} row: {json}"))
+}
+
 #[test]
 fn bench_spawned_relay_json_and_hlog_agree() {
     let dir = std::env::temp_dir();
@@ -56,20 +63,13 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         String::from_utf8_lossy(&out.stderr)
     );
     let all = std::fs::read_to_string(&json).expect("json written");
-    let floor = all
-        .lines()
-        .find(|l| l.contains(r#""variant":"floor""#))
-        .unwrap_or_else(|| panic!("no floor row: {all}"));
+    let floor = row(&all, "floor");
     assert_eq!(
         field(floor, "received"),
         field(floor, "expected"),
         "floor: {floor}"
     );
-    let j = all
-        .lines()
-        .find(|l| l.contains(r#""variant":"park""#))
-        .unwrap_or_else(|| panic!("no park row: {all}"))
-        .to_owned();
+    let j = row(&all, "park").to_owned();
     let (sent, expected, received) = (
         field(&j, "sent"),
         field(&j, "expected"),
@@ -204,10 +204,7 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
     );
     let all = std::fs::read_to_string(&json).expect("json written");
     for variant in ["park-plain", "park-tls"] {
-        let row = all
-            .lines()
-            .find(|l| l.contains(&format!(r#""variant":"{variant}""#)))
-            .unwrap_or_else(|| panic!("no {variant} row: {all}"));
+        let row = row(&all, variant);
         assert_eq!(field(row, "received"), field(row, "expected"), "{row}");
         assert_eq!(field(row, "lost"), 0, "{row}");
     }
