@@ -51,16 +51,22 @@ impl FrameArena {
     /// The server frame for `payload`, as a shared slice of a chunk. A frame larger
     /// than a quarter chunk gets memory of its own.
     pub fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        self.frame_rsv(opcode, 0, payload)
+    }
+
+    /// [`frame`](Self::frame) with reserved bits `rsv` ([`crate::ws::RSV1`]: the payload
+    /// is a compressed message).
+    pub fn frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> Bytes {
         let n = FrameHeader::server_header_len(payload.len()) + payload.len();
         if n > CHUNK_BYTES / 4 {
             let mut own = BytesMut::with_capacity(n);
-            encode_server_frame(&mut own, opcode, payload);
+            encode_server_frame(&mut own, opcode, rsv, payload);
             return own.freeze();
         }
         if self.current.capacity() < n {
             self.next_chunk(n);
         }
-        encode_server_frame(&mut self.current, opcode, payload);
+        encode_server_frame(&mut self.current, opcode, rsv, payload);
         self.current.split().freeze()
     }
 

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::assembler::Assembler;
 use super::close::{parse_close_payload, CloseCode};
+use super::deflate::{DeflateParams, Deflater, Inflater};
 use super::error::WsError;
-use super::frame::{encode_close, encode_frame, encode_ping, FrameHeader, OpCode};
+use super::frame::{
+    encode_close, encode_frame, encode_frame_rsv, encode_ping, FrameHeader, OpCode, RSV1,
+};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -160,6 +163,26 @@ pub struct Connection {
     control_out: Vec<u8>,
     /// Masking-key generator (client role); see [`Connection::new`].
     rng: u64,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Box<DeflateState>>,
+}
+
+/// A connection's permessage-deflate state (RFC 7692). The codecs are made on first
+/// use: a subscriber that never sends a compressed message never holds an inflater's
+/// 32 KiB window.
+#[derive(Debug)]
+struct DeflateState {
+    params: DeflateParams,
+    /// Compression level (0-9) of what we send.
+    level: u32,
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+    /// The last compressed message, inflated.
+    inflated: Vec<u8>,
+    /// What `send` compresses into before framing.
+    scratch: Vec<u8>,
+    /// The data message in progress is compressed (its first frame had RSV1).
+    message: bool,
 }
 
 impl Connection {
@@ -181,7 +204,34 @@ impl Connection {
             assembler_delivered: false,
             control_out: Vec::new(),
             rng: seed | 1,
+            deflate: None,
         }
+    }
+
+    /// Runs the connection with permessage-deflate as negotiated (`params`): compressed
+    /// messages are inflated (bounded by `max_message_bytes`), and what [`send`](Self::send)
+    /// frames is compressed at `level` (0-9) when our side may compress at all.
+    pub fn with_deflate(mut self, params: DeflateParams, level: u32) -> Self {
+        self.deflate = Some(Box::new(DeflateState {
+            params,
+            level,
+            deflater: None,
+            inflater: None,
+            inflated: Vec::new(),
+            scratch: Vec::new(),
+            message: false,
+        }));
+        self
+    }
+
+    /// The permessage-deflate parameters in force, if it was negotiated.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|d| d.params)
+    }
+
+    /// Whether the data message in progress is compressed.
+    fn compressed(&self) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.message)
     }
 
     /// Server or client.
@@ -248,14 +298,31 @@ impl Connection {
         }
     }
 
-    /// Frames a message into `out` (masked in the client role).
+    /// Frames a message into `out` (masked in the client role), compressed when
+    /// permessage-deflate was negotiated and our side may compress.
     pub fn send(
         &mut self,
         kind: MessageKind,
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Closing> {
-        self.send_frame(kind.opcode(), true, payload, out)
+        let role = self.role;
+        let sending = self.deflate.as_ref().and_then(|d| d.params.sending(role));
+        let (Some((bits, fresh)), false) = (sending, self.state != State::Open) else {
+            return self.send_frame(kind.opcode(), true, payload, out);
+        };
+        let mask = self.next_mask();
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Err(Closing);
+        };
+        let level = d.level;
+        let deflater = d
+            .deflater
+            .get_or_insert_with(|| Deflater::new(level, bits, fresh));
+        d.scratch.clear();
+        deflater.compress(payload, &mut d.scratch);
+        encode_frame_rsv(out, kind.opcode(), true, RSV1, &d.scratch, mask);
+        Ok(())
     }
 
     /// Frames one fragment of a message into `out`: the first uses the message's
@@ -333,7 +400,7 @@ impl Connection {
     fn read_frame(&mut self, input: &mut [u8]) -> Result<Option<Step>, WsError> {
         let mut progress = match self.frame {
             Some(p) => p,
-            None => match FrameHeader::parse(input)? {
+            None => match FrameHeader::parse_with(input, self.allowed_rsv())? {
                 None => return Ok(None),
                 Some((header, header_len)) => {
                     let p = self.begin_frame(header, header_len)?;
@@ -366,8 +433,9 @@ impl Connection {
         if let Some(key) = header.mask {
             apply_mask(chunk, key, progress.done as usize);
         }
+        // A compressed message's UTF-8 is checked once inflated.
         let text = self.frame_kind(header.opcode) == Some(MessageKind::Text);
-        if text {
+        if text && !self.compressed() {
             self.utf8.feed(chunk).map_err(|_| WsError::InvalidUtf8)?;
         }
         progress.done += available as u64;
@@ -398,13 +466,18 @@ impl Connection {
                 Ok(Some(Step::Close { payload, used }))
             }
             _ if header.fin && header.opcode != OpCode::Continuation => {
+                let kind = self
+                    .frame_kind(header.opcode)
+                    .unwrap_or(MessageKind::Binary);
+                if self.compressed() {
+                    self.inflate(kind, InflateFrom::Input(&input[payload]))?;
+                    return Ok(Some(Step::Inflated { kind, used }));
+                }
                 if text {
                     self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
                 }
                 Ok(Some(Step::InPlace {
-                    kind: self
-                        .frame_kind(header.opcode)
-                        .unwrap_or(MessageKind::Binary),
+                    kind,
                     payload,
                     used,
                 }))
@@ -416,12 +489,49 @@ impl Connection {
         }
     }
 
+    /// Reserved bits a frame header may carry: RSV1 once permessage-deflate is on.
+    fn allowed_rsv(&self) -> u8 {
+        if self.deflate.is_some() {
+            RSV1
+        } else {
+            0
+        }
+    }
+
+    /// Inflates the compressed message that just ended, from the caller's buffer or
+    /// from the assembler, into the deflate state's buffer, and checks its UTF-8.
+    fn inflate(&mut self, kind: MessageKind, from: InflateFrom<'_>) -> Result<(), WsError> {
+        let limit = self.limits.max_message_bytes;
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Ok(());
+        };
+        d.message = false;
+        let fresh = d.params.peer_no_context_takeover(self.role);
+        let inflater = d.inflater.get_or_insert_with(|| Inflater::new(fresh));
+        let compressed = match from {
+            InflateFrom::Input(bytes) => bytes,
+            InflateFrom::Assembler => self.assembler.as_slice(),
+        };
+        inflater.inflate(compressed, &mut d.inflated, limit)?;
+        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&d.inflated).is_err() {
+            return Err(WsError::InvalidUtf8);
+        }
+        Ok(())
+    }
+
     /// Checks a new frame's header against the connection's state and limits.
     fn begin_frame(
         &mut self,
         header: FrameHeader,
         header_len: usize,
     ) -> Result<FrameProgress, WsError> {
+        if header.rsv & RSV1 != 0 {
+            // RFC 7692 §6: only the first frame of a data message carries "Per-Message
+            // Compressed"; on a control frame or a continuation it means nothing.
+            if !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+                return Err(WsError::ReservedBitsSet(header.rsv));
+            }
+        }
         match (self.role, header.mask.is_some()) {
             // §5.1: "a server MUST close the connection upon receiving a frame that is
             // not masked."
@@ -465,6 +575,9 @@ impl Connection {
             } else {
                 self.fragments = 1;
                 self.utf8.reset();
+                if let Some(d) = self.deflate.as_deref_mut() {
+                    d.message = header.rsv & RSV1 != 0;
+                }
             }
         }
         let streaming =
@@ -508,10 +621,16 @@ impl Connection {
             }
             return Ok(Some(Step::Progress { used }));
         }
+        self.fragmented = None;
+        if self.compressed() {
+            let kind = kind.unwrap_or(MessageKind::Binary);
+            self.inflate(kind, InflateFrom::Assembler)?;
+            self.assembler.clear();
+            return Ok(Some(Step::Inflated { kind, used }));
+        }
         if kind == Some(MessageKind::Text) {
             self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
         }
-        self.fragmented = None;
         Ok(Some(Step::Assembled {
             kind: kind.unwrap_or(MessageKind::Binary),
             used,
@@ -541,6 +660,10 @@ impl Connection {
                     },
                     used,
                 )
+            }
+            Step::Inflated { kind, used } => {
+                let payload = self.deflate.as_deref().map_or(&[][..], |d| &d.inflated);
+                (Event::Message { kind, payload }, used)
             }
             Step::Progress { used } => (Event::Progress, used),
             Step::Ping { payload, used } => {
@@ -589,6 +712,11 @@ enum Step {
         kind: MessageKind,
         used: usize,
     },
+    /// A compressed message, inflated into the deflate state's buffer.
+    Inflated {
+        kind: MessageKind,
+        used: usize,
+    },
     Progress {
         used: usize,
     },
@@ -604,6 +732,14 @@ enum Step {
         payload: std::ops::Range<usize>,
         used: usize,
     },
+}
+
+/// Where a compressed message's bytes are.
+enum InflateFrom<'a> {
+    /// In place in the caller's buffer (a single frame).
+    Input(&'a [u8]),
+    /// In the reassembly buffer (fragments, or a frame too large to wait in place).
+    Assembler,
 }
 
 /// The connection is closing: no more messages can be sent (caller's mistake).

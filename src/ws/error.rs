@@ -71,13 +71,16 @@ pub enum WsError {
     /// Bytes arrived after the peer's close frame (§5.5.1: nothing follows a close).
     #[error("data after the close frame")]
     DataAfterClose,
+    /// RFC 7692 §7.2.2: a compressed message that does not inflate.
+    #[error("compressed message does not inflate (corrupt DEFLATE data)")]
+    BadCompressedData,
 }
 
 impl WsError {
     /// The close code that fails the connection for this error (§7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            WsError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            WsError::InvalidUtf8 | WsError::BadCompressedData => CloseCode::INVALID_PAYLOAD,
             WsError::FrameTooLarge { .. }
             | WsError::MessageTooLarge { .. }
             | WsError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,

@@ -102,6 +102,16 @@ impl FrameHeader {
     /// negotiated), reserved opcodes, fragmented or oversized control frames, and the
     /// 64-bit length's top bit.
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
+        FrameHeader::parse_with(buf, 0)
+    }
+
+    /// [`parse`](Self::parse), letting through the reserved bits in `allowed_rsv` (RSV1
+    /// is `0b100`) that a negotiated extension defines; which frames may carry them is
+    /// the extension's rule, checked by the caller.
+    pub fn parse_with(
+        buf: &[u8],
+        allowed_rsv: u8,
+    ) -> Result<Option<(FrameHeader, usize)>, WsError> {
         let [b0, b1, ..] = *buf else {
             return Ok(None);
         };
@@ -111,7 +121,7 @@ impl FrameHeader {
         // non-zero values. If a nonzero value is received and none of the negotiated
         // extensions defines the meaning of such a nonzero value, the receiving endpoint
         // MUST _Fail the WebSocket Connection_."
-        if rsv != 0 {
+        if rsv & !allowed_rsv != 0 {
             return Err(WsError::ReservedBitsSet(rsv));
         }
         // §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the
@@ -205,6 +215,9 @@ impl FrameHeader {
     }
 }
 
+/// The RSV1 bit in [`FrameHeader::rsv`]: "Per-Message Compressed" (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
+
 /// Appends one whole frame to `out`: header, then the payload, masked with `mask` if
 /// given (a client's frames) or as is (a server's frames, encoded once for everyone).
 pub fn encode_frame(
@@ -214,9 +227,21 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode_frame_rsv(out, opcode, fin, 0, payload, mask);
+}
+
+/// [`encode_frame`] with reserved bits `rsv` set (RSV1 marks a compressed message).
+pub fn encode_frame_rsv(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv,
         opcode,
         mask,
         payload_len: payload.len() as u64,
@@ -261,11 +286,12 @@ impl FrameHeader {
     }
 }
 
-/// Appends a whole unfragmented server frame (unmasked) for `payload` to `out`.
-pub fn encode_server_frame(out: &mut bytes::BytesMut, opcode: OpCode, payload: &[u8]) {
+/// Appends a whole unfragmented server frame (unmasked) for `payload` to `out`; `rsv`
+/// is [`RSV1`] for a compressed message, else 0.
+pub fn encode_server_frame(out: &mut bytes::BytesMut, opcode: OpCode, rsv: u8, payload: &[u8]) {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode,
         mask: None,
         payload_len: payload.len() as u64,

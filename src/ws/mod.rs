@@ -11,14 +11,16 @@
 //! - [`mask`]: SIMD unmasking in place (the only `unsafe` in this module).
 //! - [`utf8`]: incremental UTF-8 validation.
 //! - [`close`]: close codes and the close payload.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compressing and inflating.
 //! - [`Connection`]: one connection's state machine after the handshake.
 //!
 //! Next to every check, a comment names the section of RFC 6455 it enforces. What this
-//! module does not do yet: extensions (permessage-deflate) and subprotocols.
+//! module does not do: extensions other than permessage-deflate.
 
 pub mod assembler;
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -27,9 +29,11 @@ pub mod utf8;
 
 pub use close::CloseCode;
 pub use connection::{Closing, Connection, Event, Limits, MessageKind, Role, State};
+pub use deflate::{DeflateParams, DeflateServerConfig, Deflater, Inflater};
 pub use error::{HandshakeError, WsError};
 pub use frame::{
-    encode_close, encode_frame, encode_ping, encode_server_frame, server_frame, FrameHeader, OpCode,
+    encode_close, encode_frame, encode_frame_rsv, encode_ping, encode_server_frame, server_frame,
+    FrameHeader, OpCode, RSV1,
 };
 
 #[cfg(test)]

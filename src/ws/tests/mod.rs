@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod deflate;
 mod pair;
 
 /// An event with owned payloads, to compare across runs.
