@@ -515,11 +515,12 @@ impl Inflater {
                     return Ok(());
                 }
                 _ if input.is_empty() && out.len() < out.capacity() => return Ok(()),
-                _ if self.decompress.total_in() == in_before && out.len() == out_before => {
-                    // No progress with room to spare: the data is truncated or corrupt.
-                    if out.len() < out.capacity() {
-                        return Err(WsError::BadCompressedData);
-                    }
+                // No progress with room to spare: the data is truncated or corrupt.
+                _ if self.decompress.total_in() == in_before
+                    && out.len() == out_before
+                    && out.len() < out.capacity() =>
+                {
+                    return Err(WsError::BadCompressedData)
                 }
                 _ => {}
             }
