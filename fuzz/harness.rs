@@ -12,11 +12,13 @@ use feedrelay::relay::config::Config;
 use feedrelay::relay::control::{self, ControlLimits};
 use feedrelay::relay::feed::arbiter::{Arbiter, Verdict};
 use feedrelay::relay::topic::{JsonPointer, TopicLookup, TopicReader};
+use feedrelay::ws::deflate::{negotiate_server, ClientOffer, DeflateServerConfig};
 use feedrelay::ws::handshake::{parse_request, ClientHandshake};
-use feedrelay::ws::{Connection, Event, Limits, Role};
+use feedrelay::ws::{Connection, DeflateParams, Event, Limits, Role};
 
-/// Frames in both roles under small and default limits: the first byte picks the role,
-/// the limits and the size of the reads the bytes arrive in.
+/// Frames in both roles under small and default limits, with and without
+/// permessage-deflate: the first byte picks the role, the limits, the extension and the
+/// size of the reads the bytes arrive in.
 pub fn ws_connection(data: &[u8]) {
     let Some((&knobs, rest)) = data.split_first() else {
         return;
@@ -37,8 +39,15 @@ pub fn ws_connection(data: &[u8]) {
             ..Limits::default()
         }
     };
-    let chunk = 1 + (knobs as usize >> 2);
+    let chunk = 1 + (knobs as usize >> 3);
     let mut conn = Connection::new(role, limits, 7);
+    if knobs & 4 != 0 {
+        let params = DeflateParams {
+            client_no_context_takeover: knobs & 8 != 0,
+            ..DeflateParams::default()
+        };
+        conn = conn.with_deflate(params, 1);
+    }
     let mut buf: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     let now = Instant::now();
@@ -69,11 +78,25 @@ pub fn handshake(data: &[u8]) {
         let served = ["feedrelay.v1".to_owned(), "json".to_owned()];
         let chosen = req.select_protocol(&served).ok().flatten();
         assert!(chosen.map_or(true, |p| served.iter().any(|s| s == p)));
+        let config = DeflateServerConfig {
+            window_bits: 10,
+            ..DeflateServerConfig::default()
+        };
+        let deflate = negotiate_server(&req.offered_extensions(), &config);
+        if let Some((params, _)) = &deflate {
+            assert!(params.server_max_window_bits <= 10);
+        }
         let mut out = Vec::new();
-        feedrelay::ws::handshake::write_accept(&req, chosen, &mut out);
+        let answer = deflate.as_ref().map(|(_, a)| a.as_str());
+        feedrelay::ws::handshake::write_accept(&req, chosen, answer, &mut out);
     }
     let offered = ["json".to_owned()];
-    let client = ClientHandshake::new([9; 16]).with_protocols(&offered);
+    let client = ClientHandshake::new([9; 16])
+        .with_protocols(&offered)
+        .with_deflate(Some(ClientOffer {
+            server_no_context_takeover: true,
+            ..ClientOffer::default()
+        }));
     if let Ok(Some((resp, len))) = client.parse_response(data, max) {
         assert!(len <= data.len());
         let protocol = resp.protocol.as_deref();
@@ -81,6 +104,9 @@ pub fn handshake(data: &[u8]) {
             matches!(protocol, None | Some("json")),
             "only what was offered"
         );
+        if let Some(p) = resp.deflate {
+            assert!(p.server_no_context_takeover, "asked for, so required");
+        }
     }
 }
 

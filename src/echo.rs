@@ -1,7 +1,7 @@
 //! `feedrelay echo`: every message goes back as it came.
 //!
-//! It exercises the whole server path (handshake, frames, unmasking, UTF-8, close) and
-//! is what conformance suites and the interop tests talk to.
+//! It exercises the whole server path (handshake, frames, unmasking, UTF-8, close,
+//! permessage-deflate) and is what conformance suites and the interop tests talk to.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,7 +12,7 @@ use crate::io::driver::Reply;
 use crate::io::worker::{run_workers, CoreMap};
 use crate::io::IoError;
 use crate::relay::run::{listen, Say};
-use crate::ws::MessageKind;
+use crate::ws::{DeflateServerConfig, MessageKind};
 
 /// Echoes each message back as one frame of the same type.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,6 +30,7 @@ pub fn run(
     workers: Option<usize>,
     cores: Option<Vec<usize>>,
     max_message_bytes: usize,
+    deflate: bool,
     say: Say<'_>,
 ) -> Result<(), IoError> {
     let map = CoreMap::new(workers, cores.as_deref())?;
@@ -37,6 +38,7 @@ pub fn run(
     let mut config = ServerConfig::default();
     config.limits.max_message_bytes = max_message_bytes;
     config.limits.max_frame_bytes = max_message_bytes;
+    config.deflate = deflate.then(DeflateServerConfig::default);
     let listeners: Arc<Mutex<Vec<Option<std::net::TcpListener>>>> = Arc::new(Mutex::new(
         started.listeners.into_iter().map(Some).collect(),
     ));

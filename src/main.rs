@@ -125,6 +125,10 @@ enum Command {
         /// Largest message accepted, in bytes (larger: close 1009).
         #[arg(long, default_value_t = 16 << 20)]
         max_message_bytes: usize,
+        /// Decline permessage-deflate (by default an offer is accepted and every
+        /// message is echoed compressed).
+        #[arg(long)]
+        no_deflate: bool,
     },
 }
 
@@ -206,7 +210,16 @@ fn main() -> ExitCode {
             workers,
             cores,
             max_message_bytes,
-        } => feedrelay::echo::run(listen, workers, cores, max_message_bytes, &say).map_err(explain),
+            no_deflate,
+        } => feedrelay::echo::run(
+            listen,
+            workers,
+            cores,
+            max_message_bytes,
+            !no_deflate,
+            &say,
+        )
+        .map_err(explain),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

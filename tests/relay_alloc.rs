@@ -103,6 +103,7 @@ fn start_relay(
     let settings = LiveSettings::new(&config).unwrap();
     let relay = std::thread::spawn(move || {
         let admission = Admission::new(config.admission_limits());
+        let demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         run_workers(&map, move |i| {
             let ((listener, links), feeds) = per_worker.lock().unwrap()[i].take().unwrap();
             let (config, admission, stop, link, settings) = (
@@ -112,6 +113,7 @@ fn start_relay(
                 link.clone(),
                 Arc::clone(&settings),
             );
+            let demand = Arc::clone(&demand);
             async move {
                 COUNTED.with(|c| c.set(true));
                 run_worker(WorkerSetup {
@@ -125,6 +127,7 @@ fn start_relay(
                     feeds,
                     shutdown: stop,
                     settings,
+                    deflate_demand: demand,
                 })
                 .await
             }

@@ -153,6 +153,7 @@ fn finish(
     let e2e = stats.e2e_snapshot();
     let mut series: Vec<(String, &Histogram<u64>)> = Hop::ALL
         .iter()
+        .filter(|&&h| !(h.optional() && totals.get(h).is_empty()))
         .map(|&h| (h.name().to_owned(), totals.get(h)))
         .collect();
     series.push(("end2end".to_owned(), &e2e));
@@ -231,7 +232,9 @@ pub fn table(
     let (dropped, no_topic) = (count(false), count(true));
     let mut t = PercentileTable::new("  hop");
     for hop in Hop::ALL {
-        t.row(&format!("  {}", hop.name()), hops.get(hop), &[]);
+        if !(hop.optional() && hops.get(hop).is_empty()) {
+            t.row(&format!("  {}", hop.name()), hops.get(hop), &[]);
+        }
     }
     t.row("  end2end", e2e, &[]);
     format!(

@@ -50,6 +50,14 @@ pub struct Counters {
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
     pub groups: Vec<GroupCounters>,
+    /// permessage-deflate: messages (or, per subscriber, frames) compressed.
+    pub deflate_messages: u64,
+    /// Their payload bytes before compression.
+    pub deflate_bytes_before: u64,
+    /// Their payload bytes after.
+    pub deflate_bytes_after: u64,
+    /// Messages that qualified but went out plain: no subscriber could take them.
+    pub deflate_skipped: u64,
 }
 
 /// One feed line (totals since start).

@@ -11,11 +11,13 @@ pub enum Hop {
     Queue,
     /// Queued for a subscriber → its write completed.
     Egress,
+    /// Compressing one message (permessage-deflate), on the worker that ingested it.
+    Deflate,
 }
 
 impl Hop {
     /// Every hop, in path order.
-    pub const ALL: [Hop; 3] = [Hop::Ingress, Hop::Queue, Hop::Egress];
+    pub const ALL: [Hop; 4] = [Hop::Ingress, Hop::Queue, Hop::Egress, Hop::Deflate];
 
     /// The label and hlog tag.
     pub fn name(self) -> &'static str {
@@ -23,7 +25,14 @@ impl Hop {
             Hop::Ingress => "ingress",
             Hop::Queue => "queue",
             Hop::Egress => "egress",
+            Hop::Deflate => "deflate",
         }
+    }
+
+    /// Whether a table may leave this hop out when nothing was recorded (compression
+    /// is off, or nothing qualified).
+    pub fn optional(self) -> bool {
+        self == Hop::Deflate
     }
 }
 
@@ -42,13 +51,18 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Histograms for every hop, in ns.
 #[derive(Debug, Clone)]
 pub struct HopHistograms {
-    hists: [Histogram<u64>; 3],
+    hists: [Histogram<u64>; 4],
 }
 
 impl Default for HopHistograms {
     fn default() -> Self {
         HopHistograms {
-            hists: [new_histogram(), new_histogram(), new_histogram()],
+            hists: [
+                new_histogram(),
+                new_histogram(),
+                new_histogram(),
+                new_histogram(),
+            ],
         }
     }
 }

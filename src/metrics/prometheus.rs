@@ -78,8 +78,74 @@ pub fn render(s: &Snapshot) -> String {
         ),
     );
     let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
+    render_deflate(s, &mut out);
     render_feeds(s, &mut out);
     out
+}
+
+/// What permessage-deflate compressed, summed over the workers.
+fn render_deflate(s: &Snapshot, out: &mut String) {
+    let total = |f: &dyn Fn(&Counters) -> u64| -> u64 { s.workers.iter().map(|(_, c)| f(c)).sum() };
+    let (before, after) = (
+        total(&|c| c.deflate_bytes_before),
+        total(&|c| c.deflate_bytes_after),
+    );
+    describe(
+        out,
+        (
+            "feedrelay_deflate_messages_total",
+            "counter",
+            "Messages compressed (once each; per frame with per_subscriber).",
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_deflate_messages_total {}",
+        total(&|c| c.deflate_messages)
+    );
+    describe(
+        out,
+        (
+            "feedrelay_deflate_bytes_total",
+            "counter",
+            "Payload bytes of compressed messages, before and after compression.",
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_deflate_bytes_total{{stage=\"before\"}} {before}"
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_deflate_bytes_total{{stage=\"after\"}} {after}"
+    );
+    describe(
+        out,
+        (
+            "feedrelay_deflate_ratio",
+            "gauge",
+            "Compressed bytes over uncompressed bytes, since start (0: nothing compressed).",
+        ),
+    );
+    let ratio = if before == 0 {
+        0.0
+    } else {
+        after as f64 / before as f64
+    };
+    let _ = writeln!(out, "feedrelay_deflate_ratio {ratio:.4}");
+    describe(
+        out,
+        (
+            "feedrelay_deflate_skipped_total",
+            "counter",
+            "Messages that qualified for compression but went plain: no subscriber could take them.",
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_deflate_skipped_total {}",
+        total(&|c| c.deflate_skipped)
+    );
 }
 
 /// Hop latency histograms, per worker.

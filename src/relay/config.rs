@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::io::idle::IdleMode;
 
 use super::access::{self, AccessError, PublisherTokenConfig};
+use super::compression::CompressionConfig;
 use super::feed::{check_feeds, FeedConfig};
 use super::jwt::JwtConfig;
 use super::queue::{QueueLimits, SlowConsumerPolicy};
@@ -103,6 +104,8 @@ pub struct Config {
     /// Subprotocols served (`Sec-WebSocket-Protocol`): a client gets the first of its
     /// offers found here; a client offering only others is refused with 400.
     pub subprotocols: Vec<String>,
+    /// permessage-deflate (`[compression]`): off unless `enabled`.
+    pub compression: CompressionConfig,
     /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
@@ -178,6 +181,7 @@ impl Default for Config {
             max_pending_per_address: 64,
             shutdown_grace_ms: 2_000,
             subprotocols: Vec::new(),
+            compression: CompressionConfig::default(),
             tls_cert_file: None,
             tls_key_file: None,
             allowed_origins: Vec::new(),
@@ -403,6 +407,9 @@ impl Config {
         }
         if let Some(p) = self.subprotocols.iter().find(|p| !is_token(p)) {
             return Err(bad("subprotocols", format!("{p:?} is not an HTTP token")));
+        }
+        if let Err((field, why)) = self.compression.check() {
+            return Err(bad(field, why));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(bad(

@@ -16,7 +16,7 @@ use super::worker::WorkerCtx;
 use crate::io::driver::server::Service;
 use crate::io::driver::Reply;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{FrameHeader, MessageKind, WsError};
+use crate::ws::{FrameHeader, MessageKind, WsError, RSV1};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
@@ -44,12 +44,14 @@ impl FeedSink for WorkerCtx {
             Ok(range) => frame.slice(range),
             Err(t) => t,
         };
+        let deflated = self.deflate(kind, &topic, payload);
         let now = now_ns();
         self.record(Hop::Ingress, now.saturating_sub(read_ns));
         self.shard.borrow_mut().publish(
             Relayed {
                 topic,
                 frame,
+                deflated,
                 routed_ns: now,
             },
             now,
@@ -58,6 +60,28 @@ impl FeedSink for WorkerCtx {
 
     fn end_batch(&self) {
         self.flush();
+    }
+}
+
+impl WorkerCtx {
+    /// The message compressed once for every subscriber that can take it, framed into
+    /// the arena, if compression is on and the message qualifies (see
+    /// [`compression`](super::compression)).
+    fn deflate(&self, kind: MessageKind, topic: &[u8], payload: &[u8]) -> Option<Bytes> {
+        let compressor = self.compressor.as_ref()?;
+        if !self.shard.borrow().is_wanted(topic) {
+            return None;
+        }
+        let start = now_ns();
+        let mut compressor = compressor.borrow_mut();
+        let mut stats = self.deflate_stats.borrow_mut();
+        let compressed = compressor.compress(topic, payload, &mut stats)?;
+        let frame = self
+            .frames
+            .borrow_mut()
+            .frame_rsv(kind.opcode(), RSV1, compressed);
+        self.record(Hop::Deflate, now_ns().saturating_sub(start));
+        Some(frame)
     }
 }
 

@@ -160,6 +160,7 @@ mod tests {
 
     fn message(topic: &'static str) -> Relayed {
         Relayed {
+            deflated: None,
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(b"\x81\x01x"),
             routed_ns: 0,
@@ -203,7 +204,7 @@ mod tests {
             ));
         }
         // A subscriber on worker 0 subscribes; its reply waits for worker 1's ack.
-        let sub = shards[0].add_subscriber();
+        let sub = shards[0].add_subscriber(false);
         let reply = Bytes::from_static(b"subscribed");
         shards[0]
             .subscribe(sub, &["T".into()], reply.clone())

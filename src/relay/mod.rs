@@ -14,10 +14,11 @@
 //! - [`arena`]: the chunks relayed frames are encoded into (no allocation per message).
 //! - [`session`]: one accepted connection, routed by path.
 //! - [`ingest`]: a message enters: topic, frame once, publish.
+//! - [`compression`]: permessage-deflate: which messages, compressed once for everyone.
 //! - [`subscriber`]: a subscriber's reader (control ops) and writer (batched writes).
 //! - [`keepalive`]: pings and idle closes, one sweep per worker.
 //! - [`links`]: the channels between workers.
-//! - [`shard`]: one worker's share of the routing state (no IO).
+//! - [`shard`]: one worker's share of the routing state (no IO); [`stats`], its counters.
 //! - [`routing`]: which subscribers want a topic, here and on other workers.
 //! - [`queue`]: a subscriber's bounded queue and slow-consumer policies.
 //! - [`control`]: subscribe/unsubscribe requests and the replies.
@@ -28,6 +29,7 @@
 pub mod access;
 pub mod admission;
 pub mod arena;
+pub mod compression;
 pub mod config;
 pub mod control;
 pub mod feed;
@@ -42,6 +44,7 @@ pub mod routing;
 pub mod run;
 pub mod session;
 pub mod shard;
+pub mod stats;
 pub mod subscriber;
 pub mod topic;
 pub mod worker;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access::AccessCounts;
+use super::compression::CompressionStats;
 use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
@@ -65,6 +66,8 @@ pub struct WorkerSummary {
     pub feeds: Vec<FeedCounters>,
     /// Their groups' arbitration.
     pub groups: Vec<GroupCounters>,
+    /// What permessage-deflate compressed.
+    pub deflate: CompressionStats,
 }
 
 /// Once per [`METRICS_INTERVAL`] until the worker is done: sends the interval.
@@ -89,6 +92,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
     let now = std::time::SystemTime::now();
     let started = ctx.interval_start.replace(now);
     let (feeds, groups) = feed_counters(ctx);
+    let deflate = *ctx.deflate_stats.borrow();
     let counters = {
         let mut shard = ctx.shard.borrow_mut();
         let queue_bytes = shard.queued_bytes() as u64;
@@ -120,6 +124,10 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
             },
             feeds,
             groups,
+            deflate_messages: deflate.compressed,
+            deflate_bytes_before: deflate.bytes_in,
+            deflate_bytes_after: deflate.bytes_out,
+            deflate_skipped: deflate.skipped_no_demand,
         }
     };
     let _ = link.tx.send(Interval {
@@ -189,6 +197,7 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
             .refused_at_accept
             .extend(w.refused_at_accept.iter().copied());
         total.access.merge(&w.access);
+        total.deflate.merge(&w.deflate);
     }
     let s = &total.stats;
     let mut text = format!(
@@ -214,6 +223,16 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
     for (name, n) in &a.off_grant {
         text.push_str(&format!(
             "\n  publisher token {name}: {n} messages outside its topics, not relayed"
+        ));
+    }
+    let d = &total.deflate;
+    if d.compressed > 0 {
+        text.push_str(&format!(
+            "; compressed {} messages, {} -> {} bytes ({:.1}%)",
+            d.compressed,
+            d.bytes_in,
+            d.bytes_out,
+            100.0 * d.bytes_out as f64 / d.bytes_in.max(1) as f64
         ));
     }
     let mut by_topic: Vec<_> = s.drops_by_topic.iter().collect();

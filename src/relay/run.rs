@@ -168,7 +168,9 @@ pub fn run(
         let totals = c.finish()?.merged();
         let mut table = PercentileTable::new("hop");
         for hop in Hop::ALL {
-            table.row(hop.name(), totals.get(hop), &[]);
+            if !(hop.optional() && totals.get(hop).is_empty()) {
+                table.row(hop.name(), totals.get(hop), &[]);
+            }
         }
         say(&table.render());
         if let Some(p) = hlog {
@@ -215,6 +217,7 @@ pub fn run_relay(
             .collect::<Vec<_>>(),
     );
     let admission = Admission::new(config.admission_limits());
+    let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     run_workers_with(
         map,
@@ -235,6 +238,7 @@ pub fn run_relay(
                 feeds,
                 shutdown: shutdown.clone(),
                 settings: Arc::clone(&settings),
+                deflate_demand: Arc::clone(&deflate_demand),
             });
             async move {
                 let setup =

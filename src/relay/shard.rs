@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::control::WILDCARD;
 use super::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use super::routing::{Interest, RoutingTable, SubId, WorkerMask};
+pub use super::stats::ShardStats;
 use crate::ws::CloseCode;
 
 /// A relayed message: its topic (a slice of the frame when possible) and the server
@@ -23,6 +24,9 @@ pub struct Relayed {
     pub topic: Bytes,
     /// The whole frame, header included.
     pub frame: Bytes,
+    /// The same message compressed (RSV1 set), for subscribers that negotiated
+    /// permessage-deflate with a window as large as the relay's; `None`: not compressed.
+    pub deflated: Option<Bytes>,
     /// When it was routed (metrics clock, ns): the start of the `queue` hop.
     pub routed_ns: u64,
 }
@@ -69,97 +73,13 @@ pub struct ShardSettings {
     pub max_drop_topics: usize,
 }
 
-/// Counters of one shard; merged off the hot path.
-#[derive(Debug, Default, Clone)]
-pub struct ShardStats {
-    /// Messages published on this worker.
-    pub messages_in: u64,
-    /// Frames queued for subscribers (written later).
-    pub messages_queued: u64,
-    /// Frames written to subscribers.
-    pub messages_out: u64,
-    /// Dropped because a subscriber's queue was full (`drop`, or `conflate` with no
-    /// message of that topic queued).
-    pub dropped_queue_full: u64,
-    /// Replaced in a queue by a newer message of the same topic.
-    pub dropped_conflated: u64,
-    /// Subscribers disconnected as slow consumers.
-    pub slow_disconnects: u64,
-    /// Messages with no topic and no default topic.
-    pub dropped_no_topic: u64,
-    /// Hops not sent because another worker's channel was full.
-    pub dropped_channel_full: u64,
-    /// Messages whose topic broke the naming rules (length, characters).
-    pub dropped_bad_topic: u64,
-    /// Subscribe requests refused for the subscription limit.
-    pub refused_subscriptions: u64,
-    /// Control requests answered with an error (malformed, too many topics, a bad
-    /// topic name, not text).
-    pub control_errors: u64,
-    /// Connections closed (1009) for a frame or message over its size limit.
-    pub oversized_messages: u64,
-    /// Connections closed (1009) for a message in more fragments than allowed.
-    pub too_many_fragments: u64,
-    /// Drops (all reasons above except disconnects) per topic, for at most
-    /// `max_drop_topics` topics; the keys are copies (they hold no frame).
-    pub drops_by_topic: HashMap<Bytes, u64>,
-    /// Drops on topics past `max_drop_topics`.
-    pub drops_other_topics: u64,
-}
-
-impl ShardStats {
-    /// How often each configured bound was hit, by the bound's metrics label.
-    pub fn limit_hits(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("max_subscriptions", self.refused_subscriptions),
-            ("control_request", self.control_errors),
-            ("max_topic_bytes", self.dropped_bad_topic),
-            ("max_message_bytes", self.oversized_messages),
-            ("max_fragments", self.too_many_fragments),
-            ("max_drop_topics", self.drops_other_topics),
-        ]
-    }
-
-    /// Counts a drop on `topic`, under its own name while there is room for it.
-    pub fn count_drop(&mut self, topic: &[u8], max_topics: usize) {
-        if let Some(n) = self.drops_by_topic.get_mut(topic) {
-            *n += 1;
-        } else if self.drops_by_topic.len() < max_topics {
-            self.drops_by_topic.insert(Bytes::copy_from_slice(topic), 1);
-        } else {
-            self.drops_other_topics += 1;
-        }
-    }
-}
-
-impl ShardStats {
-    /// Adds another shard's counters to these.
-    pub fn merge(&mut self, other: &ShardStats) {
-        self.messages_in += other.messages_in;
-        self.messages_queued += other.messages_queued;
-        self.messages_out += other.messages_out;
-        self.dropped_queue_full += other.dropped_queue_full;
-        self.dropped_conflated += other.dropped_conflated;
-        self.slow_disconnects += other.slow_disconnects;
-        self.dropped_no_topic += other.dropped_no_topic;
-        self.dropped_channel_full += other.dropped_channel_full;
-        self.dropped_bad_topic += other.dropped_bad_topic;
-        self.refused_subscriptions += other.refused_subscriptions;
-        self.control_errors += other.control_errors;
-        self.oversized_messages += other.oversized_messages;
-        self.too_many_fragments += other.too_many_fragments;
-        self.drops_other_topics += other.drops_other_topics;
-        for (t, n) in &other.drops_by_topic {
-            *self.drops_by_topic.entry(t.clone()).or_default() += n;
-        }
-    }
-}
-
 /// A subscriber as the relay sees it.
 #[derive(Debug)]
 pub struct Subscriber {
     /// Outgoing frames.
     pub queue: SubscriberQueue,
+    /// It takes a message's compressed frame when there is one.
+    deflate: bool,
     topics: HashSet<Interest>,
     wildcard: bool,
     /// Messages dropped for this subscriber.
@@ -228,10 +148,12 @@ impl Shard {
         self.worker
     }
 
-    /// A new subscriber with no topics yet.
-    pub fn add_subscriber(&mut self) -> SubId {
+    /// A new subscriber with no topics yet; with `deflate`, it is queued a message's
+    /// compressed frame when there is one.
+    pub fn add_subscriber(&mut self, deflate: bool) -> SubId {
         let sub = Subscriber {
             queue: SubscriberQueue::new(self.settings.queue),
+            deflate,
             topics: HashSet::new(),
             wildcard: false,
             drops: 0,
@@ -395,6 +317,13 @@ impl Shard {
         self.deliver(&msg, now_ns);
     }
 
+    /// Whether any subscriber, here or on another worker, wants `topic`.
+    pub fn is_wanted(&self, topic: &[u8]) -> bool {
+        !self.routing.topic_subscribers(topic).is_empty()
+            || !self.routing.wildcard_subscribers().is_empty()
+            || self.routing.remote_workers(topic) != 0
+    }
+
     /// A message with no topic and no default: counted and dropped.
     pub fn drop_no_topic(&mut self) {
         self.stats.messages_in += 1;
@@ -508,10 +437,11 @@ impl Shard {
                 continue;
             }
             let was_empty = sub.queue.is_empty();
-            match sub
-                .queue
-                .push(&msg.topic, msg.frame.clone(), policy, now_ns)
-            {
+            let frame = match &msg.deflated {
+                Some(deflated) if sub.deflate => deflated,
+                _ => &msg.frame,
+            };
+            match sub.queue.push(&msg.topic, frame.clone(), policy, now_ns) {
                 Push::Queued => {
                     stats.messages_queued += 1;
                     if was_empty {
@@ -563,6 +493,7 @@ mod tests {
         Relayed {
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(body.as_bytes()),
+            deflated: None,
             routed_ns: 1,
         }
     }
@@ -584,8 +515,8 @@ mod tests {
     #[test]
     fn routes_by_topic_and_wildcard_once_each() {
         let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-        let a = s.add_subscriber();
-        let all = s.add_subscriber();
+        let a = s.add_subscriber(false);
+        let all = s.add_subscriber(false);
         s.subscribe(a, &strs(&["A"]), Bytes::from_static(b"ok-a"))
             .unwrap();
         s.subscribe(all, &strs(&["*", "A"]), Bytes::from_static(b"ok-all"))
@@ -613,7 +544,7 @@ mod tests {
     #[test]
     fn subscription_limit_is_enforced() {
         let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-        let a = s.add_subscriber();
+        let a = s.add_subscriber(false);
         assert!(s
             .subscribe(a, &strs(&["A", "B", "C", "D"]), Bytes::new())
             .is_err());
@@ -634,8 +565,8 @@ mod tests {
             (SlowConsumerPolicy::Disconnect, 0, 0, 1),
         ] {
             let mut s = Shard::new(0, 1, settings(2, policy));
-            let slow = s.add_subscriber();
-            let fast = s.add_subscriber();
+            let slow = s.add_subscriber(false);
+            let fast = s.add_subscriber(false);
             s.subscribe(slow, &strs(&["A"]), Bytes::from_static(b"r"))
                 .unwrap();
             s.subscribe(fast, &strs(&["A"]), Bytes::from_static(b"r"))
@@ -665,7 +596,7 @@ mod tests {
     fn interest_crosses_workers_and_reply_waits_for_acks() {
         let mut w0 = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
         let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
-        let sub = w1.add_subscriber();
+        let sub = w1.add_subscriber(false);
         w1.subscribe(sub, &strs(&["A"]), Bytes::from_static(b"subscribed"))
             .unwrap();
         assert!(drain(&mut w1, sub).is_empty(), "reply waits for worker 0");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::compression::{Demand, FrameCompressor};
 use super::control::{self, Control};
 use super::jwt::SubscriberGrant;
 use super::routing::SubId;
@@ -27,7 +28,7 @@ use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::signal::LocalSignal;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, State, WsError};
+use crate::ws::{server_frame, CloseCode, MessageKind, OpCode, Role, State, WsError};
 
 /// Frames per vectored write to one subscriber (IOV_MAX is 1024). Not yet tuned by a
 /// benchmark.
@@ -98,7 +99,14 @@ pub(super) async fn serve(
     grant: Option<SubscriberGrant>,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
-    let id = ctx.shard.borrow_mut().add_subscriber();
+    let deflate = driver.deflate();
+    let shared = ctx.compression.takes_shared(deflate);
+    let demand = shared.then(|| Demand::enter(&ctx.deflate_demand));
+    let own_compressor = deflate
+        .and_then(|p| p.sending(Role::Server))
+        .filter(|_| ctx.compression.per_subscriber)
+        .map(|(bits, fresh)| FrameCompressor::new(&ctx.compression, bits, fresh));
+    let id = ctx.shard.borrow_mut().add_subscriber(shared);
     let writer = Rc::new(SubWriter {
         driver: Rc::clone(&driver),
         notify: LocalSignal::new(),
@@ -131,7 +139,12 @@ pub(super) async fn serve(
         service.control(Control::Subscribe(topics));
     }
     ctx.flush();
-    rt::spawn(write_loop(Rc::clone(ctx), id, Rc::clone(&writer)));
+    rt::spawn(write_loop(
+        Rc::clone(ctx),
+        id,
+        Rc::clone(&writer),
+        own_compressor,
+    ));
 
     let options = ServeOptions {
         idle_timeout: None, // the keepalive sweep closes idle subscribers
@@ -143,6 +156,7 @@ pub(super) async fn serve(
         ctx: Rc::clone(ctx),
         id,
         writer: Rc::clone(&writer),
+        _demand: demand,
     };
     let result = serve_driver(&driver, &mut service, &options, shutdown).await;
     if let Ok(Ended::Closed) = result {
@@ -168,6 +182,8 @@ struct Retire {
     ctx: Rc<WorkerCtx>,
     id: SubId,
     writer: Rc<SubWriter>,
+    /// Its place in the demand for shared compressed frames, if it took them.
+    _demand: Option<Demand>,
 }
 
 impl Drop for Retire {
@@ -347,6 +363,18 @@ impl Service for Subscriber {
     }
 }
 
+/// Replaces each frame of `frames` by its compressed form where it has one.
+fn compress_each(ctx: &WorkerCtx, compressor: &mut FrameCompressor, frames: &mut [Bytes]) {
+    let mut stats = ctx.deflate_stats.borrow_mut();
+    for f in frames {
+        let start = now_ns();
+        if let Some(z) = compressor.frame(f, &mut stats) {
+            *f = z;
+            ctx.record(Hop::Deflate, now_ns().saturating_sub(start));
+        }
+    }
+}
+
 /// What the writer takes next.
 enum Next {
     /// Frames drained from the queue into the batch (maybe none).
@@ -375,7 +403,14 @@ async fn finish(writer: &SubWriter, linger: Duration) {
     }
 }
 
-async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
+/// Writes the subscriber's queue as it fills; with `own_compressor`
+/// (`per_subscriber` compression), each data frame is compressed on the way out.
+async fn write_loop(
+    ctx: Rc<WorkerCtx>,
+    id: SubId,
+    writer: Rc<SubWriter>,
+    mut own_compressor: Option<FrameCompressor>,
+) {
     let driver = Rc::clone(&writer.driver);
     let mut batch = WriteBatch::with_capacity(INITIAL_WRITE_BATCH);
     loop {
@@ -430,6 +465,9 @@ async fn write_loop(ctx: Rc<WorkerCtx>, id: SubId, writer: Rc<SubWriter>) {
                 continue;
             }
             Next::Frames => {}
+        }
+        if let Some(c) = own_compressor.as_mut() {
+            compress_each(&ctx, c, &mut batch.frames);
         }
         let frames = batch.frames.len() as u64;
         writer.writing.set(true);

@@ -8,6 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use super::access::AccessCounts;
 use super::admission::Admission;
 use super::arena::FrameArena;
+use super::compression::{CompressionConfig, CompressionStats, MessageCompressor};
 use super::config::Config;
 use super::control::ControlLimits;
 use super::feed::line::{run_line_supervised, Line};
@@ -117,6 +119,14 @@ pub(super) struct WorkerCtx {
     pub(super) summary: RefCell<WorkerSummary>,
     /// The exchange feed lines this worker dials.
     pub(super) feeds: RefCell<Vec<Rc<Line>>>,
+    /// `[compression]` as configured.
+    pub(super) compression: CompressionConfig,
+    /// Compresses relayed messages once each (compression on, shared mode).
+    pub(super) compressor: Option<RefCell<MessageCompressor>>,
+    /// Subscribers, over all workers, that take shared compressed frames.
+    pub(super) deflate_demand: Arc<AtomicUsize>,
+    /// What this worker compressed, once per message or per subscriber.
+    pub(super) deflate_stats: RefCell<CompressionStats>,
 }
 
 impl WorkerCtx {
@@ -207,6 +217,8 @@ pub struct WorkerSetup {
     pub shutdown: Shutdown,
     /// The TLS and access rules in force (shared by the workers, replaced on SIGHUP).
     pub settings: Arc<LiveSettings>,
+    /// Subscribers, over all workers, that take shared compressed frames.
+    pub deflate_demand: Arc<AtomicUsize>,
 }
 
 /// Runs one relay worker: accepts on its listener until shutdown, then lets
@@ -223,10 +235,14 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         feeds,
         mut shutdown,
         settings,
+        deflate_demand,
     } = setup;
-    let ctx = Rc::new(new_ctx(
-        id, workers, links, &config, admission, metrics, settings,
-    )?);
+    let shared = Shared {
+        admission,
+        settings,
+        deflate_demand,
+    };
+    let ctx = Rc::new(new_ctx(id, workers, links, &config, shared, metrics)?);
     for plan in feeds {
         for line in start_group(plan, &ctx.pointer, ctx.server.limits, &config)? {
             ctx.feeds.borrow_mut().push(Rc::clone(&line));
@@ -266,6 +282,7 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     }
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
     summary.access = ctx.access_counts.borrow().clone();
+    summary.deflate = *ctx.deflate_stats.borrow();
     Ok(summary)
 }
 
@@ -287,15 +304,33 @@ async fn follow_reloads(ctx: Rc<WorkerCtx>) {
     }
 }
 
+/// What every worker holds a reference to.
+struct Shared {
+    admission: Arc<Admission>,
+    settings: Arc<LiveSettings>,
+    deflate_demand: Arc<AtomicUsize>,
+}
+
 fn new_ctx(
     id: usize,
     workers: usize,
     links: WorkerLinks,
     config: &Config,
-    admission: Arc<Admission>,
+    shared: Shared,
     metrics: Option<MetricsLink>,
-    live_settings: Arc<LiveSettings>,
 ) -> Result<WorkerCtx, IoError> {
+    let Shared {
+        admission,
+        settings: live_settings,
+        deflate_demand,
+    } = shared;
+    let compression = config.compression.clone();
+    let compressor = (compression.enabled && !compression.per_subscriber).then(|| {
+        RefCell::new(MessageCompressor::new(
+            &compression,
+            Arc::clone(&deflate_demand),
+        ))
+    });
     let settings = ShardSettings {
         queue: config.queue_limits(),
         policy: config.slow_consumer,
@@ -318,6 +353,7 @@ fn new_ctx(
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
             idle_timeout: Some(config.idle_timeout()),
             subprotocols: config.subprotocols.clone(),
+            deflate: config.compression.server(),
             ..ServerConfig::default()
         },
         subscriber_limits: Limits {
@@ -347,6 +383,10 @@ fn new_ctx(
         done: Cell::new(false),
         summary: RefCell::new(WorkerSummary::default()),
         feeds: RefCell::new(Vec::new()),
+        compression,
+        compressor,
+        deflate_demand,
+        deflate_stats: RefCell::new(CompressionStats::default()),
     })
 }
 

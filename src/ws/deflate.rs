@@ -90,7 +90,13 @@ pub struct DeflateServerConfig {
     pub server_no_context_takeover: bool,
     /// Always ask the client for `client_no_context_takeover`.
     pub client_no_context_takeover: bool,
+    /// Compression level (0-9) of what the server sends.
+    pub level: u32,
 }
+
+/// The compression level used unless configured: zlib's fastest (level 1), since a
+/// relay's messages are small and its users pay for latency before bandwidth.
+pub const DEFAULT_LEVEL: u32 = 1;
 
 impl Default for DeflateServerConfig {
     fn default() -> Self {
@@ -98,6 +104,7 @@ impl Default for DeflateServerConfig {
             window_bits: MAX_WINDOW_BITS,
             server_no_context_takeover: false,
             client_no_context_takeover: false,
+            level: DEFAULT_LEVEL,
         }
     }
 }
@@ -322,10 +329,21 @@ pub fn negotiate_server(
 }
 
 /// The client's side of §7.1: the offer it sends and the check of the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientOffer {
     /// Ask the server for `server_no_context_takeover` (its messages then stand alone).
     pub server_no_context_takeover: bool,
+    /// Compression level (0-9) of what the client sends.
+    pub level: u32,
+}
+
+impl Default for ClientOffer {
+    fn default() -> Self {
+        ClientOffer {
+            server_no_context_takeover: false,
+            level: DEFAULT_LEVEL,
+        }
+    }
 }
 
 impl ClientOffer {
@@ -600,6 +618,7 @@ mod tests {
             window_bits: 12,
             server_no_context_takeover: true,
             client_no_context_takeover: true,
+            level: 1,
         };
         let (p, answer) = negotiate_server(&ext("permessage-deflate"), &cfg).unwrap();
         assert_eq!(
@@ -618,6 +637,7 @@ mod tests {
     fn the_client_checks_the_answer() {
         let offer = ClientOffer {
             server_no_context_takeover: true,
+            ..ClientOffer::default()
         };
         assert_eq!(
             offer.header_value(),

@@ -4,13 +4,15 @@
 //! its path and query (the relay routes on them); [`write_accept`] writes the `101`, and
 //! [`write_reject`] a `400` or `426` with a one-line reason. Client side:
 //! [`ClientHandshake`] writes a request with a fresh key and checks the `101` answer.
-//! No extension or subprotocol is negotiated (permessage-deflate comes later), so any
-//! offered by a client is ignored, and any selected by a server is refused.
+//! Subprotocols are chosen here; the one extension spoken, permessage-deflate, is
+//! negotiated by [`deflate`](super::deflate) on the headers this module reads and
+//! writes. A server ignores other extensions; a client refuses any it did not offer.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
+use super::deflate::{parse_extensions, ClientOffer, DeflateParams, Extension};
 use super::error::HandshakeError;
 
 /// Header fields accepted in one handshake (more → [`HandshakeError::HeaderTooLarge`]).
@@ -79,6 +81,18 @@ impl Request {
                 served.join(", ")
             }
         ))
+    }
+
+    /// The extensions the client offers (`Sec-WebSocket-Extensions`, every field), in
+    /// its order of preference; a malformed list offers nothing (§9.1: the server then
+    /// simply accepts no extension).
+    pub fn offered_extensions(&self) -> Vec<Extension> {
+        let values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+            .map(|(_, v)| v.as_str());
+        parse_extensions(values).unwrap_or_default()
     }
 
     /// The value of query parameter `name`, if present (no percent-decoding).
@@ -206,8 +220,14 @@ pub fn parse_request(
     )))
 }
 
-/// Writes the `101 Switching Protocols` answer (§4.2.2 item 5).
-pub fn write_accept(req: &Request, protocol: Option<&str>, out: &mut Vec<u8>) {
+/// Writes the `101 Switching Protocols` answer (§4.2.2 item 5), with the chosen
+/// subprotocol and the accepted extensions' `Sec-WebSocket-Extensions` value, if any.
+pub fn write_accept(
+    req: &Request,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -215,6 +235,10 @@ pub fn write_accept(req: &Request, protocol: Option<&str>, out: &mut Vec<u8>) {
     if let Some(p) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -260,6 +284,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The subprotocol the server chose (one the client offered), if any.
     pub protocol: Option<String>,
+    /// permessage-deflate as the server accepted it, if offered and accepted.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// The client side of the handshake: one per connection attempt.
@@ -268,6 +294,8 @@ pub struct ClientHandshake {
     key: String,
     /// Subprotocols offered, in order of preference.
     protocols: Vec<String>,
+    /// permessage-deflate, if offered.
+    deflate: Option<ClientOffer>,
 }
 
 impl ClientHandshake {
@@ -276,7 +304,14 @@ impl ClientHandshake {
         ClientHandshake {
             key: BASE64.encode(nonce),
             protocols: Vec::new(),
+            deflate: None,
         }
+    }
+
+    /// Offers permessage-deflate.
+    pub fn with_deflate(mut self, offer: Option<ClientOffer>) -> Self {
+        self.deflate = offer;
+        self
     }
 
     /// Offers `protocols` (`Sec-WebSocket-Protocol`), in order of preference.
@@ -306,6 +341,11 @@ impl ClientHandshake {
         if !self.protocols.is_empty() {
             req.push_str("Sec-WebSocket-Protocol: ");
             req.push_str(&self.protocols.join(", "));
+            req.push_str("\r\n");
+        }
+        if let Some(offer) = &self.deflate {
+            req.push_str("Sec-WebSocket-Extensions: ");
+            req.push_str(&offer.header_value());
             req.push_str("\r\n");
         }
         for (name, value) in extra {
@@ -351,9 +391,18 @@ impl ClientHandshake {
         if accept.trim_ascii() != accept_key(&self.key).as_bytes() {
             return Err(HandshakeError::AcceptMismatch);
         }
-        if header(headers, "Sec-WebSocket-Extensions").is_some() {
-            return Err(HandshakeError::NotOffered("Sec-WebSocket-Extensions"));
-        }
+        // §4.1: an extension the client did not offer fails the connection.
+        let extensions = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+            .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"));
+        let deflate = match &self.deflate {
+            Some(offer) => offer.accept(extensions)?,
+            None if extensions.count() > 0 => {
+                return Err(HandshakeError::NotOffered("Sec-WebSocket-Extensions"))
+            }
+            None => None,
+        };
         // §4.1: a subprotocol the client did not offer fails the connection.
         let protocol = match header(headers, "Sec-WebSocket-Protocol") {
             None => None,
@@ -374,7 +423,14 @@ impl ClientHandshake {
                 )
             })
             .collect();
-        Ok(Some((Response { headers, protocol }, len)))
+        Ok(Some((
+            Response {
+                headers,
+                protocol,
+                deflate,
+            },
+            len,
+        )))
     }
 }
 
@@ -423,7 +479,7 @@ mod tests {
         assert!(is_token("feedrelay.v1") && is_token("x-1_~"));
         assert!(!is_token("") && !is_token("a b") && !is_token("a,b") && !is_token("é"));
         let mut out = Vec::new();
-        write_accept(&req, Some("json"), &mut out);
+        write_accept(&req, Some("json"), None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("\r\nSec-WebSocket-Protocol: json\r\n"),
@@ -442,7 +498,7 @@ mod tests {
         let answer = |p: Option<&str>| {
             let (parsed, _) = parse_request(&req, 8192).unwrap().unwrap();
             let mut out = Vec::new();
-            write_accept(&parsed, p, &mut out);
+            write_accept(&parsed, p, None, &mut out);
             out
         };
         let (resp, _) = client
@@ -475,7 +531,7 @@ mod tests {
         assert_eq!(req.query_param("topics"), Some("A,B"));
         assert_eq!(req.origin.as_deref(), Some("http://example.com"));
         let mut out = Vec::new();
-        write_accept(&req, None, &mut out);
+        write_accept(&req, None, None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -591,7 +647,7 @@ mod tests {
         assert_eq!(req.query.as_deref(), Some("topics=A"));
         assert!(String::from_utf8_lossy(&out).contains("X-Api-Key: k\r\n"));
         let mut resp = Vec::new();
-        write_accept(&req, None, &mut resp);
+        write_accept(&req, None, None, &mut resp);
         let (_, n) = client.parse_response(&resp, 8192).unwrap().unwrap();
         assert_eq!(n, resp.len());
         for cut in 0..resp.len() {

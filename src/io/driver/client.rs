@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::ws::deflate::ClientOffer;
 use crate::ws::handshake::ClientHandshake;
 use crate::ws::{CloseCode, Event, HandshakeError, Limits, MessageKind, OpCode, Role, State};
 
@@ -42,6 +43,8 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// Subprotocols to offer, in order of preference (the server picks one or none).
     pub protocols: Vec<String>,
+    /// Offer permessage-deflate (`None`: no extension is offered).
+    pub deflate: Option<ClientOffer>,
     /// Frame and message limits for the connection.
     pub limits: Limits,
     /// Trust for `wss://` (`None`: the webpki roots).
@@ -60,6 +63,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             headers: Vec::new(),
             protocols: Vec::new(),
+            deflate: None,
             limits: Limits::default(),
             tls: None,
             timeout: Duration::from_secs(10),
@@ -91,6 +95,11 @@ impl WsClient {
     /// The subprotocol the server chose (one of `ConnectOptions::protocols`), if any.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// permessage-deflate as the server accepted it, if it did.
+    pub fn deflate(&self) -> Option<crate::ws::DeflateParams> {
+        self.driver.deflate()
     }
 
     /// Dials `url`, sends the handshake with `headers`, and checks the answer.
@@ -309,7 +318,9 @@ async fn dial(
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&rt::random_u64().to_ne_bytes());
     nonce[8..].copy_from_slice(&rt::random_u64().to_ne_bytes());
-    let handshake = ClientHandshake::new(nonce).with_protocols(&options.protocols);
+    let handshake = ClientHandshake::new(nonce)
+        .with_protocols(&options.protocols)
+        .with_deflate(options.deflate);
     let mut out = Vec::with_capacity(4096);
     handshake.write_request(
         &url.host_header(),
@@ -320,11 +331,11 @@ async fn dial(
     let (res, _) = stream.write_all(out).await;
     res.map_err(|e| io("write to", e))?;
     let mut buf = Vec::with_capacity(limits.inline_frame_bytes.max(limits.max_header_bytes));
-    let protocol = loop {
+    let response = loop {
         match handshake.parse_response(&buf, limits.max_header_bytes) {
             Ok(Some((response, n))) => {
                 buf.drain(..n);
-                break response.protocol;
+                break response;
             }
             Ok(None) => {}
             Err(e) => return Err(DriverError::Handshake(target.to_owned(), e)),
@@ -340,9 +351,13 @@ async fn dial(
             Err(e) => return Err(io("read from", e)),
         }
     };
+    let mut driver = Driver::new(stream, peer, Role::Client, limits, buf);
+    if let (Some(params), Some(offer)) = (response.deflate, options.deflate) {
+        driver = driver.with_deflate(params, offer.level);
+    }
     Ok(WsClient {
-        driver: Driver::new(stream, peer, Role::Client, limits, buf),
+        driver,
         pending: std::collections::VecDeque::new(),
-        protocol,
+        protocol: response.protocol,
     })
 }

@@ -28,7 +28,9 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::ws::{CloseCode, Connection, Event, Limits, MessageKind, OpCode, Role, State, WsError};
+use crate::ws::{
+    CloseCode, Connection, DeflateParams, Event, Limits, MessageKind, OpCode, Role, State, WsError,
+};
 
 use crate::io::ring::WriteBatch;
 use crate::io::rt;
@@ -151,6 +153,21 @@ impl Driver {
             changed: LocalSignal::new(),
             activity: Cell::new(false),
         }
+    }
+
+    /// Runs the connection with permessage-deflate as negotiated; see
+    /// [`Connection::with_deflate`].
+    pub fn with_deflate(self, params: DeflateParams, level: u32) -> Self {
+        let conn = self.conn.into_inner().with_deflate(params, level);
+        Driver {
+            conn: RefCell::new(conn),
+            ..self
+        }
+    }
+
+    /// The permessage-deflate parameters in force, if negotiated.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.conn.borrow().deflate()
     }
 
     /// The peer's address.

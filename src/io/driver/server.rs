@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::ws::deflate::{negotiate_server, DeflateServerConfig};
 use crate::ws::handshake::{self, Request};
 use crate::ws::{CloseCode, Event, Limits, MessageKind, Role, State, WsError};
 
@@ -34,6 +35,8 @@ pub struct ServerConfig {
     /// Subprotocols served: a client gets the first of its offers found here; one
     /// that offers only others is refused (400).
     pub subprotocols: Vec<String>,
+    /// permessage-deflate offered to clients (`None`: never accepted).
+    pub deflate: Option<DeflateServerConfig>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(2),
             idle_timeout: None,
             subprotocols: Vec::new(),
+            deflate: None,
         }
     }
 }
@@ -167,10 +171,20 @@ pub async fn accept_handshake(
             return Ok(None);
         }
     };
-    handshake::write_accept(&request, protocol, &mut out);
+    let deflate = config.deflate.and_then(|c| {
+        Some((
+            negotiate_server(&request.offered_extensions(), &c)?,
+            c.level,
+        ))
+    });
+    let answer = deflate.as_ref().map(|((_, a), _)| a.as_str());
+    handshake::write_accept(&request, protocol, answer, &mut out);
     let (res, _) = stream.write_all(out).await;
     res.map_err(|e| io("write to", e))?;
-    let driver = Driver::new(stream, peer, Role::Server, limits, buf);
+    let mut driver = Driver::new(stream, peer, Role::Server, limits, buf);
+    if let Some(((params, _), level)) = deflate {
+        driver = driver.with_deflate(params, level);
+    }
     Ok(Some((request, driver)))
 }
 

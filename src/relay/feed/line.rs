@@ -27,6 +27,7 @@ use crate::io::shutdown::Shutdown;
 use crate::io::sockopt::SocketOptions;
 use crate::metrics::now_ns;
 use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
+use crate::ws::deflate::ClientOffer;
 use crate::ws::{CloseCode, Limits, MessageKind};
 
 /// Where a line's messages go: the worker's data path.
@@ -140,6 +141,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         protocols: cfg.subprotocols.clone(),
+        deflate: cfg.compression.then(ClientOffer::default),
         limits: line.limits,
         tls: line.tls.clone(),
         timeout: Duration::from_millis(cfg.connect_timeout_ms),

@@ -41,6 +41,10 @@ pub struct FeedConfig {
     /// Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subprotocols: Vec<String>,
+    /// Offer permessage-deflate to the exchange (`Sec-WebSocket-Extensions`); its
+    /// compressed messages are inflated on arrival (bounded by `max_message_bytes`).
+    #[serde(default)]
+    pub compression: bool,
     /// PEM file of extra trust roots for `wss://` (relative to the config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
