@@ -211,15 +211,8 @@ fn main() -> ExitCode {
             cores,
             max_message_bytes,
             no_deflate,
-        } => feedrelay::echo::run(
-            listen,
-            workers,
-            cores,
-            max_message_bytes,
-            !no_deflate,
-            &say,
-        )
-        .map_err(explain),
+        } => feedrelay::echo::run(listen, workers, cores, max_message_bytes, !no_deflate, &say)
+            .map_err(explain),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
