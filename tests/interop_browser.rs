@@ -150,16 +150,26 @@ ws.onmessage = (e) => {
 ws.onerror = () => fetch('/result?' + encodeURIComponent(JSON.stringify({ok: false, error: 'websocket error'})));
 </script></body></html>"#;
 
+/// With permessage-deflate on (Chromium offers it; every message is compressed, once,
+/// and our publisher compresses what it sends too).
 #[test]
 fn chromium_subscribes_to_the_relay_and_receives_in_order() {
-    let server = Server::relay(&["--workers", "2"], None);
+    let server = Server::relay(
+        &["--workers", "2"],
+        Some("metrics_on_data_port = true\n[compression]\nenabled = true\nmin_bytes = 0\n"),
+    );
     let page =
         SUBSCRIBER_PAGE.replace("RELAY_URL", &format!("ws://{}/ws?topics=TICK", server.addr));
     let addr = server.addr;
     let decoded = run_page(page, move || {
-        publish_ticks(&format!("ws://{addr}/pub"), Default::default())
+        let options = feedrelay::io::driver::client::ConnectOptions {
+            deflate: Some(Default::default()),
+            ..Default::default()
+        };
+        publish_ticks(&format!("ws://{addr}/pub"), options)
     });
     assert!(decoded.contains(r#""ok":true"#), "{decoded}");
+    common::wait_metric(addr, None, "feedrelay_deflate_messages_total", |n| n == 20);
 }
 
 /// Chromium subscribes over `wss://` to a relay with `tls_cert_file` (the test CA is

@@ -90,6 +90,20 @@ fn python_publisher_and_subscribers_through_the_relay() {
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
+/// permessage-deflate against an independent implementation, both ways: Python
+/// publishers compress with context takeover, the relay inflates; the relay's shared
+/// compressed frames are inflated by Python subscribers.
+#[test]
+fn python_clients_relay_compressed_messages() {
+    let server = Server::relay(
+        &["--workers", "2"],
+        Some("max_message_bytes = 1048576\nmax_frame_bytes = 1048576\n[compression]\nenabled = true\n"),
+    );
+    let (ok, stdout) = common::python_cases("relay_deflate.py", [format!("ws://{}/", server.addr)]);
+    assert!(ok, "python deflate cases failed");
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}
+
 #[test]
 fn python_clients_negotiate_subprotocols() {
     let server = Server::relay(
