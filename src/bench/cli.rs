@@ -119,6 +119,24 @@ pub struct BenchArgs {
     /// Rounds; with several variants, they alternate within each round.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// Subscribers offer permessage-deflate (and inflate what comes compressed); the
+    /// relay's config decides whether it is accepted. Publishers always send plain.
+    #[arg(long)]
+    pub deflate: bool,
+    /// What pads each message to `--size`: `x` (one repeated byte: compresses to
+    /// almost nothing) or `book` (price levels with varying digits, as order-book
+    /// updates look; about 2.5:1 under deflate).
+    #[arg(long, value_enum, default_value_t = Payload::X)]
+    pub payload: Payload,
+}
+
+/// What pads the generated messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    /// One repeated byte.
+    X,
+    /// Order-book price levels with varying digits.
+    Book,
 }
 
 /// What one column of a comparison measures.
@@ -217,6 +235,7 @@ pub(super) struct Totals {
     pub(super) cpu: Duration,
     pub(super) wall: Duration,
     pub(super) segments: Option<u64>,
+    pub(super) ip_bytes: Option<u64>,
     pub(super) publisher_lag: Histogram<u64>,
 }
 
@@ -233,6 +252,7 @@ impl Totals {
             cpu: r.relay_cpu.unwrap_or_default(),
             wall: r.elapsed,
             segments: r.tcp_segments,
+            ip_bytes: r.ip_bytes,
             publisher_lag: r.publisher_lag,
         }
     }
@@ -248,6 +268,7 @@ impl Totals {
         self.cpu += r.relay_cpu.unwrap_or_default();
         self.wall += r.elapsed;
         self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
+        self.ip_bytes = self.ip_bytes.zip(r.ip_bytes).map(|(a, b)| a + b);
         self.publisher_lag
             .add(&r.publisher_lag)
             .map_err(|e| anyhow!("{e}"))?;
@@ -450,6 +471,8 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
         pubs: a.pubs,
         topics: a.topics,
         size: a.size,
+        deflate: a.deflate,
+        book_payload: a.payload == Payload::Book,
         relay_pids: pids,
         floor: matches!(mode, Variant::Floor),
         tls: match &a.ca {

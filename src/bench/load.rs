@@ -49,6 +49,10 @@ pub struct LoadSpec {
     pub topics: usize,
     /// Message size in bytes.
     pub size: usize,
+    /// Subscribers offer permessage-deflate.
+    pub deflate: bool,
+    /// Pad messages with order-book-like text instead of one repeated byte.
+    pub book_payload: bool,
     /// The relays' process ids, to read their CPU time from /proc (summed).
     pub relay_pids: Vec<u32>,
     /// Measure the floor instead: no relay, the publisher writes straight to each
@@ -63,6 +67,14 @@ fn client_options(spec: &LoadSpec) -> ConnectOptions {
     ConnectOptions {
         tls: spec.tls.clone(),
         ..ConnectOptions::default()
+    }
+}
+
+/// How subscribers connect: as clients do, offering deflate if asked.
+fn subscriber_options(spec: &LoadSpec) -> ConnectOptions {
+    ConnectOptions {
+        deflate: spec.deflate.then(Default::default),
+        ..client_options(spec)
     }
 }
 
@@ -91,6 +103,9 @@ pub struct LoadResult {
     /// TCP segments the host sent during the measured window (every socket: the
     /// relay's deliveries, the publisher's sends, acknowledgements).
     pub tcp_segments: Option<u64>,
+    /// IP bytes the host sent during the measured window (likewise every socket,
+    /// headers included): what compression saves shows here.
+    pub ip_bytes: Option<u64>,
     /// Wall time of the measured window.
     pub elapsed: Duration,
 }
@@ -206,6 +221,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     };
     let cpu_before = cpu_of(&spec.relay_pids);
     let segs_before = crate::io::procfs::tcp_out_segments();
+    let bytes_before = crate::io::procfs::ip_out_octets();
     let t0 = Instant::now();
     // Progress, once a second, on stderr: deliveries so far against the schedule.
     while Instant::now() < end_at {
@@ -224,6 +240,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     eprintln!();
     let cpu_after = cpu_of(&spec.relay_pids);
     let segs_after = crate::io::procfs::tcp_out_segments();
+    let bytes_after = crate::io::procfs::ip_out_octets();
     let elapsed = t0.elapsed();
     let publisher_lag = publisher
         .join()
@@ -246,6 +263,10 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             _ => None,
         },
         tcp_segments: match (segs_before, segs_after) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        ip_bytes: match (bytes_before, bytes_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },
@@ -314,7 +335,7 @@ async fn subscribe_all(
     let mut clients = Vec::with_capacity(spec.subs);
     for _ in 0..spec.subs {
         let url = format!("{}ws?topics=*", spec.target);
-        match WsClient::connect_with(&url, &client_options(&spec)).await {
+        match WsClient::connect_with(&url, &subscriber_options(&spec)).await {
             Ok(mut c) => {
                 if !spec.floor {
                     let _subscribed = c.recv().await;
@@ -521,7 +542,11 @@ async fn publish(
         )?;
         seqs[topic] += 1;
         let pad = spec.size.saturating_sub(msg.len() + 2);
-        msg.resize(msg.len() + pad, b'x');
+        if spec.book_payload {
+            book_levels(&mut msg, pad, k);
+        } else {
+            msg.resize(msg.len() + pad, b'x');
+        }
         msg.extend_from_slice(b"\"}");
         sink.send(topic, &msg).await?;
         if due_ns >= measure_from {
@@ -534,6 +559,31 @@ async fn publish(
     }
     sink.finish().await;
     Ok(lag)
+}
+
+/// Appends `n` bytes of order-book price levels (`101.25:3.50,`...) whose digits vary
+/// with `k`, as market-data updates do: deflate finds the structure, not the values.
+fn book_levels(msg: &mut Vec<u8>, n: usize, k: u64) {
+    let end = msg.len() + n;
+    let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut level = 0u64;
+    while msg.len() < end {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (px, qty) = (10_125 - level * 5, x % 100_000);
+        use std::io::Write;
+        let _ = write!(
+            msg,
+            "{}.{:02}:{}.{:03},",
+            px / 100,
+            px % 100,
+            qty / 1000,
+            qty % 1000
+        );
+        level = (level + 1) % 20;
+    }
+    msg.truncate(end);
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ struct Row<'a> {
     cpu_pct: f64,
     cpu_ns_per_delivery: f64,
     segments_per_delivery: Option<f64>,
+    /// IP bytes the host sent per delivery.
+    bytes_per_delivery: Option<f64>,
     /// p99 of how late the publisher's sends completed (µs).
     publisher_lag_p99: f64,
 }
@@ -40,6 +42,7 @@ impl<'a> Row<'a> {
             cpu_pct: 100.0 * t.cpu.as_secs_f64() / wall,
             cpu_ns_per_delivery: t.cpu.as_nanos() as f64 / received,
             segments_per_delivery: t.segments.map(|s| s as f64 / received),
+            bytes_per_delivery: t.ip_bytes.map(|b| b as f64 / received),
             publisher_lag_p99: percentiles_us(&t.publisher_lag)[2],
         }
     }
@@ -54,8 +57,11 @@ impl<'a> Row<'a> {
         let segs = self
             .segments_per_delivery
             .map_or("null".to_owned(), |s| format!("{s:.3}"));
+        let bytes = self
+            .bytes_per_delivery
+            .map_or("null".to_owned(), |b| format!("{b:.1}"));
         format!(
-            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"publisher_lag_p99_us":{:.1}}}"#,
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"wire_bytes_per_delivery":{bytes},"publisher_lag_p99_us":{:.1}}}"#,
             self.label,
             self.rate,
             p[0],
@@ -104,8 +110,10 @@ pub(super) fn report(
             .map_or("unpinned".to_owned(), |c| format!("{c:?}"))
     };
     say(&format!(
-        "setup: {} B, {} topics, {} subscribers, {} publisher(s), {} s x {} rounds after {} s warm-up; relay cores {}, bench cores {}, {} CPUs",
+        "setup: {} B ({} padding{}), {} topics, {} subscribers, {} publisher(s), {} s x {} rounds after {} s warm-up; relay cores {}, bench cores {}, {} CPUs",
         a.size,
+        if a.payload == super::cli::Payload::Book { "order-book" } else { "x" },
+        if a.deflate { ", subscribers offer permessage-deflate" } else { "" },
         a.topics,
         a.subs,
         a.pubs,
@@ -135,6 +143,7 @@ pub(super) fn report(
             "relay CPU%",
             "CPU ns/delivery",
             "segs/delivery",
+            "wire B/delivery",
             "pub lag p99 us",
         ]);
         for (m, mode) in modes.iter().enumerate() {
@@ -157,6 +166,8 @@ pub(super) fn report(
                 format!("{:.0}", row.cpu_ns_per_delivery),
                 row.segments_per_delivery
                     .map_or("-".into(), |s| format!("{s:.3}")),
+                row.bytes_per_delivery
+                    .map_or("-".into(), |b| format!("{b:.0}")),
                 format!("{:.1}", row.publisher_lag_p99),
             ]);
             table.row(&row.label, &t.latency, &extra);

@@ -37,6 +37,17 @@ pub fn tcp_out_segments() -> Option<u64> {
     values.get(at)?.parse().ok()
 }
 
+/// IP bytes this host has sent (`OutOctets` under `IpExt:` in /proc/net/netstat),
+/// headers included, all sockets: on loopback, every byte a socket sends.
+pub fn ip_out_octets() -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut ip = netstat.lines().filter(|l| l.starts_with("IpExt:"));
+    let names: Vec<&str> = ip.next()?.split_whitespace().collect();
+    let values: Vec<&str> = ip.next()?.split_whitespace().collect();
+    let at = names.iter().position(|&n| n == "OutOctets")?;
+    values.get(at)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +58,15 @@ mod tests {
         while spin.elapsed() < Duration::from_millis(30) {}
         assert!(process_cpu(std::process::id()).is_some_and(|d| d > Duration::ZERO));
         assert!(process_cpu(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn counts_ip_bytes_sent() {
+        let before = ip_out_octets().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        std::io::Write::write_all(&mut c, &[0u8; 10_000]).unwrap();
+        assert!(ip_out_octets().unwrap() >= before + 10_000);
     }
 
     #[test]
