@@ -19,7 +19,13 @@ use crate::ws::{DeflateServerConfig, MessageKind};
 pub struct Echo;
 
 impl Service for Echo {
-    fn on_message(&mut self, kind: MessageKind, payload: &[u8], reply: &mut Reply) {
+    fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        _: Option<&[u8]>,
+        reply: &mut Reply,
+    ) {
         reply.send(kind, payload);
     }
 }

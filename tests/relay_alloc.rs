@@ -138,11 +138,27 @@ fn start_relay(
 
 #[test]
 fn no_allocation_per_message_per_subscriber() {
+    allocations_per_message(false);
+}
+
+/// The same with permessage-deflate both ways: the publisher's messages are inflated,
+/// each is compressed once for every subscriber; buffers and codecs are reused.
+#[test]
+fn no_allocation_per_message_with_compression() {
+    allocations_per_message(true);
+}
+
+fn allocations_per_message(deflate: bool) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: Some(2),
         ..Config::default()
+    };
+    config.compression.enabled = deflate;
+    let options = feedrelay::io::driver::client::ConnectOptions {
+        deflate: deflate.then(Default::default),
+        ..Default::default()
     };
     let (addr, trigger, relay, collector) = start_relay(config);
 
@@ -152,9 +168,10 @@ fn no_allocation_per_message_per_subscriber() {
         // Messages each reader has received so far.
         let received = std::rc::Rc::new(vec![std::cell::Cell::new(0usize); SUBSCRIBERS]);
         for i in 0..SUBSCRIBERS {
-            let mut c = WsClient::connect(&format!("{url}ws?topics=*"), &[], Limits::default())
+            let mut c = WsClient::connect_with(&format!("{url}ws?topics=*"), &options)
                 .await
                 .unwrap();
+            assert_eq!(c.deflate().is_some(), deflate);
             assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
             let received = std::rc::Rc::clone(&received);
             readers.push(feedrelay::io::rt::spawn(async move {
@@ -185,7 +202,7 @@ fn no_allocation_per_message_per_subscriber() {
                 }
             }
         };
-        let publ = WsClient::connect(&format!("{url}pub"), &[], Limits::default())
+        let publ = WsClient::connect_with(&format!("{url}pub"), &options)
             .await
             .unwrap();
         let pad = "p".repeat(200);
@@ -224,12 +241,17 @@ fn no_allocation_per_message_per_subscriber() {
         !recorded.get(feedrelay::metrics::Hop::Egress).is_empty(),
         "egress latencies recorded"
     );
+    assert_eq!(
+        recorded.get(feedrelay::metrics::Hop::Deflate).len() >= MEASURED as u64,
+        deflate,
+        "every message compressed once, only with deflate on"
+    );
 
     let allocations = after - before;
     let per_message = allocations as f64 / MEASURED as f64;
     let per_delivery = allocations as f64 / delivered as f64;
     println!(
-        "relay worker allocations: {allocations} for {MEASURED} messages to {SUBSCRIBERS} subscribers \
+        "relay worker allocations (deflate {deflate}): {allocations} for {MEASURED} messages to {SUBSCRIBERS} subscribers \
          ({per_message:.3} per message, {per_delivery:.4} per delivery)"
     );
     // Frames are encoded into the worker's reused chunks: nothing is allocated per

@@ -261,3 +261,46 @@ fn feed_lines_negotiate_deflate_with_their_upstream() {
         |n| n >= 100,
     );
 }
+
+/// With `reuse_publisher_frames`, the relay asks clients for
+/// `client_no_context_takeover`: a publisher's compressed messages then stand alone
+/// and go to deflate subscribers byte for byte as they came, compressed by nobody else.
+#[test]
+fn a_publishers_standalone_compressed_messages_are_relayed_as_they_came() {
+    let config = format!("{COMPRESSION}reuse_publisher_frames = true\n");
+    let server = Server::relay(&["--workers", "2"], Some(&config));
+    let (mut sub, answer) = deflate_subscriber(server.addr, "*", OFFER, &mut Inflater::new(true));
+    assert_eq!(
+        answer,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let (mut plain, _) = deflate_subscriber(server.addr, "*", "", &mut Inflater::new(true));
+    let (mut publisher, head) = Raw::handshake(server.addr, "/pub", OFFER);
+    assert!(head.contains("client_no_context_takeover"), "{head}");
+    // Level 9, where the relay would use 1: the bytes show whose compression arrived.
+    let mut deflater = Deflater::new(9, 15, true);
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        let mut z = Vec::new();
+        deflater.compress(message(i).as_bytes(), &mut z);
+        publisher.send(0xc1, &z);
+        sent.push(z);
+    }
+    for (i, z) in sent.iter().enumerate() {
+        assert_eq!(
+            sub.recv().unwrap(),
+            (0xc1, z.clone()),
+            "message {i} as it came"
+        );
+        let (first, text) = plain.recv().unwrap();
+        assert_eq!(
+            (first, String::from_utf8(text).unwrap()),
+            (0x81, message(i))
+        );
+    }
+    wait_metric(server.addr, None, "feedrelay_deflate_reused_total", |n| {
+        n == 100
+    });
+    let text = http_get(server.addr, "/metrics");
+    assert_eq!(metric(&text, "feedrelay_deflate_messages_total"), Some(100));
+}

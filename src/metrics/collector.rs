@@ -58,6 +58,8 @@ pub struct Counters {
     pub deflate_bytes_after: u64,
     /// Messages that qualified but went out plain: no subscriber could take them.
     pub deflate_skipped: u64,
+    /// Of `deflate_messages`, relayed as their publisher compressed them.
+    pub deflate_reused: u64,
 }
 
 /// One feed line (totals since start).

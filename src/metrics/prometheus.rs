@@ -146,6 +146,19 @@ fn render_deflate(s: &Snapshot, out: &mut String) {
         "feedrelay_deflate_skipped_total {}",
         total(&|c| c.deflate_skipped)
     );
+    describe(
+        out,
+        (
+            "feedrelay_deflate_reused_total",
+            "counter",
+            "Of the messages compressed, those relayed as their publisher compressed them.",
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "feedrelay_deflate_reused_total {}",
+        total(&|c| c.deflate_reused)
+    );
 }
 
 /// Hop latency histograms, per worker.

@@ -169,6 +169,7 @@ impl Conn<'_> {
             Event::Message {
                 kind: MessageKind::Text,
                 payload,
+                ..
             } => reply.send(
                 MessageKind::Text,
                 answer(market, payload, subscribed).as_bytes(),

@@ -44,6 +44,10 @@ pub struct CompressionConfig {
     /// Compress per subscriber, with context takeover, instead of once per message
     /// (for comparison; see the module docs).
     pub per_subscriber: bool,
+    /// Ask every client for `client_no_context_takeover`: a publisher's compressed
+    /// messages then stand alone and are relayed as they came (no compression on the
+    /// relay for them), at the cost of the publisher's ratio.
+    pub reuse_publisher_frames: bool,
 }
 
 impl Default for CompressionConfig {
@@ -55,6 +59,7 @@ impl Default for CompressionConfig {
             min_bytes: 64,
             topics: Vec::new(),
             per_subscriber: false,
+            reuse_publisher_frames: false,
         }
     }
 }
@@ -82,9 +87,21 @@ impl CompressionConfig {
         self.enabled.then_some(DeflateServerConfig {
             window_bits: self.window_bits,
             server_no_context_takeover: !self.per_subscriber,
-            client_no_context_takeover: false,
+            client_no_context_takeover: self.reuse_publisher_frames,
             level: self.level,
         })
+    }
+
+    /// Whether a publisher that negotiated `params` sends compressed messages the
+    /// relay can pass on as they came: each compressed on its own, with a window no
+    /// larger than the shared frames' (so every subscriber that takes those takes
+    /// these).
+    pub fn reuses(&self, params: Option<DeflateParams>) -> bool {
+        self.enabled
+            && !self.per_subscriber
+            && params.is_some_and(|p| {
+                p.client_no_context_takeover && p.client_max_window_bits <= self.window_bits
+            })
     }
 
     /// Whether a subscriber that negotiated `params` can read the shared frames
@@ -108,6 +125,8 @@ pub struct CompressionStats {
     pub bytes_out: u64,
     /// Eligible by size and topic but sent plain: no subscriber could take them.
     pub skipped_no_demand: u64,
+    /// Of `compressed`, relayed as the publisher compressed them (not compressed here).
+    pub reused: u64,
 }
 
 impl CompressionStats {
@@ -118,8 +137,15 @@ impl CompressionStats {
         self.bytes_out += after as u64;
     }
 
+    /// Counts one message relayed as its publisher compressed it.
+    pub fn count_reused(&mut self, before: usize, after: usize) {
+        self.count(before, after);
+        self.reused += 1;
+    }
+
     /// Adds another worker's counters.
     pub fn merge(&mut self, o: &CompressionStats) {
+        self.reused += o.reused;
         self.compressed += o.compressed;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
@@ -178,23 +204,35 @@ impl MessageCompressor {
         payload: &[u8],
         stats: &mut CompressionStats,
     ) -> Option<&[u8]> {
-        if payload.len() < self.min_bytes {
-            return None;
-        }
-        if let Topics::Matching(patterns) = &self.topics {
-            let name = std::str::from_utf8(topic).ok()?;
-            if !patterns.iter().any(|p| p.matches(name)) {
-                return None;
-            }
-        }
-        if self.demand.load(Ordering::Relaxed) == 0 {
-            stats.skipped_no_demand += 1;
+        if !self.qualifies(topic, payload.len(), stats) {
             return None;
         }
         self.out.clear();
         self.deflater.compress(payload, &mut self.out);
         stats.count(payload.len(), self.out.len());
         Some(&self.out)
+    }
+}
+
+impl MessageCompressor {
+    /// Whether a message of `topic` and `len` bytes goes out compressed: long enough,
+    /// a topic that is compressed, and a subscriber somewhere to take it (counted in
+    /// `stats` when only that is missing).
+    pub fn qualifies(&self, topic: &[u8], len: usize, stats: &mut CompressionStats) -> bool {
+        if len < self.min_bytes {
+            return false;
+        }
+        if let Topics::Matching(patterns) = &self.topics {
+            let name = std::str::from_utf8(topic).unwrap_or("");
+            if !patterns.iter().any(|p| p.matches(name)) {
+                return false;
+            }
+        }
+        if self.demand.load(Ordering::Relaxed) == 0 {
+            stats.skipped_no_demand += 1;
+            return false;
+        }
+        true
     }
 }
 
@@ -315,9 +353,27 @@ mod tests {
         assert!(!c.takes_shared(None));
         let per = CompressionConfig {
             per_subscriber: true,
-            ..c
+            ..c.clone()
         };
         assert!(!per.takes_shared(p(15)));
+        // Pass-through needs the publisher's messages to stand alone in a window the
+        // shared frames' readers have.
+        let publisher = |fresh, bits| {
+            Some(DeflateParams {
+                client_no_context_takeover: fresh,
+                client_max_window_bits: bits,
+                ..DeflateParams::default()
+            })
+        };
+        assert!(c.reuses(publisher(true, 15)));
+        assert!(!c.reuses(publisher(false, 15)));
+        let narrow = CompressionConfig {
+            window_bits: 12,
+            ..config()
+        };
+        assert!(!narrow.reuses(publisher(true, 15)));
+        assert!(narrow.reuses(publisher(true, 12)));
+        assert!(!per.reuses(publisher(true, 15)));
         assert!(CompressionConfig {
             level: 10,
             ..CompressionConfig::default()

@@ -20,6 +20,26 @@ use crate::ws::{FrameHeader, MessageKind, WsError, RSV1};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
+        self.ingest_with(kind, payload, lookup, read_ns, None);
+    }
+
+    fn end_batch(&self) {
+        self.flush();
+    }
+}
+
+impl WorkerCtx {
+    /// [`FeedSink::ingest`], with the message as its sender compressed it when that
+    /// can be relayed as it came (`compressed`: the sender compressed each message on
+    /// its own, with a window the relay's subscribers take).
+    fn ingest_with(
+        &self,
+        kind: MessageKind,
+        payload: &[u8],
+        lookup: TopicLookup,
+        read_ns: u64,
+        compressed: Option<&[u8]>,
+    ) {
         let header_len = FrameHeader::server_header_len(payload.len());
         // The topic is a slice of the shared frame when it appears verbatim in the
         // payload (the common case); otherwise (escapes, default topic) its own bytes.
@@ -44,7 +64,7 @@ impl FeedSink for WorkerCtx {
             Ok(range) => frame.slice(range),
             Err(t) => t,
         };
-        let deflated = self.deflate(kind, &topic, payload);
+        let deflated = self.deflate(kind, &topic, payload, compressed);
         let now = now_ns();
         self.record(Hop::Ingress, now.saturating_sub(read_ns));
         self.shard.borrow_mut().publish(
@@ -58,16 +78,16 @@ impl FeedSink for WorkerCtx {
         );
     }
 
-    fn end_batch(&self) {
-        self.flush();
-    }
-}
-
-impl WorkerCtx {
-    /// The message compressed once for every subscriber that can take it, framed into
-    /// the arena, if compression is on and the message qualifies (see
-    /// [`compression`](super::compression)).
-    fn deflate(&self, kind: MessageKind, topic: &[u8], payload: &[u8]) -> Option<Bytes> {
+    /// The message compressed once for every subscriber that can take it (or as its
+    /// sender compressed it, `given`), framed into the arena, if compression is on and
+    /// the message qualifies (see [`compression`](super::compression)).
+    fn deflate(
+        &self,
+        kind: MessageKind,
+        topic: &[u8],
+        payload: &[u8],
+        given: Option<&[u8]>,
+    ) -> Option<Bytes> {
         let compressor = self.compressor.as_ref()?;
         if !self.shard.borrow().is_wanted(topic) {
             return None;
@@ -75,13 +95,25 @@ impl WorkerCtx {
         let start = now_ns();
         let mut compressor = compressor.borrow_mut();
         let mut stats = self.deflate_stats.borrow_mut();
-        let compressed = compressor.compress(topic, payload, &mut stats)?;
-        let frame = self
-            .frames
-            .borrow_mut()
-            .frame_rsv(kind.opcode(), RSV1, compressed);
-        self.record(Hop::Deflate, now_ns().saturating_sub(start));
-        Some(frame)
+        let compressed = match given {
+            Some(z) => {
+                if !compressor.qualifies(topic, payload.len(), &mut stats) {
+                    return None;
+                }
+                stats.count_reused(payload.len(), z.len());
+                z
+            }
+            None => {
+                let z = compressor.compress(topic, payload, &mut stats)?;
+                self.record(Hop::Deflate, now_ns().saturating_sub(start));
+                z
+            }
+        };
+        Some(
+            self.frames
+                .borrow_mut()
+                .frame_rsv(kind.opcode(), RSV1, compressed),
+        )
     }
 }
 
@@ -94,6 +126,9 @@ pub(super) struct Publisher {
     /// The access rules it was admitted under and its token's grant among them
     /// (`None`: no tokens, it may publish anything).
     pub(super) grant: Option<(Arc<Access>, usize)>,
+    /// Its compressed messages are relayed as they came (see
+    /// [`CompressionConfig::reuses`](super::compression::CompressionConfig::reuses)).
+    pub(super) reuse_compressed: bool,
 }
 
 impl Publisher {
@@ -126,10 +161,18 @@ impl Publisher {
 }
 
 impl Service for Publisher {
-    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
+    fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        compressed: Option<&[u8]>,
+        _reply: &mut Reply,
+    ) {
         let lookup = self.topics.lookup(payload);
         if self.may_publish(payload, &lookup) {
-            self.ctx.ingest(kind, payload, lookup, self.read_ns);
+            let reuse = compressed.filter(|_| self.reuse_compressed);
+            self.ctx
+                .ingest_with(kind, payload, lookup, self.read_ns, reuse);
         }
     }
 

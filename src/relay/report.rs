@@ -128,6 +128,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
             deflate_bytes_before: deflate.bytes_in,
             deflate_bytes_after: deflate.bytes_out,
             deflate_skipped: deflate.skipped_no_demand,
+            deflate_reused: deflate.reused,
         }
     };
     let _ = link.tx.send(Interval {

@@ -160,6 +160,7 @@ async fn serve_side(
                     .max_name_bytes(ctx.control.max_topic_bytes),
                 read_ns: now_ns(),
                 grant,
+                reuse_compressed: ctx.compression.reuses(driver.deflate()),
             };
             let options = ServeOptions {
                 idle_timeout: ctx.server.idle_timeout,

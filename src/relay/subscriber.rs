@@ -327,7 +327,13 @@ impl Subscriber {
 }
 
 impl Service for Subscriber {
-    fn on_message(&mut self, kind: MessageKind, payload: &[u8], _reply: &mut Reply) {
+    fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        _compressed: Option<&[u8]>,
+        _reply: &mut Reply,
+    ) {
         let parsed = match kind {
             MessageKind::Binary => Err("control messages are JSON text".to_owned()),
             MessageKind::Text => control::parse(payload, self.ctx.control),

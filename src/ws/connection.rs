@@ -2,116 +2,19 @@
 //!
 //! See [`Connection`] for the contract with the IO layer.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::assembler::Assembler;
 use super::close::{parse_close_payload, CloseCode};
-use super::deflate::{DeflateParams, Deflater, Inflater};
+use super::deflate::session::DeflateSession;
+use super::deflate::DeflateParams;
 use super::error::WsError;
 use super::frame::{
     encode_close, encode_frame, encode_frame_rsv, encode_ping, FrameHeader, OpCode, RSV1,
 };
 use super::mask::apply_mask;
+pub use super::types::{Event, Limits, MessageKind, Role, State};
 use super::utf8::Utf8Validator;
-
-/// Which end of the connection we are; it decides who masks (§5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Accepted the connection: expects masked frames, sends unmasked ones.
-    Server,
-    /// Dialled the connection: expects unmasked frames, masks what it sends.
-    Client,
-}
-
-/// The two kinds of data message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// UTF-8 text (opcode 0x1).
-    Text,
-    /// Arbitrary bytes (opcode 0x2).
-    Binary,
-}
-
-impl MessageKind {
-    /// The opcode of the first frame of such a message.
-    pub fn opcode(self) -> OpCode {
-        match self {
-            MessageKind::Text => OpCode::Text,
-            MessageKind::Binary => OpCode::Binary,
-        }
-    }
-}
-
-/// Sizes and times a connection enforces. Every limit is named so operators can set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest frame payload accepted; larger → close 1009.
-    pub max_frame_bytes: usize,
-    /// Largest message (all fragments together) accepted; larger → close 1009.
-    pub max_message_bytes: usize,
-    /// Most frames one message may come in; more → close 1009. Each frame costs a
-    /// header parse and a copy into the reassembly buffer whatever its size, so a
-    /// message of one-byte fragments is bounded by this as well as by its size.
-    pub max_fragments: usize,
-    /// Frames up to this size (header included) are handed out in place from the
-    /// caller's buffer once whole; larger frames stream into the reassembly buffer as
-    /// they arrive. The caller's read buffer must hold at least this many bytes.
-    pub inline_frame_bytes: usize,
-    /// Largest opening-handshake header block.
-    pub max_header_bytes: usize,
-    /// How long to wait for the peer's close frame after sending ours.
-    pub close_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_frame_bytes: 16 << 20,
-            max_message_bytes: 16 << 20,
-            // Room for a 4 MiB message in 64-byte fragments (Autobahn 9.3.1).
-            max_fragments: 1 << 17,
-            inline_frame_bytes: 64 << 10,
-            max_header_bytes: 8 << 10,
-            close_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Where the close handshake stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Messages flow both ways.
-    Open,
-    /// We sent a close frame and wait for the peer's, until the deadline.
-    CloseSent {
-        /// When to give up waiting and close the TCP connection anyway.
-        deadline: Instant,
-    },
-    /// The close handshake finished, or the connection failed: once
-    /// [`Connection::poll_transmit`] has nothing left, close the TCP connection.
-    Closed,
-}
-
-/// What [`Connection::handle_input`] found in the bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event<'a> {
-    /// A whole message: in place in the caller's buffer (unmasked) when it came as one
-    /// frame, or from the reassembly buffer when it came in fragments.
-    Message {
-        /// Text (already validated as UTF-8) or binary.
-        kind: MessageKind,
-        /// The payload.
-        payload: &'a [u8],
-    },
-    /// A ping; the pong is already queued for [`Connection::poll_transmit`].
-    Ping(&'a [u8]),
-    /// A pong.
-    Pong(&'a [u8]),
-    /// The peer's close frame (code and reason, if any); our reply, if one is due, is queued.
-    Close(Option<(CloseCode, &'a str)>),
-    /// Bytes were taken into a message that is not complete yet; nothing to do.
-    Progress,
-}
 
 /// The current frame whose payload is partly processed.
 #[derive(Debug, Clone, Copy)]
@@ -164,25 +67,7 @@ pub struct Connection {
     /// Masking-key generator (client role); see [`Connection::new`].
     rng: u64,
     /// permessage-deflate, when negotiated.
-    deflate: Option<Box<DeflateState>>,
-}
-
-/// A connection's permessage-deflate state (RFC 7692). The codecs are made on first
-/// use: a subscriber that never sends a compressed message never holds an inflater's
-/// 32 KiB window.
-#[derive(Debug)]
-struct DeflateState {
-    params: DeflateParams,
-    /// Compression level (0-9) of what we send.
-    level: u32,
-    deflater: Option<Deflater>,
-    inflater: Option<Inflater>,
-    /// The last compressed message, inflated.
-    inflated: Vec<u8>,
-    /// What `send` compresses into before framing.
-    scratch: Vec<u8>,
-    /// The data message in progress is compressed (its first frame had RSV1).
-    message: bool,
+    deflate: Option<Box<DeflateSession>>,
 }
 
 impl Connection {
@@ -212,15 +97,7 @@ impl Connection {
     /// messages are inflated (bounded by `max_message_bytes`), and what [`send`](Self::send)
     /// frames is compressed at `level` (0-9) when our side may compress at all.
     pub fn with_deflate(mut self, params: DeflateParams, level: u32) -> Self {
-        self.deflate = Some(Box::new(DeflateState {
-            params,
-            level,
-            deflater: None,
-            inflater: None,
-            inflated: Vec::new(),
-            scratch: Vec::new(),
-            message: false,
-        }));
+        self.deflate = Some(Box::new(DeflateSession::new(params, self.role, level)));
         self
     }
 
@@ -306,22 +183,18 @@ impl Connection {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Closing> {
-        let role = self.role;
-        let sending = self.deflate.as_ref().and_then(|d| d.params.sending(role));
-        let (Some((bits, fresh)), false) = (sending, self.state != State::Open) else {
-            return self.send_frame(kind.opcode(), true, payload, out);
-        };
-        let mask = self.next_mask();
-        let Some(d) = self.deflate.as_deref_mut() else {
+        if self.state != State::Open {
             return Err(Closing);
-        };
-        let level = d.level;
-        let deflater = d
-            .deflater
-            .get_or_insert_with(|| Deflater::new(level, bits, fresh));
-        d.scratch.clear();
-        deflater.compress(payload, &mut d.scratch);
-        encode_frame_rsv(out, kind.opcode(), true, RSV1, &d.scratch, mask);
+        }
+        let mask = self.next_mask();
+        match self
+            .deflate
+            .as_deref_mut()
+            .and_then(|d| d.compress(payload))
+        {
+            Some(z) => encode_frame_rsv(out, kind.opcode(), true, RSV1, z, mask),
+            None => encode_frame(out, kind.opcode(), true, payload, mask),
+        }
         Ok(())
     }
 
@@ -470,8 +343,12 @@ impl Connection {
                     .frame_kind(header.opcode)
                     .unwrap_or(MessageKind::Binary);
                 if self.compressed() {
-                    self.inflate(kind, InflateFrom::Input(&input[payload]))?;
-                    return Ok(Some(Step::Inflated { kind, used }));
+                    self.inflate(kind, InflateFrom::Input(&input[payload.clone()]))?;
+                    return Ok(Some(Step::Inflated {
+                        kind,
+                        used,
+                        compressed: Some(payload),
+                    }));
                 }
                 if text {
                     self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
@@ -501,22 +378,14 @@ impl Connection {
     /// Inflates the compressed message that just ended, from the caller's buffer or
     /// from the assembler, into the deflate state's buffer, and checks its UTF-8.
     fn inflate(&mut self, kind: MessageKind, from: InflateFrom<'_>) -> Result<(), WsError> {
-        let limit = self.limits.max_message_bytes;
         let Some(d) = self.deflate.as_deref_mut() else {
             return Ok(());
         };
-        d.message = false;
-        let fresh = d.params.peer_no_context_takeover(self.role);
-        let inflater = d.inflater.get_or_insert_with(|| Inflater::new(fresh));
         let compressed = match from {
             InflateFrom::Input(bytes) => bytes,
             InflateFrom::Assembler => self.assembler.as_slice(),
         };
-        inflater.inflate(compressed, &mut d.inflated, limit)?;
-        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&d.inflated).is_err() {
-            return Err(WsError::InvalidUtf8);
-        }
-        Ok(())
+        d.inflate(kind, compressed, self.limits.max_message_bytes)
     }
 
     /// Checks a new frame's header against the connection's state and limits.
@@ -625,8 +494,11 @@ impl Connection {
         if self.compressed() {
             let kind = kind.unwrap_or(MessageKind::Binary);
             self.inflate(kind, InflateFrom::Assembler)?;
-            self.assembler.clear();
-            return Ok(Some(Step::Inflated { kind, used }));
+            return Ok(Some(Step::Inflated {
+                kind,
+                used,
+                compressed: None,
+            }));
         }
         if kind == Some(MessageKind::Text) {
             self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
@@ -648,6 +520,7 @@ impl Connection {
                 Event::Message {
                     kind,
                     payload: &input[payload],
+                    compressed: None,
                 },
                 used,
             ),
@@ -657,13 +530,31 @@ impl Connection {
                     Event::Message {
                         kind,
                         payload: self.assembler.as_slice(),
+                        compressed: None,
                     },
                     used,
                 )
             }
-            Step::Inflated { kind, used } => {
-                let payload = self.deflate.as_deref().map_or(&[][..], |d| &d.inflated);
-                (Event::Message { kind, payload }, used)
+            Step::Inflated {
+                kind,
+                used,
+                compressed,
+            } => {
+                // Fragments' compressed bytes are in the assembler: cleared next call.
+                self.assembler_delivered = true;
+                let compressed = match compressed {
+                    Some(range) => &input[range],
+                    None => self.assembler.as_slice(),
+                };
+                let payload = self.deflate.as_deref().map_or(&[][..], |d| d.inflated());
+                (
+                    Event::Message {
+                        kind,
+                        payload,
+                        compressed: Some(compressed),
+                    },
+                    used,
+                )
             }
             Step::Progress { used } => (Event::Progress, used),
             Step::Ping { payload, used } => {
@@ -712,10 +603,12 @@ enum Step {
         kind: MessageKind,
         used: usize,
     },
-    /// A compressed message, inflated into the deflate state's buffer.
+    /// A compressed message, inflated into the deflate state's buffer; its compressed
+    /// bytes are in the input (`Some`) or the assembler.
     Inflated {
         kind: MessageKind,
         used: usize,
+        compressed: Option<std::ops::Range<usize>>,
     },
     Progress {
         used: usize,

@@ -12,7 +12,8 @@
 //! - [`utf8`]: incremental UTF-8 validation.
 //! - [`close`]: close codes and the close payload.
 //! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compressing and inflating.
-//! - [`Connection`]: one connection's state machine after the handshake.
+//! - [`Connection`]: one connection's state machine after the handshake; [`types`],
+//!   what it is configured with and hands out (role, limits, state, events).
 //!
 //! Next to every check, a comment names the section of RFC 6455 it enforces. What this
 //! module does not do: extensions other than permessage-deflate.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod types;
 pub mod utf8;
 
 pub use close::CloseCode;

@@ -180,7 +180,9 @@ impl WsClient {
             let pending = &mut self.pending;
             let handled = self.driver.handle_buffered(|event, _| {
                 let incoming = match event {
-                    Event::Message { kind, payload } => Incoming::Message(kind, payload.to_vec()),
+                    Event::Message { kind, payload, .. } => {
+                        Incoming::Message(kind, payload.to_vec())
+                    }
                     Event::Ping(p) => Incoming::Ping(p.to_vec()),
                     Event::Pong(p) => Incoming::Pong(p.to_vec()),
                     Event::Close(c) => Incoming::Close(c.map(|(code, r)| (code, r.to_owned()))),
@@ -234,7 +236,7 @@ impl WsClient {
         loop {
             let mut close = None;
             let handled = self.driver.handle_buffered(|event, _| match event {
-                Event::Message { kind, payload } => on_message(kind, payload),
+                Event::Message { kind, payload, .. } => on_message(kind, payload),
                 Event::Close(c) => close = Some(c.map(|(code, r)| (code, r.to_owned()))),
                 Event::Ping(_) | Event::Pong(_) | Event::Progress => {}
             });

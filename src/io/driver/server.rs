@@ -54,8 +54,15 @@ impl Default for ServerConfig {
 
 /// What a server does with its connections' messages.
 pub trait Service {
-    /// A whole message arrived; a reply may be left in `reply`.
-    fn on_message(&mut self, kind: MessageKind, payload: &[u8], reply: &mut Reply);
+    /// A whole message arrived (`compressed`: as it came, if permessage-deflate
+    /// compressed it; `payload` is inflated); a reply may be left in `reply`.
+    fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        compressed: Option<&[u8]>,
+        reply: &mut Reply,
+    );
 
     /// A control frame arrived (a ping is already answered, a close already echoed).
     fn on_control(&mut self, _event: &Event<'_>) {}
@@ -254,7 +261,11 @@ pub async fn serve<S: Service>(
     };
     loop {
         let handled = driver.handle_buffered(|event, reply| match event {
-            Event::Message { kind, payload } => service.on_message(kind, payload, reply),
+            Event::Message {
+                kind,
+                payload,
+                compressed,
+            } => service.on_message(kind, payload, compressed, reply),
             other => service.on_control(&other),
         });
         if let Err(e) = &handled {

@@ -36,7 +36,7 @@ fn drive(conn: &mut Connection, chunks: &[&[u8]]) -> (Vec<Got>, Vec<u8>, Option<
                 Ok(Some((event, used))) => {
                     consumed = used;
                     match event {
-                        Event::Message { kind, payload } => {
+                        Event::Message { kind, payload, .. } => {
                             got.push(Got::Message(kind, payload.to_vec()))
                         }
                         Event::Ping(p) => got.push(Got::Ping(p.to_vec())),

@@ -40,7 +40,7 @@ impl End {
             let used = match self.conn.handle_input(&mut self.inbox) {
                 Ok(Some((event, used))) => {
                     match event {
-                        Event::Message { kind, payload } => {
+                        Event::Message { kind, payload, .. } => {
                             self.got.push(Got::Message(kind, payload.to_vec()))
                         }
                         Event::Ping(p) => self.got.push(Got::Ping(p.to_vec())),
