@@ -603,20 +603,8 @@ fn feeds_offer_subprotocols_and_relays_choose_or_refuse() {
     );
     let bad = Server::relay(&["--workers", "1"], Some(&feed("\"other.v2\"")));
     let mut sub = Raw::subscribe(good.addr, "*");
-    sub.s
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     let mut publisher = Raw::publish(upstream.addr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    'up: loop {
-        assert!(Instant::now() < deadline, "never relayed: {}", good.log());
-        publisher.send(0x81, br#"{"s":"P"}"#);
-        while let Some((first, _)) = sub.recv_or_timeout() {
-            if first == 0x81 {
-                break 'up;
-            }
-        }
-    }
+    common::publish_until_relayed(&mut publisher, &mut sub, br#"{"s":"P"}"#, &good);
     assert!(
         bad.wait_for_log("400", Duration::from_secs(10)),
         "the refused feed logs why: {}",

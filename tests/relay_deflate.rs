@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{http_get, metric, wait_metric, Raw, Server};
 use feedrelay::ws::{Deflater, Inflater};
@@ -218,31 +218,12 @@ fn feed_lines_negotiate_deflate_with_their_upstream() {
         )),
     );
     let mut sub = Raw::subscribe(downstream.addr, "*");
-    sub.s
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     let mut publisher = Raw::publish(upstream.addr);
-    let deadline = Instant::now() + Duration::from_secs(10);
     // Until the feed line is up, what is published upstream goes nowhere.
-    'up: loop {
-        assert!(
-            Instant::now() < deadline,
-            "never relayed: {}",
-            downstream.log()
-        );
-        publisher.send(0x81, message(0).as_bytes());
-        while let Some((first, _)) = sub.recv_or_timeout() {
-            if first == 0x81 {
-                break 'up;
-            }
-        }
-    }
+    common::publish_until_relayed(&mut publisher, &mut sub, message(0).as_bytes(), &downstream);
     for i in 1..=100 {
         publisher.send(0x81, message(i).as_bytes());
     }
-    sub.s
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     let mut next = 1;
     while next <= 100 {
         let (_, payload) = sub.recv().unwrap();

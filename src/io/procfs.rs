@@ -29,22 +29,23 @@ pub fn online_cpus() -> usize {
 /// processes: on loopback a segment's receive work lands on its sender, so fewer,
 /// fuller writes are what lowers CPU.
 pub fn tcp_out_segments() -> Option<u64> {
-    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let names: Vec<&str> = tcp.next()?.split_whitespace().collect();
-    let values: Vec<&str> = tcp.next()?.split_whitespace().collect();
-    let at = names.iter().position(|&n| n == "OutSegs")?;
-    values.get(at)?.parse().ok()
+    net_counter("/proc/net/snmp", "Tcp:", "OutSegs")
 }
 
 /// IP bytes this host has sent (`OutOctets` under `IpExt:` in /proc/net/netstat),
 /// headers included, all sockets: on loopback, every byte a socket sends.
 pub fn ip_out_octets() -> Option<u64> {
-    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
-    let mut ip = netstat.lines().filter(|l| l.starts_with("IpExt:"));
-    let names: Vec<&str> = ip.next()?.split_whitespace().collect();
-    let values: Vec<&str> = ip.next()?.split_whitespace().collect();
-    let at = names.iter().position(|&n| n == "OutOctets")?;
+    net_counter("/proc/net/netstat", "IpExt:", "OutOctets")
+}
+
+/// A counter of a /proc/net table: the line pair starting with `prefix` (names, then
+/// values), the value under `name`.
+fn net_counter(file: &str, prefix: &str, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut rows = text.lines().filter(|l| l.starts_with(prefix));
+    let names: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let values: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let at = names.iter().position(|&n| n == name)?;
     values.get(at)?.parse().ok()
 }
 

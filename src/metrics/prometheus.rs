@@ -19,31 +19,23 @@ pub fn render(s: &Snapshot) -> String {
     let total = |f: &dyn Fn(&super::collector::Counters) -> u64| -> u64 {
         s.workers.iter().map(|(_, c)| f(c)).sum()
     };
-    describe(
+    single(
         &mut out,
         (
             "feedrelay_messages_in_total",
             "counter",
             "Messages received from publishers and feeds.",
         ),
+        total(&|c| c.messages_in),
     );
-    let _ = writeln!(
-        out,
-        "feedrelay_messages_in_total {}",
-        total(&|c| c.messages_in)
-    );
-    describe(
+    single(
         &mut out,
         (
             "feedrelay_messages_out_total",
             "counter",
             "Frames written to subscribers.",
         ),
-    );
-    let _ = writeln!(
-        out,
-        "feedrelay_messages_out_total {}",
-        total(&|c| c.messages_out)
+        total(&|c| c.messages_out),
     );
     render_labeled(s, &mut out);
     describe(
@@ -69,15 +61,15 @@ pub fn render(s: &Snapshot) -> String {
         "feedrelay_connections{{role=\"handshaking\"}} {}",
         total(&|c| c.handshaking)
     );
-    describe(
+    single(
         &mut out,
         (
             "feedrelay_queue_bytes",
             "gauge",
             "Bytes queued for subscribers.",
         ),
+        total(&|c| c.queue_bytes),
     );
-    let _ = writeln!(out, "feedrelay_queue_bytes {}", total(&|c| c.queue_bytes));
     render_deflate(s, &mut out);
     render_feeds(s, &mut out);
     out
@@ -90,18 +82,14 @@ fn render_deflate(s: &Snapshot, out: &mut String) {
         total(&|c| c.deflate_bytes_before),
         total(&|c| c.deflate_bytes_after),
     );
-    describe(
+    single(
         out,
         (
             "feedrelay_deflate_messages_total",
             "counter",
             "Messages compressed (once each; per frame with per_subscriber).",
         ),
-    );
-    let _ = writeln!(
-        out,
-        "feedrelay_deflate_messages_total {}",
-        total(&|c| c.deflate_messages)
+        total(&|c| c.deflate_messages),
     );
     describe(
         out,
@@ -119,45 +107,37 @@ fn render_deflate(s: &Snapshot, out: &mut String) {
         out,
         "feedrelay_deflate_bytes_total{{stage=\"after\"}} {after}"
     );
-    describe(
+    let ratio = if before == 0 {
+        0.0
+    } else {
+        after as f64 / before as f64
+    };
+    single(
         out,
         (
             "feedrelay_deflate_ratio",
             "gauge",
             "Compressed bytes over uncompressed bytes, since start (0: nothing compressed).",
         ),
+        format!("{ratio:.4}"),
     );
-    let ratio = if before == 0 {
-        0.0
-    } else {
-        after as f64 / before as f64
-    };
-    let _ = writeln!(out, "feedrelay_deflate_ratio {ratio:.4}");
-    describe(
+    single(
         out,
         (
             "feedrelay_deflate_skipped_total",
             "counter",
             "Messages that qualified for compression but went plain: no subscriber could take them.",
         ),
+        total(&|c| c.deflate_skipped),
     );
-    let _ = writeln!(
-        out,
-        "feedrelay_deflate_skipped_total {}",
-        total(&|c| c.deflate_skipped)
-    );
-    describe(
+    single(
         out,
         (
             "feedrelay_deflate_reused_total",
             "counter",
             "Of the messages compressed, those relayed as their publisher compressed them.",
         ),
-    );
-    let _ = writeln!(
-        out,
-        "feedrelay_deflate_reused_total {}",
-        total(&|c| c.deflate_reused)
+        total(&|c| c.deflate_reused),
     );
 }
 
@@ -299,6 +279,12 @@ type Metric = (&'static str, &'static str, &'static str);
 fn describe(out: &mut String, (name, kind, help): Metric) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled sample: its header and `name value`.
+fn single(out: &mut String, metric: Metric, value: impl std::fmt::Display) {
+    describe(out, metric);
+    let _ = writeln!(out, "{} {value}", metric.0);
 }
 
 /// How a per-feed metric reads a line's counters (`None`: no sample).

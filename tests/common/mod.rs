@@ -520,6 +520,32 @@ impl Raw {
     }
 }
 
+/// Publishes `msg` on `publisher` every 100 ms until `sub` (a subscriber downstream of
+/// a feed line) receives a text frame: the line is up. Fails after 10 s with
+/// `downstream`'s log.
+pub fn publish_until_relayed(publisher: &mut Raw, sub: &mut Raw, msg: &[u8], downstream: &Server) {
+    sub.s
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    'up: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never relayed: {}",
+            downstream.log()
+        );
+        publisher.send(0x81, msg);
+        while let Some((first, _)) = sub.recv_or_timeout() {
+            if first == 0x81 {
+                break 'up;
+            }
+        }
+    }
+    sub.s
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+}
+
 /// A plain `GET path` over HTTP/1.1; returns the whole response.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     http_get_from(addr, path, None)
