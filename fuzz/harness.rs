@@ -116,7 +116,7 @@ pub fn control(data: &[u8]) {
         max_topics: 16,
         max_topic_bytes: 32,
     };
-    if let Ok(control::Control::Subscribe(t) | control::Control::Unsubscribe(t)) =
+    if let Ok(control::Control::Subscribe(t, _) | control::Control::Unsubscribe(t)) =
         control::parse(data, limits)
     {
         assert!(t.len() <= 16);

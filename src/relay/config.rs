@@ -77,6 +77,11 @@ pub struct Config {
     /// Topics each worker keeps a drop counter for; drops on further topics are
     /// counted together as `other`.
     pub max_drop_topics: usize,
+    /// Topics whose last message each worker keeps for snapshots (`snapshot=1`); a
+    /// message of a new topic past it is not kept, and counted. 0: no snapshots.
+    pub last_value_max_topics: usize,
+    /// Bytes of last messages each worker keeps at most.
+    pub last_value_max_bytes: usize,
     /// A write that makes no progress for this long closes its connection (ms):
     /// a peer that stops reading cannot hold a connection's memory forever.
     pub write_timeout_ms: u64,
@@ -174,6 +179,8 @@ impl Default for Config {
             max_subscriptions: 1024,
             max_topic_bytes: 256,
             max_drop_topics: 1024,
+            last_value_max_topics: 10_000,
+            last_value_max_bytes: 64 << 20,
             write_timeout_ms: 10_000,
             max_connections: 10_000,
             max_pending_handshakes: 1_024,

@@ -1,8 +1,8 @@
 //! Subscribers' control messages and the relay's replies.
 //!
-//! A subscriber sends `{"op":"subscribe","topics":[..]}` or
-//! `{"op":"unsubscribe","topics":[..]}` as text at any time and gets
-//! `{"event":"subscribed"|"unsubscribed","topics":[..]}` back; anything else gets
+//! A subscriber sends `{"op":"subscribe","topics":[..]}` (with `"snapshot":true` for
+//! the last message of each topic first) or `{"op":"unsubscribe","topics":[..]}` as
+//! text at any time and gets `{"event":"subscribed"|"unsubscribed","topics":[..]}` back; anything else gets
 //! `{"event":"error","reason":".."}` and the connection stays open. With subscriber
 //! tokens (`[jwt]`), `{"op":"refresh","token":".."}` hands in a newer token and gets
 //! `{"event":"refreshed","exp":N}`. The initial topics
@@ -42,8 +42,8 @@ pub const WILDCARD: &str = "*";
 /// A control request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    /// Add these topics.
-    Subscribe(Vec<String>),
+    /// Add these topics; with `true`, the last message of each comes first (a snapshot).
+    Subscribe(Vec<String>, bool),
     /// Remove these topics.
     Unsubscribe(Vec<String>),
     /// A newer subscriber token (`[jwt]`) before the current one expires.
@@ -58,6 +58,8 @@ struct Request {
     topics: Option<Vec<String>>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    snapshot: bool,
 }
 
 #[derive(Serialize)]
@@ -96,7 +98,7 @@ pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
     match (req.op.as_str(), req.topics, req.token) {
         ("subscribe", Some(topics), None) => {
             check_topics(&topics, limits)?;
-            Ok(Control::Subscribe(topics))
+            Ok(Control::Subscribe(topics, req.snapshot))
         }
         ("unsubscribe", Some(topics), None) => {
             check_topics(&topics, limits)?;
@@ -198,7 +200,11 @@ mod tests {
     fn parses_requests() {
         assert_eq!(
             parse(br#"{"op":"subscribe","topics":["A","B"]}"#, L),
-            Ok(Control::Subscribe(vec!["A".into(), "B".into()]))
+            Ok(Control::Subscribe(vec!["A".into(), "B".into()], false))
+        );
+        assert_eq!(
+            parse(br#"{"op":"subscribe","topics":["A"],"snapshot":true}"#, L),
+            Ok(Control::Subscribe(vec!["A".into()], true))
         );
         assert_eq!(
             parse(br#"{"topics":["*"],"op":"unsubscribe"}"#, L),

@@ -73,6 +73,7 @@ impl WorkerCtx {
                 frame,
                 deflated,
                 routed_ns: now,
+                origin: self.id,
             },
             now,
         );

@@ -8,9 +8,14 @@
 //!   without its reply or its data). They are few: one per topic a worker starts or
 //!   stops wanting, bounded by the subscription limits, never one per message.
 //!
-//! A receiver takes control hops before data hops. Lock-free on the hot path: a send is
-//! one array-slot write, a wake is one relaxed load unless the receiver is parked.
+//! A receiver takes control hops before data hops, except a snapshot answer
+//! ([`Hop::Snapshot`]), which must arrive in order with the data its sender sent around
+//! it (what came before is older than the snapshot, what came after is live). Every hop
+//! on a link carries the link's sequence number, and the receiver merges a worker's two
+//! channels by it for snapshot answers. Lock-free on the hot path: a send is one
+//! array-slot write, a wake is one relaxed load unless the receiver is parked.
 
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
@@ -25,13 +30,21 @@ pub const CHANNEL_CAPACITY: usize = 65_536;
 /// Hops taken from the inbox before the worker's other tasks get a turn.
 pub const INBOX_BATCH: usize = 256;
 
+/// A hop and its link sequence number.
+type Numbered = (u64, Hop);
+
 /// One worker's ends of the channels between workers.
 #[derive(Debug)]
 pub struct WorkerLinks {
     /// From each other worker: (control, data).
-    incoming: Vec<(Receiver<Hop>, Receiver<Hop>)>,
+    incoming: Vec<(Receiver<Numbered>, Receiver<Numbered>)>,
+    /// Per incoming link, a hop taken off each channel and not handled yet (the merge's
+    /// look-ahead).
+    held: RefCell<Vec<(Option<Numbered>, Option<Numbered>)>>,
     /// To each worker (none to itself): (control, data).
-    outgoing: Vec<Option<(Sender<Hop>, Sender<Hop>)>>,
+    outgoing: Vec<Option<(Sender<Numbered>, Sender<Numbered>)>>,
+    /// The next sequence number on each outgoing link.
+    sent: Vec<Cell<u64>>,
     parkers: Arc<Vec<Parker>>,
 }
 
@@ -61,7 +74,9 @@ pub fn links_with_capacity(workers: usize, capacity: usize) -> Vec<WorkerLinks> 
         .into_iter()
         .zip(outgoing)
         .map(|(incoming, outgoing)| WorkerLinks {
+            held: RefCell::new(incoming.iter().map(|_| (None, None)).collect()),
             incoming,
+            sent: outgoing.iter().map(|_| Cell::new(0)).collect(),
             outgoing,
             parkers: Arc::clone(&parkers),
         })
@@ -86,12 +101,21 @@ impl WorkerLinks {
         };
         let tx = match hop {
             Hop::Message(_) => data,
-            Hop::Interest { .. } | Hop::InterestAck { .. } => control,
+            Hop::Interest { .. }
+            | Hop::InterestAck { .. }
+            | Hop::SnapshotRequest { .. }
+            | Hop::Snapshot { .. } => control,
         };
-        tx.try_send(hop).map_err(|e| match e {
-            TrySendError::Full(hop) => SendFailed::Full(hop),
-            TrySendError::Disconnected(_) => SendFailed::Gone,
-        })
+        let seq = &self.sent[to];
+        let n = seq.get();
+        match tx.try_send((n, hop)) {
+            Ok(()) => {
+                seq.set(n + 1);
+                Ok(())
+            }
+            Err(TrySendError::Full((_, hop))) => Err(SendFailed::Full(hop)),
+            Err(TrySendError::Disconnected(_)) => Err(SendFailed::Gone),
+        }
     }
 
     /// Wakes worker `to` if it is parked.
@@ -101,37 +125,71 @@ impl WorkerLinks {
         }
     }
 
-    /// Takes up to `max` hops from the other workers, control hops first, handing each
-    /// to `each`; returns how many.
+    /// Takes up to `max` hops from the other workers, handing each to `each`; returns
+    /// how many. From each worker, control hops come before data hops, except that a
+    /// snapshot answer waits for the data hops sent before it.
     pub fn drain(&self, max: usize, mut each: impl FnMut(Hop)) -> usize {
         let mut n = 0;
-        let controls = self.incoming.iter().map(|(c, _)| c);
-        let datas = self.incoming.iter().map(|(_, d)| d);
-        for rx in controls.chain(datas) {
+        let mut held = self.held.borrow_mut();
+        for ((control, data), (c, d)) in self.incoming.iter().zip(held.iter_mut()) {
             while n < max {
-                match rx.try_recv() {
-                    Ok(hop) => {
-                        each(hop);
-                        n += 1;
-                    }
-                    Err(_) => break,
-                }
+                let Some(hop) = next_in_order(control, data, c, d) else {
+                    break;
+                };
+                each(hop);
+                n += 1;
             }
         }
         n
     }
 
-    /// Whether every incoming channel is empty.
+    /// Whether every incoming channel is empty and nothing is held.
     pub fn inbox_empty(&self) -> bool {
+        let held = self.held.borrow();
         self.incoming
             .iter()
             .all(|(c, d)| c.is_empty() && d.is_empty())
+            && held.iter().all(|(c, d)| c.is_none() && d.is_none())
     }
 
     /// Worker `id`'s own parker (for its idle strategy).
     pub fn parker(&self, id: usize) -> &Parker {
         &self.parkers[id]
     }
+}
+
+/// The next hop of one link: a control hop first, unless it is a snapshot answer and a
+/// data hop sent before it is there. `c` and `d` hold what was taken off each channel
+/// and not handed out yet.
+///
+/// Why one look at each channel is enough: a hop visible on one channel means every hop
+/// its sender sent before it, on either channel, is visible too (the channels order
+/// the sender's writes before the receiver's read); so control is looked at again after
+/// data is, and data after control.
+fn next_in_order(
+    control: &Receiver<Numbered>,
+    data: &Receiver<Numbered>,
+    c: &mut Option<Numbered>,
+    d: &mut Option<Numbered>,
+) -> Option<Hop> {
+    if c.is_none() {
+        *c = control.try_recv().ok();
+    }
+    if d.is_none() {
+        *d = data.try_recv().ok();
+        if d.is_some() && c.is_none() {
+            *c = control.try_recv().ok();
+        }
+    }
+    let control_first = match (&*c, &*d) {
+        (None, None) => return None,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (Some((cs, Hop::Snapshot { .. })), Some((ds, _))) => cs < ds,
+        (Some(_), Some(_)) => true,
+    };
+    let taken = if control_first { c.take() } else { d.take() };
+    taken.map(|(_, hop)| hop)
 }
 
 #[cfg(test)]
@@ -154,6 +212,8 @@ mod tests {
                 topic_policies: Default::default(),
                 max_subscriptions: 8,
                 max_drop_topics: 8,
+                last_value_max_topics: 8,
+                last_value_max_bytes: 1 << 16,
             },
         )
     }
@@ -161,6 +221,7 @@ mod tests {
     fn message(topic: &'static str) -> Relayed {
         Relayed {
             deflated: None,
+            origin: 0,
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(b"\x81\x01x"),
             routed_ns: 0,
@@ -207,7 +268,7 @@ mod tests {
         let sub = shards[0].add_subscriber(false);
         let reply = Bytes::from_static(b"subscribed");
         shards[0]
-            .subscribe(sub, &["T".into()], reply.clone())
+            .subscribe(sub, &["T".into()], reply.clone(), false)
             .unwrap();
         assert!(shards[0].subscriber(sub).unwrap().queue.is_empty());
         let (full, _) = exchange(&mut shards, &links); // interest 0 -> 1
@@ -220,5 +281,40 @@ mod tests {
         shards[1].publish(message("T"), 0);
         exchange(&mut shards, &links);
         assert_eq!(shards[0].subscriber(sub).unwrap().queue.len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_answer_keeps_its_place_among_data_other_control_hops_go_first() {
+        let links = links(2);
+        let m = |body: &'static str| {
+            Hop::Message(Relayed {
+                origin: 1,
+                ..message(body)
+            })
+        };
+        let snapshot = Hop::Snapshot {
+            sub: 0,
+            generation: 1,
+            origin: 1,
+            frames: vec![],
+        };
+        let ack = Hop::InterestAck {
+            sub: 0,
+            generation: 1,
+        };
+        for hop in [m("d1"), snapshot, m("d2"), ack, m("d3")] {
+            links[1].send(0, hop).unwrap();
+        }
+        let mut order = Vec::new();
+        links[0].drain(usize::MAX, |hop| {
+            order.push(match hop {
+                Hop::Message(r) => String::from_utf8_lossy(&r.topic).into_owned(),
+                Hop::Snapshot { .. } => "snapshot".into(),
+                Hop::InterestAck { .. } => "ack".into(),
+                _ => "other".into(),
+            })
+        });
+        assert_eq!(order, ["d1", "snapshot", "ack", "d2", "d3"]);
+        assert!(links[0].inbox_empty());
     }
 }

@@ -19,6 +19,8 @@
 //! - [`keepalive`]: pings and idle closes, one sweep per worker.
 //! - [`links`]: the channels between workers.
 //! - [`shard`]: one worker's share of the routing state (no IO); [`stats`], its counters.
+//! - [`last_value`], [`snapshot`]: the last message of each topic, and a subscription
+//!   that starts with them.
 //! - [`routing`]: which subscribers want a topic, here and on other workers.
 //! - [`queue`]: a subscriber's bounded queue and slow-consumer policies.
 //! - [`control`]: subscribe/unsubscribe requests and the replies.
@@ -36,6 +38,7 @@ pub mod feed;
 pub mod ingest;
 pub mod jwt;
 pub mod keepalive;
+pub mod last_value;
 pub mod links;
 pub mod live;
 pub mod queue;
@@ -44,6 +47,7 @@ pub mod routing;
 pub mod run;
 pub mod session;
 pub mod shard;
+pub mod snapshot;
 pub mod stats;
 pub mod subscriber;
 pub mod topic;

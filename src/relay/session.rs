@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::access::{Access, Denied, Refusal};
 use super::admission::Admitted;
-use super::control;
+use super::control::{self, Control};
 use super::ingest::Publisher;
 use super::jwt::SubscriberGrant;
 use super::subscriber;
@@ -28,9 +28,9 @@ enum Side {
     /// A publisher, with the access rules it was admitted under and its token's grant
     /// among them (`None`: no tokens are configured).
     Publisher(Option<(Arc<Access>, usize)>),
-    /// A subscriber, with its initial topics and what its token allows (`None`: no
-    /// `[jwt]`).
-    Subscriber(Vec<String>, Option<SubscriberGrant>),
+    /// A subscriber, with its initial topics, whether it asked for a snapshot
+    /// (`snapshot=1`) and what its token allows (`None`: no `[jwt]`).
+    Subscriber(Vec<String>, bool, Option<SubscriberGrant>),
 }
 
 /// Read buffer of a subscriber connection: subscribers only send control messages,
@@ -68,7 +68,8 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
                 let reason = format!("topic {t:?} is outside your token's topics");
                 return Err(counted((403, reason), Denied::Topic));
             }
-            Ok(Side::Subscriber(topics, grant))
+            let snapshot = matches!(req.query_param("snapshot"), Some("1" | "true"));
+            Ok(Side::Subscriber(topics, snapshot, grant))
         }
         other => Err((
             404,
@@ -171,10 +172,11 @@ async fn serve_side(
                 .await
                 .map(drop)
         }
-        Side::Subscriber(topics, grant) => {
+        Side::Subscriber(topics, snapshot, grant) => {
             ctx.summary.borrow_mut().subscribers += 1;
             let _live = Counted::enter(&ctx.subscribers_live);
-            subscriber::serve(ctx, Rc::new(driver), topics, grant, shutdown).await
+            let first = Control::Subscribe(topics, snapshot);
+            subscriber::serve(ctx, Rc::new(driver), first, grant, shutdown).await
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct ShardStats {
     pub drops_by_topic: HashMap<Bytes, u64>,
     /// Drops on topics past `max_drop_topics`.
     pub drops_other_topics: u64,
+    /// Subscriptions answered with a snapshot.
+    pub snapshots: u64,
+    /// Messages the last-value cache could not keep (full in topics or bytes).
+    pub last_value_refused: u64,
 }
 
 impl ShardStats {
@@ -53,6 +57,7 @@ impl ShardStats {
             ("max_message_bytes", self.oversized_messages),
             ("max_fragments", self.too_many_fragments),
             ("max_drop_topics", self.drops_other_topics),
+            ("last_value_max", self.last_value_refused),
         ]
     }
 
@@ -85,6 +90,8 @@ impl ShardStats {
         self.oversized_messages += other.oversized_messages;
         self.too_many_fragments += other.too_many_fragments;
         self.drops_other_topics += other.drops_other_topics;
+        self.snapshots += other.snapshots;
+        self.last_value_refused += other.last_value_refused;
         for (t, n) in &other.drops_by_topic {
             *self.drops_by_topic.entry(t.clone()).or_default() += n;
         }

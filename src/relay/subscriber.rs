@@ -95,7 +95,7 @@ pub(super) fn control_frame(text: &str) -> Bytes {
 pub(super) async fn serve(
     ctx: &Rc<WorkerCtx>,
     driver: Rc<Driver>,
-    topics: Vec<String>,
+    first: Control,
     grant: Option<SubscriberGrant>,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
@@ -135,8 +135,8 @@ pub(super) async fn serve(
         writer: Rc::clone(&writer),
         grant,
     };
-    if !topics.is_empty() {
-        service.control(Control::Subscribe(topics));
+    if matches!(&first, Control::Subscribe(topics, _) if !topics.is_empty()) {
+        service.control(first);
     }
     ctx.flush();
     rt::spawn(write_loop(
@@ -249,11 +249,13 @@ impl Subscriber {
     fn control(&mut self, op: Control) {
         let error = match op {
             Control::Refresh(token) => return self.refresh(&token),
-            Control::Subscribe(topics) => self.outside_grant(topics.iter()).or_else(|| {
-                let ok = control_frame(&control::reply("subscribed", &topics));
-                let mut shard = self.ctx.shard.borrow_mut();
-                shard.subscribe(self.id, &topics, ok).err()
-            }),
+            Control::Subscribe(topics, snapshot) => {
+                self.outside_grant(topics.iter()).or_else(|| {
+                    let ok = control_frame(&control::reply("subscribed", &topics));
+                    let mut shard = self.ctx.shard.borrow_mut();
+                    shard.subscribe(self.id, &topics, ok, snapshot).err()
+                })
+            }
             Control::Unsubscribe(topics) => {
                 let ok = control_frame(&control::reply("unsubscribed", &topics));
                 self.ctx

@@ -337,6 +337,8 @@ fn new_ctx(
         topic_policies: (*live_settings.topic_policies()).clone(),
         max_subscriptions: config.max_subscriptions,
         max_drop_topics: config.max_drop_topics,
+        last_value_max_topics: config.last_value_max_topics,
+        last_value_max_bytes: config.last_value_max_bytes,
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;

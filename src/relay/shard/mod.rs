@@ -11,8 +11,10 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 
 use super::control::WILDCARD;
+use super::last_value::LastValues;
 use super::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use super::routing::{Interest, RoutingTable, SubId, WorkerMask};
+use super::snapshot::{Offered, PendingSnapshot};
 pub use super::stats::ShardStats;
 use crate::ws::CloseCode;
 
@@ -29,6 +31,8 @@ pub struct Relayed {
     pub deflated: Option<Bytes>,
     /// When it was routed (metrics clock, ns): the start of the `queue` hop.
     pub routed_ns: u64,
+    /// The worker that ingested it.
+    pub origin: usize,
 }
 
 /// What travels between workers, on bounded channels.
@@ -56,6 +60,29 @@ pub enum Hop {
         /// Its subscription generation (stale acks are ignored).
         generation: u64,
     },
+    /// Worker `from`'s subscriber `sub` wants a snapshot of `interests`: answered with
+    /// [`Hop::Snapshot`] (sent after the `Interest` hops that route them there).
+    SnapshotRequest {
+        /// The subscriber's worker.
+        from: usize,
+        /// The subscriber.
+        sub: SubId,
+        /// Its subscription generation.
+        generation: u64,
+        /// The topics.
+        interests: Vec<Interest>,
+    },
+    /// Worker `origin`'s last values for a [`Hop::SnapshotRequest`].
+    Snapshot {
+        /// The subscriber.
+        sub: SubId,
+        /// Its subscription generation.
+        generation: u64,
+        /// The answering worker.
+        origin: usize,
+        /// Its last frame of each topic asked for that it has.
+        frames: Vec<Bytes>,
+    },
 }
 
 /// Settings a shard needs, from the config.
@@ -71,6 +98,10 @@ pub struct ShardSettings {
     pub max_subscriptions: usize,
     /// Topics with their own drop counter.
     pub max_drop_topics: usize,
+    /// Topics the last-value cache holds at most (0: no cache, no snapshots).
+    pub last_value_max_topics: usize,
+    /// Bytes of frames the last-value cache holds at most.
+    pub last_value_max_bytes: usize,
 }
 
 /// A subscriber as the relay sees it.
@@ -91,6 +122,8 @@ pub struct Subscriber {
     pending_acks: usize,
     generation: u64,
     pending_reply: Option<Bytes>,
+    /// A subscription with a snapshot being put together.
+    snapshot: Option<Box<PendingSnapshot>>,
 }
 
 /// One worker's relay state.
@@ -104,6 +137,8 @@ pub struct Shard {
     free: Vec<SubId>,
     dirty: Vec<SubId>,
     outbox: Vec<(usize, Hop)>,
+    /// The last message of each topic ingested here.
+    cache: LastValues,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -130,6 +165,10 @@ impl Shard {
 
     /// The shard of worker `worker` out of `workers`.
     pub fn new(worker: usize, workers: usize, settings: ShardSettings) -> Self {
+        let cache = LastValues::new(
+            settings.last_value_max_topics,
+            settings.last_value_max_bytes,
+        );
         Shard {
             worker,
             workers,
@@ -139,6 +178,7 @@ impl Shard {
             free: Vec::new(),
             dirty: Vec::new(),
             outbox: Vec::new(),
+            cache,
             stats: ShardStats::default(),
         }
     }
@@ -162,6 +202,7 @@ impl Shard {
             pending_acks: 0,
             generation: 0,
             pending_reply: None,
+            snapshot: None,
         };
         match self.free.pop() {
             Some(id) => {
@@ -207,12 +248,24 @@ impl Shard {
     /// is queued once every worker routes the new topics here. `Err`: over the
     /// subscription limit, nothing changed. Linear in `topics`; a request that could
     /// never fit is refused before any work on its topics.
-    pub fn subscribe(&mut self, id: SubId, topics: &[String], reply: Bytes) -> Result<(), String> {
+    pub fn subscribe(
+        &mut self,
+        id: SubId,
+        topics: &[String],
+        reply: Bytes,
+        snapshot: bool,
+    ) -> Result<(), String> {
         let max = self.settings.max_subscriptions;
         let over = || format!("at most {max} subscriptions per connection");
         let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
             return Ok(());
         };
+        if sub.snapshot.is_some() {
+            return Err("a subscription with a snapshot is still being answered; send the next request after its reply".into());
+        }
+        if snapshot && !self.cache.enabled() {
+            return Err("snapshots are off on this relay (last_value_max_topics = 0)".into());
+        }
         if topics.len() > max {
             self.stats.refused_subscriptions += 1;
             return Err(over());
@@ -232,6 +285,10 @@ impl Shard {
         let generation = sub.generation;
         sub.wildcard |= seen.contains(&Interest::All);
         sub.topics.extend(new.iter().cloned());
+        if snapshot {
+            self.subscribe_with_snapshot(id, new, generation, reply);
+            return Ok(());
+        }
         let mut acks = 0;
         for interest in new {
             if self.routing.subscribe(id, &interest) {
@@ -249,6 +306,62 @@ impl Shard {
             sub.pending_reply = Some(reply);
         }
         Ok(())
+    }
+
+    /// [`subscribe`](Self::subscribe) with a snapshot of `new` (see
+    /// [`snapshot`](super::snapshot)): this worker's last values now, the others' on
+    /// their answers; the reply, the snapshot and the held messages once all are in.
+    fn subscribe_with_snapshot(
+        &mut self,
+        id: SubId,
+        new: Vec<Interest>,
+        generation: u64,
+        reply: Bytes,
+    ) {
+        let frames: Vec<Bytes> = if new.contains(&Interest::All) {
+            self.cache.all().collect()
+        } else {
+            new.iter()
+                .filter_map(|i| match i {
+                    Interest::Topic(t) => self.cache.get(t),
+                    Interest::All => None,
+                })
+                .collect()
+        };
+        let others: WorkerMask = (0..self.workers)
+            .filter(|&w| w != self.worker)
+            .fold(0, |m, w| m | 1 << w);
+        for interest in &new {
+            if self.routing.subscribe(id, interest) {
+                self.outbox_interest(interest.clone(), true, None);
+            }
+        }
+        for w in (0..self.workers).filter(|&w| w != self.worker) {
+            self.outbox.push((
+                w,
+                Hop::SnapshotRequest {
+                    from: self.worker,
+                    sub: id,
+                    generation,
+                    interests: new.clone(),
+                },
+            ));
+        }
+        let max_held = self.settings.queue.max_messages;
+        let pending = PendingSnapshot::new(generation, others, &new, frames, reply, max_held);
+        self.stats.snapshots += 1;
+        if others == 0 {
+            self.finish_snapshot(id, pending);
+        } else if let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) {
+            sub.snapshot = Some(Box::new(pending));
+        }
+    }
+
+    /// Queues a complete snapshot: the reply, the last values, what was held.
+    fn finish_snapshot(&mut self, id: SubId, pending: PendingSnapshot) {
+        for frame in pending.into_frames() {
+            self.reply(id, frame);
+        }
     }
 
     /// Unsubscribes `id` from `topics` and queues `reply`.
@@ -308,6 +421,7 @@ impl Shard {
     /// to every other worker that has subscribers for its topic.
     pub fn publish(&mut self, msg: Relayed, now_ns: u64) {
         self.stats.messages_in += 1;
+        self.cache.update(&msg.topic, &msg.frame);
         let mut remote: WorkerMask = self.routing.remote_workers(&msg.topic);
         while remote != 0 {
             let w = remote.trailing_zeros() as usize;
@@ -350,6 +464,53 @@ impl Shard {
                 if let Some((sub, generation)) = ack {
                     self.outbox
                         .push((from, Hop::InterestAck { sub, generation }));
+                }
+            }
+            Hop::SnapshotRequest {
+                from,
+                sub,
+                generation,
+                interests,
+            } => {
+                let frames = if interests.contains(&Interest::All) {
+                    self.cache.all().collect()
+                } else {
+                    interests
+                        .iter()
+                        .filter_map(|i| match i {
+                            Interest::Topic(t) => self.cache.get(t),
+                            Interest::All => None,
+                        })
+                        .collect()
+                };
+                let origin = self.worker;
+                self.outbox.push((
+                    from,
+                    Hop::Snapshot {
+                        sub,
+                        generation,
+                        origin,
+                        frames,
+                    },
+                ));
+            }
+            Hop::Snapshot {
+                sub,
+                generation,
+                origin,
+                frames,
+            } => {
+                let Some(s) = self.subs.get_mut(sub).and_then(Option::as_mut) else {
+                    return;
+                };
+                let complete = match s.snapshot.as_mut() {
+                    Some(p) if p.generation == generation => p.answered(origin, frames),
+                    _ => return,
+                };
+                if complete {
+                    if let Some(p) = s.snapshot.take() {
+                        self.finish_snapshot(sub, *p);
+                    }
                 }
             }
             Hop::InterestAck { sub, generation } => {
@@ -436,6 +597,18 @@ impl Shard {
             if sub.close.is_some() || sub.closing {
                 continue;
             }
+            if let Some(p) = sub.snapshot.as_mut() {
+                match p.offer(msg.origin, &msg.topic, &msg.frame) {
+                    Offered::NotCovered => {}
+                    Offered::Skipped | Offered::Held => continue,
+                    Offered::Dropped => {
+                        stats.dropped_queue_full += 1;
+                        sub.drops += 1;
+                        stats.count_drop(&msg.topic, max_drop_topics);
+                        continue;
+                    }
+                }
+            }
             let was_empty = sub.queue.is_empty();
             let frame = match &msg.deflated {
                 Some(deflated) if sub.deflate => deflated,
@@ -473,159 +646,4 @@ impl Shard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
-        ShardSettings {
-            queue: QueueLimits {
-                max_messages,
-                max_bytes: 1 << 20,
-            },
-            policy,
-            topic_policies: HashMap::new(),
-            max_subscriptions: 3,
-            max_drop_topics: 2,
-        }
-    }
-
-    fn msg(topic: &'static str, body: &'static str) -> Relayed {
-        Relayed {
-            topic: Bytes::from_static(topic.as_bytes()),
-            frame: Bytes::from_static(body.as_bytes()),
-            deflated: None,
-            routed_ns: 1,
-        }
-    }
-
-    fn drain(shard: &mut Shard, id: SubId) -> Vec<Bytes> {
-        let mut out = Vec::new();
-        shard
-            .subscriber(id)
-            .unwrap()
-            .queue
-            .drain_into(&mut out, usize::MAX);
-        out
-    }
-
-    fn strs(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn routes_by_topic_and_wildcard_once_each() {
-        let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-        let a = s.add_subscriber(false);
-        let all = s.add_subscriber(false);
-        s.subscribe(a, &strs(&["A"]), Bytes::from_static(b"ok-a"))
-            .unwrap();
-        s.subscribe(all, &strs(&["*", "A"]), Bytes::from_static(b"ok-all"))
-            .unwrap();
-        s.publish(msg("A", "a1"), 1);
-        s.publish(msg("B", "b1"), 1);
-        assert_eq!(
-            drain(&mut s, a),
-            vec![Bytes::from_static(b"ok-a"), Bytes::from_static(b"a1")]
-        );
-        assert_eq!(
-            drain(&mut s, all),
-            vec![
-                Bytes::from_static(b"ok-all"),
-                Bytes::from_static(b"a1"),
-                Bytes::from_static(b"b1")
-            ]
-        );
-        s.unsubscribe(a, &strs(&["A"]), Bytes::from_static(b"bye"));
-        s.publish(msg("A", "a2"), 1);
-        assert_eq!(drain(&mut s, a), vec![Bytes::from_static(b"bye")]);
-        assert_eq!(s.stats.messages_in, 3);
-    }
-
-    #[test]
-    fn subscription_limit_is_enforced() {
-        let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-        let a = s.add_subscriber(false);
-        assert!(s
-            .subscribe(a, &strs(&["A", "B", "C", "D"]), Bytes::new())
-            .is_err());
-        assert!(s
-            .subscribe(a, &strs(&["A", "B", "C"]), Bytes::new())
-            .is_ok());
-        assert!(
-            s.subscribe(a, &strs(&["A"]), Bytes::new()).is_ok(),
-            "already held"
-        );
-    }
-
-    #[test]
-    fn slow_subscriber_policies_are_counted() {
-        for (policy, dropped, conflated, disconnects) in [
-            (SlowConsumerPolicy::Drop, 2, 0, 0),
-            (SlowConsumerPolicy::Conflate, 0, 2, 0),
-            (SlowConsumerPolicy::Disconnect, 0, 0, 1),
-        ] {
-            let mut s = Shard::new(0, 1, settings(2, policy));
-            let slow = s.add_subscriber(false);
-            let fast = s.add_subscriber(false);
-            s.subscribe(slow, &strs(&["A"]), Bytes::from_static(b"r"))
-                .unwrap();
-            s.subscribe(fast, &strs(&["A"]), Bytes::from_static(b"r"))
-                .unwrap();
-            drain(&mut s, fast);
-            for body in ["1", "2", "3"] {
-                s.publish(msg("A", body), 1);
-                drain(&mut s, fast);
-            }
-            assert_eq!(s.stats.dropped_queue_full, dropped, "{policy:?}");
-            assert_eq!(s.stats.dropped_conflated, conflated, "{policy:?}");
-            assert_eq!(s.stats.slow_disconnects, disconnects, "{policy:?}");
-            let sub = s.subscriber(slow).unwrap();
-            assert_eq!(sub.close.is_some(), disconnects == 1);
-            assert_eq!(
-                s.stats
-                    .drops_by_topic
-                    .get(&Bytes::from_static(b"A"))
-                    .copied()
-                    .unwrap_or(0),
-                dropped + conflated
-            );
-        }
-    }
-
-    #[test]
-    fn interest_crosses_workers_and_reply_waits_for_acks() {
-        let mut w0 = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
-        let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
-        let sub = w1.add_subscriber(false);
-        w1.subscribe(sub, &strs(&["A"]), Bytes::from_static(b"subscribed"))
-            .unwrap();
-        assert!(drain(&mut w1, sub).is_empty(), "reply waits for worker 0");
-        let mut hops = Vec::new();
-        w1.take_outbox(&mut hops);
-        assert_eq!(hops.len(), 1);
-        for (to, hop) in hops.drain(..) {
-            assert_eq!(to, 0);
-            w0.handle_hop(hop, 1);
-        }
-        w0.publish(msg("A", "m1"), 1);
-        w0.publish(msg("B", "not wanted"), 1);
-        w0.take_outbox(&mut hops);
-        assert_eq!(hops.len(), 2, "the ack and one message");
-        for (to, hop) in hops.drain(..) {
-            assert_eq!(to, 1);
-            w1.handle_hop(hop, 1);
-        }
-        assert_eq!(
-            drain(&mut w1, sub),
-            vec![Bytes::from_static(b"subscribed"), Bytes::from_static(b"m1")]
-        );
-        w1.remove_subscriber(sub);
-        w1.take_outbox(&mut hops);
-        for (_, hop) in hops.drain(..) {
-            w0.handle_hop(hop, 1);
-        }
-        w0.publish(msg("A", "m2"), 1);
-        w0.take_outbox(&mut hops);
-        assert!(hops.is_empty(), "no interest left on worker 1");
-    }
-}
+mod tests;

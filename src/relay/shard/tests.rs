@@ -1,0 +1,235 @@
+//! Shard tests: routing, limits, slow-consumer policies, interest and snapshots across
+//! two shards with the hops carried by hand.
+
+use super::*;
+
+fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
+    ShardSettings {
+        queue: QueueLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+        },
+        policy,
+        topic_policies: HashMap::new(),
+        max_subscriptions: 3,
+        max_drop_topics: 2,
+        last_value_max_topics: 16,
+        last_value_max_bytes: 1 << 16,
+    }
+}
+
+fn msg(topic: &'static str, body: &'static str) -> Relayed {
+    Relayed {
+        topic: Bytes::from_static(topic.as_bytes()),
+        frame: Bytes::from_static(body.as_bytes()),
+        deflated: None,
+        routed_ns: 1,
+        origin: 0,
+    }
+}
+
+fn drain(shard: &mut Shard, id: SubId) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    shard
+        .subscriber(id)
+        .unwrap()
+        .queue
+        .drain_into(&mut out, usize::MAX);
+    out
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn routes_by_topic_and_wildcard_once_each() {
+    let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
+    let a = s.add_subscriber(false);
+    let all = s.add_subscriber(false);
+    s.subscribe(a, &strs(&["A"]), Bytes::from_static(b"ok-a"), false)
+        .unwrap();
+    s.subscribe(
+        all,
+        &strs(&["*", "A"]),
+        Bytes::from_static(b"ok-all"),
+        false,
+    )
+    .unwrap();
+    s.publish(msg("A", "a1"), 1);
+    s.publish(msg("B", "b1"), 1);
+    assert_eq!(
+        drain(&mut s, a),
+        vec![Bytes::from_static(b"ok-a"), Bytes::from_static(b"a1")]
+    );
+    assert_eq!(
+        drain(&mut s, all),
+        vec![
+            Bytes::from_static(b"ok-all"),
+            Bytes::from_static(b"a1"),
+            Bytes::from_static(b"b1")
+        ]
+    );
+    s.unsubscribe(a, &strs(&["A"]), Bytes::from_static(b"bye"));
+    s.publish(msg("A", "a2"), 1);
+    assert_eq!(drain(&mut s, a), vec![Bytes::from_static(b"bye")]);
+    assert_eq!(s.stats.messages_in, 3);
+}
+
+#[test]
+fn subscription_limit_is_enforced() {
+    let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
+    let a = s.add_subscriber(false);
+    assert!(s
+        .subscribe(a, &strs(&["A", "B", "C", "D"]), Bytes::new(), false)
+        .is_err());
+    assert!(s
+        .subscribe(a, &strs(&["A", "B", "C"]), Bytes::new(), false)
+        .is_ok());
+    assert!(
+        s.subscribe(a, &strs(&["A"]), Bytes::new(), false).is_ok(),
+        "already held"
+    );
+}
+
+#[test]
+fn slow_subscriber_policies_are_counted() {
+    for (policy, dropped, conflated, disconnects) in [
+        (SlowConsumerPolicy::Drop, 2, 0, 0),
+        (SlowConsumerPolicy::Conflate, 0, 2, 0),
+        (SlowConsumerPolicy::Disconnect, 0, 0, 1),
+    ] {
+        let mut s = Shard::new(0, 1, settings(2, policy));
+        let slow = s.add_subscriber(false);
+        let fast = s.add_subscriber(false);
+        s.subscribe(slow, &strs(&["A"]), Bytes::from_static(b"r"), false)
+            .unwrap();
+        s.subscribe(fast, &strs(&["A"]), Bytes::from_static(b"r"), false)
+            .unwrap();
+        drain(&mut s, fast);
+        for body in ["1", "2", "3"] {
+            s.publish(msg("A", body), 1);
+            drain(&mut s, fast);
+        }
+        assert_eq!(s.stats.dropped_queue_full, dropped, "{policy:?}");
+        assert_eq!(s.stats.dropped_conflated, conflated, "{policy:?}");
+        assert_eq!(s.stats.slow_disconnects, disconnects, "{policy:?}");
+        let sub = s.subscriber(slow).unwrap();
+        assert_eq!(sub.close.is_some(), disconnects == 1);
+        assert_eq!(
+            s.stats
+                .drops_by_topic
+                .get(&Bytes::from_static(b"A"))
+                .copied()
+                .unwrap_or(0),
+            dropped + conflated
+        );
+    }
+}
+
+#[test]
+fn interest_crosses_workers_and_reply_waits_for_acks() {
+    let mut w0 = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
+    let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
+    let sub = w1.add_subscriber(false);
+    w1.subscribe(sub, &strs(&["A"]), Bytes::from_static(b"subscribed"), false)
+        .unwrap();
+    assert!(drain(&mut w1, sub).is_empty(), "reply waits for worker 0");
+    let mut hops = Vec::new();
+    w1.take_outbox(&mut hops);
+    assert_eq!(hops.len(), 1);
+    for (to, hop) in hops.drain(..) {
+        assert_eq!(to, 0);
+        w0.handle_hop(hop, 1);
+    }
+    w0.publish(msg("A", "m1"), 1);
+    w0.publish(msg("B", "not wanted"), 1);
+    w0.take_outbox(&mut hops);
+    assert_eq!(hops.len(), 2, "the ack and one message");
+    for (to, hop) in hops.drain(..) {
+        assert_eq!(to, 1);
+        w1.handle_hop(hop, 1);
+    }
+    assert_eq!(
+        drain(&mut w1, sub),
+        vec![Bytes::from_static(b"subscribed"), Bytes::from_static(b"m1")]
+    );
+    w1.remove_subscriber(sub);
+    w1.take_outbox(&mut hops);
+    for (_, hop) in hops.drain(..) {
+        w0.handle_hop(hop, 1);
+    }
+    w0.publish(msg("A", "m2"), 1);
+    w0.take_outbox(&mut hops);
+    assert!(hops.is_empty(), "no interest left on worker 1");
+}
+
+/// Carries every hop in `from`'s outbox to `to` (the only other worker).
+fn carry(from: &mut Shard, to: &mut Shard) {
+    let mut hops = Vec::new();
+    from.take_outbox(&mut hops);
+    for (_, hop) in hops {
+        to.handle_hop(hop, 1);
+    }
+}
+
+fn at(topic: &'static str, body: &'static str, origin: usize) -> Relayed {
+    Relayed {
+        origin,
+        ..msg(topic, body)
+    }
+}
+
+#[test]
+fn a_snapshot_comes_after_the_reply_and_before_the_live_stream_without_gap_or_copy() {
+    let mut w0 = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
+    let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
+    w0.publish(at("A", "a1", 0), 1);
+    w1.publish(at("B", "b1", 1), 1);
+    let sub = w1.add_subscriber(false);
+    w1.subscribe(sub, &strs(&["A", "B"]), Bytes::from_static(b"ok"), true)
+        .unwrap();
+    // Worker 1's own topic moves on at once: held until the snapshot is complete.
+    w1.publish(at("B", "b2", 1), 1);
+    assert!(
+        drain(&mut w1, sub).is_empty(),
+        "nothing before every worker answered"
+    );
+    // Worker 0 learns of the interest, then routes a2 before it answers the request:
+    // a2 is older than its answer (which holds a2 itself).
+    let mut hops = Vec::new();
+    w1.take_outbox(&mut hops);
+    let mut to_w0 = hops.into_iter().map(|(_, h)| h);
+    w0.handle_hop(to_w0.next().unwrap(), 1); // the interest in A
+    w0.handle_hop(to_w0.next().unwrap(), 1); // the interest in B
+    w0.publish(at("A", "a2", 0), 1);
+    for hop in to_w0 {
+        w0.handle_hop(hop, 1); // the snapshot request
+    }
+    w0.publish(at("A", "a3", 0), 1);
+    carry(&mut w0, &mut w1); // a2, the answer [a2], a3 (in the order sent)
+    assert_eq!(
+        drain(&mut w1, sub),
+        ["ok", "b1", "a2", "b2", "a3"].map(|s| Bytes::from(s.as_bytes())),
+        "reply, this worker's snapshot, the other's, then live; a2 once"
+    );
+    w0.publish(at("A", "a4", 0), 1);
+    carry(&mut w0, &mut w1);
+    assert_eq!(drain(&mut w1, sub), vec![Bytes::from_static(b"a4")]);
+    assert_eq!(w1.stats.snapshots, 1);
+}
+
+#[test]
+fn one_snapshot_at_a_time_and_none_when_the_cache_is_off() {
+    let mut w = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
+    let sub = w.add_subscriber(false);
+    w.subscribe(sub, &strs(&["*"]), Bytes::new(), true).unwrap();
+    let again = w.subscribe(sub, &strs(&["A"]), Bytes::new(), false);
+    assert!(again.unwrap_err().contains("still being answered"));
+    let mut off = settings(100, SlowConsumerPolicy::Drop);
+    off.last_value_max_topics = 0;
+    let mut w = Shard::new(0, 1, off);
+    let sub = w.add_subscriber(false);
+    let refused = w.subscribe(sub, &strs(&["A"]), Bytes::new(), true);
+    assert!(refused.unwrap_err().contains("snapshots are off"));
+}
