@@ -11,6 +11,13 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
+/// The memory an entry takes for a frame of `len` bytes: the next power of two, so a
+/// topic whose messages grow by a byte now and then (a counter gaining a digit) does
+/// not allocate each time. The byte bound counts frames, so memory is at most twice it.
+fn room_for(len: usize) -> usize {
+    len.next_power_of_two().max(64)
+}
+
 /// One topic's entry.
 #[derive(Debug)]
 struct Entry {
@@ -74,7 +81,7 @@ impl LastValues {
                 // queue holds the old frame any more.
                 e.frame = Bytes::new();
                 if !e.spare.try_reclaim(frame.len()) {
-                    e.spare = BytesMut::with_capacity(frame.len());
+                    e.spare = BytesMut::with_capacity(room_for(frame.len()));
                 }
                 e.spare.extend_from_slice(frame);
                 e.frame = e.spare.split().freeze();
@@ -87,7 +94,7 @@ impl LastValues {
                     self.refused += 1;
                     return;
                 }
-                let mut spare = BytesMut::with_capacity(frame.len());
+                let mut spare = BytesMut::with_capacity(room_for(frame.len()));
                 spare.extend_from_slice(frame);
                 let frame = spare.split().freeze();
                 self.bytes += frame.len();
