@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::access::Access;
-use super::feed::line::FeedSink;
-use super::shard::Relayed;
+use super::feed::line::{FeedEvent, FeedSink};
+use super::shard::{Hop as WorkerHop, Relayed};
 use super::topic::{TopicLookup, TopicReader};
 use super::worker::WorkerCtx;
 use crate::io::driver::server::Service;
@@ -24,6 +24,36 @@ impl FeedSink for WorkerCtx {
     }
 
     fn end_batch(&self) {
+        self.flush();
+    }
+
+    fn feed_event(&self, event: FeedEvent) {
+        let (topics, text) = match event {
+            FeedEvent::Health {
+                change,
+                feed,
+                topics,
+            } => {
+                let text = super::events::health(change.name(), &feed, &topics);
+                (topics, text)
+            }
+            FeedEvent::Gap { topic, from, to } => {
+                let text = super::events::gap(&topic, from, to);
+                (vec![topic], text)
+            }
+        };
+        let frame = Bytes::from(crate::ws::server_frame(
+            crate::ws::OpCode::Text,
+            text.as_bytes(),
+        ));
+        let topics = Arc::new(topics);
+        let mut shard = self.shard.borrow_mut();
+        shard.notify(&topics, &frame);
+        shard.broadcast(|| WorkerHop::Event {
+            topics: Arc::clone(&topics),
+            frame: frame.clone(),
+        });
+        drop(shard);
         self.flush();
     }
 }

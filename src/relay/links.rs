@@ -104,6 +104,7 @@ impl WorkerLinks {
             Hop::Interest { .. }
             | Hop::InterestAck { .. }
             | Hop::SnapshotRequest { .. }
+            | Hop::Event { .. }
             | Hop::Snapshot { .. } => control,
         };
         let seq = &self.sent[to];
@@ -265,7 +266,7 @@ mod tests {
             ));
         }
         // A subscriber on worker 0 subscribes; its reply waits for worker 1's ack.
-        let sub = shards[0].add_subscriber(false);
+        let sub = shards[0].add_subscriber(false, true);
         let reply = Bytes::from_static(b"subscribed");
         shards[0]
             .subscribe(sub, &["T".into()], reply.clone(), false)

@@ -34,6 +34,7 @@ pub mod arena;
 pub mod compression;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod feed;
 pub mod ingest;
 pub mod jwt;

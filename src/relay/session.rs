@@ -11,7 +11,7 @@ use super::admission::Admitted;
 use super::control::{self, Control};
 use super::ingest::Publisher;
 use super::jwt::SubscriberGrant;
-use super::subscriber;
+use super::subscriber::{self, Joining};
 use super::topic::TopicReader;
 use super::worker::{Counted, WorkerCtx};
 use crate::io::driver::server::{accept_handshake, serve as serve_driver, ServeOptions, Transmit};
@@ -28,9 +28,9 @@ enum Side {
     /// A publisher, with the access rules it was admitted under and its token's grant
     /// among them (`None`: no tokens are configured).
     Publisher(Option<(Arc<Access>, usize)>),
-    /// A subscriber, with its initial topics, whether it asked for a snapshot
-    /// (`snapshot=1`) and what its token allows (`None`: no `[jwt]`).
-    Subscriber(Vec<String>, bool, Option<SubscriberGrant>),
+    /// A subscriber, with what its URL asked for and what its token allows (`None`:
+    /// no `[jwt]`).
+    Subscriber(Joining, Option<SubscriberGrant>),
 }
 
 /// Read buffer of a subscriber connection: subscribers only send control messages,
@@ -68,8 +68,14 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
                 let reason = format!("topic {t:?} is outside your token's topics");
                 return Err(counted((403, reason), Denied::Topic));
             }
-            let snapshot = matches!(req.query_param("snapshot"), Some("1" | "true"));
-            Ok(Side::Subscriber(topics, snapshot, grant))
+            let joining = Joining {
+                first: Control::Subscribe(
+                    topics,
+                    matches!(req.query_param("snapshot"), Some("1" | "true")),
+                ),
+                events: !matches!(req.query_param("events"), Some("0" | "false")),
+            };
+            Ok(Side::Subscriber(joining, grant))
         }
         other => Err((
             404,
@@ -172,11 +178,10 @@ async fn serve_side(
                 .await
                 .map(drop)
         }
-        Side::Subscriber(topics, snapshot, grant) => {
+        Side::Subscriber(joining, grant) => {
             ctx.summary.borrow_mut().subscribers += 1;
             let _live = Counted::enter(&ctx.subscribers_live);
-            let first = Control::Subscribe(topics, snapshot);
-            subscriber::serve(ctx, Rc::new(driver), first, grant, shutdown).await
+            subscriber::serve(ctx, Rc::new(driver), joining, grant, shutdown).await
         }
     }
 }

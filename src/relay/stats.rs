@@ -43,6 +43,8 @@ pub struct ShardStats {
     pub drops_other_topics: u64,
     /// Subscriptions answered with a snapshot.
     pub snapshots: u64,
+    /// Events (stale, live, gap) queued for subscribers.
+    pub events: u64,
     /// Messages the last-value cache could not keep (full in topics or bytes).
     pub last_value_refused: u64,
 }
@@ -91,6 +93,7 @@ impl ShardStats {
         self.too_many_fragments += other.too_many_fragments;
         self.drops_other_topics += other.drops_other_topics;
         self.snapshots += other.snapshots;
+        self.events += other.events;
         self.last_value_refused += other.last_value_refused;
         for (t, n) in &other.drops_by_topic {
             *self.drops_by_topic.entry(t.clone()).or_default() += n;

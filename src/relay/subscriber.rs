@@ -86,6 +86,15 @@ impl SubWriter {
     }
 }
 
+/// What a subscriber's URL asked for.
+#[derive(Debug)]
+pub(super) struct Joining {
+    /// `topics=` and `snapshot=1`, as a first subscribe request.
+    pub(super) first: Control,
+    /// The relay's events (stale, live, gap): on unless `events=0`.
+    pub(super) events: bool,
+}
+
 /// A server text frame on the control path (allocates; not the relay's hot path).
 pub(super) fn control_frame(text: &str) -> Bytes {
     Bytes::from(server_frame(OpCode::Text, text.as_bytes()))
@@ -95,10 +104,11 @@ pub(super) fn control_frame(text: &str) -> Bytes {
 pub(super) async fn serve(
     ctx: &Rc<WorkerCtx>,
     driver: Rc<Driver>,
-    first: Control,
+    joining: Joining,
     grant: Option<SubscriberGrant>,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
+    let Joining { first, events } = joining;
     let deflate = driver.deflate();
     let shared = ctx.compression.takes_shared(deflate);
     let demand = shared.then(|| Demand::enter(&ctx.deflate_demand));
@@ -106,7 +116,7 @@ pub(super) async fn serve(
         .and_then(|p| p.sending(Role::Server))
         .filter(|_| ctx.compression.per_subscriber)
         .map(|(bits, fresh)| FrameCompressor::new(&ctx.compression, bits, fresh));
-    let id = ctx.shard.borrow_mut().add_subscriber(shared);
+    let id = ctx.shard.borrow_mut().add_subscriber(shared, events);
     let writer = Rc::new(SubWriter {
         driver: Rc::clone(&driver),
         notify: LocalSignal::new(),

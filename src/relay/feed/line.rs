@@ -12,6 +12,7 @@
 //! All lines of a group run on one worker, so the arbiter is plain single-threaded
 //! state: no lock on the message path.
 
+use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::arbiter::{Arbiter, Verdict};
 use super::backoff::Backoff;
+use super::health::{Change, GroupHealth};
 use super::FeedConfig;
 use crate::io::driver::client::{ConnectOptions, Received, WsClient};
 use crate::io::driver::DriverError;
@@ -38,6 +40,9 @@ pub trait FeedSink {
 
     /// Every message of one read has been ingested (flush batched work).
     fn end_batch(&self);
+
+    /// Something subscribers of the feed's topics are told about.
+    fn feed_event(&self, _event: FeedEvent) {}
 }
 
 /// A group of redundant lines and their arbiter.
@@ -49,6 +54,31 @@ pub struct Group {
     pub sequenced: bool,
     /// First copy wins; gaps counted.
     pub arbiter: RefCell<Arbiter>,
+    /// Whether any of its lines delivers, and the topics they carry.
+    pub health: GroupHealth,
+}
+
+/// What a feed line tells subscribers about (see [`events`](crate::relay::events)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// The group went stale or live again; its topics.
+    Health {
+        /// Which.
+        change: Change,
+        /// The group's name.
+        feed: String,
+        /// The topics it carried.
+        topics: Vec<Bytes>,
+    },
+    /// `from..=to` of `topic` were never delivered by any line.
+    Gap {
+        /// The topic.
+        topic: Bytes,
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
+    },
 }
 
 /// What one line has done, for metrics and the shutdown summary.
@@ -164,7 +194,10 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                 Either::Right(()) => return,
             };
         let reason = match attempt {
-            Err(e) => e.to_string(),
+            Err(e) => {
+                report_health(&*sink, &line, line.group.health.line_down(false));
+                e.to_string()
+            }
             Ok(client) => {
                 let st = &line.state;
                 st.connected.set(true);
@@ -177,6 +210,7 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                     None => tracing::info!(feed = %cfg.name, url = %cfg.url, "feed connected"),
                 }
                 line.group.arbiter.borrow_mut().line_reconnected(line.index);
+                line.group.health.line_up();
                 let reason = session(
                     &*sink,
                     &line,
@@ -187,6 +221,9 @@ pub async fn run_line<S: FeedSink>(sink: Rc<S>, line: Rc<Line>, mut shutdown: Sh
                 )
                 .await;
                 st.connected.set(false);
+                if !shutdown.is_triggered() {
+                    report_health(&*sink, &line, line.group.health.line_down(true));
+                }
                 if shutdown.is_triggered() {
                     let _ = rt::timeout(
                         Duration::from_secs(1),
@@ -354,6 +391,19 @@ async fn wait_quietly<F: std::future::Future<Output = Result<Received, DriverErr
     }
 }
 
+/// Tells the sink of a change in the line's group's health, if there was one.
+fn report_health<S: FeedSink>(sink: &S, line: &Line, change: Option<Change>) {
+    if let Some(change) = change {
+        let group = &line.group;
+        tracing::info!(feed = %group.name, event = change.name(), "feed health changed");
+        sink.feed_event(FeedEvent::Health {
+            change,
+            feed: group.name.clone(),
+            topics: group.health.topics(),
+        });
+    }
+}
+
 /// One message from the line: look up its topic (and sequence number), let the group's
 /// arbiter drop copies, and hand the first copy to the sink.
 fn accept<S: FeedSink>(
@@ -367,28 +417,21 @@ fn accept<S: FeedSink>(
     let st = &line.state;
     st.messages.set(st.messages.get() + 1);
     let lookup = topics.lookup(payload);
+    let topic: Option<&[u8]> = match &lookup {
+        TopicLookup::InPayload(r) => payload.get(r.clone()),
+        TopicLookup::Unescaped(s) => Some(s.as_bytes()),
+        TopicLookup::Missing | TopicLookup::NotJson | TopicLookup::BadName(_) => None,
+    };
+    let mut gap = None;
     if line.group.sequenced {
-        let topic: Option<&[u8]> = match &lookup {
-            TopicLookup::InPayload(r) => payload.get(r.clone()),
-            TopicLookup::Unescaped(s) => Some(s.as_bytes()),
-            TopicLookup::Missing | TopicLookup::NotJson | TopicLookup::BadName(_) => None,
-        };
         match (topic, topics.seq()) {
             (Some(topic), Some(seq)) => {
-                let (verdict, gap) = line
+                let verdict;
+                (verdict, gap) = line
                     .group
                     .arbiter
                     .borrow_mut()
                     .check(line.index, topic, seq);
-                if let Some(g) = gap {
-                    tracing::warn!(
-                        group = %line.group.name,
-                        topic = %String::from_utf8_lossy(topic),
-                        missing_from = g.from,
-                        missing_to = g.to,
-                        "sequence gap: no line delivered these"
-                    );
-                }
                 if verdict == Verdict::Duplicate {
                     st.duplicates.set(st.duplicates.get() + 1);
                     return;
@@ -397,6 +440,24 @@ fn accept<S: FeedSink>(
             (Some(_), None) => st.unsequenced.set(st.unsequenced.get() + 1),
             // No topic: the sink drops (and counts) it, or gives it the default topic.
             (None, _) => {}
+        }
+    }
+    if let Some(topic) = topic {
+        // A feed back from stale is live first; then what it missed is a gap.
+        report_health(sink, line, line.group.health.delivered(topic));
+        if let Some(g) = gap {
+            tracing::warn!(
+                group = %line.group.name,
+                topic = %String::from_utf8_lossy(topic),
+                missing_from = g.from,
+                missing_to = g.to,
+                "sequence gap: no line delivered these"
+            );
+            sink.feed_event(FeedEvent::Gap {
+                topic: Bytes::copy_from_slice(topic),
+                from: g.from,
+                to: g.to,
+            });
         }
     }
     sink.ingest(kind, payload, lookup, read_ns);

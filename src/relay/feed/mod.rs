@@ -8,6 +8,7 @@
 
 pub mod arbiter;
 pub mod backoff;
+pub mod health;
 pub mod line;
 pub mod plan;
 

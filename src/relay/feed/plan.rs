@@ -68,6 +68,7 @@ pub fn start_group(
     let group = Rc::new(Group {
         sequenced: plan.lines.iter().all(|(f, _)| f.seq_pointer.is_some()),
         arbiter: RefCell::new(Arbiter::new(plan.lines.len())),
+        health: Default::default(),
         name: plan.group,
     });
     let mut lines = Vec::with_capacity(plan.lines.len());

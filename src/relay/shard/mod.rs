@@ -72,6 +72,14 @@ pub enum Hop {
         /// The topics.
         interests: Vec<Interest>,
     },
+    /// An event of the relay's own for the subscribers of `topics` (see
+    /// [`events`](super::events)): each gets `frame` once.
+    Event {
+        /// The topics it concerns.
+        topics: std::sync::Arc<Vec<Bytes>>,
+        /// The event, framed.
+        frame: Bytes,
+    },
     /// Worker `origin`'s last values for a [`Hop::SnapshotRequest`].
     Snapshot {
         /// The subscriber.
@@ -111,6 +119,8 @@ pub struct Subscriber {
     pub queue: SubscriberQueue,
     /// It takes a message's compressed frame when there is one.
     deflate: bool,
+    /// It gets the relay's events (`events=0` in its URL turns them off).
+    events: bool,
     topics: HashSet<Interest>,
     wildcard: bool,
     /// Messages dropped for this subscriber.
@@ -189,11 +199,12 @@ impl Shard {
     }
 
     /// A new subscriber with no topics yet; with `deflate`, it is queued a message's
-    /// compressed frame when there is one.
-    pub fn add_subscriber(&mut self, deflate: bool) -> SubId {
+    /// compressed frame when there is one; with `events`, the relay's events.
+    pub fn add_subscriber(&mut self, deflate: bool, events: bool) -> SubId {
         let sub = Subscriber {
             queue: SubscriberQueue::new(self.settings.queue),
             deflate,
+            events,
             topics: HashSet::new(),
             wildcard: false,
             drops: 0,
@@ -438,6 +449,29 @@ impl Shard {
             || self.routing.remote_workers(topic) != 0
     }
 
+    /// Queues `frame` once for every subscriber (with events on) of any of `topics`,
+    /// and every `*` subscriber.
+    pub fn notify(&mut self, topics: &[Bytes], frame: &Bytes) {
+        let wanted: Vec<SubId> = self
+            .subs
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id, s.as_ref()?)))
+            .filter(|(_, s)| {
+                s.events
+                    && (s.wildcard
+                        || topics
+                            .iter()
+                            .any(|t| s.topics.contains(&Interest::Topic(t.clone()))))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in wanted {
+            self.stats.events += 1;
+            self.reply(id, frame.clone());
+        }
+    }
+
     /// A message with no topic and no default: counted and dropped.
     pub fn drop_no_topic(&mut self) {
         self.stats.messages_in += 1;
@@ -466,6 +500,7 @@ impl Shard {
                         .push((from, Hop::InterestAck { sub, generation }));
                 }
             }
+            Hop::Event { topics, frame } => self.notify(&topics, &frame),
             Hop::SnapshotRequest {
                 from,
                 sub,
@@ -547,6 +582,13 @@ impl Shard {
     /// Subscribers to flush or close; the vector keeps its capacity.
     pub fn take_dirty(&mut self, into: &mut Vec<SubId>) {
         into.append(&mut self.dirty);
+    }
+
+    /// Queues the hop `make` gives for every other worker.
+    pub fn broadcast(&mut self, make: impl Fn() -> Hop) {
+        for w in (0..self.workers).filter(|&w| w != self.worker) {
+            self.outbox.push((w, make()));
+        }
     }
 
     fn outbox_interest(&mut self, interest: Interest, on: bool, ack: Option<(SubId, u64)>) {

@@ -45,8 +45,8 @@ fn strs(v: &[&str]) -> Vec<String> {
 #[test]
 fn routes_by_topic_and_wildcard_once_each() {
     let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-    let a = s.add_subscriber(false);
-    let all = s.add_subscriber(false);
+    let a = s.add_subscriber(false, true);
+    let all = s.add_subscriber(false, true);
     s.subscribe(a, &strs(&["A"]), Bytes::from_static(b"ok-a"), false)
         .unwrap();
     s.subscribe(
@@ -79,7 +79,7 @@ fn routes_by_topic_and_wildcard_once_each() {
 #[test]
 fn subscription_limit_is_enforced() {
     let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
-    let a = s.add_subscriber(false);
+    let a = s.add_subscriber(false, true);
     assert!(s
         .subscribe(a, &strs(&["A", "B", "C", "D"]), Bytes::new(), false)
         .is_err());
@@ -100,8 +100,8 @@ fn slow_subscriber_policies_are_counted() {
         (SlowConsumerPolicy::Disconnect, 0, 0, 1),
     ] {
         let mut s = Shard::new(0, 1, settings(2, policy));
-        let slow = s.add_subscriber(false);
-        let fast = s.add_subscriber(false);
+        let slow = s.add_subscriber(false, true);
+        let fast = s.add_subscriber(false, true);
         s.subscribe(slow, &strs(&["A"]), Bytes::from_static(b"r"), false)
             .unwrap();
         s.subscribe(fast, &strs(&["A"]), Bytes::from_static(b"r"), false)
@@ -131,7 +131,7 @@ fn slow_subscriber_policies_are_counted() {
 fn interest_crosses_workers_and_reply_waits_for_acks() {
     let mut w0 = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
     let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
-    let sub = w1.add_subscriber(false);
+    let sub = w1.add_subscriber(false, true);
     w1.subscribe(sub, &strs(&["A"]), Bytes::from_static(b"subscribed"), false)
         .unwrap();
     assert!(drain(&mut w1, sub).is_empty(), "reply waits for worker 0");
@@ -186,7 +186,7 @@ fn a_snapshot_comes_after_the_reply_and_before_the_live_stream_without_gap_or_co
     let mut w1 = Shard::new(1, 2, settings(100, SlowConsumerPolicy::Drop));
     w0.publish(at("A", "a1", 0), 1);
     w1.publish(at("B", "b1", 1), 1);
-    let sub = w1.add_subscriber(false);
+    let sub = w1.add_subscriber(false, true);
     w1.subscribe(sub, &strs(&["A", "B"]), Bytes::from_static(b"ok"), true)
         .unwrap();
     // Worker 1's own topic moves on at once: held until the snapshot is complete.
@@ -222,14 +222,48 @@ fn a_snapshot_comes_after_the_reply_and_before_the_live_stream_without_gap_or_co
 #[test]
 fn one_snapshot_at_a_time_and_none_when_the_cache_is_off() {
     let mut w = Shard::new(0, 2, settings(100, SlowConsumerPolicy::Drop));
-    let sub = w.add_subscriber(false);
+    let sub = w.add_subscriber(false, true);
     w.subscribe(sub, &strs(&["*"]), Bytes::new(), true).unwrap();
     let again = w.subscribe(sub, &strs(&["A"]), Bytes::new(), false);
     assert!(again.unwrap_err().contains("still being answered"));
     let mut off = settings(100, SlowConsumerPolicy::Drop);
     off.last_value_max_topics = 0;
     let mut w = Shard::new(0, 1, off);
-    let sub = w.add_subscriber(false);
+    let sub = w.add_subscriber(false, true);
     let refused = w.subscribe(sub, &strs(&["A"]), Bytes::new(), true);
     assert!(refused.unwrap_err().contains("snapshots are off"));
+}
+
+#[test]
+fn events_go_once_to_each_subscriber_of_their_topics_that_wants_them() {
+    let mut s = Shard::new(0, 1, settings(100, SlowConsumerPolicy::Drop));
+    let both = s.add_subscriber(false, true);
+    let other = s.add_subscriber(false, true);
+    let all = s.add_subscriber(false, true);
+    let off = s.add_subscriber(false, false);
+    s.subscribe(both, &strs(&["A", "B"]), Bytes::new(), false)
+        .unwrap();
+    s.subscribe(other, &strs(&["C"]), Bytes::new(), false)
+        .unwrap();
+    s.subscribe(all, &strs(&["*"]), Bytes::new(), false)
+        .unwrap();
+    s.subscribe(off, &strs(&["A"]), Bytes::new(), false)
+        .unwrap();
+    for id in [both, other, all, off] {
+        drain(&mut s, id);
+    }
+    let event = Bytes::from_static(b"stale");
+    s.notify(
+        &[Bytes::from_static(b"A"), Bytes::from_static(b"B")],
+        &event,
+    );
+    assert_eq!(
+        drain(&mut s, both),
+        vec![event.clone()],
+        "once, not per topic"
+    );
+    assert_eq!(drain(&mut s, all), vec![event]);
+    assert!(drain(&mut s, other).is_empty());
+    assert!(drain(&mut s, off).is_empty(), "events=0");
+    assert_eq!(s.stats.events, 2);
 }
