@@ -165,11 +165,19 @@ fn a_publisher_that_never_reads_is_cut_at_the_write_timeout() {
     }
     if !cut {
         let ss = std::process::Command::new("ss")
-            .args(["-tnmi", "state", "established", &format!("( sport = :{} or dport = :{} )", addr.port(), addr.port())])
+            .args([
+                "-tnmi",
+                "state",
+                "established",
+                &format!("( sport = :{} or dport = :{} )", addr.port(), addr.port()),
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        panic!("the relay kept a publisher that never reads\n{ss}\n{}", server.log());
+        panic!(
+            "the relay kept a publisher that never reads\n{ss}\n{}",
+            server.log()
+        );
     }
     wait_metric(
         addr,

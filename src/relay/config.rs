@@ -82,6 +82,9 @@ pub struct Config {
     pub last_value_max_topics: usize,
     /// Bytes of last messages each worker keeps at most.
     pub last_value_max_bytes: usize,
+    /// A subscriber whose oldest queued message has waited this long (ms) is logged,
+    /// once per such episode, with its queue depth, oldest age and drops.
+    pub slow_subscriber_log_ms: u64,
     /// A write that makes no progress for this long closes its connection (ms):
     /// a peer that stops reading cannot hold a connection's memory forever.
     pub write_timeout_ms: u64,
@@ -181,6 +184,7 @@ impl Default for Config {
             max_drop_topics: 1024,
             last_value_max_topics: 10_000,
             last_value_max_bytes: 64 << 20,
+            slow_subscriber_log_ms: 1000,
             write_timeout_ms: 10_000,
             max_connections: 10_000,
             max_pending_handshakes: 1_024,

@@ -48,6 +48,8 @@ pub enum Control {
     Unsubscribe(Vec<String>),
     /// A newer subscriber token (`[jwt]`) before the current one expires.
     Refresh(String),
+    /// `{"op":"stats"}`: the subscriber's own queue depth, oldest age and drops.
+    Stats,
 }
 
 #[derive(Deserialize)]
@@ -105,13 +107,15 @@ pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
             Ok(Control::Unsubscribe(topics))
         }
         ("refresh", None, Some(token)) => Ok(Control::Refresh(token)),
+        ("stats", None, None) => Ok(Control::Stats),
         ("subscribe" | "unsubscribe", _, _) => Err(format!(
             r#"{}: expected {{"op":"{}","topics":[..]}}"#,
             req.op, req.op
         )),
         ("refresh", _, _) => Err(r#"refresh: expected {"op":"refresh","token":".."}"#.into()),
+        ("stats", _, _) => Err(r#"stats: expected {"op":"stats"}"#.into()),
         (other, _, _) => Err(format!(
-            "unknown op {other:?}: use subscribe, unsubscribe or refresh"
+            "unknown op {other:?}: use subscribe, unsubscribe, refresh or stats"
         )),
     }
 }
@@ -172,6 +176,34 @@ pub fn reply_error(reason: &str) -> String {
         topics: None,
         reason: Some(reason),
         exp: None,
+    })
+    .unwrap_or_default()
+}
+
+/// A subscriber's own lag, as `{"op":"stats"}` answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lag {
+    /// Frames queued for it when it asked.
+    pub queued: usize,
+    /// Their bytes.
+    pub queued_bytes: usize,
+    /// How long the oldest queued message has waited, µs (0: none queued).
+    pub oldest_us: u64,
+    /// Messages dropped for it since it connected.
+    pub drops: u64,
+}
+
+/// `{"event":"stats","queued":N,"queued_bytes":B,"oldest_us":U,"drops":D}`.
+pub fn reply_stats(lag: Lag) -> String {
+    #[derive(Serialize)]
+    struct Stats {
+        event: &'static str,
+        #[serde(flatten)]
+        lag: Lag,
+    }
+    simd_json::to_string(&Stats {
+        event: "stats",
+        lag,
     })
     .unwrap_or_default()
 }

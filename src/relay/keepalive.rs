@@ -1,6 +1,7 @@
 //! Keepalive: every half keepalive interval one sweep over the worker's subscribers
-//! pings them (every `keepalive_interval_ms`) and closes those silent for longer than
-//! the idle timeout.
+//! pings them (every `keepalive_interval_ms`), closes those silent for longer than
+//! the idle timeout, and logs once those whose oldest queued message has waited longer
+//! than `slow_subscriber_log_ms` (again only after they caught up).
 //!
 //! One sweep instead of a timer per subscriber: a timer per wait would cost a clock
 //! read and a timer-wheel update per subscriber per message.
@@ -14,6 +15,7 @@ use super::routing::SubId;
 use super::subscriber::SubWriter;
 use super::worker::WorkerCtx;
 use crate::io::rt;
+use crate::metrics::now_ns;
 use crate::ws::CloseCode;
 
 /// Runs until the worker is done.
@@ -42,6 +44,7 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
             .filter_map(|(id, w)| Some((id, Rc::clone(w.as_ref()?))))
             .collect();
         for (id, w) in writers {
+            log_if_behind(&ctx, id, &w);
             if now.duration_since(w.last_rx.get()) >= ctx.idle_timeout {
                 w.close(CloseCode::GOING_AWAY, "idle timeout", ctx.server.linger);
             } else if ping_now {
@@ -49,5 +52,30 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
             }
         }
         ctx.flush();
+    }
+}
+
+/// Logs subscriber `id` once when its oldest queued message is older than the
+/// configured bound; it may be logged again once it has caught up (half the bound).
+fn log_if_behind(ctx: &WorkerCtx, id: SubId, w: &SubWriter) {
+    let Some(lag) = ctx.shard.borrow().lag(id, now_ns()) else {
+        return;
+    };
+    let bound_us = ctx.slow_subscriber_log.as_micros() as u64;
+    if bound_us == 0 {
+        return;
+    }
+    if lag.oldest_us >= bound_us && !w.behind.replace(true) {
+        tracing::warn!(
+            peer = %w.peer(),
+            worker = ctx.id,
+            queued = lag.queued,
+            queued_bytes = lag.queued_bytes,
+            oldest_ms = lag.oldest_us / 1_000,
+            drops = lag.drops,
+            "subscriber behind"
+        );
+    } else if lag.oldest_us < bound_us / 2 {
+        w.behind.set(false);
     }
 }

@@ -98,6 +98,12 @@ impl SubscriberQueue {
         self.bytes
     }
 
+    /// When the oldest relayed message still queued was queued (metrics clock, ns);
+    /// our own control frames do not count.
+    pub fn oldest_ns(&self) -> Option<u64> {
+        self.entries.iter().map(|e| e.queued_ns).find(|&t| t > 0)
+    }
+
     fn fits(&self, len: usize) -> bool {
         self.entries.len() < self.limits.max_messages && self.bytes + len <= self.limits.max_bytes
     }

@@ -54,6 +54,8 @@ pub(super) struct SubWriter {
     expiry: LocalSignal,
     /// A vectored write is in flight (the peer may have stopped reading).
     writing: Cell<bool>,
+    /// It was logged as behind and has not caught up since.
+    pub(super) behind: Cell<bool>,
     /// The reader is done: the writer stops touching the shard (the id may be reused).
     gone: Cell<bool>,
     /// The writer has ended (after FIN, or after a failed write).
@@ -67,6 +69,11 @@ impl SubWriter {
     pub(super) fn close(self: &Rc<Self>, code: CloseCode, reason: &'static str, linger: Duration) {
         self.close_now.set(Some((code, reason)));
         self.wake(false, linger);
+    }
+
+    /// The subscriber's address.
+    pub(super) fn peer(&self) -> std::net::SocketAddr {
+        self.driver.peer()
     }
 
     /// Wakes the writer: its queue changed. If the relay is closing the subscriber and
@@ -125,6 +132,7 @@ pub(super) async fn serve(
         expires: Cell::new(grant.as_ref().map(|g| g.expires)),
         expiry: LocalSignal::new(),
         writing: Cell::new(false),
+        behind: Cell::new(false),
         gone: Cell::new(false),
         finished: LocalSignal::new(),
         finished_flag: Cell::new(false),
@@ -259,6 +267,13 @@ impl Subscriber {
     fn control(&mut self, op: Control) {
         let error = match op {
             Control::Refresh(token) => return self.refresh(&token),
+            Control::Stats => {
+                let mut shard = self.ctx.shard.borrow_mut();
+                if let Some(lag) = shard.lag(self.id, now_ns()) {
+                    shard.reply(self.id, control_frame(&control::reply_stats(lag)));
+                }
+                return;
+            }
             Control::Subscribe(topics, snapshot) => {
                 self.outside_grant(topics.iter()).or_else(|| {
                     let ok = control_frame(&control::reply("subscribed", &topics));

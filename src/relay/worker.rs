@@ -127,6 +127,8 @@ pub(super) struct WorkerCtx {
     pub(super) deflate_demand: Arc<AtomicUsize>,
     /// What this worker compressed, once per message or per subscriber.
     pub(super) deflate_stats: RefCell<CompressionStats>,
+    /// A subscriber this far behind is logged (once per episode).
+    pub(super) slow_subscriber_log: Duration,
 }
 
 impl WorkerCtx {
@@ -389,6 +391,7 @@ fn new_ctx(
         compressor,
         deflate_demand,
         deflate_stats: RefCell::new(CompressionStats::default()),
+        slow_subscriber_log: Duration::from_millis(config.slow_subscriber_log_ms),
     })
 }
 

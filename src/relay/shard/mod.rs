@@ -232,6 +232,20 @@ impl Shard {
         self.subs.get_mut(id)?.as_mut()
     }
 
+    /// Subscriber `id`'s lag now (`now_ns` on the metrics clock).
+    pub fn lag(&self, id: SubId, now_ns: u64) -> Option<super::control::Lag> {
+        let sub = self.subs.get(id)?.as_ref()?;
+        Some(super::control::Lag {
+            queued: sub.queue.len(),
+            queued_bytes: sub.queue.bytes(),
+            oldest_us: sub
+                .queue
+                .oldest_ns()
+                .map_or(0, |t| now_ns.saturating_sub(t) / 1_000),
+            drops: sub.drops,
+        })
+    }
+
     /// Bytes queued for all of this worker's subscribers (walks them: off the hot path).
     pub fn queued_bytes(&mut self) -> usize {
         self.subs.iter().flatten().map(|s| s.queue.bytes()).sum()
