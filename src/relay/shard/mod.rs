@@ -16,82 +16,10 @@ use super::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use super::routing::{Interest, RoutingTable, SubId, WorkerMask};
 use super::snapshot::{Offered, PendingSnapshot};
 pub use super::stats::ShardStats;
+pub use hop::{Hop, Relayed};
+
+mod hop;
 use crate::ws::CloseCode;
-
-/// A relayed message: its topic (a slice of the frame when possible) and the server
-/// frame encoded once, shared by every subscriber's queue.
-#[derive(Debug, Clone)]
-pub struct Relayed {
-    /// Topic name.
-    pub topic: Bytes,
-    /// The whole frame, header included.
-    pub frame: Bytes,
-    /// The same message compressed (RSV1 set), for subscribers that negotiated
-    /// permessage-deflate with a window as large as the relay's; `None`: not compressed.
-    pub deflated: Option<Bytes>,
-    /// When it was routed (metrics clock, ns): the start of the `queue` hop.
-    pub routed_ns: u64,
-    /// The worker that ingested it.
-    pub origin: usize,
-}
-
-/// What travels between workers, on bounded channels.
-#[derive(Debug)]
-pub enum Hop {
-    /// A message for the receiving worker's subscribers.
-    Message(Relayed),
-    /// Worker `from` gained (`on`) or lost interest. With `ack`, the receiver answers
-    /// with [`Hop::InterestAck`] so the subscriber's reply waits until every worker
-    /// routes the topic to it.
-    Interest {
-        /// The worker whose interest changed.
-        from: usize,
-        /// In what.
-        interest: Interest,
-        /// Gained or lost.
-        on: bool,
-        /// Acknowledge to subscriber `.0` on worker `from`, generation `.1`.
-        ack: Option<(SubId, u64)>,
-    },
-    /// Answers an `Interest` with `ack`.
-    InterestAck {
-        /// The subscriber waiting.
-        sub: SubId,
-        /// Its subscription generation (stale acks are ignored).
-        generation: u64,
-    },
-    /// Worker `from`'s subscriber `sub` wants a snapshot of `interests`: answered with
-    /// [`Hop::Snapshot`] (sent after the `Interest` hops that route them there).
-    SnapshotRequest {
-        /// The subscriber's worker.
-        from: usize,
-        /// The subscriber.
-        sub: SubId,
-        /// Its subscription generation.
-        generation: u64,
-        /// The topics.
-        interests: Vec<Interest>,
-    },
-    /// An event of the relay's own for the subscribers of `topics` (see
-    /// [`events`](super::events)): each gets `frame` once.
-    Event {
-        /// The topics it concerns.
-        topics: std::sync::Arc<Vec<Bytes>>,
-        /// The event, framed.
-        frame: Bytes,
-    },
-    /// Worker `origin`'s last values for a [`Hop::SnapshotRequest`].
-    Snapshot {
-        /// The subscriber.
-        sub: SubId,
-        /// Its subscription generation.
-        generation: u64,
-        /// The answering worker.
-        origin: usize,
-        /// Its last frame of each topic asked for that it has.
-        frames: Vec<Bytes>,
-    },
-}
 
 /// Settings a shard needs, from the config.
 #[derive(Debug, Clone)]
@@ -343,16 +271,7 @@ impl Shard {
         generation: u64,
         reply: Bytes,
     ) {
-        let frames: Vec<Bytes> = if new.contains(&Interest::All) {
-            self.cache.all().collect()
-        } else {
-            new.iter()
-                .filter_map(|i| match i {
-                    Interest::Topic(t) => self.cache.get(t),
-                    Interest::All => None,
-                })
-                .collect()
-        };
+        let frames = self.cached(&new);
         let others: WorkerMask = (0..self.workers)
             .filter(|&w| w != self.worker)
             .fold(0, |m, w| m | 1 << w);
@@ -380,6 +299,20 @@ impl Shard {
         } else if let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) {
             sub.snapshot = Some(Box::new(pending));
         }
+    }
+
+    /// The last values this worker has for `interests` (every topic for `*`).
+    fn cached(&self, interests: &[Interest]) -> Vec<Bytes> {
+        if interests.contains(&Interest::All) {
+            return self.cache.all().collect();
+        }
+        interests
+            .iter()
+            .filter_map(|i| match i {
+                Interest::Topic(t) => self.cache.get(t),
+                Interest::All => None,
+            })
+            .collect()
     }
 
     /// Queues a complete snapshot: the reply, the last values, what was held.
@@ -521,17 +454,7 @@ impl Shard {
                 generation,
                 interests,
             } => {
-                let frames = if interests.contains(&Interest::All) {
-                    self.cache.all().collect()
-                } else {
-                    interests
-                        .iter()
-                        .filter_map(|i| match i {
-                            Interest::Topic(t) => self.cache.get(t),
-                            Interest::All => None,
-                        })
-                        .collect()
-                };
+                let frames = self.cached(&interests);
                 let origin = self.worker;
                 self.outbox.push((
                     from,
