@@ -109,3 +109,54 @@ fn a_subscriber_that_stays_behind_is_logged_once() {
         assert!(line.contains(field), "{line}");
     }
 }
+
+/// `/subscribers` beside `/metrics` lists every subscriber on every worker with its
+/// topics, lag and policy.
+#[test]
+fn the_admin_endpoint_lists_every_subscriber_with_its_lag() {
+    let server = Server::relay(&["--workers", "2", "--metrics", "127.0.0.1:0"], None);
+    let subs: Vec<Raw> = (0..4)
+        .map(|i| Raw::subscribe(server.addr, if i == 0 { "*" } else { "A,B" }))
+        .collect();
+    let end = Instant::now() + Duration::from_secs(10);
+    let admin = loop {
+        assert!(Instant::now() < end, "{}", server.output());
+        if let Some(a) = server
+            .output()
+            .split("subscribers on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The workers report once a second.
+    let rows = loop {
+        assert!(Instant::now() < end, "never listed all four");
+        let text = common::http_get(admin, "/subscribers");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("[]");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(body).unwrap_or_default();
+        if rows.len() == subs.len() {
+            assert!(text.contains("application/json"), "{text}");
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let wildcard = rows
+        .iter()
+        .filter(|r| r["topics"] == serde_json::json!(["*"]))
+        .count();
+    assert_eq!(wildcard, 1, "{rows:?}");
+    for r in &rows {
+        assert!(r["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{r}");
+        assert!(
+            r["worker"].as_u64().unwrap() < 2 && r["policy"] == "drop",
+            "{r}"
+        );
+        for field in ["queued", "queued_bytes", "oldest_us", "drops"] {
+            assert!(r[field].is_u64(), "{field} in {r}");
+        }
+    }
+}

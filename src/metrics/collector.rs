@@ -60,6 +60,34 @@ pub struct Counters {
     pub deflate_skipped: u64,
     /// Of `deflate_messages`, relayed as their publisher compressed them.
     pub deflate_reused: u64,
+    /// The worker's subscribers, each with its lag (at most
+    /// [`MAX_SUBSCRIBER_ROWS`] per worker).
+    pub subscribers_list: Vec<SubscriberRow>,
+}
+
+/// Subscribers a worker lists per interval for `/subscribers`; more are left out (and
+/// the `subscribers` gauge still counts them).
+pub const MAX_SUBSCRIBER_ROWS: usize = 10_000;
+
+/// One subscriber as `/subscribers` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SubscriberRow {
+    /// Its address.
+    pub addr: String,
+    /// The worker serving it.
+    pub worker: usize,
+    /// Its topics (`*` for every topic).
+    pub topics: Vec<String>,
+    /// Frames queued for it.
+    pub queued: usize,
+    /// Their bytes.
+    pub queued_bytes: usize,
+    /// How long the oldest queued message has waited, µs.
+    pub oldest_us: u64,
+    /// Messages dropped for it.
+    pub drops: u64,
+    /// The slow-consumer policy in force (per-topic overrides aside).
+    pub policy: &'static str,
 }
 
 /// One feed line (totals since start).

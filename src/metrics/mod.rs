@@ -12,6 +12,7 @@
 //! [`collector`], which keeps the totals, writes the `.hlog`, and holds the snapshot
 //! that `/metrics` renders. This module measures; it does no socket IO.
 
+pub mod admin;
 pub mod clock;
 pub mod collector;
 pub mod hop;

@@ -12,9 +12,10 @@ use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
 use crate::metrics::collector::{
-    Collector, Counters, FeedCounters, GroupCounters, Interval, Rendered,
+    Collector, Counters, FeedCounters, GroupCounters, Interval, Rendered, SubscriberRow,
+    MAX_SUBSCRIBER_ROWS,
 };
-use crate::metrics::HopHistograms;
+use crate::metrics::{now_ns, HopHistograms};
 
 /// How often a worker hands its interval histograms to the collector.
 pub const METRICS_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,6 +71,33 @@ pub struct WorkerSummary {
     pub deflate: CompressionStats,
 }
 
+/// This worker's subscribers with their lag, for `/subscribers` (at most
+/// [`MAX_SUBSCRIBER_ROWS`]).
+fn subscriber_rows(ctx: &WorkerCtx) -> Vec<SubscriberRow> {
+    let writers = ctx.writers.borrow();
+    let shard = ctx.shard.borrow();
+    let now = now_ns();
+    writers
+        .iter()
+        .enumerate()
+        .filter_map(|(id, w)| {
+            let w = w.as_ref()?;
+            let lag = shard.lag(id, now)?;
+            Some(SubscriberRow {
+                addr: w.peer().to_string(),
+                worker: ctx.id,
+                topics: shard.subscriber_topics(id),
+                queued: lag.queued,
+                queued_bytes: lag.queued_bytes,
+                oldest_us: lag.oldest_us,
+                drops: lag.drops,
+                policy: shard.policy().name(),
+            })
+        })
+        .take(MAX_SUBSCRIBER_ROWS)
+        .collect()
+}
+
 /// Once per [`METRICS_INTERVAL`] until the worker is done: sends the interval.
 pub(super) async fn metrics_tick(ctx: Rc<WorkerCtx>) {
     let mut ticker = rt::Interval::new(METRICS_INTERVAL);
@@ -93,6 +121,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
     let started = ctx.interval_start.replace(now);
     let (feeds, groups) = feed_counters(ctx);
     let deflate = *ctx.deflate_stats.borrow();
+    let subscribers_list = subscriber_rows(ctx);
     let counters = {
         let mut shard = ctx.shard.borrow_mut();
         let queue_bytes = shard.queued_bytes() as u64;
@@ -129,6 +158,7 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
             deflate_bytes_after: deflate.bytes_out,
             deflate_skipped: deflate.skipped_no_demand,
             deflate_reused: deflate.reused,
+            subscribers_list,
         }
     };
     let _ = link.tx.send(Interval {

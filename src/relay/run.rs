@@ -22,6 +22,7 @@ use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
 use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
+use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};
 use crate::metrics::report::PercentileTable;
 use crate::metrics::Hop;
@@ -144,15 +145,22 @@ pub fn run(
     let link = collector.as_ref().map(MetricsLink::new);
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
         let rendered = c.rendered();
+        let snapshot = c.snapshot();
         let local = http::serve(
             addr,
             "feedrelay-metrics-http",
             Box::new(move |path| match path {
                 "/metrics" => Some(("text/plain; version=0.0.4", rendered.get().to_string())),
+                "/subscribers" => snapshot
+                    .lock()
+                    .ok()
+                    .map(|s| ("application/json", subscribers_json(&s))),
                 _ => None,
             }),
         )?;
-        say(&format!("metrics on http://{local}/metrics"));
+        say(&format!(
+            "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers"
+        ));
     }
     let summaries = run_relay(
         &map,

@@ -96,6 +96,11 @@ impl Shard {
         sub.map_or_else(Vec::new, |s| s.topics.iter().map(Interest::name).collect())
     }
 
+    /// The default slow-consumer policy.
+    pub fn policy(&self) -> SlowConsumerPolicy {
+        self.settings.policy
+    }
+
     /// Replaces the per-topic slow-consumer policies (a SIGHUP reload).
     pub fn set_topic_policies(&mut self, policies: HashMap<Bytes, SlowConsumerPolicy>) {
         self.settings.topic_policies = policies;
