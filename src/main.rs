@@ -76,6 +76,11 @@ enum Command {
         /// arbitrates, `--rate` trades/s each, steady) instead of the bursty publisher.
         #[arg(long)]
         feed: bool,
+        /// With --feed: at 5 s line A is killed, at 6 s line B too (the feed goes
+        /// stale), at 9 s both come back (live, and the trades missed as gaps); the
+        /// relay's events are printed as a subscriber receives them.
+        #[arg(long, requires = "feed")]
+        outage: bool,
     },
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
             workers,
             hlog,
             feed,
+            outage,
         } => {
             let args = DemoArgs {
                 duration,
@@ -172,6 +178,7 @@ fn main() -> ExitCode {
                 workers,
                 hlog,
                 feed,
+                outage,
             };
             feedrelay::demo::command(args, &say)
         }

@@ -114,13 +114,18 @@ pub fn run_exchange(url: String, rate: u64, stats: Arc<DemoStats>) -> anyhow::Re
     })
 }
 
+/// A line that is up: its stop trigger and thread.
+type Running = (Trigger, std::thread::JoinHandle<()>);
+
 /// Two `mock-exchange` servers in this process, carrying the same market as A/B lines,
-/// for `demo --feed`: the relay dials both as one group and arbitrates.
+/// for `demo --feed`: the relay dials both as one group and arbitrates. Each line can
+/// be killed and started again on its port (`demo --outage`).
 pub struct MockLines {
-    stop: Trigger,
+    options: Arc<crate::mock_exchange::Options>,
     /// Line A's counters (trades sent).
     pub stats: Arc<crate::mock_exchange::Stats>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Per line: its address, and while it runs, its stop trigger and thread.
+    lines: Vec<(std::net::SocketAddr, Option<Running>)>,
     urls: Vec<String>,
     /// The topics (symbols) the lines carry.
     pub symbols: Vec<String>,
@@ -129,8 +134,7 @@ pub struct MockLines {
 impl MockLines {
     /// Starts two lines of `rate` trades/s over 20 symbols on loopback ports the OS picks.
     pub fn start(rate: u64) -> anyhow::Result<MockLines> {
-        use crate::mock_exchange::{serve, url, Faults, Options, Stats};
-        let (stop, stopped) = shutdown::channel();
+        use crate::mock_exchange::{url, Faults, Options, Stats};
         let options = Arc::new(Options {
             tls: None,
             symbols: 20,
@@ -141,30 +145,55 @@ impl MockLines {
             faults: Faults::default(),
         });
         let mut lines = MockLines {
-            stop,
+            options,
             stats: Arc::new(Stats::default()),
-            threads: Vec::new(),
+            lines: Vec::new(),
             urls: Vec::new(),
             symbols: crate::mock_exchange::market::Market::new(20, rate)
                 .symbol_names()
                 .to_vec(),
         };
-        for i in 0..2 {
+        for _ in 0..2 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-            lines.urls.push(url(listener.local_addr()?, false));
-            let stats = if i == 0 {
-                Arc::clone(&lines.stats)
-            } else {
-                Arc::new(Stats::default())
-            };
-            let (options, stop) = (Arc::clone(&options), stopped.clone());
-            lines.threads.push(std::thread::spawn(move || {
-                if let Err(e) = serve(listener, options, stats, stop) {
-                    tracing::warn!(error = %e, "mock exchange stopped");
-                }
-            }));
+            let addr = listener.local_addr()?;
+            lines.urls.push(url(addr, false));
+            lines.lines.push((addr, None));
+            lines.run(lines.lines.len() - 1, listener);
         }
         Ok(lines)
+    }
+
+    /// Serves line `i` on `listener` on a thread of its own.
+    fn run(&mut self, i: usize, listener: std::net::TcpListener) {
+        let stats = if i == 0 {
+            Arc::clone(&self.stats)
+        } else {
+            Arc::new(crate::mock_exchange::Stats::default())
+        };
+        let (trigger, stop) = shutdown::channel();
+        let options = Arc::clone(&self.options);
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = crate::mock_exchange::serve(listener, options, stats, stop) {
+                tracing::warn!(error = %e, "mock exchange stopped");
+            }
+        });
+        self.lines[i].1 = Some((trigger, thread));
+    }
+
+    /// Stops line `i` (its connections are closed); `restore` starts it again.
+    pub fn kill(&mut self, i: usize) {
+        if let Some((trigger, thread)) = self.lines.get_mut(i).and_then(|l| l.1.take()) {
+            trigger.fire();
+            let _ = thread.join();
+        }
+    }
+
+    /// Starts line `i` again on its port.
+    pub fn restore(&mut self, i: usize) -> anyhow::Result<()> {
+        let addr = self.lines[i].0;
+        let listener = std::net::TcpListener::bind(addr)?;
+        self.run(i, listener);
+        Ok(())
     }
 
     /// The `[[feeds]]` tables for the relay: both lines in group `mock`.
@@ -182,10 +211,9 @@ impl MockLines {
     }
 
     /// Stops both lines and waits for them.
-    pub fn stop(self) {
-        self.stop.fire();
-        for t in self.threads {
-            let _ = t.join();
+    pub fn stop(mut self) {
+        for i in 0..self.lines.len() {
+            self.kill(i);
         }
     }
 }

@@ -46,11 +46,13 @@ pub struct DemoArgs {
     pub hlog: std::path::PathBuf,
     /// Two mock exchanges as A/B feed lines instead of the bursty publisher.
     pub feed: bool,
+    /// With `feed`: both lines go down (A at 5 s, B at 6 s) and come back at 9 s.
+    pub outage: bool,
 }
 
 /// Runs the demo until `duration` or Ctrl-C, printing through `say`.
 pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let lines = a.feed.then(|| MockLines::start(a.rate)).transpose()?;
+    let mut lines = a.feed.then(|| MockLines::start(a.rate)).transpose()?;
     let mut config = match &lines {
         Some(l) => Config::parse(&l.feeds_toml(), "demo feeds")?,
         None => Config::default(),
@@ -111,8 +113,35 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     });
     let mut live = LiveTable::new(&stats, lines.as_ref(), collector.snapshot());
     let started = Instant::now();
+    // Three seconds in, a late subscriber asks for a snapshot; its report is printed.
+    let late = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            subscribers::late_snapshot(&url)
+        })
+    };
+    let mut late = Some(late);
     loop {
         std::thread::sleep(Duration::from_secs(1));
+        if late.as_ref().is_some_and(|l| l.is_finished()) {
+            match late.take().map(|l| l.join()) {
+                Some(Ok(Ok(line))) => say(&line),
+                Some(Ok(Err(e))) => say(&format!("late subscriber: {e:#}")),
+                _ => say("late subscriber: its thread panicked"),
+            }
+        }
+        for e in stats
+            .events
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+        {
+            say(&format!("event: {e}"));
+        }
+        if let (true, Some(l)) = (a.outage, lines.as_mut()) {
+            outage_step(l, started.elapsed(), say);
+        }
         let done = interrupted.load(Ordering::Relaxed)
             || a.duration
                 .is_some_and(|d| started.elapsed().as_secs_f64() >= d);
@@ -140,6 +169,29 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     let totals = collector.finish()?.merged();
     say(&format!("final:\n{}", live.render(started.elapsed())));
     finish(&a.hlog, &totals, &stats, say)
+}
+
+/// `--outage`: the step due at `t` (each second is looked at once).
+fn outage_step(lines: &mut MockLines, t: Duration, say: &dyn Fn(&str)) {
+    match t.as_secs() {
+        5 => {
+            lines.kill(0);
+            say("outage: line A killed (the group stays live on line B: no event)");
+        }
+        6 => {
+            lines.kill(1);
+            say("outage: line B killed too: every line of the group is down");
+        }
+        9 => {
+            for i in 0..2 {
+                if let Err(e) = lines.restore(i) {
+                    say(&format!("outage: line {i} could not start again: {e:#}"));
+                }
+            }
+            say("outage: lines A and B restored");
+        }
+        _ => {}
+    }
 }
 
 /// Writes the plot and says where the hlog and the plot are.

@@ -26,6 +26,9 @@ pub struct DemoStats {
     pub e2e: Mutex<Histogram<u64>>,
     /// Set to stop the clients.
     pub stop: AtomicBool,
+    /// The relay's events (stale, live, gap) as a subscriber received them, not yet
+    /// printed.
+    pub events: Mutex<Vec<String>>,
 }
 
 impl DemoStats {
@@ -36,6 +39,7 @@ impl DemoStats {
             received: AtomicU64::new(0),
             e2e: Mutex::new(crate::metrics::hop::new_histogram()),
             stop: AtomicBool::new(false),
+            events: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,6 +85,16 @@ pub fn run_subscribers(
                         Ok(_) => continue,
                         Err(_) => break,
                     };
+                    // The first subscriber shows the relay's own events.
+                    if n == 0
+                        && m.starts_with(b"{\"event\":\"")
+                        && !m.starts_with(b"{\"event\":\"subscribed")
+                    {
+                        if let Ok(mut e) = stats.events.lock() {
+                            e.push(String::from_utf8_lossy(&m).into_owned());
+                        }
+                        continue;
+                    }
                     let now = realtime_ns();
                     let ts = m.windows(5).position(|w| w == b"\"ts\":").and_then(|at| {
                         let digits: Vec<u8> = m[at + 5..]
@@ -111,5 +125,52 @@ pub fn run_subscribers(
         }
         merge(&local);
         Ok(())
+    })
+}
+
+/// A subscriber that joins late with `snapshot=1` for every topic: what it got before
+/// the live stream, as one line for the demo to print.
+pub fn late_snapshot(url: &str) -> anyhow::Result<String> {
+    Ring::new()?.block_on(async move {
+        let started = std::time::Instant::now();
+        let mut c = WsClient::connect(
+            &format!("{url}ws?topics=*&snapshot=1"),
+            &[],
+            Limits::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("late subscriber: {e}"))?;
+        let first = match c.recv().await {
+            Ok(Incoming::Message(_, m)) => String::from_utf8_lossy(&m).into_owned(),
+            other => anyhow::bail!("late subscriber: expected the reply, got {other:?}"),
+        };
+        // The snapshot is one message per topic right after the reply: count topics
+        // until one repeats (the live stream).
+        let mut topics = std::collections::HashSet::new();
+        let mut example = String::new();
+        loop {
+            let m = match rt::timeout(Duration::from_secs(2), c.recv()).await {
+                Ok(Ok(Incoming::Message(_, m))) => m,
+                Ok(Ok(_)) => continue,
+                _ => break,
+            };
+            let topic = m
+                .windows(5)
+                .position(|w| w == b"\"s\":\"")
+                .map(|at| m[at + 5..].iter().take_while(|&&b| b != b'"').copied().collect::<Vec<u8>>());
+            match topic {
+                Some(t) if topics.insert(t.clone()) => {
+                    if example.is_empty() {
+                        example = String::from_utf8_lossy(&m).chars().take(100).collect();
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(format!(
+            "late subscriber (snapshot=1, every topic): {first}, then the last message of {} topics in {:.1} ms, then the live stream; e.g. {example}",
+            topics.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        ))
     })
 }
