@@ -28,11 +28,36 @@ fn demo_through_ab_feed_lines_arbitrates_and_reports() {
     }
 }
 
+/// `--feed --outage`: both lines down and back; the late snapshot and the events are
+/// printed as a subscriber got them.
+#[test]
+fn demo_shows_a_snapshot_and_the_events_of_an_outage() {
+    let text = demo_for("11", &["--feed", "--outage"]);
+    assert!(
+        text.contains("late subscriber (snapshot=1, every topic): {\"event\":\"subscribed\"")
+            && text.contains("then the last message of 20 topics"),
+        "{text}"
+    );
+    let stale = text.find(r#"event: {"event":"stale","feed":"mock","topics":["#);
+    let live = text.find(r#"event: {"event":"live","feed":"mock""#);
+    let gap = text.find(r#"event: {"event":"gap","topic":"#);
+    assert!(
+        matches!((stale, live, gap), (Some(s), Some(l), Some(g)) if s < l && l < g),
+        "stale, then live, then gaps: {text}"
+    );
+    assert_eq!(text.matches(r#""event":"stale""#).count(), 1, "{text}");
+}
+
 /// Runs the demo for 3 s with `extra` flags; checks the final table, the hlog and the
 /// plot; returns what it printed.
 fn demo(extra: &[&str]) -> String {
+    demo_for("3", extra)
+}
+
+/// [`demo`] for `seconds`.
+fn demo_for(seconds: &str, extra: &[&str]) -> String {
     let hlog = std::env::temp_dir().join(format!(
-        "feedrelay-demo-test-{}-{}.hlog",
+        "feedrelay-demo-test-{}-{}-{seconds}.hlog",
         std::process::id(),
         extra.len()
     ));
@@ -40,7 +65,7 @@ fn demo(extra: &[&str]) -> String {
         .args([
             "demo",
             "--duration",
-            "3",
+            seconds,
             "--rate",
             "2000",
             "--subs",
