@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 use common::{Raw, Server};
 
+/// Publishes `n` messages of `topic` padded by `pad` bytes from a fresh publisher.
+fn publish(addr: std::net::SocketAddr, topic: &str, n: u64, pad: usize) {
+    let mut publ = Raw::publish(addr);
+    let pad = "p".repeat(pad);
+    for seq in 0..n {
+        let m = format!(r#"{{"s":"{topic}","seq":{seq},"p":"{pad}"}}"#);
+        publ.send(0x81, m.as_bytes());
+    }
+}
+
 #[test]
 fn stats_answer_with_the_subscribers_own_queue_and_drops() {
     let server = Server::relay(
@@ -29,14 +39,7 @@ fn stats_answer_with_the_subscribers_own_queue_and_drops() {
     );
     assert!(v["queued_bytes"].is_u64() && v["oldest_us"].is_u64(), "{v}");
     // Not reading while 20,000 messages arrive: the queue (64) overflows and drops.
-    let mut publ = Raw::publish(server.addr);
-    let pad = "x".repeat(1000);
-    for seq in 0..20_000 {
-        publ.send(
-            0x81,
-            format!(r#"{{"s":"A","seq":{seq},"p":"{pad}"}}"#).as_bytes(),
-        );
-    }
+    publish(server.addr, "A", 20_000, 1000);
     // Then read what is left (a stats request into a full queue would close the
     // subscriber, as any control reply does) and ask.
     sub.s
@@ -84,15 +87,8 @@ fn a_subscriber_that_stays_behind_is_logged_once() {
         Some("keepalive_interval_ms = 100\nidle_timeout_ms = 60000\nslow_subscriber_log_ms = 200\nslow_consumer = \"drop\"\n"),
     );
     let _slow = Raw::subscribe(server.addr, "B");
-    let mut publ = Raw::publish(server.addr);
-    let pad = "y".repeat(4000);
     // Enough to fill the socket buffers, so messages wait in the relay's queue.
-    for seq in 0..8_000 {
-        publ.send(
-            0x81,
-            format!(r#"{{"s":"B","seq":{seq},"p":"{pad}"}}"#).as_bytes(),
-        );
-    }
+    publish(server.addr, "B", 8_000, 4000);
     assert!(
         server.wait_for_log("subscriber behind", Duration::from_secs(10)),
         "{}",
