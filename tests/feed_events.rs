@@ -96,3 +96,34 @@ reconnect_max_ms = 200
     }
     assert!(quiet_trades > 0);
 }
+
+/// An exchange that stops trading but still answers pings: the line is kept, and its
+/// subscribers hear `stale` once `stale_after_ms` passes without a message.
+#[test]
+fn a_feed_that_goes_quiet_but_answers_pings_is_reported_stale() {
+    let exchange = Server::mock_exchange(&["--quiet-after", "50", "--ping-ms", "600000"]);
+    let toml = format!(
+        r#"topic_pointer = "/data/s"
+[[feeds]]
+name = "quiet"
+url = "ws://{}/stream"
+subscribe = ['{{"method":"SUBSCRIBE","params":["*"],"id":1}}']
+stale_after_ms = 400
+"#,
+        exchange.addr
+    );
+    let relay = Server::relay(&["--workers", "1"], Some(&toml));
+    let mut sub = Raw::subscribe(relay.addr, "*");
+    sub.s
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (stale, _) = until_event(&mut sub, "stale");
+    assert_eq!(stale["feed"], "quiet");
+    assert!(!stale["topics"].as_array().unwrap().is_empty(), "{stale}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !relay.log().contains("feed down"),
+        "the line was kept: {}",
+        relay.log()
+    );
+}

@@ -1,13 +1,14 @@
 //! Whether a group of feed lines is delivering, and which topics it carries: what the
 //! `stale` and `live` events to subscribers are made of.
 //!
-//! A group is stale when none of its lines is connected (a line whose exchange falls
-//! silent past `stale_after_ms` is cut and redialled, so silence ends as "down"), and
-//! live again when one of them delivers a message. Each change is reported once; the
-//! topics are those the group delivered, at most [`MAX_TOPICS`] of them.
+//! A group is stale when none of its lines is connected, or when lines are connected
+//! (answering pings) but none has delivered a message for `stale_after_ms`; it is live
+//! again when one of them delivers a message. Each change is reported once; the topics
+//! are those the group delivered, at most [`MAX_TOPICS`] of them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -40,6 +41,8 @@ pub struct GroupHealth {
     up: Cell<usize>,
     /// Reported stale, not yet live again.
     stale: Cell<bool>,
+    /// When a line of the group last delivered a batch of messages.
+    last_delivered: Cell<Option<Instant>>,
     topics: RefCell<HashSet<Bytes>>,
 }
 
@@ -65,6 +68,18 @@ impl GroupHealth {
             topics.insert(Bytes::copy_from_slice(topic));
         }
         self.stale.replace(false).then_some(Change::Live)
+    }
+
+    /// A line delivered messages at `at` (once per read, not per message).
+    pub fn delivered_at(&self, at: Instant) {
+        self.last_delivered.set(Some(at));
+    }
+
+    /// Checked when a connected line has been quiet a while: stale if the group has
+    /// delivered nothing for `stale` (lines may still answer pings).
+    pub fn silent(&self, stale: Duration, now: Instant) -> Option<Change> {
+        let last = self.last_delivered.get()?;
+        (now.duration_since(last) >= stale && !self.stale.replace(true)).then_some(Change::Stale)
     }
 
     /// The topics it delivered, sorted.
@@ -97,5 +112,19 @@ mod tests {
         // A group that never connects is stale at its first failure.
         let never = GroupHealth::default();
         assert_eq!(never.line_down(false), Some(Change::Stale));
+        // Connected but silent: stale once after `stale` without a delivery.
+        let quiet = GroupHealth::default();
+        let t0 = Instant::now();
+        let stale = Duration::from_millis(400);
+        assert_eq!(
+            quiet.silent(stale, t0),
+            None,
+            "nothing delivered yet: no baseline"
+        );
+        quiet.delivered_at(t0);
+        assert_eq!(quiet.silent(stale, t0 + stale / 2), None);
+        assert_eq!(quiet.silent(stale, t0 + stale), Some(Change::Stale));
+        assert_eq!(quiet.silent(stale, t0 + stale * 2), None, "once");
+        assert_eq!(quiet.delivered(b"A"), Some(Change::Live));
     }
 }

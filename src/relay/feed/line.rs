@@ -296,14 +296,16 @@ async fn session<S: FeedSink>(
             }
             accept(sink, line, topics, kind, payload, batch_ns);
         });
-        let outcome = wait_quietly(line, client, recv, &mut quiet, &mut stop).await;
+        let outcome = wait_quietly(sink, line, client, recv, &mut quiet, &mut stop).await;
         // Whatever was ingested before the wait ended reaches the subscribers.
         sink.end_batch();
         match outcome {
             Ok(Received::Frames(_)) => {
                 quiet.heard();
                 if line.state.messages.get() > messages_before {
-                    line.state.last_message.set(Some(Instant::now()));
+                    let now = Instant::now();
+                    line.state.last_message.set(Some(now));
+                    line.group.health.delivered_at(now);
                     if !delivered {
                         delivered = true;
                         backoff.reset();
@@ -347,7 +349,11 @@ impl Quiet {
 /// Waits for `recv` to end, pinging a quiet line and giving up on a stale one or at
 /// shutdown; `Err` is why the session ends. The read stays in flight throughout:
 /// cancelling it would lose what it reads.
-async fn wait_quietly<F: std::future::Future<Output = Result<Received, DriverError>>>(
+async fn wait_quietly<
+    S: FeedSink,
+    F: std::future::Future<Output = Result<Received, DriverError>>,
+>(
+    sink: &S,
     line: &Line,
     client: &WsClient,
     recv: F,
@@ -361,6 +367,10 @@ async fn wait_quietly<F: std::future::Future<Output = Result<Received, DriverErr
             Either::Left(r) => return r.map_err(|e| e.to_string()),
             Either::Right(Either::Right(())) => return Err("shutdown".into()),
             Either::Right(Either::Left(())) => {
+                // Pings and pongs keep a quiet line, but a group that delivers nothing
+                // for `stale_after_ms` is stale to its subscribers all the same.
+                let silent = line.group.health.silent(quiet.stale, Instant::now());
+                report_health(sink, line, silent);
                 let due = quiet.due();
                 if due > Instant::now() {
                     // Traffic since the timer was armed.
