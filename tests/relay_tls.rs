@@ -139,6 +139,40 @@ fn a_client_stalled_in_the_tls_handshake_is_cut() {
     });
 }
 
+/// The TLS handshake and the WebSocket handshake after it share one
+/// `handshake_timeout_ms`: a client slow in each, within the timeout in each but not in
+/// both, is cut when the one deadline passes.
+#[test]
+fn one_timeout_bounds_the_tls_and_websocket_handshakes_together() {
+    let dir = TempDir::new("tls-slow-both");
+    let (server, ca) = tls_relay(&dir, "handshake_timeout_ms = 1000\n");
+    let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    let config = feedrelay::io::transport::client_config(Some(&ca)).unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)
+            .expect("TLS within the first 600 ms");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let request = format!(
+        "GET /ws?topics=T HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+    let _ = std::io::Write::write_all(&mut stream, request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains("101"),
+        "upgraded after {:?}: {answer}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn sighup_swaps_the_certificate_and_keeps_connections() {
     let dir = TempDir::new("tls-reload");

@@ -14,7 +14,9 @@ use super::jwt::SubscriberGrant;
 use super::subscriber::{self, Joining};
 use super::topic::TopicReader;
 use super::worker::{Counted, WorkerCtx};
-use crate::io::driver::server::{accept_handshake, serve as serve_driver, ServeOptions, Transmit};
+use crate::io::driver::server::{
+    accept_handshake_by, serve as serve_driver, ServeOptions, Transmit,
+};
 use crate::io::driver::{Driver, DriverError};
 use crate::io::ring::TcpStream;
 use crate::io::shutdown::Shutdown;
@@ -93,25 +95,25 @@ pub(super) async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let mut side = None;
+    // One deadline for the TLS handshake and the WebSocket one after it.
+    let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
     let transport = match ctx.settings.tls() {
         None => Transport::plain(stream),
-        Some(tls) => {
-            let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
-            match Transport::tls_server_by(stream, tls, deadline).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    ctx.summary.borrow_mut().refused += 1;
-                    return Ok(());
-                }
+        Some(tls) => match Transport::tls_server_by(stream, tls, deadline).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                ctx.summary.borrow_mut().refused += 1;
+                return Ok(());
             }
-        }
+        },
     };
     transport.set_write_timeout(Some(ctx.write_timeout));
-    let accepted = accept_handshake(
+    let accepted = accept_handshake_by(
         transport,
         peer,
         &ctx.server,
+        deadline,
         |req| {
             let routed = route(req, ctx).inspect_err(|(status, reason)| {
                 tracing::debug!(%peer, status, reason, "handshake refused");

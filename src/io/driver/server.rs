@@ -102,7 +102,21 @@ pub enum Ended {
     PeerGone,
 }
 
-/// Reads and answers the opening handshake within `config.handshake_timeout`.
+/// Reads and answers the opening handshake within `config.handshake_timeout`; see
+/// [`accept_handshake_by`].
+pub async fn accept_handshake(
+    stream: Transport,
+    peer: SocketAddr,
+    config: &ServerConfig,
+    decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
+    plain: impl FnOnce(&str) -> Option<String>,
+) -> Result<Option<(Request, Driver)>, DriverError> {
+    let deadline = Instant::now() + config.handshake_timeout;
+    accept_handshake_by(stream, peer, config, deadline, decide, plain).await
+}
+
+/// Reads and answers the opening handshake by `deadline` (a TLS handshake before it
+/// shares the same one, so the whole of it is bounded by one timeout).
 /// `decide` accepts with the limits the connection runs under (its read buffer is sized
 /// by them: a subscriber that only sends control messages needs a small one) or refuses
 /// with an HTTP status and reason; a plain `GET` (no upgrade) is
@@ -110,10 +124,11 @@ pub enum Ended {
 /// Returns the request and the connection's driver (whose buffer may already hold the
 /// first frames), or `None` if the connection was refused or went away (it has then
 /// been closed).
-pub async fn accept_handshake(
+pub async fn accept_handshake_by(
     stream: Transport,
     peer: SocketAddr,
     config: &ServerConfig,
+    deadline: Instant,
     decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
     plain: impl FnOnce(&str) -> Option<String>,
 ) -> Result<Option<(Request, Driver)>, DriverError> {
@@ -125,7 +140,6 @@ pub async fn accept_handshake(
     // One byte past the limit, so an oversized header block is seen as such (400).
     let mut buf = Vec::with_capacity(config.limits.max_header_bytes + 1);
     let mut out = Vec::with_capacity(512);
-    let deadline = Instant::now() + config.handshake_timeout;
     let request = loop {
         match handshake::parse_request(&buf, config.limits.max_header_bytes) {
             Ok(Some((req, n))) => {
