@@ -158,9 +158,7 @@ fn one_timeout_bounds_the_tls_and_websocket_handshakes_together() {
             .expect("TLS within the first 600 ms");
     }
     std::thread::sleep(Duration::from_millis(600));
-    let request = format!(
-        "GET /ws?topics=T HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = "GET /ws?topics=T HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
     let _ = std::io::Write::write_all(&mut stream, request.as_bytes());
     let mut answer = Vec::new();

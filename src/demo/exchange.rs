@@ -196,7 +196,8 @@ impl MockLines {
         Ok(())
     }
 
-    /// The `[[feeds]]` tables for the relay: both lines in group `mock`.
+    /// The `[[feeds]]` tables for the relay: both lines in group `mock`, redialling
+    /// within half a second (so `--outage` shows the return at once).
     pub fn feeds_toml(&self) -> String {
         let mut t = String::from("topic_pointer = \"/data/s\"\n");
         for (i, url) in self.urls.iter().enumerate() {
@@ -204,7 +205,7 @@ impl MockLines {
             t.push_str(&format!(
                 "[[feeds]]\nname = \"mock-{line}\"\nurl = \"{url}\"\ngroup = \"mock\"\n\
                  subscribe = ['{{\"method\":\"SUBSCRIBE\",\"params\":[\"*\"],\"id\":1}}']\n\
-                 seq_pointer = \"/data/u\"\n"
+                 seq_pointer = \"/data/u\"\nreconnect_initial_ms = 50\nreconnect_max_ms = 500\n"
             ));
         }
         t

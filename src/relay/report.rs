@@ -72,8 +72,12 @@ pub struct WorkerSummary {
 }
 
 /// This worker's subscribers with their lag, for `/subscribers` (at most
-/// [`MAX_SUBSCRIBER_ROWS`]).
+/// [`MAX_SUBSCRIBER_ROWS`]); none when `/subscribers` is not served (the list costs an
+/// allocation or three per subscriber each interval).
 fn subscriber_rows(ctx: &WorkerCtx) -> Vec<SubscriberRow> {
+    if !ctx.list_subscribers {
+        return Vec::new();
+    }
     let writers = ctx.writers.borrow();
     let shard = ctx.shard.borrow();
     let now = now_ns();

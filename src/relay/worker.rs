@@ -129,6 +129,8 @@ pub(super) struct WorkerCtx {
     pub(super) deflate_stats: RefCell<CompressionStats>,
     /// A subscriber this far behind is logged (once per episode).
     pub(super) slow_subscriber_log: Duration,
+    /// `/subscribers` is served (`metrics_listen`): each interval lists them.
+    pub(super) list_subscribers: bool,
 }
 
 impl WorkerCtx {
@@ -392,6 +394,7 @@ fn new_ctx(
         deflate_demand,
         deflate_stats: RefCell::new(CompressionStats::default()),
         slow_subscriber_log: Duration::from_millis(config.slow_subscriber_log_ms),
+        list_subscribers: config.metrics_listen.is_some(),
     })
 }
 
