@@ -5,31 +5,15 @@
 //! group per size, so the ratios come from one run.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use feedrelay::bench::load::book_levels;
 use feedrelay::ws::{Deflater, Inflater};
 
-/// An order-book update of about `n` bytes whose digits vary with `k`.
+/// An order-book update of `n` bytes whose digits vary with `k`, padded as `feedrelay
+/// bench --payload book` pads its messages.
 fn book(n: usize, k: u64) -> Vec<u8> {
     let mut m = format!(r#"{{"s":"SYM3","seq":{k},"ts":1764489600000000000,"pad":""#).into_bytes();
-    let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut level = 0u64;
-    while m.len() < n - 2 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let (px, qty) = (10_125 - level * 5, x % 100_000);
-        m.extend_from_slice(
-            format!(
-                "{}.{:02}:{}.{:03},",
-                px / 100,
-                px % 100,
-                qty / 1000,
-                qty % 1000
-            )
-            .as_bytes(),
-        );
-        level = (level + 1) % 20;
-    }
-    m.truncate(n - 2);
+    let pad = n.saturating_sub(m.len() + 2);
+    book_levels(&mut m, pad, k);
     m.extend_from_slice(b"\"}");
     m
 }

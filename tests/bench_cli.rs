@@ -56,12 +56,7 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         .arg(&plot)
         .output()
         .expect("run bench");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     let all = std::fs::read_to_string(&json).expect("json written");
     let floor = row(&all, "floor");
     assert_eq!(
@@ -135,12 +130,7 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
         .arg(&plot)
         .output()
         .expect("run bench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::succeeded(&out);
     assert!(text.contains("relay cores [0], bench cores [1]"), "{text}");
     assert!(text.contains("capacity per core"), "{text}");
     let rows = std::fs::read_to_string(&json).expect("json written");
@@ -163,11 +153,7 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
 #[test]
 fn bench_compares_a_tls_relay_with_a_plain_one() {
     let dir = common::TempDir::new("bench-tls");
-    let certs = feedrelay::io::certs::write_self_signed(
-        &dir.join("certs"),
-        &["127.0.0.1".into(), "localhost".into()],
-    )
-    .unwrap();
+    let certs = common::localhost_certs(&dir.join("certs"));
     std::fs::write(
         dir.join("tls.toml"),
         "tls_cert_file = \"certs/cert.pem\"\ntls_key_file = \"certs/key.pem\"\n",
@@ -196,12 +182,7 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
         .arg(&json)
         .output()
         .expect("run bench");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     let all = std::fs::read_to_string(&json).expect("json written");
     for variant in ["park-plain", "park-tls"] {
         let row = row(&all, variant);

@@ -1,6 +1,8 @@
 //! `feedrelay demo` end to end: it runs for the given time, prints the live table, then
 //! the final one with every hop and end-to-end latency filled, and writes its hlog.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -78,12 +80,7 @@ fn demo_for(seconds: &str, extra: &[&str]) -> String {
         .arg(&hlog)
         .output()
         .expect("run demo");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::succeeded(&out);
     let final_table = text
         .split("final:")
         .nth(1)
@@ -115,5 +112,5 @@ fn demo_for(seconds: &str, extra: &[&str]) -> String {
     );
     let _ = std::fs::remove_file(&plot);
     let _ = std::fs::remove_file(&hlog);
-    text.into_owned()
+    text
 }

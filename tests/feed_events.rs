@@ -12,6 +12,19 @@ fn json(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null)
 }
 
+/// A relay config with one feed `name` on the mock exchange at `addr`, subscribed to
+/// every stream, plus `extra` lines for the feed.
+fn feed(name: &str, addr: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        r#"topic_pointer = "/data/s"
+[[feeds]]
+name = "{name}"
+url = "ws://{addr}/stream"
+subscribe = ['{{"method":"SUBSCRIBE","params":["*"],"id":1}}']
+{extra}"#
+    )
+}
+
 /// Reads until an event named `name` arrives (within 10 s); returns it and the events
 /// seen on the way.
 fn until_event(sub: &mut Raw, name: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
@@ -36,16 +49,10 @@ fn until_event(sub: &mut Raw, name: &str) -> (serde_json::Value, Vec<serde_json:
 fn subscribers_hear_stale_live_and_gap_once_each_unless_they_opt_out() {
     let exchange = Server::mock_exchange(&["--rate", "1000"]);
     let addr = exchange.addr;
-    let toml = format!(
-        r#"topic_pointer = "/data/s"
-[[feeds]]
-name = "ex"
-url = "ws://{addr}/stream"
-subscribe = ['{{"method":"SUBSCRIBE","params":["*"],"id":1}}']
-seq_pointer = "/data/u"
-reconnect_initial_ms = 50
-reconnect_max_ms = 200
-"#
+    let toml = feed(
+        "ex",
+        addr,
+        "seq_pointer = \"/data/u\"\nreconnect_initial_ms = 50\nreconnect_max_ms = 200\n",
     );
     let relay = Server::relay(&["--workers", "2"], Some(&toml));
     let mut sub = Raw::subscribe(relay.addr, "*");
@@ -102,16 +109,7 @@ reconnect_max_ms = 200
 #[test]
 fn a_feed_that_goes_quiet_but_answers_pings_is_reported_stale() {
     let exchange = Server::mock_exchange(&["--quiet-after", "50", "--ping-ms", "600000"]);
-    let toml = format!(
-        r#"topic_pointer = "/data/s"
-[[feeds]]
-name = "quiet"
-url = "ws://{}/stream"
-subscribe = ['{{"method":"SUBSCRIBE","params":["*"],"id":1}}']
-stale_after_ms = 400
-"#,
-        exchange.addr
-    );
+    let toml = feed("quiet", exchange.addr, "stale_after_ms = 400\n");
     let relay = Server::relay(&["--workers", "1"], Some(&toml));
     let mut sub = Raw::subscribe(relay.addr, "*");
     sub.s

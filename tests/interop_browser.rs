@@ -178,11 +178,7 @@ fn chromium_subscribes_to_the_relay_and_receives_in_order() {
 #[test]
 fn chromium_subscribes_over_wss() {
     let dir = common::TempDir::new("chromium-wss");
-    let certs = feedrelay::io::certs::write_self_signed(
-        &dir.join("certs"),
-        &["127.0.0.1".into(), "localhost".into()],
-    )
-    .unwrap();
+    let certs = common::localhost_certs(&dir.join("certs"));
     let config = dir.join("relay.toml");
     std::fs::write(
         &config,

@@ -85,9 +85,7 @@ fn feedrelay_client_against_python_server() {
 #[test]
 fn python_publisher_and_subscribers_through_the_relay() {
     let server = Server::relay(&["--workers", "2"], None);
-    let (ok, stdout) = common::python_cases("relay_pubsub.py", [format!("ws://{}/", server.addr)]);
-    assert!(ok, "python websockets relay cases failed");
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    common::python_cases_ok(&server, "relay_pubsub.py");
 }
 
 /// permessage-deflate against an independent implementation, both ways: Python
@@ -99,8 +97,7 @@ fn python_clients_relay_compressed_messages() {
         &["--workers", "2"],
         Some("max_message_bytes = 1048576\nmax_frame_bytes = 1048576\n[compression]\nenabled = true\n"),
     );
-    let (ok, stdout) = common::python_cases("relay_deflate.py", [format!("ws://{}/", server.addr)]);
-    assert!(ok, "python deflate cases failed");
+    let stdout = common::python_cases_ok(&server, "relay_deflate.py");
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
 }
 
@@ -110,8 +107,6 @@ fn python_clients_negotiate_subprotocols() {
         &["--workers", "1"],
         Some("subprotocols = [\"feedrelay.v1\", \"json\"]\n"),
     );
-    let (ok, stdout) =
-        common::python_cases("relay_subprotocols.py", [format!("ws://{}/", server.addr)]);
-    assert!(ok, "python subprotocol cases failed");
+    let stdout = common::python_cases_ok(&server, "relay_subprotocols.py");
     assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 }

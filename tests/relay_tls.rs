@@ -9,19 +9,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Server, TempDir};
-use feedrelay::io::certs::write_self_signed;
 use feedrelay::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use feedrelay::io::ring::Ring;
 use feedrelay::io::transport::client_config;
 use feedrelay::ws::MessageKind;
 
-fn names() -> Vec<String> {
-    vec!["127.0.0.1".into(), "localhost".into()]
-}
-
 /// A relay on `wss://` with the certificate in `dir` (made there now).
 fn tls_relay(dir: &TempDir, extra: &str) -> (Server, std::path::PathBuf) {
-    let certs = write_self_signed(&dir.join("certs"), &names()).unwrap();
+    let certs = common::localhost_certs(&dir.join("certs"));
     let config = dir.join("relay.toml");
     std::fs::write(
         &config,
@@ -179,7 +174,7 @@ fn sighup_swaps_the_certificate_and_keeps_connections() {
     Ring::new().unwrap().block_on(async {
         let mut held = subscribed(&format!("{base}/ws?topics=T"), &old_ca).await;
         // A new CA and certificate in the same files, then SIGHUP.
-        let moved = write_self_signed(&dir.join("next"), &names()).unwrap();
+        let moved = common::localhost_certs(&dir.join("next"));
         std::fs::copy(&moved.cert, dir.join("certs/cert.pem")).unwrap();
         std::fs::copy(&moved.key, dir.join("certs/key.pem")).unwrap();
         server.hangup();
@@ -207,7 +202,7 @@ fn sighup_swaps_the_certificate_and_keeps_connections() {
 #[test]
 fn certificate_and_key_are_checked_at_start() {
     let dir = TempDir::new("tls-bad");
-    write_self_signed(&dir.join("certs"), &names()).unwrap();
+    common::localhost_certs(&dir.join("certs"));
     for (toml, want) in [
         ("tls_cert_file = \"certs/cert.pem\"\n", "together"),
         (

@@ -563,7 +563,8 @@ async fn publish(
 
 /// Appends `n` bytes of order-book price levels (`101.25:3.50,`...) whose digits vary
 /// with `k`, as market-data updates do: deflate finds the structure, not the values.
-fn book_levels(msg: &mut Vec<u8>, n: usize, k: u64) {
+/// (`benches/deflate.rs` measures compression on the same payloads.)
+pub fn book_levels(msg: &mut Vec<u8>, n: usize, k: u64) {
     let end = msg.len() + n;
     let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut level = 0u64;

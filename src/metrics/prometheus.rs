@@ -16,9 +16,7 @@ const BUCKETS_S: [f64; 19] = [
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(8 << 10);
     render_hops(s, &mut out);
-    let total = |f: &dyn Fn(&super::collector::Counters) -> u64| -> u64 {
-        s.workers.iter().map(|(_, c)| f(c)).sum()
-    };
+    let total = |f: &dyn Fn(&Counters) -> u64| total(s, f);
     single(
         &mut out,
         (
@@ -77,7 +75,7 @@ pub fn render(s: &Snapshot) -> String {
 
 /// What permessage-deflate compressed, summed over the workers.
 fn render_deflate(s: &Snapshot, out: &mut String) {
-    let total = |f: &dyn Fn(&Counters) -> u64| -> u64 { s.workers.iter().map(|(_, c)| f(c)).sum() };
+    let total = |f: &dyn Fn(&Counters) -> u64| total(s, f);
     let (before, after) = (
         total(&|c| c.deflate_bytes_before),
         total(&|c| c.deflate_bytes_after),
@@ -279,6 +277,11 @@ type Metric = (&'static str, &'static str, &'static str);
 fn describe(out: &mut String, (name, kind, help): Metric) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One counter summed over the workers.
+fn total(s: &Snapshot, f: &dyn Fn(&Counters) -> u64) -> u64 {
+    s.workers.iter().map(|(_, c)| f(c)).sum()
 }
 
 /// A metric with one unlabelled sample: its header and `name value`.

@@ -207,10 +207,22 @@ impl MessageCompressor {
         if !self.qualifies(topic, payload.len(), stats) {
             return None;
         }
+        Some(self.compress_qualified(payload, stats))
+    }
+
+    /// Compresses `payload`, which [`qualifies`](Self::qualifies) said goes out
+    /// compressed, counting it in `stats`; borrowed until the next call.
+    pub fn compress_qualified(&mut self, payload: &[u8], stats: &mut CompressionStats) -> &[u8] {
         self.out.clear();
         self.deflater.compress(payload, &mut self.out);
         stats.count(payload.len(), self.out.len());
-        Some(&self.out)
+        &self.out
+    }
+
+    /// Whether a message of `len` bytes is long enough to be compressed at all (the
+    /// cheapest test, made before anything else).
+    pub fn long_enough(&self, len: usize) -> bool {
+        len >= self.min_bytes
     }
 }
 
@@ -219,7 +231,7 @@ impl MessageCompressor {
     /// a topic that is compressed, and a subscriber somewhere to take it (counted in
     /// `stats` when only that is missing).
     pub fn qualifies(&self, topic: &[u8], len: usize, stats: &mut CompressionStats) -> bool {
-        if len < self.min_bytes {
+        if !self.long_enough(len) {
             return false;
         }
         if let Topics::Matching(patterns) = &self.topics {

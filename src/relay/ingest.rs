@@ -42,10 +42,7 @@ impl FeedSink for WorkerCtx {
                 (vec![topic], text)
             }
         };
-        let frame = Bytes::from(crate::ws::server_frame(
-            crate::ws::OpCode::Text,
-            text.as_bytes(),
-        ));
+        let frame = super::subscriber::control_frame(&text);
         let topics = Arc::new(topics);
         let mut shard = self.shard.borrow_mut();
         shard.notify(&topics, &frame);
@@ -119,23 +116,23 @@ impl WorkerCtx {
         payload: &[u8],
         given: Option<&[u8]>,
     ) -> Option<Bytes> {
-        let compressor = self.compressor.as_ref()?;
-        if !self.shard.borrow().is_wanted(topic) {
+        let mut compressor = self.compressor.as_ref()?.borrow_mut();
+        // Cheapest first: most messages that go out plain are short.
+        if !compressor.long_enough(payload.len()) || !self.shard.borrow().is_wanted(topic) {
             return None;
         }
-        let start = now_ns();
-        let mut compressor = compressor.borrow_mut();
         let mut stats = self.deflate_stats.borrow_mut();
+        if !compressor.qualifies(topic, payload.len(), &mut stats) {
+            return None;
+        }
         let compressed = match given {
             Some(z) => {
-                if !compressor.qualifies(topic, payload.len(), &mut stats) {
-                    return None;
-                }
                 stats.count_reused(payload.len(), z.len());
                 z
             }
             None => {
-                let z = compressor.compress(topic, payload, &mut stats)?;
+                let start = now_ns();
+                let z = compressor.compress_qualified(payload, &mut stats);
                 self.record(Hop::Deflate, now_ns().saturating_sub(start));
                 z
             }

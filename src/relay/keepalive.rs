@@ -31,7 +31,7 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
         if ctx.done.get() {
             break;
         }
-        let now = Instant::now();
+        let (now, now_ns) = (Instant::now(), now_ns());
         let ping_now = now.duration_since(last_ping) >= ctx.keepalive;
         if ping_now {
             last_ping = now;
@@ -44,7 +44,7 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
             .filter_map(|(id, w)| Some((id, Rc::clone(w.as_ref()?))))
             .collect();
         for (id, w) in writers {
-            log_if_behind(&ctx, id, &w);
+            log_if_behind(&ctx, id, &w, now_ns);
             if now.duration_since(w.last_rx.get()) >= ctx.idle_timeout {
                 w.close(CloseCode::GOING_AWAY, "idle timeout", ctx.server.linger);
             } else if ping_now {
@@ -57,14 +57,14 @@ pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
 
 /// Logs subscriber `id` once when its oldest queued message is older than the
 /// configured bound; it may be logged again once it has caught up (half the bound).
-fn log_if_behind(ctx: &WorkerCtx, id: SubId, w: &SubWriter) {
-    let Some(lag) = ctx.shard.borrow().lag(id, now_ns()) else {
-        return;
-    };
+fn log_if_behind(ctx: &WorkerCtx, id: SubId, w: &SubWriter, now_ns: u64) {
     let bound_us = ctx.slow_subscriber_log.as_micros() as u64;
     if bound_us == 0 {
         return;
     }
+    let Some(lag) = ctx.shard.borrow().lag(id, now_ns) else {
+        return;
+    };
     if lag.oldest_us >= bound_us && !w.behind.replace(true) {
         tracing::warn!(
             peer = %w.peer(),

@@ -255,6 +255,34 @@ pub fn python_cases<S: AsRef<std::ffi::OsStr>>(
     (out.status.success(), stdout)
 }
 
+/// Runs the Python case script `name` against the relay `server` (its `ws://HOST:PORT/`
+/// as the argument) and fails unless every case passed; returns what it printed.
+pub fn python_cases_ok(server: &Server, name: &str) -> String {
+    let (ok, stdout) = python_cases(name, [format!("ws://{}/", server.addr)]);
+    assert!(ok, "python cases of {name} failed");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    stdout
+}
+
+/// What a finished `feedrelay` command printed on stdout; fails (showing stdout and
+/// stderr) unless it exited 0.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// A self-signed test CA and a certificate for 127.0.0.1 and localhost, written into
+/// `dir` (`ca.pem`, `cert.pem`, `key.pem`).
+pub fn localhost_certs(dir: &std::path::Path) -> feedrelay::io::certs::CertFiles {
+    feedrelay::io::certs::write_self_signed(dir, &["127.0.0.1".into(), "localhost".into()])
+        .expect("test certificates")
+}
+
 /// The Python with `websockets` that `scripts/test.sh` installs. Fails loudly if absent:
 /// an interop test that cannot find its peer must not pass in silence.
 pub fn python() -> PathBuf {
