@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (a Python
-# venv with `websockets`, Debian's chromium when missing), then lint, unit, property,
+# venv with `websockets`, Debian's chromium and nats-server when missing), then lint, unit, property,
 # loopback integration and interop tests, and one pass of each benchmark in test mode
 # (criterion runs each benchmark once under `cargo test --all-targets`).
 set -euo pipefail
@@ -24,6 +24,15 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export FEEDRELAY_CHROMIUM="$(command -v chromium)"
 "$FEEDRELAY_CHROMIUM" --version 2>/dev/null | head -1
+
+step "nats-server (the NATS backbone's tests start real servers)"
+if ! command -v nats-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+fi
+export FEEDRELAY_NATS_SERVER="$(command -v nats-server)"
+"$FEEDRELAY_NATS_SERVER" --version
 
 step "io_uring"
 sysctl kernel.io_uring_disabled 2>/dev/null || echo "kernel.io_uring_disabled not present"

@@ -141,7 +141,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FEEDRELAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // The NATS client's own lines repeat ours (`nats: connected`, ...).
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -4,6 +4,8 @@
 //! (two workers); only allocations made on worker threads are counted, so the test's
 //! own clients do not blur the figure.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use feedrelay::relay::feed::plan::plan_feeds;
 use feedrelay::relay::links::links;
 use feedrelay::relay::live::LiveSettings;
 use feedrelay::relay::report::MetricsLink;
-use feedrelay::relay::worker::{run_worker, WorkerSetup};
+use feedrelay::relay::worker::{run_worker, WorkerNats, WorkerSetup};
 use feedrelay::ws::{Limits, MessageKind};
 
 struct Counting;
@@ -90,11 +92,27 @@ fn start_relay(
     let addr = listeners[0].local_addr().unwrap();
     let (trigger, stop) = shutdown::channel();
     let feeds = plan_feeds(&config, 2).unwrap();
+    let links = links(2);
+    let mut bridge = config
+        .nats
+        .as_ref()
+        .map(|n| feedrelay::io::nats::start(n.options(), links[0].parkers()).unwrap());
+    let nats: Vec<WorkerNats> = (0..2)
+        .map(|i| match bridge.as_mut() {
+            Some(b) => WorkerNats {
+                export: b.exporter(),
+                imports: b.take_imports(i),
+                counters: Some(b.counters()),
+            },
+            None => WorkerNats::default(),
+        })
+        .collect();
     let per_worker = Arc::new(Mutex::new(
         listeners
             .into_iter()
-            .zip(links(2))
+            .zip(links)
             .zip(feeds)
+            .zip(nats)
             .map(Some)
             .collect::<Vec<_>>(),
     ));
@@ -102,10 +120,12 @@ fn start_relay(
     let link = MetricsLink::new(&collector);
     let settings = LiveSettings::new(&config).unwrap();
     let relay = std::thread::spawn(move || {
+        // Stopped once the workers have.
+        let _bridge = bridge;
         let admission = Admission::new(config.admission_limits());
         let demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         run_workers(&map, move |i| {
-            let ((listener, links), feeds) = per_worker.lock().unwrap()[i].take().unwrap();
+            let (((listener, links), feeds), nats) = per_worker.lock().unwrap()[i].take().unwrap();
             let (config, admission, stop, link, settings) = (
                 Arc::clone(&config),
                 Arc::clone(&admission),
@@ -128,6 +148,7 @@ fn start_relay(
                     shutdown: stop,
                     settings,
                     deflate_demand: demand,
+                    nats,
                 })
                 .await
             }
@@ -138,29 +159,54 @@ fn start_relay(
 
 #[test]
 fn no_allocation_per_message_per_subscriber() {
-    allocations_per_message(false);
+    allocations_per_message(false, None);
+}
+
+/// The same while every message is also exported to a real nats-server: the worker
+/// hands the NATS thread two reference counts through a bounded channel, nothing more
+/// (the NATS thread's own allocations are not the workers').
+#[test]
+fn no_allocation_per_message_with_nats_export() {
+    let nats = common::nats::NatsServer::start(0);
+    allocations_per_message(false, Some(&nats));
 }
 
 /// The same with permessage-deflate both ways: the publisher's messages are inflated,
 /// each is compressed once for every subscriber; buffers and codecs are reused.
 #[test]
 fn no_allocation_per_message_with_compression() {
-    allocations_per_message(true);
+    allocations_per_message(true, None);
 }
 
-fn allocations_per_message(deflate: bool) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// Two workers on loopback, compressing and exporting to `nats` as asked.
+fn config(deflate: bool, nats: Option<&common::nats::NatsServer>) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: Some(2),
         ..Config::default()
     };
     config.compression.enabled = deflate;
+    config.nats = nats.map(|n| feedrelay::relay::nats::NatsConfig {
+        urls: vec![n.url()],
+        export: true,
+        ..Default::default()
+    });
+    config
+}
+
+fn allocations_per_message(deflate: bool, nats: Option<&common::nats::NatsServer>) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = config(deflate, nats);
     let options = feedrelay::io::driver::client::ConnectOptions {
         deflate: deflate.then(Default::default),
         ..Default::default()
     };
+    let exporting = config.nats.is_some();
     let (addr, trigger, relay, collector) = start_relay(config);
+    if exporting {
+        // The client connects in the background; exports wait for it.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 
     let (before, after, delivered) = Ring::new().unwrap().block_on(async move {
         let url = format!("ws://{addr}/");
@@ -235,7 +281,15 @@ fn allocations_per_message(deflate: bool) {
         (before, after, MEASURED * SUBSCRIBERS)
     });
     trigger.fire();
-    relay.join().unwrap().unwrap();
+    let summaries = relay.join().unwrap().unwrap();
+    if exporting {
+        let exported = summaries[0].nats.iter().find(|(n, _)| *n == "exported");
+        assert!(
+            exported.is_some_and(|(_, n)| *n >= MEASURED as u64),
+            "{:?}",
+            summaries[0].nats
+        );
+    }
     let recorded = collector.finish().unwrap().merged();
     assert!(
         !recorded.get(feedrelay::metrics::Hop::Egress).is_empty(),
@@ -247,16 +301,24 @@ fn allocations_per_message(deflate: bool) {
         "every message compressed once, only with deflate on"
     );
 
-    let allocations = after - before;
+    let label = match (deflate, exporting) {
+        (true, _) => "deflate",
+        (false, true) => "nats export",
+        (false, false) => "plain",
+    };
+    assert_within_budget(after - before, delivered, label);
+}
+
+/// Frames are encoded into the worker's reused chunks: nothing is allocated per
+/// message or per delivery. What is left is once-a-second work (the metrics interval)
+/// and a chunk now and then; the budget is 1 per 100 messages.
+fn assert_within_budget(allocations: u64, delivered: usize, label: &str) {
     let per_message = allocations as f64 / MEASURED as f64;
     let per_delivery = allocations as f64 / delivered as f64;
     println!(
-        "relay worker allocations (deflate {deflate}): {allocations} for {MEASURED} messages to {SUBSCRIBERS} subscribers \
+        "relay worker allocations ({label}): {allocations} for {MEASURED} messages to {SUBSCRIBERS} subscribers \
          ({per_message:.3} per message, {per_delivery:.4} per delivery)"
     );
-    // Frames are encoded into the worker's reused chunks: nothing is allocated per
-    // message or per delivery. What is left is once-a-second work (the metrics
-    // interval) and a chunk now and then; the budget is 1 per 100 messages.
     assert!(
         per_message <= 0.01,
         "{per_message:.3} allocations per message"

@@ -29,6 +29,9 @@ pub enum IoError {
     /// The operator asked for workers or cores this host cannot give.
     #[error("bad worker/core configuration: {0}")]
     Config(String),
+    /// The NATS client could not start.
+    #[error(transparent)]
+    Nats(#[from] crate::io::nats::NatsError),
     /// A worker thread died (a bug: it should have reported an error instead). The
     /// process must stop: the other workers cannot take over its connections.
     #[error("worker {worker} died: {cause}")]

@@ -17,6 +17,8 @@
 //! - [`transport`]: plain TCP or TLS (rustls, sans-IO) over the ring.
 //! - [`certs`]: test certificates (rcgen) for loopback TLS.
 //! - [`http`]: plain `GET` endpoints (`/metrics`) on a thread of their own.
+//! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
+//!   hand-offs to and from the workers.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
 //! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
@@ -30,6 +32,7 @@ pub mod error;
 pub mod http;
 pub mod idle;
 pub mod listener;
+pub mod nats;
 pub mod procfs;
 pub mod resolve;
 pub mod ring;

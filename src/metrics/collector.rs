@@ -43,6 +43,11 @@ pub struct Counters {
     /// Handshakes refused by the access rules, by reason (`unauthorized`,
     /// `forbidden_origin`).
     pub handshake_refused: Vec<(&'static str, u64)>,
+    /// The NATS client's counters by event (`exported`, `import_gap`, ...); reported
+    /// by worker 0 alone, empty without `[nats]`.
+    pub nats: Vec<(&'static str, u64)>,
+    /// Whether the NATS client is connected (worker 0 alone; `None` without `[nats]`).
+    pub nats_connected: Option<bool>,
     /// Publisher messages not relayed because their topic is outside the publisher's
     /// token, by the token's name.
     pub off_grant_messages: Vec<(String, u64)>,

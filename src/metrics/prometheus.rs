@@ -59,6 +59,17 @@ pub fn render(s: &Snapshot) -> String {
         "feedrelay_connections{{role=\"handshaking\"}} {}",
         total(&|c| c.handshaking)
     );
+    if let Some(up) = s.workers.iter().find_map(|(_, c)| c.nats_connected) {
+        single(
+            &mut out,
+            (
+                "feedrelay_nats_connected",
+                "gauge",
+                "1 while the NATS client is connected to a server.",
+            ),
+            u64::from(up),
+        );
+    }
     single(
         &mut out,
         (
@@ -221,6 +232,18 @@ fn render_labeled(s: &Snapshot, out: &mut String) {
         |c| &c.handshake_refused,
         out,
     );
+    if s.workers.iter().any(|(_, c)| !c.nats.is_empty()) {
+        by_label(
+            s,
+            counter(
+                "feedrelay_nats_total",
+                "The NATS backbone: messages exported, imported, dropped, gaps seen, connects, by event.",
+            ),
+            "event",
+            |c| &c.nats,
+            out,
+        );
+    }
     by_label(
         s,
         counter(
@@ -483,6 +506,28 @@ mod tests {
             !text.contains("feedrelay_feed_"),
             "no feeds, no feed metrics"
         );
+        assert!(
+            !text.contains("feedrelay_nats_"),
+            "no [nats], no NATS metrics"
+        );
+    }
+
+    #[test]
+    fn renders_the_nats_client() {
+        let c = Counters {
+            nats: vec![("exported", 9), ("import_gap", 2)],
+            nats_connected: Some(true),
+            ..Counters::default()
+        };
+        let text = render(&Snapshot {
+            workers: vec![(HopHistograms::default(), c), Default::default()],
+        });
+        assert!(
+            text.contains("feedrelay_nats_total{event=\"exported\"} 9"),
+            "{text}"
+        );
+        assert!(text.contains("feedrelay_nats_total{event=\"import_gap\"} 2"));
+        assert!(text.contains("feedrelay_nats_connected 1"));
     }
 
     #[test]

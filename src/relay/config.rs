@@ -16,6 +16,7 @@ use super::access::{self, AccessError, PublisherTokenConfig};
 use super::compression::CompressionConfig;
 use super::feed::{check_feeds, FeedConfig};
 use super::jwt::JwtConfig;
+use super::nats::NatsConfig;
 use super::queue::{QueueLimits, SlowConsumerPolicy};
 use super::routing::MAX_WORKERS;
 use super::topic::JsonPointer;
@@ -114,6 +115,8 @@ pub struct Config {
     pub subprotocols: Vec<String>,
     /// permessage-deflate (`[compression]`): off unless `enabled`.
     pub compression: CompressionConfig,
+    /// NATS as the backbone between relays (`[nats]`): off unless present.
+    pub nats: Option<NatsConfig>,
     /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
@@ -193,6 +196,7 @@ impl Default for Config {
             shutdown_grace_ms: 2_000,
             subprotocols: Vec::new(),
             compression: CompressionConfig::default(),
+            nats: None,
             tls_cert_file: None,
             tls_key_file: None,
             allowed_origins: Vec::new(),
@@ -282,7 +286,12 @@ impl Config {
         })?;
         // Files named in the config are relative to it (`join` keeps absolute ones).
         let files = config.feeds.iter_mut().map(|f| &mut f.ca_file);
+        let nats_files = config
+            .nats
+            .iter_mut()
+            .flat_map(|n| [&mut n.ca_file, &mut n.creds_file]);
         for file in files
+            .chain(nats_files)
             .chain([&mut config.tls_cert_file, &mut config.tls_key_file])
             .flatten()
         {
@@ -420,6 +429,9 @@ impl Config {
             return Err(bad("subprotocols", format!("{p:?} is not an HTTP token")));
         }
         if let Err((field, why)) = self.compression.check() {
+            return Err(bad(field, why));
+        }
+        if let Some(Err((field, why))) = self.nats.as_ref().map(NatsConfig::check) {
             return Err(bad(field, why));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {

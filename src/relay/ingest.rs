@@ -20,7 +20,7 @@ use crate::ws::{FrameHeader, MessageKind, WsError, RSV1};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
-        self.ingest_with(kind, payload, lookup, read_ns, None);
+        self.ingest_with(kind, payload, lookup, read_ns, None, true);
     }
 
     fn end_batch(&self) {
@@ -56,9 +56,21 @@ impl FeedSink for WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// A message imported from NATS: ingested as a publisher's, never exported again.
+    pub(super) fn ingest_imported(
+        &self,
+        kind: MessageKind,
+        payload: &[u8],
+        lookup: TopicLookup,
+        read_ns: u64,
+    ) {
+        self.ingest_with(kind, payload, lookup, read_ns, None, false);
+    }
+
     /// [`FeedSink::ingest`], with the message as its sender compressed it when that
     /// can be relayed as it came (`compressed`: the sender compressed each message on
-    /// its own, with a window the relay's subscribers take).
+    /// its own, with a window the relay's subscribers take); `export`: offered to NATS
+    /// too (when exporting).
     fn ingest_with(
         &self,
         kind: MessageKind,
@@ -66,6 +78,7 @@ impl WorkerCtx {
         lookup: TopicLookup,
         read_ns: u64,
         compressed: Option<&[u8]>,
+        export: bool,
     ) {
         let header_len = FrameHeader::server_header_len(payload.len());
         // The topic is a slice of the shared frame when it appears verbatim in the
@@ -91,6 +104,12 @@ impl WorkerCtx {
             Ok(range) => frame.slice(range),
             Err(t) => t,
         };
+        if let Some(exporter) = self.nats_export.as_ref().filter(|_| export) {
+            // Two reference counts, no copy: the payload is the frame's tail.
+            let binary = matches!(kind, MessageKind::Binary);
+            exporter.offer(topic.clone(), frame.slice(header_len..), binary);
+            self.nats_offered.set(true);
+        }
         let deflated = self.deflate(kind, &topic, payload, compressed);
         let now = now_ns();
         self.record(Hop::Ingress, now.saturating_sub(read_ns));
@@ -200,7 +219,7 @@ impl Service for Publisher {
         if self.may_publish(payload, &lookup) {
             let reuse = compressed.filter(|_| self.reuse_compressed);
             self.ctx
-                .ingest_with(kind, payload, lookup, self.read_ns, reuse);
+                .ingest_with(kind, payload, lookup, self.read_ns, reuse, true);
         }
     }
 

@@ -157,6 +157,11 @@ impl WorkerLinks {
     pub fn parker(&self, id: usize) -> &Parker {
         &self.parkers[id]
     }
+
+    /// Every worker's parker, for a thread that hands work to the workers (NATS).
+    pub fn parkers(&self) -> Arc<Vec<Parker>> {
+        Arc::clone(&self.parkers)
+    }
 }
 
 /// The next hop of one link: a control hop first, unless it is a snapshot answer and a

@@ -27,6 +27,8 @@
 //! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
 //! - [`feed`]: exchange feed lines: config, arbitration, backoff, the line task.
 //! - [`report`]: metrics intervals, feed counters and the exit summary.
+//! - [`nats`]: `[nats]`, NATS as the backbone between relays: what is exported and
+//!   imported, and imports ingested on the workers.
 
 pub mod access;
 pub mod admission;
@@ -42,6 +44,7 @@ pub mod keepalive;
 pub mod last_value;
 pub mod links;
 pub mod live;
+pub mod nats;
 pub mod queue;
 pub mod report;
 pub mod routing;

@@ -69,6 +69,8 @@ pub struct WorkerSummary {
     pub groups: Vec<GroupCounters>,
     /// What permessage-deflate compressed.
     pub deflate: CompressionStats,
+    /// The NATS client's counters (worker 0 alone; empty without `[nats]`).
+    pub nats: Vec<(&'static str, u64)>,
 }
 
 /// This worker's subscribers with their lag, for `/subscribers` (at most
@@ -163,6 +165,14 @@ pub(super) fn send_interval(ctx: &WorkerCtx) {
             deflate_skipped: deflate.skipped_no_demand,
             deflate_reused: deflate.reused,
             subscribers_list,
+            nats: match (ctx.id, &ctx.nats_counters) {
+                (0, Some(n)) => n.snapshot(),
+                _ => Vec::new(),
+            },
+            nats_connected: match (ctx.id, &ctx.nats_counters) {
+                (0, Some(n)) => Some(n.connected()),
+                _ => None,
+            },
         }
     };
     let _ = link.tx.send(Interval {
@@ -269,6 +279,14 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
             d.bytes_out,
             100.0 * d.bytes_out as f64 / d.bytes_in.max(1) as f64
         ));
+    }
+    for n in workers.iter().filter(|w| !w.nats.is_empty()) {
+        let counts: Vec<String> = n
+            .nats
+            .iter()
+            .map(|(what, v)| format!("{} {v}", what.replace('_', " ")))
+            .collect();
+        text.push_str(&format!("\n  nats: {}", counts.join(", ")));
     }
     let mut by_topic: Vec<_> = s.drops_by_topic.iter().collect();
     by_topic.sort_by(|a, b| b.1.cmp(a.1));

@@ -16,7 +16,7 @@ use super::links::links;
 use super::live::{reload_on_sighup, LiveError, LiveSettings};
 use super::report::{summary, MetricsLink, WorkerSummary};
 use super::routing::MAX_WORKERS;
-use super::worker::{run_worker, WorkerSetup};
+use super::worker::{run_worker, WorkerNats, WorkerSetup};
 use crate::io::listener::bind_reuseport_with;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
@@ -214,20 +214,40 @@ pub fn run_relay(
             feeds.len()
         )));
     }
+    let links = links(workers);
+    // Stopped (after a bounded flush) when the workers have returned.
+    let mut nats = match &config.nats {
+        Some(n) => {
+            let parkers = links.first().map(|l| l.parkers()).unwrap_or_default();
+            Some(crate::io::nats::start(n.options(), parkers)?)
+        }
+        None => None,
+    };
+    let worker_nats: Vec<WorkerNats> = (0..workers)
+        .map(|id| match nats.as_mut() {
+            Some(b) => WorkerNats {
+                export: b.exporter(),
+                imports: b.take_imports(id),
+                counters: Some(b.counters()),
+            },
+            None => WorkerNats::default(),
+        })
+        .collect();
     // Each worker takes its own listener, channel ends and feeds at start (not the hot
     // path).
     let per_worker = std::sync::Mutex::new(
         listeners
             .into_iter()
-            .zip(links(workers))
+            .zip(links)
             .zip(feeds)
+            .zip(worker_nats)
             .map(Some)
             .collect::<Vec<_>>(),
     );
     let admission = Admission::new(config.admission_limits());
     let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
-    run_workers_with(
+    let summaries = run_workers_with(
         map,
         move |i| rings[i],
         move |id| {
@@ -235,7 +255,7 @@ pub fn run_relay(
                 .lock()
                 .ok()
                 .and_then(|mut l| l.get_mut(id)?.take());
-            let setup = mine.map(|((listener, links), feeds)| WorkerSetup {
+            let setup = mine.map(|(((listener, links), feeds), nats)| WorkerSetup {
                 id,
                 workers,
                 listener,
@@ -247,6 +267,7 @@ pub fn run_relay(
                 shutdown: shutdown.clone(),
                 settings: Arc::clone(&settings),
                 deflate_demand: Arc::clone(&deflate_demand),
+                nats,
             });
             async move {
                 let setup =
@@ -254,5 +275,7 @@ pub fn run_relay(
                 run_worker(setup).await
             }
         },
-    )
+    );
+    drop(nats);
+    summaries
 }

@@ -29,9 +29,10 @@ use super::routing::{SubId, WorkerMask};
 use super::session::SUBSCRIBER_READ_BYTES;
 use super::shard::{Hop, Shard, ShardSettings};
 use super::subscriber::SubWriter;
-use super::topic::JsonPointer;
+use super::topic::{JsonPointer, TopicReader};
 use crate::io::driver::server::ServerConfig;
 use crate::io::listener::{accept_until_shutdown, drain_connections};
+use crate::io::nats::{Exporter, ImportQueue, NatsCounters};
 use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
@@ -131,6 +132,16 @@ pub(super) struct WorkerCtx {
     pub(super) slow_subscriber_log: Duration,
     /// `/subscribers` is served (`metrics_listen`): each interval lists them.
     pub(super) list_subscribers: bool,
+    /// Where ingested messages go to NATS (`[nats] export`).
+    pub(super) nats_export: Option<Exporter>,
+    /// A message was offered since the last flush: the NATS thread is woken then.
+    pub(super) nats_offered: Cell<bool>,
+    /// Messages imported from NATS for this worker to ingest (`[nats] import`).
+    pub(super) nats_imports: Option<ImportQueue>,
+    /// Reads imported messages' topics.
+    pub(super) import_topics: RefCell<TopicReader>,
+    /// The NATS client's counters (worker 0 reports them).
+    pub(super) nats_counters: Option<Arc<NatsCounters>>,
 }
 
 impl WorkerCtx {
@@ -144,6 +155,11 @@ impl WorkerCtx {
     /// Sends the shard's outgoing hops, wakes the workers that got some, and wakes the
     /// writers of subscribers whose queues changed.
     pub(super) fn flush(&self) {
+        if self.nats_offered.replace(false) {
+            if let Some(e) = &self.nats_export {
+                e.wake();
+            }
+        }
         let mut outbox = self.outbox.borrow_mut();
         let mut dirty = self.dirty.borrow_mut();
         {
@@ -223,6 +239,19 @@ pub struct WorkerSetup {
     pub settings: Arc<LiveSettings>,
     /// Subscribers, over all workers, that take shared compressed frames.
     pub deflate_demand: Arc<AtomicUsize>,
+    /// Its ends of the NATS hand-offs (`[nats]`).
+    pub nats: WorkerNats,
+}
+
+/// A worker's ends of the NATS client's hand-offs; all `None` without `[nats]`.
+#[derive(Debug, Default)]
+pub struct WorkerNats {
+    /// Where it offers what it ingests (exporting).
+    pub export: Option<Exporter>,
+    /// What it ingests from NATS (importing).
+    pub imports: Option<ImportQueue>,
+    /// The client's counters.
+    pub counters: Option<Arc<NatsCounters>>,
 }
 
 /// Runs one relay worker: accepts on its listener until shutdown, then lets
@@ -240,11 +269,13 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
         mut shutdown,
         settings,
         deflate_demand,
+        nats,
     } = setup;
     let shared = Shared {
         admission,
         settings,
         deflate_demand,
+        nats,
     };
     let ctx = Rc::new(new_ctx(id, workers, links, &config, shared, metrics)?);
     for plan in feeds {
@@ -268,8 +299,8 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
             idle::run_with_mode(
                 config.idle,
                 ctx.links.parker(ctx.id),
-                || ctx.drain_inbox(),
-                || !ctx.links.inbox_empty() || ctx.done.get(),
+                || ctx.drain_inbox() + ctx.drain_imports(),
+                || !ctx.links.inbox_empty() || ctx.imports_waiting() || ctx.done.get(),
                 || ctx.done.get(),
             )
             .await
@@ -287,6 +318,9 @@ pub async fn run_worker(setup: WorkerSetup) -> Result<WorkerSummary, IoError> {
     (summary.feeds, summary.groups) = super::report::feed_counters(&ctx);
     summary.access = ctx.access_counts.borrow().clone();
     summary.deflate = *ctx.deflate_stats.borrow();
+    if let (0, Some(n)) = (id, &ctx.nats_counters) {
+        summary.nats = n.snapshot();
+    }
     Ok(summary)
 }
 
@@ -313,6 +347,7 @@ struct Shared {
     admission: Arc<Admission>,
     settings: Arc<LiveSettings>,
     deflate_demand: Arc<AtomicUsize>,
+    nats: WorkerNats,
 }
 
 fn new_ctx(
@@ -327,6 +362,7 @@ fn new_ctx(
         admission,
         settings: live_settings,
         deflate_demand,
+        nats,
     } = shared;
     let compression = config.compression.clone();
     let compressor = (compression.enabled && !compression.per_subscriber).then(|| {
@@ -346,6 +382,8 @@ fn new_ctx(
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
+    let import_topics =
+        RefCell::new(TopicReader::new(pointer.clone()).max_name_bytes(config.max_topic_bytes));
     Ok(WorkerCtx {
         id,
         shard: RefCell::new(Shard::new(id, workers, settings)),
@@ -395,6 +433,11 @@ fn new_ctx(
         deflate_stats: RefCell::new(CompressionStats::default()),
         slow_subscriber_log: Duration::from_millis(config.slow_subscriber_log_ms),
         list_subscribers: config.metrics_listen.is_some(),
+        nats_export: nats.export,
+        nats_offered: Cell::new(false),
+        nats_imports: nats.imports,
+        import_topics,
+        nats_counters: nats.counters,
     })
 }
 

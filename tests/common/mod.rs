@@ -3,6 +3,8 @@
 //! WebSocket frames over a blocking socket (independent of our own client).
 #![allow(dead_code)]
 
+pub mod nats;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,452 @@
+//! The NATS thread: the client's connection, the export loop and the import loop, on a
+//! tokio current-thread runtime of their own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions, Event, HeaderMap};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::sequence::{GapCounter, Numbering, Seen};
+use super::{
+    backoff, bump, subject, Exporter, ImportQueue, Imported, NatsAuth, NatsCounters, NatsError,
+    NatsOptions, Outgoing, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER,
+};
+use crate::io::idle::Parker;
+
+/// Messages the client's own command channel holds (async-nats' default is 2,048):
+/// small, so little waits inside the client while it reconnects.
+const CLIENT_CAPACITY: usize = 1_024;
+
+/// Messages published before the export loop lets the import loop run.
+const EXPORT_BATCH: usize = 256;
+
+/// How long a stopping relay waits for what it exported to reach the server.
+const FLUSH_ON_STOP: Duration = Duration::from_secs(1);
+
+/// The running client: the workers' ends of the hand-offs, its counters, and its
+/// thread, stopped (after a bounded flush) when this is dropped.
+#[derive(Debug)]
+pub struct NatsBridge {
+    exporter: Option<Exporter>,
+    imports: Vec<Option<ImportQueue>>,
+    counters: Arc<NatsCounters>,
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NatsBridge {
+    /// The export hand-off (`None` unless exporting).
+    pub fn exporter(&self) -> Option<Exporter> {
+        self.exporter.clone()
+    }
+
+    /// Worker `worker`'s import queue (`None` unless importing; once per worker).
+    pub fn take_imports(&mut self, worker: usize) -> Option<ImportQueue> {
+        self.imports.get_mut(worker)?.take()
+    }
+
+    /// What the client counted so far.
+    pub fn counters(&self) -> Arc<NatsCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl Drop for NatsBridge {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the client on a thread of its own, importing for `parkers.len()` workers.
+/// Returns once the client is set up, connected or not: a relay that cannot reach NATS
+/// still serves locally (and the thread says so). Unusable files and URLs are errors.
+pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBridge, NatsError> {
+    let counters = Arc::new(NatsCounters::default());
+    let connect = connect_options(&options, &counters)?;
+    let notify = Arc::new(Notify::new());
+    let (export_tx, export_rx) = bounded(options.export_queue.max(1));
+    let exporter = options.export.then(|| Exporter {
+        tx: export_tx,
+        notify: Arc::clone(&notify),
+        counters: Arc::clone(&counters),
+    });
+    let importing = !options.import.is_empty();
+    let (import_txs, imports): (Vec<_>, Vec<_>) = (0..parkers.len())
+        .map(|_| {
+            let (tx, rx) = bounded(options.import_queue.max(1));
+            (tx, importing.then_some(rx))
+        })
+        .unzip();
+    let stop = Arc::new(Notify::new());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = {
+        let (counters, stop) = (Arc::clone(&counters), Arc::clone(&stop));
+        let hand_off = ImportHandOff {
+            txs: import_txs,
+            parkers,
+            counters: Arc::clone(&counters),
+        };
+        std::thread::Builder::new()
+            .name("feedrelay-nats".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(NatsError::Setup(format!("runtime: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let client = match connect.connect(options.urls.clone()).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(NatsError::Setup(e.to_string())));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let work = Work {
+                        client,
+                        options,
+                        counters,
+                        notify,
+                        export_rx,
+                        hand_off,
+                    };
+                    work.run(&stop).await;
+                })
+            })
+            .map_err(|e| NatsError::Setup(format!("thread: {e}")))?
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = thread.join();
+            return Err(NatsError::Setup(
+                "the client's thread ended at start".into(),
+            ));
+        }
+    }
+    Ok(NatsBridge {
+        exporter,
+        imports,
+        counters,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The client's options: credentials and CA read (and refused) now, reconnects without
+/// end with [`backoff`], events logged and counted.
+fn connect_options(
+    o: &NatsOptions,
+    counters: &Arc<NatsCounters>,
+) -> Result<ConnectOptions, NatsError> {
+    let file_error = |what: &'static str, path: &std::path::Path, reason: String| NatsError::File {
+        what,
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut c = ConnectOptions::new();
+    c = match &o.auth {
+        NatsAuth::None => c,
+        NatsAuth::Token(t) => c.token(t.clone()),
+        NatsAuth::UserPassword(u, p) => c.user_and_password(u.clone(), p.clone()),
+        NatsAuth::CredsFile(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_error("creds_file", path, e.to_string()))?;
+            c.credentials(&text)
+                .map_err(|e| file_error("creds_file", path, e.to_string()))?
+        }
+    };
+    if let Some(ca) = &o.ca_file {
+        let certs = crate::io::transport::read_certs(ca)
+            .map_err(|e| file_error("ca_file", ca, e.to_string()))?;
+        if certs.is_empty() {
+            return Err(file_error("ca_file", ca, "holds no certificate".into()));
+        }
+        c = c.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let (initial, max) = (o.reconnect_initial, o.reconnect_max);
+    let events = Arc::clone(counters);
+    Ok(c.name(format!("feedrelay {}", o.origin))
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(o.connect_timeout)
+        .client_capacity(CLIENT_CAPACITY)
+        .reconnect_delay_callback(move |attempt| backoff(attempt, initial, max))
+        .event_callback(move |event| {
+            let c = Arc::clone(&events);
+            async move { on_event(&c, event) }
+        }))
+}
+
+/// Logs a client event and keeps `connected` and the connection counts.
+fn on_event(c: &NatsCounters, event: Event) {
+    match event {
+        Event::Connected => {
+            c.connected.store(true, Ordering::Relaxed);
+            bump(&c.connects, 1);
+            tracing::info!("nats: connected");
+        }
+        Event::Disconnected => {
+            c.connected.store(false, Ordering::Relaxed);
+            bump(&c.disconnects, 1);
+            tracing::warn!("nats: disconnected; relaying locally, exports dropped and counted until it reconnects");
+        }
+        Event::ClientError(e) => tracing::warn!("nats: {e}"),
+        Event::SlowConsumer(sid) => {
+            tracing::warn!("nats: subscription {sid} fell behind; the client dropped messages")
+        }
+        other => tracing::info!("nats: {other}"),
+    }
+}
+
+/// Hands imported messages to the workers.
+struct ImportHandOff {
+    txs: Vec<Sender<Imported>>,
+    parkers: Arc<Vec<Parker>>,
+    counters: Arc<NatsCounters>,
+}
+
+impl ImportHandOff {
+    /// Gives `m` to the worker its subject maps to (one subject, one worker: its
+    /// order is kept) and wakes that worker; full or stopped: dropped and counted.
+    fn hand(&self, subject: &str, m: Imported) {
+        if self.txs.is_empty() {
+            return;
+        }
+        let w = (fnv1a(subject.as_bytes()) % self.txs.len() as u64) as usize;
+        match self.txs[w].try_send(m) {
+            Ok(()) => {
+                bump(&self.counters.imported, 1);
+                if let Some(p) = self.parkers.get(w) {
+                    p.unpark();
+                }
+            }
+            Err(TrySendError::Full(_)) => bump(&self.counters.import_dropped_full, 1),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// FNV-1a: a stable, cheap hash to spread subjects over workers.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What the thread runs once the client is set up.
+struct Work {
+    client: Client,
+    options: NatsOptions,
+    counters: Arc<NatsCounters>,
+    notify: Arc<Notify>,
+    export_rx: Receiver<Outgoing>,
+    hand_off: ImportHandOff,
+}
+
+impl Work {
+    async fn run(self, stop: &Notify) {
+        let Work {
+            client,
+            options,
+            counters,
+            notify,
+            export_rx,
+            hand_off,
+        } = self;
+        let said = say_if_unreachable(&counters, options.connect_timeout);
+        let export = export_loop(&client, &options, &counters, &notify, &export_rx);
+        let import = import_loop(&client, &options, &counters, &hand_off);
+        tokio::select! {
+            () = stop.notified() => {}
+            () = async { tokio::join!(said, export, import); } => {}
+        }
+        if options.export && counters.connected() {
+            let _ = tokio::time::timeout(FLUSH_ON_STOP, client.flush()).await;
+        }
+    }
+}
+
+/// Says, once, that NATS was not reached within the connect timeout of start.
+async fn say_if_unreachable(counters: &NatsCounters, within: Duration) {
+    tokio::time::sleep(within).await;
+    if counters.get("connects") == Some(0) {
+        tracing::warn!(
+            "nats: no server reachable at start; relaying locally and retrying in the background"
+        );
+    }
+}
+
+/// Publishes what the workers offer, in the order offered, until the channel closes.
+async fn export_loop(
+    client: &Client,
+    o: &NatsOptions,
+    counters: &NatsCounters,
+    notify: &Notify,
+    rx: &Receiver<Outgoing>,
+) {
+    if !o.export {
+        return std::future::pending().await;
+    }
+    let mut numbering = Numbering::default();
+    let mut subject_buf = String::new();
+    loop {
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let mut sent = 0;
+        while let Ok(m) = rx.try_recv() {
+            subject_buf.clear();
+            subject_buf.push_str(&o.subject_prefix);
+            subject_buf.push('.');
+            subject::push_token(&mut subject_buf, &m.topic);
+            let headers = headers(&o.origin, numbering.next(&subject_buf), m.binary);
+            counters
+                .untracked
+                .store(numbering.untracked, Ordering::Relaxed);
+            match client
+                .publish_with_headers(subject_buf.clone(), headers, m.payload)
+                .await
+            {
+                Ok(()) => bump(&counters.exported, 1),
+                Err(e) => {
+                    bump(&counters.export_errors, 1);
+                    tracing::debug!("nats: publish: {e}");
+                }
+            }
+            sent += 1;
+            if sent % EXPORT_BATCH == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        woken.await;
+    }
+}
+
+/// The headers of an exported message.
+fn headers(origin: &str, seq: Option<u64>, binary: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(ORIGIN_HEADER, origin);
+    if let Some(n) = seq {
+        h.insert(SEQ_HEADER, n.to_string());
+    }
+    if binary {
+        h.insert(KIND_HEADER, "binary");
+    }
+    h
+}
+
+/// Subscribes to every import pattern and hands what comes to the workers.
+async fn import_loop(
+    client: &Client,
+    o: &NatsOptions,
+    counters: &NatsCounters,
+    hand_off: &ImportHandOff,
+) {
+    if o.import.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut subs = Vec::new();
+    for pattern in &o.import {
+        match client.subscribe(pattern.clone()).await {
+            Ok(s) => subs.push(s),
+            Err(e) => tracing::error!("nats: subscribe to {pattern:?}: {e}; not importing it"),
+        }
+    }
+    let mut all = futures_util::stream::select_all(subs);
+    let mut gaps = GapCounter::default();
+    while let Some(msg) = all.next().await {
+        let received = Instant::now();
+        let headers = msg.headers.as_ref();
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        let origin = header(ORIGIN_HEADER);
+        if origin == Some(o.origin.as_str()) {
+            bump(&counters.import_skipped_own, 1);
+            continue;
+        }
+        if let (Some(origin), Some(seq)) = (origin, header(SEQ_HEADER).and_then(|s| s.parse().ok()))
+        {
+            match gaps.see(origin, msg.subject.as_str(), seq) {
+                Seen::InOrder | Seen::Untracked => {}
+                Seen::AfterGap(n) => {
+                    bump(&counters.import_gap, n);
+                    tracing::warn!(subject = %msg.subject, missed = n, "nats: messages never arrived");
+                }
+                Seen::Late => bump(&counters.import_late, 1),
+            }
+        }
+        let binary = header(KIND_HEADER) == Some("binary")
+            || (header(KIND_HEADER).is_none() && simdutf8::basic::from_utf8(&msg.payload).is_err());
+        hand_off.hand(
+            msg.subject.as_str(),
+            Imported {
+                payload: msg.payload,
+                binary,
+                received,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_subject_always_goes_to_one_worker() {
+        let parkers = Arc::new(vec![
+            Parker::default(),
+            Parker::default(),
+            Parker::default(),
+        ]);
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| bounded(4)).unzip();
+        let counters = Arc::new(NatsCounters::default());
+        let h = ImportHandOff {
+            txs,
+            parkers,
+            counters: Arc::clone(&counters),
+        };
+        let m = || Imported {
+            payload: bytes::Bytes::new(),
+            binary: false,
+            received: Instant::now(),
+        };
+        for _ in 0..4 {
+            h.hand("feedrelay.A", m());
+        }
+        let lens: Vec<usize> = rxs.iter().map(|r| r.len()).collect();
+        assert_eq!(lens.iter().sum::<usize>(), 4);
+        assert!(lens.contains(&4), "{lens:?}");
+        h.hand("feedrelay.A", m());
+        assert_eq!(counters.get("imported"), Some(4));
+        assert_eq!(counters.get("import_dropped_full"), Some(1));
+    }
+
+    #[test]
+    fn headers_say_origin_number_and_binary() {
+        let h = headers("box-a", Some(7), true);
+        assert_eq!(h.get(ORIGIN_HEADER).map(|v| v.as_str()), Some("box-a"));
+        assert_eq!(h.get(SEQ_HEADER).map(|v| v.as_str()), Some("7"));
+        assert_eq!(h.get(KIND_HEADER).map(|v| v.as_str()), Some("binary"));
+        let h = headers("box-a", None, false);
+        assert!(h.get(SEQ_HEADER).is_none() && h.get(KIND_HEADER).is_none());
+    }
+}

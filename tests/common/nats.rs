@@ -1,0 +1,154 @@
+//! Real `nats-server` processes on loopback for the NATS backbone's tests: one server,
+//! or a cluster whose routes are on loopback, each on ports the OS picked. The binary
+//! is `$FEEDRELAY_NATS_SERVER` or `nats-server` on the PATH (`scripts/test.sh`
+//! installs it); a test that cannot find it fails, saying so.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `nats-server`, killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    /// Its client port.
+    pub port: u16,
+    /// Its monitoring port (`/routez`, `/connz`).
+    pub monitor: u16,
+}
+
+/// A port no one listens on now (the OS picked it; free again once this returns).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FEEDRELAY_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "nats-server not found: set FEEDRELAY_NATS_SERVER or run scripts/test.sh, \
+             which installs Debian's nats-server"
+        )
+    })
+}
+
+impl NatsServer {
+    /// One server on `port` (0: a free one).
+    pub fn start(port: u16) -> NatsServer {
+        let port = if port == 0 { free_port() } else { port };
+        NatsServer::spawn(port, &[])
+    }
+
+    /// `n` servers routed to each other on loopback; returns once every route is up.
+    pub fn cluster(n: usize) -> Vec<NatsServer> {
+        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers: Vec<NatsServer> = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, cp)| {
+                let args = [
+                    "--name".to_string(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "feedrelay-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{cp}"),
+                    "--routes".into(),
+                    routes.clone(),
+                ];
+                NatsServer::spawn(free_port(), &args)
+            })
+            .collect();
+        let end = Instant::now() + Duration::from_secs(15);
+        for s in &servers {
+            loop {
+                let routez = s.monitoring("/routez");
+                if routez.contains(&format!("\"num_routes\": {}", n - 1)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "cluster routes never formed: {routez}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        servers
+    }
+
+    fn spawn(port: u16, extra: &[String]) -> NatsServer {
+        let monitor = free_port();
+        let child = Command::new(binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let server = NatsServer {
+            child: Some(child),
+            port,
+            monitor,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < end, "nats-server never listened on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A monitoring endpoint's JSON.
+    pub fn monitoring(&self, path: &str) -> String {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.monitor).into();
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(_) => super::http_get(addr, path),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Client connections it holds now (`/connz`).
+    pub fn connections(&self) -> usize {
+        let connz = self.monitoring("/connz");
+        connz
+            .split("\"num_connections\":")
+            .nth(1)
+            .and_then(|s| s.trim_start().split([',', '\n']).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills it at once (SIGKILL: no lame-duck mode, no goodbye to clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,310 @@
+//! NATS as the backbone between relays, against real `nats-server`s on loopback: two
+//! relays across one server, a cluster node killed under the relays mid-stream, a
+//! relay started with no server reachable, and the headers seen by an independent
+//! NATS client (async-nats in the test, not the relay's).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::nats::{free_port, NatsServer};
+use common::{http_get, metric, publish_until_relayed, wait_metric, Raw, Server};
+
+const TOPICS: u64 = 4;
+
+/// A relay config with `[nats]` on `urls` plus `extra` lines in the section.
+fn config(urls: &[String], extra: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "metrics_on_data_port = true\ntopic_pointer = \"/topic\"\n\
+         [nats]\nurls = [{}]\nreconnect_initial_ms = 50\nreconnect_max_ms = 500\n{extra}\n",
+        urls.join(", ")
+    )
+}
+
+fn relay(urls: &[String], extra: &str) -> Server {
+    let r = Server::relay(&[], Some(&config(urls, extra)));
+    assert!(
+        r.wait_for_log("nats: connected", Duration::from_secs(10)),
+        "{}",
+        r.log()
+    );
+    r
+}
+
+fn nats_metric(server: &Server, event: &str) -> u64 {
+    let text = http_get(server.addr, "/metrics");
+    metric(&text, &format!("feedrelay_nats_total{{event=\"{event}\"}}")).unwrap_or(0)
+}
+
+/// Waits until `to` relays what `from` publishes (the import subscription is in place);
+/// the probes are on topic `probe`, which the readers skip.
+fn link_up(from: &Server, to: &Server) {
+    let mut publisher = Raw::publish(from.addr);
+    let mut sub = Raw::subscribe(to.addr, "probe");
+    publish_until_relayed(&mut publisher, &mut sub, br#"{"topic":"probe"}"#, to);
+}
+
+/// Reads `{"topic":..,"seq":..}` messages on `sub` until nothing came for `quiet` (or
+/// 60 s passed); returns each topic's sequence numbers in arrival order.
+fn collect(mut sub: Raw, quiet: Duration) -> JoinHandle<BTreeMap<String, Vec<u64>>> {
+    std::thread::spawn(move || {
+        sub.s.set_read_timeout(Some(quiet)).unwrap();
+        let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let Some((_, payload)) = sub.recv_or_timeout() else {
+                break;
+            };
+            let text = String::from_utf8_lossy(&payload);
+            let field = |name: &str| -> Option<String> {
+                let at = text.find(&format!("\"{name}\":"))? + name.len() + 3;
+                let rest = text[at..].trim_start_matches('"');
+                Some(rest.split(['"', ',', '}']).next()?.to_string())
+            };
+            if let (Some(t), Some(n)) = (field("topic"), field("seq")) {
+                if t.starts_with('T') {
+                    seen.entry(t).or_default().push(n.parse().unwrap());
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Publishes `count` messages round-robin over [`TOPICS`] topics at `rate` per second
+/// (open loop: each at its scheduled time), calling `at_half` once halfway.
+fn publish(addr: SocketAddr, count: u64, rate: u64, mut at_half: impl FnMut()) {
+    let mut p = Raw::publish(addr);
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let msg = format!(
+            r#"{{"topic":"T{}","seq":{},"pad":"{}"}}"#,
+            i % TOPICS,
+            i / TOPICS + 1,
+            "x".repeat(64)
+        );
+        p.send(0x81, msg.as_bytes());
+        if i == count / 2 {
+            at_half();
+        }
+    }
+}
+
+/// Each topic's numbers strictly increase (order kept); returns how many arrived.
+fn in_order(seen: &BTreeMap<String, Vec<u64>>) -> u64 {
+    for (topic, seqs) in seen {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{topic} out of order or duplicated"
+        );
+    }
+    seen.values().map(|v| v.len() as u64).sum()
+}
+
+#[test]
+fn two_relays_across_one_server_carry_20000_messages_in_order_without_looping() {
+    let nats = NatsServer::start(0);
+    let both = "export = true\nimport = [\"feedrelay.>\"]";
+    let a = relay(&[nats.url()], both);
+    let b = relay(&[nats.url()], both);
+    link_up(&a, &b);
+    link_up(&b, &a);
+    let on_b = collect(Raw::subscribe(b.addr, "*"), Duration::from_secs(2));
+    let on_a = collect(Raw::subscribe(a.addr, "*"), Duration::from_secs(2));
+    publish(a.addr, 20_000, 20_000, || {});
+    let (on_a, on_b) = (on_a.join().unwrap(), on_b.join().unwrap());
+    assert_eq!(in_order(&on_b), 20_000, "across NATS: {}", b.log());
+    for (topic, seqs) in &on_b {
+        assert_eq!(seqs.len(), 5_000, "{topic}");
+    }
+    assert_eq!(
+        in_order(&on_a),
+        20_000,
+        "locally, each once: nothing came back"
+    );
+    assert!(nats_metric(&a, "exported") >= 20_000);
+    assert!(
+        nats_metric(&b, "exported") < 1_000,
+        "B re-exported what it imported"
+    );
+    assert_eq!(nats_metric(&b, "import_gap"), 0);
+}
+
+#[test]
+fn a_killed_cluster_node_costs_a_bounded_counted_gap_and_order_is_kept() {
+    let mut cluster = NatsServer::cluster(3);
+    // Both relays know only node 0 and learn the others from it.
+    let first = [cluster[0].url()];
+    let a = relay(&first, "export = true");
+    let b = relay(&first, "import = [\"feedrelay.>\"]");
+    link_up(&a, &b);
+    assert_eq!(cluster[0].connections(), 2);
+    let on_b = collect(
+        Raw::subscribe(b.addr, "T0,T1,T2,T3"),
+        Duration::from_secs(3),
+    );
+    let (count, rate) = (10_000, 2_000);
+    let mut node0 = Some(cluster.remove(0));
+    publish(a.addr, count, rate, || {
+        if let Some(mut n) = node0.take() {
+            n.kill();
+        }
+    });
+    let seen = on_b.join().unwrap();
+    let received = in_order(&seen);
+    let missing = count - received;
+    // Bounded: well under a second of the stream.
+    assert!(missing < rate, "lost {missing} of {count}: {}", b.log());
+    wait_metric(a.addr, None, "feedrelay_nats_connected", |v| v == 1);
+    wait_metric(b.addr, None, "feedrelay_nats_connected", |v| v == 1);
+    assert_eq!(cluster[0].connections() + cluster[1].connections(), 2);
+    // Counted: every message that never arrived is one of these.
+    let counted = nats_metric(&a, "export_dropped_disconnected")
+        + nats_metric(&a, "export_dropped_full")
+        + nats_metric(&a, "export_errors")
+        + nats_metric(&b, "import_gap")
+        + nats_metric(&b, "import_dropped_full");
+    eprintln!("failover: {missing} of {count} missing, {counted} counted");
+    assert_eq!(missing, counted, "a: {}\nb: {}", a.log(), b.log());
+    assert!(nats_metric(&a, "disconnects") >= 1 && nats_metric(&b, "disconnects") >= 1);
+}
+
+#[test]
+fn with_no_server_at_start_the_relay_serves_locally_and_connects_later() {
+    let port = free_port();
+    let urls = [format!("nats://127.0.0.1:{port}")];
+    let r = Server::relay(
+        &[],
+        Some(&config(&urls, "export = true\nconnect_timeout_ms = 300")),
+    );
+    assert!(
+        r.wait_for_log("no server reachable at start", Duration::from_secs(10)),
+        "{}",
+        r.log()
+    );
+    let mut p = Raw::publish(r.addr);
+    let mut sub = Raw::subscribe(r.addr, "T0");
+    p.send(0x81, br#"{"topic":"T0","seq":1}"#);
+    let (first, payload) = sub.recv().expect("relayed locally");
+    assert_eq!(
+        (first, payload.as_slice()),
+        (0x81, &br#"{"topic":"T0","seq":1}"#[..])
+    );
+    wait_metric(
+        r.addr,
+        None,
+        "feedrelay_nats_total{event=\"export_dropped_disconnected\"}",
+        |n| n == 1,
+    );
+    let _nats = NatsServer::start(port);
+    assert!(
+        r.wait_for_log("nats: connected", Duration::from_secs(10)),
+        "{}",
+        r.log()
+    );
+    p.send(0x81, br#"{"topic":"T0","seq":2}"#);
+    assert_eq!(
+        sub.recv().expect("still relayed").1,
+        br#"{"topic":"T0","seq":2}"#
+    );
+    wait_metric(
+        r.addr,
+        None,
+        "feedrelay_nats_total{event=\"exported\"}",
+        |n| n == 1,
+    );
+}
+
+#[test]
+fn an_independent_client_sees_subjects_and_headers_and_is_imported() {
+    let nats = NatsServer::start(0);
+    let r = relay(
+        &[nats.url()],
+        "export = true\nimport = [\"desk.in.>\"]\nsubject_prefix = \"desk\"\norigin = \"box-r\"",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let mut exported = client.subscribe("desk.>").await.unwrap();
+        client.flush().await.unwrap();
+        let mut p = Raw::publish(r.addr);
+        p.send(0x81, br#"{"topic":"book.BTC/USD","px":1}"#);
+        let m = tokio::time::timeout(Duration::from_secs(10), exported.next())
+            .await
+            .expect("exported within 10 s")
+            .unwrap();
+        assert_eq!(m.subject.as_str(), "desk.book%2EBTC%2FUSD");
+        assert_eq!(&m.payload[..], br#"{"topic":"book.BTC/USD","px":1}"#);
+        let h = m.headers.expect("headers");
+        assert_eq!(h.get("Feedrelay-Origin").map(|v| v.as_str()), Some("box-r"));
+        assert_eq!(h.get("Feedrelay-Seq").map(|v| v.as_str()), Some("1"));
+
+        let mut sub = Raw::subscribe(r.addr, "X");
+        let mut own = async_nats::HeaderMap::new();
+        own.insert("Feedrelay-Origin", "box-r");
+        client
+            .publish_with_headers("desk.in.X", own, r#"{"topic":"X","n":0}"#.into())
+            .await
+            .unwrap();
+        client
+            .publish("desk.in.X", r#"{"topic":"X","n":1}"#.into())
+            .await
+            .unwrap();
+        let mut binary = async_nats::HeaderMap::new();
+        binary.insert("Feedrelay-Kind", "binary");
+        client
+            .publish_with_headers("desk.in.X", binary, r#"{"topic":"X","n":2}"#.into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        // The message with the relay's own origin is skipped; the others come in order.
+        assert_eq!(
+            sub.recv().unwrap(),
+            (0x81, br#"{"topic":"X","n":1}"#.to_vec())
+        );
+        assert_eq!(
+            sub.recv().unwrap(),
+            (0x82, br#"{"topic":"X","n":2}"#.to_vec())
+        );
+    });
+    assert_eq!(nats_metric(&r, "import_skipped_own"), 0, "not reported yet");
+    wait_metric(
+        r.addr,
+        None,
+        "feedrelay_nats_total{event=\"import_skipped_own\"}",
+        |n| n == 1,
+    );
+}
+
+#[test]
+fn a_bad_nats_section_is_refused_naming_the_field() {
+    let dir = common::TempDir::new("nats-config");
+    let path = dir.0.join("bad.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\nexport = true\nimport = [\"a.>.b\"]\n",
+    )
+    .unwrap();
+    let (code, out) = common::run_with_config(&path);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("nats.import"), "{out}");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\nexport = true\nca_file = \"missing.pem\"\n").unwrap();
+    let (code, out) = common::run_with_config(&path);
+    assert_ne!(code, Some(0));
+    assert!(
+        out.contains("ca_file") && out.contains("missing.pem"),
+        "{out}"
+    );
+}
