@@ -289,6 +289,34 @@ fn an_independent_client_sees_subjects_and_headers_and_is_imported() {
 }
 
 #[test]
+fn tls_to_the_server_with_the_configured_ca_and_not_without_it() {
+    let dir = common::TempDir::new("nats-tls");
+    let certs = common::localhost_certs(&dir.0);
+    let nats = NatsServer::start_tls(&certs.cert, &certs.key);
+    let url = [format!("tls://127.0.0.1:{}", nats.port)];
+    let ca = format!("ca_file = {:?}", certs.ca.display().to_string());
+    let a = relay(&url, &format!("export = true\n{ca}"));
+    let b = relay(&url, &format!("import = [\"feedrelay.>\"]\n{ca}"));
+    link_up(&a, &b);
+    // Without the CA the server is not trusted: the relay never connects, says why,
+    // and still relays locally.
+    let c = Server::relay(&[], Some(&config(&url, "export = true")));
+    assert!(
+        c.wait_for_log("no server reachable at start", Duration::from_secs(10)),
+        "{}",
+        c.log()
+    );
+    assert!(!c.log().contains("nats: connected"));
+    let mut p = Raw::publish(c.addr);
+    let mut sub = Raw::subscribe(c.addr, "T0");
+    p.send(0x81, br#"{"topic":"T0","seq":1}"#);
+    assert_eq!(
+        sub.recv().expect("relayed locally").1,
+        br#"{"topic":"T0","seq":1}"#
+    );
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 
 use super::load::{run as run_load, LoadResult, LoadSpec};
-use super::spawn::SpawnedRelay;
+use super::spawn::{Link, SpawnedRelay};
 use crate::io::idle::IdleMode;
 use crate::relay::config::Config;
 
@@ -19,6 +19,30 @@ pub enum OnOff {
     On,
     /// Off.
     Off,
+}
+
+/// How the spawned relays are chained (`--hops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chain {
+    /// This many relays, each downstream one dialling the one before as a feed.
+    Relays(u8),
+    /// Two relays across a NATS server (`--nats-url`): the first exports, the second
+    /// imports.
+    Nats,
+}
+
+impl std::str::FromStr for Chain {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nats" => Ok(Chain::Nats),
+            n => match n.parse::<u8>() {
+                Ok(n @ 1..=8) => Ok(Chain::Relays(n)),
+                _ => Err(format!("{s:?}: a relay count 1-8, or `nats`")),
+            },
+        }
+    }
 }
 
 /// `feedrelay bench` flags.
@@ -57,9 +81,18 @@ pub struct BenchArgs {
     pub metrics: Vec<OnOff>,
     /// With --spawn: relays in a chain, `1`, `2`, or `1,2` to compare (the publisher
     /// sends to the first, subscribers take from the last; each downstream relay dials
-    /// the one before as a feed).
+    /// the one before as a feed); `nats`: two relays across the NATS server at
+    /// --nats-url (the first exports, the second imports), e.g. `1,2,nats`.
     #[arg(long, value_delimiter = ',', default_value = "1")]
-    pub hops: Vec<u8>,
+    pub hops: Vec<Chain>,
+    /// The NATS server a `--hops nats` variant goes through (e.g.
+    /// nats://127.0.0.1:4222).
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// The process id of the server at --nats-url: its CPU time is counted with the
+    /// relays' in a `--hops nats` variant (the hop's whole cost).
+    #[arg(long)]
+    pub nats_pid: Option<u32>,
     /// With --spawn: pin the workers (`on`: to --cores, or 0..workers), `off`, or
     /// `on,off` to compare. Default: as --cores says.
     #[arg(long, value_delimiter = ',')]
@@ -149,8 +182,8 @@ pub enum Variant {
         idle: IdleMode,
         /// Per-hop metrics on.
         metrics: bool,
-        /// Relays in the chain.
-        hops: u8,
+        /// How many relays, chained how.
+        hops: Chain,
         /// `Some(true)`: workers on `--cores` (or 0..workers); `Some(false)`: unpinned;
         /// `None`: as `--cores` says.
         pinned: Option<bool>,
@@ -202,8 +235,10 @@ impl Variant {
                 if !metrics {
                     l.push_str("-nometrics");
                 }
-                if *hops > 1 {
-                    l.push_str(&format!("-{hops}hops"));
+                match hops {
+                    Chain::Relays(n) if *n > 1 => l.push_str(&format!("-{n}hops")),
+                    Chain::Relays(_) => {}
+                    Chain::Nats => l.push_str("-nats"),
                 }
                 match pinned {
                     Some(true) => l.push_str("-pinned"),
@@ -383,7 +418,7 @@ fn spawn_variants(a: &BenchArgs) -> anyhow::Result<Vec<Variant>> {
                         v.push(Variant::Spawn {
                             idle,
                             metrics: m == OnOff::On,
-                            hops: hops.max(1),
+                            hops,
                             pinned,
                             config: config.clone(),
                         });
@@ -445,7 +480,15 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
             };
             let workers = cores.map(<[usize]>::len).or(a.workers);
             let config = config.as_ref().map(|c| (c.text.as_str(), c.dir.as_path()));
-            SpawnedRelay::chain(*hops, *idle, *metrics, workers, cores, pin, config)?
+            let link = match hops {
+                Chain::Relays(n) => Link::Feeds(*n),
+                Chain::Nats => Link::Nats(
+                    a.nats_url
+                        .as_deref()
+                        .context("--hops nats needs --nats-url")?,
+                ),
+            };
+            SpawnedRelay::chain(link, *idle, *metrics, workers, cores, pin, config)?
         }
         Variant::Baseline { path } => vec![SpawnedRelay::baseline(path, pin)?],
         Variant::Target { .. } | Variant::Floor => Vec::new(),
@@ -454,7 +497,11 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
         (_, Some(first), Some(last)) => (
             last.url.clone(),
             (relays.len() > 1).then(|| first.url.clone()),
-            relays.iter().map(SpawnedRelay::pid).collect(),
+            relays
+                .iter()
+                .map(SpawnedRelay::pid)
+                .chain(a.nats_pid.filter(|_| is_nats(mode)))
+                .collect(),
         ),
         (Variant::Target { url, pid, .. }, _, _) => {
             (url.clone(), None, pid.iter().copied().collect())
@@ -486,6 +533,17 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
     let r = run_load(&spec);
     drop(relays);
     r
+}
+
+/// A variant whose relays are linked by NATS.
+fn is_nats(mode: &Variant) -> bool {
+    matches!(
+        mode,
+        Variant::Spawn {
+            hops: Chain::Nats,
+            ..
+        }
+    )
 }
 
 /// Writes each run's end-to-end histogram as an interval of an HdrHistogram log.

@@ -106,10 +106,9 @@ impl SpawnedRelay {
         })
     }
 
-    /// `hops` relays, upstream first; each downstream one dials the one before as a
-    /// feed (`/ws?topics=*`, sequence numbers at `/seq`).
+    /// The relays `link` asks for, upstream first.
     pub fn chain(
-        hops: u8,
+        link: Link<'_>,
         idle: IdleMode,
         metrics: bool,
         workers: Option<usize>,
@@ -120,22 +119,35 @@ impl SpawnedRelay {
         let mut relays: Vec<SpawnedRelay> = Vec::new();
         let temp = std::env::temp_dir();
         let dir = config.map_or(temp.as_path(), |(_, d)| d);
-        for _ in 0..hops.max(1) {
+        let count = match link {
+            Link::Feeds(n) => n.max(1),
+            Link::Nats(_) => 2,
+        };
+        for i in 0..count {
             let mut text = config.map(|(t, _)| t).unwrap_or_default().to_owned();
-            if let Some(up) = relays.last() {
-                text.push_str(&format!(
+            match (link, relays.last()) {
+                (Link::Feeds(_), Some(up)) => text.push_str(&format!(
                     "\n[[feeds]]\nname = \"upstream\"\nurl = \"{}ws?topics=*\"\nseq_pointer = \"/seq\"\n",
                     up.url
-                ));
+                )),
+                (Link::Nats(url), _) => {
+                    let role = match i {
+                        0 => "export = true",
+                        _ => "import = [\"feedrelay.>\"]",
+                    };
+                    text.push_str(&format!("\n[nats]\nurls = [{url:?}]\n{role}\n"));
+                }
+                (Link::Feeds(_), None) => {}
             }
             let text = (!text.is_empty()).then_some((text.as_str(), dir));
             relays.push(SpawnedRelay::start(
                 idle, metrics, workers, cores, pin, text,
             )?);
         }
-        // Let each downstream relay's feed connect and be routed upstream.
+        // Let each downstream relay's feed (or NATS subscription) connect and be
+        // routed upstream.
         if relays.len() > 1 {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(1_000));
         }
         Ok(relays)
     }
@@ -144,6 +156,17 @@ impl SpawnedRelay {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// How a chain's relays are linked.
+#[derive(Debug, Clone, Copy)]
+pub enum Link<'a> {
+    /// This many relays; each downstream one dials the one before as a feed
+    /// (`/ws?topics=*`, sequence numbers at `/seq`).
+    Feeds(u8),
+    /// Two relays across the NATS server at this URL: the first exports everything,
+    /// the second imports `feedrelay.>`.
+    Nats(&'a str),
 }
 
 /// `program`, under `taskset -c CORES` when pinned.

@@ -162,6 +162,17 @@ pub fn run(
             "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers"
         ));
     }
+    if let Some(n) = &config.nats {
+        let export = match n.export {
+            true => format!("exporting to {}.<topic>", n.subject_prefix),
+            false => "not exporting".to_owned(),
+        };
+        let import = match n.import.is_empty() {
+            true => "not importing".to_owned(),
+            false => format!("importing {}", n.import.join(", ")),
+        };
+        say(&format!("nats: {} ({export}; {import})", n.urls.join(", ")));
+    }
     let summaries = run_relay(
         &map,
         started.listeners,

@@ -47,6 +47,18 @@ impl NatsServer {
         NatsServer::spawn(port, &[])
     }
 
+    /// One server on a free port that speaks only TLS, with `cert` and `key`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> NatsServer {
+        let args = [
+            "--tls".to_string(),
+            "--tlscert".into(),
+            cert.display().to_string(),
+            "--tlskey".into(),
+            key.display().to_string(),
+        ];
+        NatsServer::spawn(free_port(), &args)
+    }
+
     /// `n` servers routed to each other on loopback; returns once every route is up.
     pub fn cluster(n: usize) -> Vec<NatsServer> {
         let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();

@@ -201,6 +201,7 @@ fn on_event(c: &NatsCounters, event: Event) {
     match event {
         Event::Connected => {
             c.connected.store(true, Ordering::Relaxed);
+            c.failed_attempts.store(0, Ordering::Relaxed);
             bump(&c.connects, 1);
             tracing::info!("nats: connected");
         }
@@ -209,7 +210,23 @@ fn on_event(c: &NatsCounters, event: Event) {
             bump(&c.disconnects, 1);
             tracing::warn!("nats: disconnected; relaying locally, exports dropped and counted until it reconnects");
         }
-        Event::ClientError(e) => tracing::warn!("nats: {e}"),
+        Event::ClientError(e) => {
+            // Said on the 1st, 10th, 100th... failure in a row, not on every attempt.
+            let n = c.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            let e = e.to_string();
+            let e = e.trim_start_matches("nats: ");
+            if n.to_string()
+                .trim_start_matches('1')
+                .bytes()
+                .all(|b| b == b'0')
+            {
+                tracing::warn!(
+                    "nats: connection attempt {n} failed: {e} (FEEDRELAY_LOG=async_nats=debug says more)"
+                );
+            } else {
+                tracing::debug!("nats: connection attempt {n} failed: {e}");
+            }
+        }
         Event::SlowConsumer(sid) => {
             tracing::warn!("nats: subscription {sid} fell behind; the client dropped messages")
         }

@@ -143,6 +143,8 @@ pub struct NatsCounters {
     connects: AtomicU64,
     disconnects: AtomicU64,
     untracked: AtomicU64,
+    /// Connection attempts failed since the last success (for the log).
+    failed_attempts: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
