@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event, HeaderMap};
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Subject};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -324,25 +324,20 @@ async fn export_loop(
         return std::future::pending().await;
     }
     let mut numbering = Numbering::default();
-    let mut subject_buf = String::new();
     loop {
         let woken = notify.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let mut sent = 0;
         while let Ok(m) = rx.try_recv() {
-            subject_buf.clear();
-            subject_buf.push_str(&o.subject_prefix);
-            subject_buf.push('.');
-            subject::push_token(&mut subject_buf, &m.topic);
-            let headers = headers(&o.origin, numbering.next(&subject_buf), m.binary);
+            let (to, seq) = numbering.next(&m.topic, || {
+                Subject::from(subject::subject(&o.subject_prefix, &m.topic))
+            });
+            let headers = headers(&o.origin, seq, m.binary);
             counters
                 .untracked
                 .store(numbering.untracked, Ordering::Relaxed);
-            match client
-                .publish_with_headers(subject_buf.clone(), headers, m.payload)
-                .await
-            {
+            match client.publish_with_headers(to, headers, m.payload).await {
                 Ok(()) => bump(&counters.exported, 1),
                 Err(e) => {
                     bump(&counters.export_errors, 1);

@@ -1,39 +1,55 @@
 //! Per-subject sequence numbers: how an importing relay knows what it missed.
 //!
 //! NATS core delivers at most once: a message in flight to a server that dies is gone,
-//! and nobody is told. The exporting relay numbers its messages per subject
-//! ([`Numbering`]); the importer ([`GapCounter`]) remembers the last number seen per
+//! and nobody is told. The exporting relay numbers its messages per topic, so per
+//! subject ([`Numbering`], which also keeps each topic's subject, escaped once); the
+//! importer ([`GapCounter`]) remembers the last number seen per
 //! origin and subject and counts the numbers it never saw (`gap`) and those that came
 //! late or twice (`late`). Both maps are bounded ([`MAX_TRACKED`]): a subject past the
 //! bound goes unnumbered (or unchecked) and is counted.
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 /// Subjects (or origin-subject pairs) a map remembers at most.
 pub const MAX_TRACKED: usize = 100_000;
 
-/// The exporter's next number per subject.
-#[derive(Debug, Default)]
-pub struct Numbering {
-    next: HashMap<String, u64>,
+/// The exporter's subject and last number per topic.
+#[derive(Debug)]
+pub struct Numbering<S> {
+    /// Keyed by a copy of the topic (never the relayed frame's slice, which would keep
+    /// its whole chunk alive).
+    topics: HashMap<Bytes, (S, u64)>,
     /// Messages sent unnumbered because the map was full.
     pub untracked: u64,
 }
 
-impl Numbering {
-    /// The number of the next message on `subject` (from 1), or `None` when the map is
-    /// full and `subject` is new.
-    pub fn next(&mut self, subject: &str) -> Option<u64> {
-        if let Some(n) = self.next.get_mut(subject) {
+impl<S> Default for Numbering<S> {
+    fn default() -> Self {
+        Numbering {
+            topics: HashMap::new(),
+            untracked: 0,
+        }
+    }
+}
+
+impl<S: Clone> Numbering<S> {
+    /// `topic`'s subject (`subject` makes it, once per topic) and the number of its
+    /// next message, from 1; no number when the map is full and `topic` is new.
+    pub fn next(&mut self, topic: &[u8], subject: impl FnOnce() -> S) -> (S, Option<u64>) {
+        if let Some((s, n)) = self.topics.get_mut(topic) {
             *n += 1;
-            return Some(*n);
+            return (s.clone(), Some(*n));
         }
-        if self.next.len() >= MAX_TRACKED {
+        if self.topics.len() >= MAX_TRACKED {
             self.untracked += 1;
-            return None;
+            return (subject(), None);
         }
-        self.next.insert(subject.to_owned(), 1);
-        Some(1)
+        let s = subject();
+        self.topics
+            .insert(Bytes::copy_from_slice(topic), (s.clone(), 1));
+        (s, Some(1))
     }
 }
 
@@ -90,11 +106,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_each_subject_from_one() {
+    fn numbers_each_topic_from_one_and_makes_its_subject_once() {
         let mut n = Numbering::default();
-        assert_eq!(n.next("a"), Some(1));
-        assert_eq!(n.next("a"), Some(2));
-        assert_eq!(n.next("b"), Some(1));
+        let made = std::cell::Cell::new(0);
+        let mut next = |t: &[u8]| {
+            n.next(t, || {
+                made.set(made.get() + 1);
+                format!("p.{}", String::from_utf8_lossy(t))
+            })
+        };
+        assert_eq!(next(b"a"), ("p.a".to_string(), Some(1)));
+        assert_eq!(next(b"a"), ("p.a".to_string(), Some(2)));
+        assert_eq!(next(b"b"), ("p.b".to_string(), Some(1)));
+        assert_eq!(made.get(), 2);
     }
 
     #[test]
@@ -115,12 +139,16 @@ mod tests {
         let mut g = GapCounter::default();
         for i in 0..MAX_TRACKED {
             let s = i.to_string();
-            assert!(n.next(&s).is_some());
+            assert!(n.next(s.as_bytes(), || ()).1.is_some());
             assert_eq!(g.see("o", &s, 1), Seen::InOrder);
         }
-        assert_eq!(n.next("new"), None);
+        assert_eq!(n.next(b"new", || ()).1, None);
         assert_eq!(n.untracked, 1);
-        assert_eq!(n.next("0"), Some(2), "known subjects keep their numbers");
+        assert_eq!(
+            n.next(b"0", || ()).1,
+            Some(2),
+            "known topics keep their numbers"
+        );
         assert_eq!(g.see("o", "new", 1), Seen::Untracked);
         assert_eq!(g.see("o", "0", 3), Seen::AfterGap(1));
     }
