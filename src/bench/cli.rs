@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// to compare several in alternating rounds. Or use --spawn.
     #[arg(long)]
     pub target: Vec<String>,
+    /// Publish to this relay instead of the --target (whose subscribers are measured):
+    /// a path between relays you started, e.g. two boxes across NATS.
+    #[arg(long)]
+    pub publish_to: Option<String>,
     /// Process id of each --target, in the same order, to read its CPU time.
     #[arg(long)]
     pub relay_pid: Vec<u32>,
@@ -503,9 +507,14 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
                 .chain(a.nats_pid.filter(|_| is_nats(mode)))
                 .collect(),
         ),
-        (Variant::Target { url, pid, .. }, _, _) => {
-            (url.clone(), None, pid.iter().copied().collect())
-        }
+        (Variant::Target { url, pid, .. }, _, _) => (
+            url.clone(),
+            a.publish_to.as_ref().map(|u| match u.ends_with('/') {
+                true => u.clone(),
+                false => format!("{u}/"),
+            }),
+            pid.iter().copied().collect(),
+        ),
         _ => (String::new(), None, Vec::new()),
     };
     let spec = LoadSpec {

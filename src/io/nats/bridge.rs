@@ -211,15 +211,11 @@ fn on_event(c: &NatsCounters, event: Event) {
             tracing::warn!("nats: disconnected; relaying locally, exports dropped and counted until it reconnects");
         }
         Event::ClientError(e) => {
-            // Said on the 1st, 10th, 100th... failure in a row, not on every attempt.
+            // Said on the 1st, 10th, 100th... failure in a row, not every attempt.
             let n = c.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
             let e = e.to_string();
             let e = e.trim_start_matches("nats: ");
-            if n.to_string()
-                .trim_start_matches('1')
-                .bytes()
-                .all(|b| b == b'0')
-            {
+            if worth_saying(n) {
                 tracing::warn!(
                     "nats: connection attempt {n} failed: {e} (FEEDRELAY_LOG=async_nats=debug says more)"
                 );
@@ -228,10 +224,27 @@ fn on_event(c: &NatsCounters, event: Event) {
             }
         }
         Event::SlowConsumer(sid) => {
-            tracing::warn!("nats: subscription {sid} fell behind; the client dropped messages")
+            // The client says so once per message it drops; what was lost is counted
+            // exactly as `import_gap` when later messages arrive.
+            let n = c.slow_consumer.fetch_add(1, Ordering::Relaxed) + 1;
+            if worth_saying(n) {
+                tracing::warn!(
+                    "nats: subscription {sid} fell behind, the client dropped messages ({n} times so far; counted as import_gap)"
+                );
+            }
         }
         other => tracing::info!("nats: {other}"),
     }
+}
+
+/// Whether the `n`th time (from 1) something repeats is worth a log line: the 1st,
+/// 10th, 100th, ...
+fn worth_saying(n: u64) -> bool {
+    let mut n = n;
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }
 
 /// Hands imported messages to the workers.
@@ -450,6 +463,12 @@ mod tests {
         h.hand("feedrelay.A", m());
         assert_eq!(counters.get("imported"), Some(4));
         assert_eq!(counters.get("import_dropped_full"), Some(1));
+    }
+
+    #[test]
+    fn repeats_are_said_at_powers_of_ten() {
+        let said: Vec<u64> = (1..=1_000).filter(|&n| worth_saying(n)).collect();
+        assert_eq!(said, [1, 10, 100, 1_000]);
     }
 
     #[test]

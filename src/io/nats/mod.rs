@@ -145,6 +145,9 @@ pub struct NatsCounters {
     untracked: AtomicU64,
     /// Connection attempts failed since the last success (for the log).
     failed_attempts: AtomicU64,
+    /// Times the client dropped a message for a subscription that fell behind (for the
+    /// log; the loss itself is `import_gap`).
+    slow_consumer: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
