@@ -15,11 +15,18 @@ use common::{http_get, metric, publish_until_relayed, wait_metric, Raw, Server};
 
 const TOPICS: u64 = 4;
 
-/// A relay config with `[nats]` on `urls` plus `extra` lines in the section.
+/// A relay config with `[nats]` on `urls` plus `extra` lines in the section. The
+/// subscribers' queues hold a whole run: what is measured here is NATS, not a test
+/// reader descheduled on a busy machine.
 fn config(urls: &[String], extra: &str) -> String {
+    config_with("topic_pointer = \"/topic\"\n", urls, extra)
+}
+
+/// [`config`] with `head` (top-level settings, `[[feeds]]`) before `[nats]`.
+fn config_with(head: &str, urls: &[String], extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     format!(
-        "metrics_on_data_port = true\ntopic_pointer = \"/topic\"\n\
+        "metrics_on_data_port = true\nqueue_max_messages = 65536\nqueue_max_bytes = 67108864\n{head}\
          [nats]\nurls = [{}]\nreconnect_initial_ms = 50\nreconnect_max_ms = 500\n{extra}\n",
         urls.join(", ")
     )
@@ -313,6 +320,81 @@ fn tls_to_the_server_with_the_configured_ca_and_not_without_it() {
     assert_eq!(
         sub.recv().expect("relayed locally").1,
         br#"{"topic":"T0","seq":1}"#
+    );
+    // Still trying to connect, it stops on SIGTERM as promptly as ever.
+    drop((p, sub));
+    let mut c = c;
+    assert!(c.terminate().success());
+}
+
+#[test]
+fn feed_lines_are_exported_once_after_arbitration() {
+    let (x, y) = (
+        Server::mock_exchange(&["--rate", "1000"]),
+        Server::mock_exchange(&["--rate", "1000"]),
+    );
+    let nats = NatsServer::start(0);
+    let line = |name: &str, ex: &Server| {
+        format!(
+            "[[feeds]]\nname = \"{name}\"\ngroup = \"ab\"\nurl = \"ws://{}/stream\"\n\
+             subscribe = ['{{\"method\":\"SUBSCRIBE\",\"params\":[\"*\"],\"id\":1}}']\n\
+             seq_pointer = \"/data/u\"\n",
+            ex.addr
+        )
+    };
+    let head = format!(
+        "topic_pointer = \"/data/s\"\n{}{}",
+        line("line-a", &x),
+        line("line-b", &y)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut relay, by_subject) = rt.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let mut exported = client.subscribe("feedrelay.>").await.unwrap();
+        client.flush().await.unwrap();
+        let relay = Server::relay(
+            &[],
+            Some(&config_with(&head, &[nats.url()], "export = true")),
+        );
+        let mut by_subject: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let end = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Some(m)) = tokio::time::timeout_at(end, exported.next()).await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            let u = v["data"]["u"].as_u64().unwrap();
+            by_subject.entry(m.subject.to_string()).or_default().push(u);
+        }
+        (relay, by_subject)
+    });
+    assert_eq!(
+        by_subject.len(),
+        20,
+        "every symbol: {:?}",
+        by_subject.keys()
+    );
+    let mut total = 0;
+    for (subject, us) in &by_subject {
+        assert!(
+            us.windows(2).all(|w| w[1] == w[0] + 1),
+            "{subject}: once each, in order: {us:?}"
+        );
+        total += us.len();
+    }
+    assert!(total > 1_000, "{total} exported");
+    relay.terminate();
+    let out = relay.output();
+    let dropped: u64 = out
+        .split("copies dropped ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        dropped > 0,
+        "both lines delivered, the copies were dropped before NATS: {out}"
     );
 }
 

@@ -106,7 +106,11 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
                         return;
                     }
                 };
-                rt.block_on(async move {
+                // A blocking task (a host name being resolved) is not waited for
+                // long: the relay is stopping.
+                let rt = StopWithin(Some(rt), FLUSH_ON_STOP);
+                let Some(runtime) = rt.0.as_ref() else { return };
+                runtime.block_on(async move {
                     let client = match connect.connect(options.urls.clone()).await {
                         Ok(c) => c,
                         Err(e) => {
@@ -245,6 +249,17 @@ fn worth_saying(n: u64) -> bool {
         n /= 10;
     }
     n == 1
+}
+
+/// The runtime, shut down within the given time when dropped.
+struct StopWithin(Option<tokio::runtime::Runtime>, Duration);
+
+impl Drop for StopWithin {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_timeout(self.1);
+        }
+    }
 }
 
 /// Hands imported messages to the workers.
