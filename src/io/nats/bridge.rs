@@ -86,6 +86,7 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
         .unzip();
     let stop = Arc::new(Notify::new());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let urls = options.urls.clone();
     let thread = {
         let (counters, stop) = (Arc::clone(&counters), Arc::clone(&stop));
         let hand_off = ImportHandOff {
@@ -93,43 +94,17 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
             parkers,
             counters: Arc::clone(&counters),
         };
+        let work = move |client| Work {
+            client,
+            options,
+            counters,
+            notify,
+            export_rx,
+            hand_off,
+        };
         std::thread::Builder::new()
             .name("feedrelay-nats".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(NatsError::Setup(format!("runtime: {e}"))));
-                        return;
-                    }
-                };
-                // A blocking task (a host name being resolved) is not waited for
-                // long: the relay is stopping.
-                let rt = StopWithin(Some(rt), FLUSH_ON_STOP);
-                let Some(runtime) = rt.0.as_ref() else { return };
-                runtime.block_on(async move {
-                    let client = match connect.connect(options.urls.clone()).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(NatsError::Setup(e.to_string())));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let work = Work {
-                        client,
-                        options,
-                        counters,
-                        notify,
-                        export_rx,
-                        hand_off,
-                    };
-                    work.run(&stop).await;
-                })
-            })
+            .spawn(move || run_thread(connect, urls, work, &stop, ready_tx))
             .map_err(|e| NatsError::Setup(format!("thread: {e}")))?
     };
     match ready_rx.recv() {
@@ -152,6 +127,40 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
         stop,
         thread: Some(thread),
     })
+}
+
+/// The NATS thread: a current-thread runtime, the client set up on it (reported on
+/// `ready`), then [`Work::run`] until `stop`; the runtime is shut down within
+/// [`FLUSH_ON_STOP`] (a host name still being resolved is not waited for).
+fn run_thread(
+    connect: ConnectOptions,
+    urls: Vec<String>,
+    work: impl FnOnce(Client) -> Work,
+    stop: &Notify,
+    ready: std::sync::mpsc::Sender<Result<(), NatsError>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(NatsError::Setup(format!("runtime: {e}"))));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        match connect.connect(urls).await {
+            Ok(client) => {
+                let _ = ready.send(Ok(()));
+                work(client).run(stop).await;
+            }
+            Err(e) => {
+                let _ = ready.send(Err(NatsError::Setup(e.to_string())));
+            }
+        }
+    });
+    rt.shutdown_timeout(FLUSH_ON_STOP);
 }
 
 /// The client's options: credentials and CA read (and refused) now, reconnects without
@@ -249,17 +258,6 @@ fn worth_saying(n: u64) -> bool {
         n /= 10;
     }
     n == 1
-}
-
-/// The runtime, shut down within the given time when dropped.
-struct StopWithin(Option<tokio::runtime::Runtime>, Duration);
-
-impl Drop for StopWithin {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_timeout(self.1);
-        }
-    }
 }
 
 /// Hands imported messages to the workers.
