@@ -399,6 +399,32 @@ fn feed_lines_are_exported_once_after_arbitration() {
 }
 
 #[test]
+fn the_nats_thread_is_pinned_where_configured() {
+    let nats = NatsServer::start(0);
+    let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let r = relay(&[nats.url()], &format!("export = true\ncore = {last}"));
+    let tasks = format!("/proc/{}/task", r.child.id());
+    let allowed = std::fs::read_dir(&tasks)
+        .unwrap()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "feedrelay-nats")
+        })
+        .map(|t| std::fs::read_to_string(t.path().join("status")).unwrap())
+        .expect("a thread named feedrelay-nats");
+    let line = allowed
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .unwrap();
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some(last.to_string().as_str()),
+        "{line}"
+    );
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");
@@ -415,6 +441,13 @@ fn a_bad_nats_section_is_refused_naming_the_field() {
     assert_ne!(code, Some(0));
     assert!(
         out.contains("ca_file") && out.contains("missing.pem"),
+        "{out}"
+    );
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\nexport = true\ncore = 4096\n").unwrap();
+    let (code, out) = common::run_with_config(&path);
+    assert_ne!(code, Some(0));
+    assert!(
+        out.contains("core 4096 is not one this process may run on"),
         "{out}"
     );
 }

@@ -5,7 +5,7 @@
 # with the relays' in the `nats` variant (--nats-pid), so CPU per delivery is the
 # whole hop's.
 #
-#   tuning/nats.sh [OUT_DIR]        about 4 minutes; needs nats-server (scripts/test.sh
+#   tuning/nats.sh [OUT_DIR]        about 6 minutes; needs nats-server (scripts/test.sh
 #                                   installs Debian's)
 #   SUBS=10 RATE=10000 RATES=50000,100000,200000,400000 tuning/nats.sh
 set -euo pipefail
@@ -34,3 +34,11 @@ echo "== throughput: one subscriber, rising rates, WebSocket chain against NATS"
 ./target/release/feedrelay bench "${common[@]}" --hops 2,nats --subs 1 \
   --rates "${RATES:-50000,100000,200000,400000}" --duration 5 --warmup 1 \
   --json "$out/throughput.json" 2>/dev/null | tee "$out/throughput.txt"
+
+echo "== what exporting costs the relay's own subscribers: [nats] export on and off"
+printf 'workers = 1\n' > "$out/plain.toml"
+printf 'workers = 1\n[nats]\nurls = ["nats://127.0.0.1:%s"]\nexport = true\n' "$port" > "$out/export.toml"
+./target/release/feedrelay bench --spawn --workers 1 --relay-cores 0 --bench-cores 1 \
+  --relay-config plain="$out/plain.toml" --relay-config export="$out/export.toml" \
+  --subs "${SUBS:-10}" --rate "${RATE:-10000}" --duration 10 --warmup 2 --rounds 3 \
+  --json "$out/export-cost.json" 2>/dev/null | tee "$out/export-cost.txt"

@@ -63,6 +63,9 @@ pub struct NatsConfig {
     pub reconnect_initial_ms: u64,
     /// The longest wait between attempts.
     pub reconnect_max_ms: u64,
+    /// Pin the NATS thread to this core (default: unpinned, wherever the process may
+    /// run). Keep it off the workers' cores: it would take their time.
+    pub core: Option<usize>,
 }
 
 impl Default for NatsConfig {
@@ -83,6 +86,7 @@ impl Default for NatsConfig {
             connect_timeout_ms: 2_000,
             reconnect_initial_ms: 100,
             reconnect_max_ms: 2_000,
+            core: None,
         }
     }
 }
@@ -195,6 +199,7 @@ impl NatsConfig {
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             reconnect_initial: Duration::from_millis(self.reconnect_initial_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
+            core: self.core,
         }
     }
 }

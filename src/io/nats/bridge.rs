@@ -68,6 +68,15 @@ impl Drop for NatsBridge {
 /// Returns once the client is set up, connected or not: a relay that cannot reach NATS
 /// still serves locally (and the thread says so). Unusable files and URLs are errors.
 pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBridge, NatsError> {
+    if let Some(core) = options.core {
+        let online = core_affinity::get_core_ids().unwrap_or_default();
+        if !online.iter().any(|c| c.id == core) {
+            return Err(NatsError::Setup(format!(
+                "core {core} is not one this process may run on"
+            )));
+        }
+    }
+    let core = options.core;
     let counters = Arc::new(NatsCounters::default());
     let connect = connect_options(&options, &counters)?;
     let notify = Arc::new(Notify::new());
@@ -104,7 +113,14 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
         };
         std::thread::Builder::new()
             .name("feedrelay-nats".into())
-            .spawn(move || run_thread(connect, urls, work, &stop, ready_tx))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        tracing::warn!("nats: could not pin the NATS thread to core {id}");
+                    }
+                }
+                run_thread(connect, urls, work, &stop, ready_tx)
+            })
             .map_err(|e| NatsError::Setup(format!("thread: {e}")))?
     };
     match ready_rx.recv() {

@@ -85,6 +85,8 @@ pub struct NatsOptions {
     pub reconnect_initial: Duration,
     /// The longest wait before an attempt.
     pub reconnect_max: Duration,
+    /// Pin the NATS thread to this core (`None`: wherever the process may run).
+    pub core: Option<usize>,
 }
 
 /// What went wrong starting the client.
