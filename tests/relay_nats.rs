@@ -143,6 +143,13 @@ fn two_relays_across_one_server_carry_20000_messages_in_order_without_looping() 
         "B re-exported what it imported"
     );
     assert_eq!(nats_metric(&b, "import_gap"), 0);
+    // The hand-off from the NATS thread to a worker is a hop of its own.
+    let imports: u64 = http_get(b.addr, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("feedrelay_hop_latency_seconds_count{hop=\"import\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(imports >= 20_000, "import hop recorded {imports} times");
 }
 
 #[test]

@@ -13,11 +13,19 @@ pub enum Hop {
     Egress,
     /// Compressing one message (permessage-deflate), on the worker that ingested it.
     Deflate,
+    /// Received from NATS by the NATS thread → taken by the worker that ingests it.
+    Import,
 }
 
 impl Hop {
     /// Every hop, in path order.
-    pub const ALL: [Hop; 4] = [Hop::Ingress, Hop::Queue, Hop::Egress, Hop::Deflate];
+    pub const ALL: [Hop; 5] = [
+        Hop::Ingress,
+        Hop::Queue,
+        Hop::Egress,
+        Hop::Deflate,
+        Hop::Import,
+    ];
 
     /// The label and hlog tag.
     pub fn name(self) -> &'static str {
@@ -26,13 +34,14 @@ impl Hop {
             Hop::Queue => "queue",
             Hop::Egress => "egress",
             Hop::Deflate => "deflate",
+            Hop::Import => "import",
         }
     }
 
     /// Whether a table may leave this hop out when nothing was recorded (compression
-    /// is off, or nothing qualified).
+    /// is off or nothing qualified; nothing imported from NATS).
     pub fn optional(self) -> bool {
-        self == Hop::Deflate
+        matches!(self, Hop::Deflate | Hop::Import)
     }
 }
 
@@ -51,13 +60,14 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Histograms for every hop, in ns.
 #[derive(Debug, Clone)]
 pub struct HopHistograms {
-    hists: [Histogram<u64>; 4],
+    hists: [Histogram<u64>; 5],
 }
 
 impl Default for HopHistograms {
     fn default() -> Self {
         HopHistograms {
             hists: [
+                new_histogram(),
                 new_histogram(),
                 new_histogram(),
                 new_histogram(),

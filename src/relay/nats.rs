@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::worker::WorkerCtx;
 use crate::io::nats::subject::check_subject;
 use crate::io::nats::{NatsAuth, NatsOptions};
-use crate::metrics::now_ns;
+use crate::metrics::{now_ns, Hop};
 use crate::ws::MessageKind;
 
 /// Most a hand-off channel (`export_queue`, `import_queue`) may hold.
@@ -240,7 +240,9 @@ impl WorkerCtx {
         while n < IMPORT_BATCH {
             let Ok(m) = queue.try_recv() else { break };
             n += 1;
-            let read_ns = now_ns().saturating_sub(m.received.elapsed().as_nanos() as u64);
+            // The hand-off is its own hop; `ingress` then covers parse, frame, route.
+            let read_ns = now_ns();
+            self.record(Hop::Import, m.received.elapsed().as_nanos() as u64);
             let kind = match m.binary {
                 true => MessageKind::Binary,
                 false => MessageKind::Text,
