@@ -97,16 +97,7 @@ fn start_relay(
         .nats
         .as_ref()
         .map(|n| feedrelay::io::nats::start(n.options(), links[0].parkers()).unwrap());
-    let nats: Vec<WorkerNats> = (0..2)
-        .map(|i| match bridge.as_mut() {
-            Some(b) => WorkerNats {
-                export: b.exporter(),
-                imports: b.take_imports(i),
-                counters: Some(b.counters()),
-            },
-            None => WorkerNats::default(),
-        })
-        .collect();
+    let nats: Vec<WorkerNats> = (0..2).map(|i| WorkerNats::of(bridge.as_mut(), i)).collect();
     let per_worker = Arc::new(Mutex::new(
         listeners
             .into_iter()

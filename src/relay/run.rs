@@ -235,14 +235,7 @@ pub fn run_relay(
         None => None,
     };
     let worker_nats: Vec<WorkerNats> = (0..workers)
-        .map(|id| match nats.as_mut() {
-            Some(b) => WorkerNats {
-                export: b.exporter(),
-                imports: b.take_imports(id),
-                counters: Some(b.counters()),
-            },
-            None => WorkerNats::default(),
-        })
+        .map(|id| WorkerNats::of(nats.as_mut(), id))
         .collect();
     // Each worker takes its own listener, channel ends and feeds at start (not the hot
     // path).

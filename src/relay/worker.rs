@@ -32,7 +32,7 @@ use super::subscriber::SubWriter;
 use super::topic::{JsonPointer, TopicReader};
 use crate::io::driver::server::ServerConfig;
 use crate::io::listener::{accept_until_shutdown, drain_connections};
-use crate::io::nats::{Exporter, ImportQueue, NatsCounters};
+use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
 use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
@@ -252,6 +252,20 @@ pub struct WorkerNats {
     pub imports: Option<ImportQueue>,
     /// The client's counters.
     pub counters: Option<Arc<NatsCounters>>,
+}
+
+impl WorkerNats {
+    /// Worker `id`'s ends of the running client's hand-offs (none without one).
+    pub fn of(bridge: Option<&mut NatsBridge>, id: usize) -> WorkerNats {
+        match bridge {
+            Some(b) => WorkerNats {
+                export: b.exporter(),
+                imports: b.take_imports(id),
+                counters: Some(b.counters()),
+            },
+            None => WorkerNats::default(),
+        }
+    }
 }
 
 /// Runs one relay worker: accepts on its listener until shutdown, then lets
