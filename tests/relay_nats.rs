@@ -432,6 +432,28 @@ fn the_nats_thread_is_pinned_where_configured() {
 }
 
 #[test]
+fn overlapping_import_patterns_relay_each_message_once() {
+    let nats = NatsServer::start(0);
+    let a = relay(&[nats.url()], "export = true");
+    // NATS delivers a message once per matching subscription: T0's come twice.
+    let b = relay(
+        &[nats.url()],
+        "import = [\"feedrelay.>\", \"feedrelay.T0\"]",
+    );
+    link_up(&a, &b);
+    let on_b = collect(Raw::subscribe(b.addr, "T0,T1"), Duration::from_secs(2));
+    publish(a.addr, 200, 1_000, || {});
+    let seen = on_b.join().unwrap();
+    assert_eq!(in_order(&seen), 100, "T0 and T1, each once: {seen:?}");
+    wait_metric(
+        b.addr,
+        None,
+        "feedrelay_nats_total{event=\"import_late\"}",
+        |n| n == 50,
+    );
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");

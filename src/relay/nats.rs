@@ -110,8 +110,11 @@ impl NatsConfig {
             ));
         }
         check_subject(&self.subject_prefix, false).map_err(|e| ("nats.subject_prefix", e))?;
-        for p in &self.import {
+        for (i, p) in self.import.iter().enumerate() {
             check_subject(p, true).map_err(|e| ("nats.import", e))?;
+            if self.import[..i].contains(p) {
+                return Err(("nats.import", format!("{p:?} is listed twice")));
+            }
         }
         let ways = [
             self.token.is_some(),
@@ -337,6 +340,13 @@ mod tests {
                 "nats.import",
                 NatsConfig {
                     import: vec!["a.>.b".into()],
+                    ..ok()
+                },
+            ),
+            (
+                "nats.import",
+                NatsConfig {
+                    import: vec!["a.>".into(), "a.>".into()],
                     ..ok()
                 },
             ),

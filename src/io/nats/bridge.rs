@@ -439,12 +439,17 @@ async fn import_loop(
         if let (Some(origin), Some(seq)) = (origin, header(SEQ_HEADER).and_then(|s| s.parse().ok()))
         {
             match gaps.see(origin, msg.subject.as_str(), seq) {
-                Seen::InOrder | Seen::Untracked => {}
+                Seen::InOrder | Seen::Untracked | Seen::Restarted => {}
                 Seen::AfterGap(n) => {
                     bump(&counters.import_gap, n);
                     tracing::warn!(subject = %msg.subject, missed = n, "nats: messages never arrived");
                 }
-                Seen::Late => bump(&counters.import_late, 1),
+                // A second copy (overlapping import patterns deliver one per
+                // subscription) or an old one: not relayed.
+                Seen::Late => {
+                    bump(&counters.import_late, 1);
+                    continue;
+                }
             }
         }
         let binary = header(KIND_HEADER) == Some("binary")

@@ -14,7 +14,8 @@
 //!   handed to one worker, chosen by its subject so one subject's order is kept, over
 //!   a bounded channel ([`NatsOptions::import_queue`]; full: dropped and counted), and
 //!   that worker is unparked. Numbers from other feedrelays are checked: what never
-//!   came is counted (`import_gap`), as is what came late or twice (`import_late`).
+//!   came is counted (`import_gap`); what came late or twice is counted
+//!   (`import_late`) and not relayed.
 //! - **Connection.** Every URL is tried in turn, then the servers the cluster
 //!   announces; a relay that cannot reach any at start serves locally and says so, and
 //!   keeps trying, as it does after losing a server: the first attempt at once, then

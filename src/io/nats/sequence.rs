@@ -60,8 +60,11 @@ pub enum Seen {
     InOrder,
     /// This many numbers were skipped before it.
     AfterGap(u64),
-    /// At or below one already seen: late or a duplicate.
+    /// At or below one already seen (and not 1): late or a duplicate.
     Late,
+    /// Number 1 after higher ones: the origin started again (a relay restarted with a
+    /// configured origin); counting starts over. (A 1 after a 1 is a copy: `Late`.)
+    Restarted,
     /// Not checked: the map is full.
     Untracked,
 }
@@ -80,6 +83,10 @@ impl GapCounter {
     pub fn see(&mut self, origin: &str, subject: &str, seq: u64) -> Seen {
         if let Some(last) = self.last.get_mut(origin).and_then(|m| m.get_mut(subject)) {
             let prev = *last;
+            if seq == 1 && prev > 1 {
+                *last = 1;
+                return Seen::Restarted;
+            }
             if seq <= prev {
                 return Seen::Late;
             }
@@ -129,6 +136,10 @@ mod tests {
         assert_eq!(g.see("o1", "s", 9), Seen::AfterGap(2));
         assert_eq!(g.see("o1", "s", 9), Seen::Late);
         assert_eq!(g.see("o1", "s", 7), Seen::Late);
+        assert_eq!(g.see("o1", "s", 1), Seen::Restarted);
+        assert_eq!(g.see("o1", "s", 2), Seen::InOrder);
+        assert_eq!(g.see("o3", "s", 1), Seen::InOrder);
+        assert_eq!(g.see("o3", "s", 1), Seen::Late, "a copy of the first");
         assert_eq!(g.see("o2", "s", 1), Seen::InOrder, "another origin");
         assert_eq!(g.see("o1", "t", 1), Seen::InOrder, "another subject");
     }
