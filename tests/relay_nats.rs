@@ -454,6 +454,37 @@ fn overlapping_import_patterns_relay_each_message_once() {
 }
 
 #[test]
+fn credentials_are_presented_and_wrong_ones_keep_the_relay_local() {
+    let with_token = NatsServer::start_with(&["--auth", "s3cret"]);
+    let ok = relay(&[with_token.url()], "export = true\ntoken = \"s3cret\"");
+    drop(ok);
+    let with_user = NatsServer::start_with(&["--user", "desk", "--pass", "pw"]);
+    let ok = relay(
+        &[with_user.url()],
+        "export = true\nuser = \"desk\"\npassword = \"pw\"",
+    );
+    drop(ok);
+    let wrong = Server::relay(
+        &[],
+        Some(&config(
+            &[with_token.url()],
+            "export = true\ntoken = \"guess\"\nconnect_timeout_ms = 300",
+        )),
+    );
+    assert!(
+        wrong.wait_for_log("no server reachable at start", Duration::from_secs(10)),
+        "{}",
+        wrong.log()
+    );
+    assert!(
+        wrong.log().contains("connection attempt 1 failed"),
+        "{}",
+        wrong.log()
+    );
+    assert!(!wrong.log().contains("nats: connected"));
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");
@@ -477,6 +508,15 @@ fn a_bad_nats_section_is_refused_naming_the_field() {
     assert_ne!(code, Some(0));
     assert!(
         out.contains("core 4096 is not one this process may run on"),
+        "{out}"
+    );
+    let creds = dir.0.join("relay.creds");
+    std::fs::write(&creds, "not a creds file\n").unwrap();
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\nexport = true\ncreds_file = \"relay.creds\"\n").unwrap();
+    let (code, out) = common::run_with_config(&path);
+    assert_ne!(code, Some(0));
+    assert!(
+        out.contains("creds_file") && out.contains("relay.creds"),
         "{out}"
     );
 }

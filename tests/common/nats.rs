@@ -59,6 +59,12 @@ impl NatsServer {
         NatsServer::spawn(free_port(), &args)
     }
 
+    /// One server on a free port with `args` (`--auth TOKEN`, `--user U --pass P`).
+    pub fn start_with(args: &[&str]) -> NatsServer {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        NatsServer::spawn(free_port(), &args)
+    }
+
     /// `n` servers routed to each other on loopback; returns once every route is up.
     pub fn cluster(n: usize) -> Vec<NatsServer> {
         let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
