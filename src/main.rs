@@ -81,6 +81,11 @@ enum Command {
         /// relay's events are printed as a subscriber receives them.
         #[arg(long, requires = "feed")]
         outage: bool,
+        /// Across NATS: the exchange publishes to a second relay that exports to NATS,
+        /// and the demo's relay imports from it (the table gains the `import` hop).
+        /// `--nats` starts `nats-server` from the PATH; `--nats URL` uses that server.
+        #[arg(long, num_args = 0..=1, conflicts_with = "feed")]
+        nats: Option<Option<String>>,
     },
     /// Open-loop load through a relay: latency from the scheduled send time (p50 to max),
     /// loss and order checks, relay CPU per delivered message.
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             hlog,
             feed,
             outage,
+            nats,
         } => {
             let args = DemoArgs {
                 duration,
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
                 hlog,
                 feed,
                 outage,
+                nats,
             };
             feedrelay::demo::command(args, &say)
         }

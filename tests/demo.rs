@@ -50,6 +50,25 @@ fn demo_shows_a_snapshot_and_the_events_of_an_outage() {
     assert_eq!(text.matches(r#""event":"stale""#).count(), 1, "{text}");
 }
 
+/// `--nats URL`: the exchange publishes to an exporting relay, the demo's relay imports
+/// across a real nats-server; the table has the import hop, nothing is dropped.
+#[test]
+fn demo_across_nats_reports_the_import_hop() {
+    let nats = common::nats::NatsServer::start(0);
+    let text = demo(&["--nats", &nats.url()]);
+    assert!(
+        text.contains(&format!("to a relay exporting to {}", nats.url())),
+        "{text}"
+    );
+    let last = text.rsplit("final:").next().unwrap_or_default();
+    let import = last
+        .lines()
+        .find(|l| l.trim_start().starts_with("import "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    assert!(import.is_some_and(|n| n > 1_000), "{last}");
+    assert!(last.contains("dropped 0"), "{last}");
+}
+
 /// Runs the demo for 3 s with `extra` flags; checks the final table, the hlog and the
 /// plot; returns what it printed.
 fn demo(extra: &[&str]) -> String {

@@ -5,8 +5,10 @@
 //! the subscribers measure from each message's send time.
 //!
 //! - [`exchange`]: the synthetic `/pub` exchange and the mock A/B feed lines.
+//! - [`backbone`]: `--nats`, the exchange's messages reaching the relay across NATS.
 //! - [`subscribers`]: the subscribers and what they measure.
 
+pub mod backbone;
 pub mod exchange;
 pub mod subscribers;
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use hdrhistogram::Histogram;
 
+use backbone::Backbone;
 use exchange::{run_exchange, MockLines, SYMBOLS};
 use subscribers::{run_subscribers, DemoStats};
 
@@ -48,6 +51,9 @@ pub struct DemoArgs {
     pub feed: bool,
     /// With `feed`: both lines go down (A at 5 s, B at 6 s) and come back at 9 s.
     pub outage: bool,
+    /// Across NATS: `Some(None)` starts a `nats-server` from the PATH, `Some(Some(url))`
+    /// uses that one.
+    pub nats: Option<Option<String>>,
 }
 
 /// Runs the demo until `duration` or Ctrl-C, printing through `say`.
@@ -57,6 +63,12 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         Some(l) => Config::parse(&l.feeds_toml(), "demo feeds")?,
         None => Config::default(),
     };
+    let backbone = a
+        .nats
+        .as_ref()
+        .map(|url| Backbone::start(url.as_deref()))
+        .transpose()?;
+    config.nats = backbone.as_ref().map(Backbone::import_config);
     config.listen = "127.0.0.1:0".parse()?;
     config.workers = a.workers;
     let map = CoreMap::limited(config.workers, None, crate::relay::routing::MAX_WORKERS)?;
@@ -86,13 +98,7 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         )
     });
     let url = format!("ws://{local}/");
-    let source = match &lines {
-        Some(_) => format!(
-            "two mock exchanges as A/B feed lines at {} trades/s each",
-            a.rate
-        ),
-        None => format!("exchange publishing at {} msg/s (bursty)", a.rate),
-    };
+    let source = describe_source(&a, lines.is_some(), backbone.as_ref());
     say(&format!(
         "feedrelay demo: relay on {url} ({n} workers), {source}, {} subscribers; Ctrl-C to stop",
         a.subs
@@ -108,7 +114,8 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     };
     std::thread::sleep(Duration::from_millis(300));
     let exchange = lines.is_none().then(|| {
-        let (url, stats, rate) = (url.clone(), Arc::clone(&stats), a.rate);
+        let url = backbone.as_ref().map_or(&url, |b| &b.upstream).clone();
+        let (stats, rate) = (Arc::clone(&stats), a.rate);
         std::thread::spawn(move || run_exchange(url, rate, stats))
     });
     let mut live = LiveTable::new(&stats, lines.as_ref(), collector.snapshot());
@@ -169,6 +176,21 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     let totals = collector.finish()?.merged();
     say(&format!("final:\n{}", live.render(started.elapsed())));
     finish(&a.hlog, &totals, &stats, say)
+}
+
+/// Where the demo's messages come from, in words.
+fn describe_source(a: &DemoArgs, feed: bool, backbone: Option<&Backbone>) -> String {
+    let source = match feed {
+        true => format!(
+            "two mock exchanges as A/B feed lines at {} trades/s each",
+            a.rate
+        ),
+        false => format!("exchange publishing at {} msg/s (bursty)", a.rate),
+    };
+    match backbone {
+        Some(b) => format!("{source} to a relay exporting to {}", b.nats_url),
+        None => source,
+    }
 }
 
 /// `--outage`: the step due at `t` (each second is looked at once).
