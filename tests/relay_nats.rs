@@ -485,6 +485,41 @@ fn credentials_are_presented_and_wrong_ones_keep_the_relay_local() {
 }
 
 #[test]
+fn a_message_over_the_servers_max_payload_is_relayed_locally_and_counted() {
+    let dir = common::TempDir::new("nats-max-payload");
+    let conf = dir.0.join("nats.conf");
+    std::fs::write(&conf, "max_payload: 1024\n").unwrap();
+    let nats = NatsServer::start_with(&["-c", &conf.display().to_string()]);
+    let a = relay(&[nats.url()], "export = true");
+    let b = relay(&[nats.url()], "import = [\"feedrelay.>\"]");
+    link_up(&a, &b);
+    let mut here = Raw::subscribe(a.addr, "T0");
+    let mut there = Raw::subscribe(b.addr, "T0");
+    let mut p = Raw::publish(a.addr);
+    let big = format!(r#"{{"topic":"T0","seq":1,"pad":"{}"}}"#, "x".repeat(2_000));
+    p.send(0x81, big.as_bytes());
+    p.send(0x81, br#"{"topic":"T0","seq":2}"#);
+    assert_eq!(here.recv().unwrap().1, big.as_bytes(), "relayed locally");
+    assert_eq!(here.recv().unwrap().1, br#"{"topic":"T0","seq":2}"#);
+    assert_eq!(
+        there.recv().unwrap().1,
+        br#"{"topic":"T0","seq":2}"#,
+        "the next one crosses"
+    );
+    wait_metric(
+        a.addr,
+        None,
+        "feedrelay_nats_total{event=\"export_errors\"}",
+        |n| n == 1,
+    );
+    assert!(
+        a.log().contains("a message was not exported"),
+        "{}",
+        a.log()
+    );
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");

@@ -366,11 +366,22 @@ async fn export_loop(
         return std::future::pending().await;
     }
     let mut numbering = Numbering::default();
+    // The server's max_payload, read again after each (re)connection; 0: none yet.
+    let (mut max_payload, mut read_at) = (0, 0);
     loop {
         let woken = notify.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let mut sent = 0;
+        // The server closes a connection that publishes more than max_payload (the
+        // client does not check it for messages with headers): such a message is
+        // refused here instead.
+        let connects = counters.connects.load(Ordering::Relaxed);
+        // (The connection event can come before the server's INFO is in place: 0 is
+        // read again.)
+        if connects != read_at || max_payload == 0 {
+            (max_payload, read_at) = (client.server_info().max_payload, connects);
+        }
         while let Ok(m) = rx.try_recv() {
             let (to, seq) = numbering.next(&m.topic, || {
                 Subject::from(subject::subject(&o.subject_prefix, &m.topic))
@@ -379,11 +390,22 @@ async fn export_loop(
             counters
                 .untracked
                 .store(numbering.untracked, Ordering::Relaxed);
-            match client.publish_with_headers(to, headers, m.payload).await {
+            let size = header_bytes(&headers) + m.payload.len();
+            let sent_ok = if max_payload > 0 && size > max_payload {
+                Err(format!(
+                    "{size} bytes with headers, over the server's max_payload of {max_payload}"
+                ))
+            } else {
+                let publish = client.publish_with_headers(to, headers, m.payload);
+                publish.await.map_err(|e| e.to_string())
+            };
+            match sent_ok {
                 Ok(()) => bump(&counters.exported, 1),
                 Err(e) => {
-                    bump(&counters.export_errors, 1);
-                    tracing::debug!("nats: publish: {e}");
+                    let n = counters.export_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    if worth_saying(n) {
+                        tracing::warn!("nats: a message was not exported: {e} ({n} so far)");
+                    }
                 }
             }
             sent += 1;
@@ -393,6 +415,21 @@ async fn export_loop(
         }
         woken.await;
     }
+}
+
+/// What `h` takes on the wire in an `HPUB` (`NATS/1.0`, each `Name: value`, the blank
+/// line), counted with the payload against the server's `max_payload`.
+fn header_bytes(h: &HeaderMap) -> usize {
+    let fields: usize = h
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| AsRef::<[u8]>::as_ref(name).len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + fields + 2
 }
 
 /// The headers of an exported message.
@@ -503,6 +540,13 @@ mod tests {
     fn repeats_are_said_at_powers_of_ten() {
         let said: Vec<u64> = (1..=1_000).filter(|&n| worth_saying(n)).collect();
         assert_eq!(said, [1, 10, 100, 1_000]);
+    }
+
+    #[test]
+    fn header_bytes_are_what_goes_on_the_wire() {
+        // NATS/1.0\r\n + Feedrelay-Origin: box-a\r\n + Feedrelay-Seq: 7\r\n + \r\n
+        let h = headers("box-a", Some(7), false);
+        assert_eq!(header_bytes(&h), 10 + 25 + 18 + 2);
     }
 
     #[test]
