@@ -485,12 +485,20 @@ fn credentials_are_presented_and_wrong_ones_keep_the_relay_local() {
 }
 
 #[test]
-fn a_message_over_the_servers_max_payload_is_relayed_locally_and_counted() {
+fn messages_over_the_servers_limits_are_relayed_locally_and_counted() {
     let dir = common::TempDir::new("nats-max-payload");
     let conf = dir.0.join("nats.conf");
     std::fs::write(&conf, "max_payload: 1024\n").unwrap();
     let nats = NatsServer::start_with(&["-c", &conf.display().to_string()]);
-    let a = relay(&[nats.url()], "export = true");
+    let a = Server::relay(
+        &[],
+        Some(&config_with(
+            "topic_pointer = \"/topic\"\nmax_topic_bytes = 2000\n",
+            &[nats.url()],
+            "export = true",
+        )),
+    );
+    assert!(a.wait_for_log("nats: connected", Duration::from_secs(10)));
     let b = relay(&[nats.url()], "import = [\"feedrelay.>\"]");
     link_up(&a, &b);
     let mut here = Raw::subscribe(a.addr, "T0");
@@ -506,17 +514,26 @@ fn a_message_over_the_servers_max_payload_is_relayed_locally_and_counted() {
         br#"{"topic":"T0","seq":2}"#,
         "the next one crosses"
     );
+    // A topic whose subject would pass NATS' documented 4 KiB protocol line: the same.
+    let long = ".".repeat(1_500);
+    let mut on_long = Raw::subscribe(a.addr, &long);
+    let msg = format!(r#"{{"topic":"{long}","seq":1}}"#);
+    p.send(0x81, msg.as_bytes());
+    p.send(0x81, br#"{"topic":"T0","seq":3}"#);
+    assert_eq!(on_long.recv().unwrap().1, msg.as_bytes(), "relayed locally");
+    assert_eq!(there.recv().unwrap().1, br#"{"topic":"T0","seq":3}"#);
     wait_metric(
         a.addr,
         None,
         "feedrelay_nats_total{event=\"export_errors\"}",
-        |n| n == 1,
+        |n| n == 2,
     );
     assert!(
-        a.log().contains("a message was not exported"),
+        a.log().contains("over the server's max_payload"),
         "{}",
         a.log()
     );
+    assert_eq!(nats_metric(&a, "disconnects"), 0, "{}", a.log());
 }
 
 #[test]

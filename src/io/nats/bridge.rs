@@ -21,6 +21,13 @@ use crate::io::idle::Parker;
 /// small, so little waits inside the client while it reconnects.
 const CLIENT_CAPACITY: usize = 1_024;
 
+/// The longest subject exported: NATS documents a protocol line of at most 4 KiB
+/// (`max_control_line`), and an `HPUB` line holds the subject and three numbers. A
+/// topic escapes to up to three times its length, so a 4,096-byte topic could reach
+/// 12 KiB. (nats-server 2.9.10 took a 4.5 KB subject in our test; the bound is kept
+/// for servers that hold to the documented limit.)
+const MAX_SUBJECT_BYTES: usize = 4_000;
+
 /// Messages published before the export loop lets the import loop run.
 const EXPORT_BATCH: usize = 256;
 
@@ -394,6 +401,11 @@ async fn export_loop(
             let sent_ok = if max_payload > 0 && size > max_payload {
                 Err(format!(
                     "{size} bytes with headers, over the server's max_payload of {max_payload}"
+                ))
+            } else if to.len() > MAX_SUBJECT_BYTES {
+                Err(format!(
+                    "its subject is {} bytes, over {MAX_SUBJECT_BYTES}",
+                    to.len()
                 ))
             } else {
                 let publish = client.publish_with_headers(to, headers, m.payload);
