@@ -329,24 +329,18 @@ struct Work {
 }
 
 impl Work {
+    /// Export and import until `stop`, then a bounded flush of what was exported.
     async fn run(self, stop: &Notify) {
-        let Work {
-            client,
-            options,
-            counters,
-            notify,
-            export_rx,
-            hand_off,
-        } = self;
-        let said = say_if_unreachable(&counters, options.connect_timeout);
-        let export = export_loop(&client, &options, &counters, &notify, &export_rx);
-        let import = import_loop(&client, &options, &counters, &hand_off);
+        let w = &self;
+        let said = say_if_unreachable(&w.counters, w.options.connect_timeout);
+        let export = export_loop(&w.client, &w.options, &w.counters, &w.notify, &w.export_rx);
+        let import = import_loop(&w.client, &w.options, &w.counters, &w.hand_off);
         tokio::select! {
             () = stop.notified() => {}
             () = async { tokio::join!(said, export, import); } => {}
         }
-        if options.export && counters.connected() {
-            let _ = tokio::time::timeout(FLUSH_ON_STOP, client.flush()).await;
+        if w.options.export && w.counters.connected() {
+            let _ = tokio::time::timeout(FLUSH_ON_STOP, w.client.flush()).await;
         }
     }
 }
