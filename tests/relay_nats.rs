@@ -537,6 +537,58 @@ fn messages_over_the_servers_limits_are_relayed_locally_and_counted() {
 }
 
 #[test]
+fn a_hot_standby_exporting_the_same_feed_is_arbitrated_by_the_importer() {
+    let nats = NatsServer::start(0);
+    let primary = relay(&[nats.url()], "export = true");
+    let standby = relay(&[nats.url()], "export = true");
+    let arbitrated = relay(
+        &[nats.url()],
+        "import = [\"feedrelay.>\"]\nseq_pointer = \"/seq\"",
+    );
+    let plain = relay(&[nats.url()], "import = [\"feedrelay.>\"]");
+    for to in [&arbitrated, &plain] {
+        link_up(&primary, to);
+        link_up(&standby, to);
+    }
+    let on_arbitrated = collect(
+        Raw::subscribe(arbitrated.addr, "T0,T1,T2,T3"),
+        Duration::from_secs(2),
+    );
+    let on_plain = collect(
+        Raw::subscribe(plain.addr, "T0,T1,T2,T3"),
+        Duration::from_secs(2),
+    );
+    // The same stream into both exporting relays, as two A/B lines would carry it.
+    let (mut p1, mut p2) = (Raw::publish(primary.addr), Raw::publish(standby.addr));
+    for i in 0..2_000u64 {
+        let msg = format!(r#"{{"topic":"T{}","seq":{}}}"#, i % TOPICS, i / TOPICS + 1);
+        p1.send(0x81, msg.as_bytes());
+        p2.send(0x81, msg.as_bytes());
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let seen = on_arbitrated.join().unwrap();
+    assert_eq!(in_order(&seen), 2_000, "each once, in order");
+    let doubled: u64 = on_plain
+        .join()
+        .unwrap()
+        .values()
+        .map(|v| v.len() as u64)
+        .sum();
+    assert_eq!(
+        doubled, 4_000,
+        "without seq_pointer both copies are relayed"
+    );
+    wait_metric(
+        arbitrated.addr,
+        None,
+        "feedrelay_nats_total{event=\"import_duplicates\"}",
+        |n| n == 2_000,
+    );
+}
+
+#[test]
 fn a_bad_nats_section_is_refused_naming_the_field() {
     let dir = common::TempDir::new("nats-config");
     let path = dir.0.join("bad.toml");

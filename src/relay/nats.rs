@@ -9,14 +9,17 @@
 //! Imported messages are never exported again, and a relay skips what carries its own
 //! origin header, so relays that export and import the same subjects do not loop.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::feed::arbiter::{Arbiter, Verdict};
+use super::topic::{JsonPointer, TopicLookup};
 use super::worker::WorkerCtx;
 use crate::io::nats::subject::check_subject;
-use crate::io::nats::{NatsAuth, NatsOptions};
+use crate::io::nats::{Imported, NatsAuth, NatsOptions, MAX_ORIGINS};
 use crate::metrics::{now_ns, Hop};
 use crate::ws::MessageKind;
 
@@ -66,6 +69,11 @@ pub struct NatsConfig {
     /// Pin the NATS thread to this core (default: unpinned, wherever the process may
     /// run). Keep it off the workers' cores: it would take their time.
     pub core: Option<usize>,
+    /// Arbitrate imports across exporting relays by this per-topic sequence number (a
+    /// JSON pointer, as a feed's `seq_pointer`): when two relays export the same feed
+    /// (a hot standby beside the primary), the first copy of each (topic, number) is
+    /// relayed and the other dropped (`import_duplicates`).
+    pub seq_pointer: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -87,6 +95,7 @@ impl Default for NatsConfig {
             reconnect_initial_ms: 100,
             reconnect_max_ms: 2_000,
             core: None,
+            seq_pointer: None,
         }
     }
 }
@@ -146,6 +155,9 @@ impl NatsConfig {
             if let Err(e) = std::fs::metadata(f) {
                 return Err(("nats.creds_file", format!("{}: {e}", f.display())));
             }
+        }
+        if let Some(p) = &self.seq_pointer {
+            JsonPointer::parse(p).map_err(|e| ("nats.seq_pointer", e))?;
         }
         if let Some(o) = &self.origin {
             if o.is_empty() || o.len() > 64 || !o.bytes().all(|b| b.is_ascii_graphic()) {
@@ -232,6 +244,14 @@ fn random_origin() -> String {
     format!("fr-{:016x}", u64::from_le_bytes(b))
 }
 
+/// The arbiter for imports across exporting relays, when `seq_pointer` is set.
+pub(super) fn import_arbiter(config: Option<&NatsConfig>) -> Option<RefCell<Arbiter>> {
+    config?
+        .seq_pointer
+        .as_ref()
+        .map(|_| RefCell::new(Arbiter::new(MAX_ORIGINS)))
+}
+
 impl WorkerCtx {
     /// Ingests up to [`IMPORT_BATCH`] messages imported from NATS as a publisher's
     /// would be (never exported again); returns how many.
@@ -251,12 +271,40 @@ impl WorkerCtx {
                 false => MessageKind::Text,
             };
             let lookup = self.import_topics.borrow_mut().lookup(&m.payload);
+            if self.is_copy(&m, &lookup) {
+                continue;
+            }
             self.ingest_imported(kind, &m.payload, lookup, read_ns);
         }
         if n > 0 {
             self.flush();
         }
         n
+    }
+
+    /// Whether `m` is a copy another exporting relay delivered first (`seq_pointer`
+    /// set); counted. Messages without an origin, a topic or a number pass.
+    fn is_copy(&self, m: &Imported, lookup: &TopicLookup) -> bool {
+        let Some(arbiter) = &self.import_arbiter else {
+            return false;
+        };
+        let seq = self.import_topics.borrow().seq();
+        let topic: &[u8] = match lookup {
+            TopicLookup::InPayload(r) => &m.payload[r.clone()],
+            TopicLookup::Unescaped(t) => t.as_bytes(),
+            _ => return false,
+        };
+        let (Some(line), Some(seq)) = (m.origin, seq) else {
+            return false;
+        };
+        let (verdict, _) = arbiter.borrow_mut().check(line, topic, seq);
+        let copy = verdict == Verdict::Duplicate;
+        if copy {
+            if let Some(c) = &self.nats_counters {
+                c.count_import_duplicate();
+            }
+        }
+        copy
     }
 
     /// Whether imported messages wait for this worker.
@@ -347,6 +395,13 @@ mod tests {
                 "nats.import",
                 NatsConfig {
                     import: vec!["a.>".into(), "a.>".into()],
+                    ..ok()
+                },
+            ),
+            (
+                "nats.seq_pointer",
+                NatsConfig {
+                    seq_pointer: Some("no-slash".into()),
                     ..ok()
                 },
             ),

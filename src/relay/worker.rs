@@ -138,8 +138,10 @@ pub(super) struct WorkerCtx {
     pub(super) nats_offered: Cell<bool>,
     /// Messages imported from NATS for this worker to ingest (`[nats] import`).
     pub(super) nats_imports: Option<ImportQueue>,
-    /// Reads imported messages' topics.
+    /// Reads imported messages' topics (and numbers, with `[nats] seq_pointer`).
     pub(super) import_topics: RefCell<TopicReader>,
+    /// Drops imported copies another exporting relay delivered first.
+    pub(super) import_arbiter: Option<RefCell<super::feed::arbiter::Arbiter>>,
     /// The NATS client's counters (worker 0 reports them).
     pub(super) nats_counters: Option<Arc<NatsCounters>>,
 }
@@ -396,8 +398,15 @@ fn new_ctx(
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
-    let import_topics =
-        RefCell::new(TopicReader::new(pointer.clone()).max_name_bytes(config.max_topic_bytes));
+    let seq_pointer = match config.nats.as_ref().and_then(|n| n.seq_pointer.as_deref()) {
+        Some(p) => Some(
+            JsonPointer::parse(p).map_err(|e| IoError::Config(format!("nats.seq_pointer: {e}")))?,
+        ),
+        None => None,
+    };
+    let import_topics = RefCell::new(
+        TopicReader::with_seq(pointer.clone(), seq_pointer).max_name_bytes(config.max_topic_bytes),
+    );
     Ok(WorkerCtx {
         id,
         shard: RefCell::new(Shard::new(id, workers, settings)),
@@ -451,6 +460,7 @@ fn new_ctx(
         nats_offered: Cell::new(false),
         nats_imports: nats.imports,
         import_topics,
+        import_arbiter: super::nats::import_arbiter(config.nats.as_ref()),
         nats_counters: nats.counters,
     })
 }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::sequence::{GapCounter, Numbering, Seen};
 use super::{
     backoff, bump, subject, Exporter, ImportQueue, Imported, NatsAuth, NatsCounters, NatsError,
-    NatsOptions, Outgoing, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER,
+    NatsOptions, Outgoing, KIND_HEADER, MAX_ORIGINS, ORIGIN_HEADER, SEQ_HEADER,
 };
 use crate::io::idle::Parker;
 
@@ -311,6 +311,18 @@ impl ImportHandOff {
     }
 }
 
+/// `name`'s index in `origins`, added if new and there is room ([`MAX_ORIGINS`]).
+fn origin_index(origins: &mut Vec<String>, name: &str) -> Option<usize> {
+    if let Some(i) = origins.iter().position(|o| o == name) {
+        return Some(i);
+    }
+    if origins.len() >= MAX_ORIGINS {
+        return None;
+    }
+    origins.push(name.to_owned());
+    Some(origins.len() - 1)
+}
+
 /// FNV-1a: a stable, cheap hash to spread subjects over workers.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -470,6 +482,8 @@ async fn import_loop(
     }
     let mut all = futures_util::stream::select_all(subs);
     let mut gaps = GapCounter::default();
+    // Exporting relays in the order first seen: a message's origin as an index.
+    let mut origins: Vec<String> = Vec::new();
     while let Some(msg) = all.next().await {
         let received = Instant::now();
         let headers = msg.headers.as_ref();
@@ -497,12 +511,14 @@ async fn import_loop(
         }
         let binary = header(KIND_HEADER) == Some("binary")
             || (header(KIND_HEADER).is_none() && simdutf8::basic::from_utf8(&msg.payload).is_err());
+        let origin = origin.and_then(|name| origin_index(&mut origins, name));
         hand_off.hand(
             msg.subject.as_str(),
             Imported {
                 payload: msg.payload,
                 binary,
                 received,
+                origin,
             },
         );
     }
@@ -530,6 +546,7 @@ mod tests {
             payload: bytes::Bytes::new(),
             binary: false,
             received: Instant::now(),
+            origin: None,
         };
         for _ in 0..4 {
             h.hand("feedrelay.A", m());
@@ -540,6 +557,19 @@ mod tests {
         h.hand("feedrelay.A", m());
         assert_eq!(counters.get("imported"), Some(4));
         assert_eq!(counters.get("import_dropped_full"), Some(1));
+    }
+
+    #[test]
+    fn origins_get_stable_indexes_up_to_the_bound() {
+        let mut o = Vec::new();
+        assert_eq!(origin_index(&mut o, "a"), Some(0));
+        assert_eq!(origin_index(&mut o, "b"), Some(1));
+        assert_eq!(origin_index(&mut o, "a"), Some(0));
+        for i in 2..MAX_ORIGINS {
+            assert_eq!(origin_index(&mut o, &i.to_string()), Some(i));
+        }
+        assert_eq!(origin_index(&mut o, "one too many"), None);
+        assert_eq!(origin_index(&mut o, "b"), Some(1));
     }
 
     #[test]

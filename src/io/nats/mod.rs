@@ -125,7 +125,13 @@ pub struct Imported {
     pub binary: bool,
     /// When the NATS thread received it.
     pub received: Instant,
+    /// Which exporting relay sent it, as an index in the order origins were first seen
+    /// (below [`MAX_ORIGINS`]); `None` without an origin header, or past the bound.
+    pub origin: Option<usize>,
 }
+
+/// Exporting relays an importer tells apart (for arbitration across them).
+pub const MAX_ORIGINS: usize = 64;
 
 /// One worker's end of the import hand-off.
 pub type ImportQueue = Receiver<Imported>;
@@ -151,6 +157,9 @@ pub struct NatsCounters {
     /// Times the client dropped a message for a subscription that fell behind (for the
     /// log; the loss itself is `import_gap`).
     slow_consumer: AtomicU64,
+    /// Imported copies dropped by arbitration across exporting relays (counted by the
+    /// workers).
+    import_duplicates: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -181,8 +190,14 @@ impl NatsCounters {
             ("import_skipped_own", get(&self.import_skipped_own)),
             ("import_gap", get(&self.import_gap)),
             ("import_late", get(&self.import_late)),
+            ("import_duplicates", get(&self.import_duplicates)),
             ("untracked", get(&self.untracked)),
         ]
+    }
+
+    /// A worker dropped an imported copy another exporting relay delivered first.
+    pub fn count_import_duplicate(&self) {
+        bump(&self.import_duplicates, 1);
     }
 
     /// One counter by the name [`snapshot`](Self::snapshot) gives it.
