@@ -33,13 +33,24 @@ fn config_with(head: &str, urls: &[String], extra: &str) -> String {
 }
 
 fn relay(urls: &[String], extra: &str) -> Server {
-    let r = Server::relay(&[], Some(&config(urls, extra)));
+    relay_with("topic_pointer = \"/topic\"\n", urls, extra)
+}
+
+/// [`relay`] with `head` before `[nats]` (see [`config_with`]).
+fn relay_with(head: &str, urls: &[String], extra: &str) -> Server {
+    let r = Server::relay(&[], Some(&config_with(head, urls, extra)));
     assert!(
         r.wait_for_log("nats: connected", Duration::from_secs(10)),
         "{}",
         r.log()
     );
     r
+}
+
+/// Waits (as `wait_metric` does) until `server`'s NATS counter `event` satisfies `ok`.
+fn wait_nats(server: &Server, event: &str, ok: impl Fn(u64) -> bool) {
+    let name = format!("feedrelay_nats_total{{event=\"{event}\"}}");
+    wait_metric(server.addr, None, &name, ok);
 }
 
 fn nats_metric(server: &Server, event: &str) -> u64 {
@@ -212,12 +223,7 @@ fn with_no_server_at_start_the_relay_serves_locally_and_connects_later() {
         (first, payload.as_slice()),
         (0x81, &br#"{"topic":"T0","seq":1}"#[..])
     );
-    wait_metric(
-        r.addr,
-        None,
-        "feedrelay_nats_total{event=\"export_dropped_disconnected\"}",
-        |n| n == 1,
-    );
+    wait_nats(&r, "export_dropped_disconnected", |n| n == 1);
     let _nats = NatsServer::start(port);
     assert!(
         r.wait_for_log("nats: connected", Duration::from_secs(10)),
@@ -229,12 +235,7 @@ fn with_no_server_at_start_the_relay_serves_locally_and_connects_later() {
         sub.recv().expect("still relayed").1,
         br#"{"topic":"T0","seq":2}"#
     );
-    wait_metric(
-        r.addr,
-        None,
-        "feedrelay_nats_total{event=\"exported\"}",
-        |n| n == 1,
-    );
+    wait_nats(&r, "exported", |n| n == 1);
 }
 
 #[test]
@@ -294,12 +295,7 @@ fn an_independent_client_sees_subjects_and_headers_and_is_imported() {
         );
     });
     assert_eq!(nats_metric(&r, "import_skipped_own"), 0, "not reported yet");
-    wait_metric(
-        r.addr,
-        None,
-        "feedrelay_nats_total{event=\"import_skipped_own\"}",
-        |n| n == 1,
-    );
+    wait_nats(&r, "import_skipped_own", |n| n == 1);
 }
 
 #[test]
@@ -445,12 +441,7 @@ fn overlapping_import_patterns_relay_each_message_once() {
     publish(a.addr, 200, 1_000, || {});
     let seen = on_b.join().unwrap();
     assert_eq!(in_order(&seen), 100, "T0 and T1, each once: {seen:?}");
-    wait_metric(
-        b.addr,
-        None,
-        "feedrelay_nats_total{event=\"import_late\"}",
-        |n| n == 50,
-    );
+    wait_nats(&b, "import_late", |n| n == 50);
 }
 
 #[test]
@@ -490,15 +481,11 @@ fn messages_over_the_servers_limits_are_relayed_locally_and_counted() {
     let conf = dir.0.join("nats.conf");
     std::fs::write(&conf, "max_payload: 1024\n").unwrap();
     let nats = NatsServer::start_with(&["-c", &conf.display().to_string()]);
-    let a = Server::relay(
-        &[],
-        Some(&config_with(
-            "topic_pointer = \"/topic\"\nmax_topic_bytes = 2000\n",
-            &[nats.url()],
-            "export = true",
-        )),
+    let a = relay_with(
+        "topic_pointer = \"/topic\"\nmax_topic_bytes = 2000\n",
+        &[nats.url()],
+        "export = true",
     );
-    assert!(a.wait_for_log("nats: connected", Duration::from_secs(10)));
     let b = relay(&[nats.url()], "import = [\"feedrelay.>\"]");
     link_up(&a, &b);
     let mut here = Raw::subscribe(a.addr, "T0");
@@ -522,12 +509,7 @@ fn messages_over_the_servers_limits_are_relayed_locally_and_counted() {
     p.send(0x81, br#"{"topic":"T0","seq":3}"#);
     assert_eq!(on_long.recv().unwrap().1, msg.as_bytes(), "relayed locally");
     assert_eq!(there.recv().unwrap().1, br#"{"topic":"T0","seq":3}"#);
-    wait_metric(
-        a.addr,
-        None,
-        "feedrelay_nats_total{event=\"export_errors\"}",
-        |n| n == 2,
-    );
+    wait_nats(&a, "export_errors", |n| n == 2);
     assert!(
         a.log().contains("over the server's max_payload"),
         "{}",
@@ -580,12 +562,7 @@ fn a_hot_standby_exporting_the_same_feed_is_arbitrated_by_the_importer() {
         doubled, 4_000,
         "without seq_pointer both copies are relayed"
     );
-    wait_metric(
-        arbitrated.addr,
-        None,
-        "feedrelay_nats_total{event=\"import_duplicates\"}",
-        |n| n == 2_000,
-    );
+    wait_nats(&arbitrated, "import_duplicates", |n| n == 2_000);
 }
 
 #[test]

@@ -60,19 +60,13 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Histograms for every hop, in ns.
 #[derive(Debug, Clone)]
 pub struct HopHistograms {
-    hists: [Histogram<u64>; 5],
+    hists: [Histogram<u64>; Hop::ALL.len()],
 }
 
 impl Default for HopHistograms {
     fn default() -> Self {
         HopHistograms {
-            hists: [
-                new_histogram(),
-                new_histogram(),
-                new_histogram(),
-                new_histogram(),
-                new_histogram(),
-            ],
+            hists: std::array::from_fn(|_| new_histogram()),
         }
     }
 }

@@ -289,12 +289,7 @@ impl WorkerCtx {
             return false;
         };
         let seq = self.import_topics.borrow().seq();
-        let topic: &[u8] = match lookup {
-            TopicLookup::InPayload(r) => &m.payload[r.clone()],
-            TopicLookup::Unescaped(t) => t.as_bytes(),
-            _ => return false,
-        };
-        let (Some(line), Some(seq)) = (m.origin, seq) else {
+        let (Some(topic), Some(line), Some(seq)) = (lookup.name(&m.payload), m.origin, seq) else {
             return false;
         };
         let (verdict, _) = arbiter.borrow_mut().check(line, topic, seq);

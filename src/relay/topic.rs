@@ -95,6 +95,17 @@ pub enum TopicLookup {
     NotJson,
 }
 
+impl TopicLookup {
+    /// The topic's bytes (`payload` is what was looked up), if it has a usable one.
+    pub fn name<'a>(&'a self, payload: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            TopicLookup::InPayload(r) => payload.get(r.clone()),
+            TopicLookup::Unescaped(s) => Some(s.as_bytes()),
+            TopicLookup::Missing | TopicLookup::NotJson | TopicLookup::BadName(_) => None,
+        }
+    }
+}
+
 /// Per-connection state for topic lookups: scratch copy, parse buffers, tape.
 pub struct TopicReader {
     pointer: JsonPointer,

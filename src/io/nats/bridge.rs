@@ -399,10 +399,12 @@ async fn export_loop(
             let (to, seq) = numbering.next(&m.topic, || {
                 Subject::from(subject::subject(&o.subject_prefix, &m.topic))
             });
+            if seq.is_none() {
+                counters
+                    .untracked
+                    .store(numbering.untracked, Ordering::Relaxed);
+            }
             let headers = headers(&o.origin, seq, m.binary);
-            counters
-                .untracked
-                .store(numbering.untracked, Ordering::Relaxed);
             let size = header_bytes(&headers) + m.payload.len();
             let sent_ok = if max_payload > 0 && size > max_payload {
                 Err(format!(

@@ -427,11 +427,7 @@ fn accept<S: FeedSink>(
     let st = &line.state;
     st.messages.set(st.messages.get() + 1);
     let lookup = topics.lookup(payload);
-    let topic: Option<&[u8]> = match &lookup {
-        TopicLookup::InPayload(r) => payload.get(r.clone()),
-        TopicLookup::Unescaped(s) => Some(s.as_bytes()),
-        TopicLookup::Missing | TopicLookup::NotJson | TopicLookup::BadName(_) => None,
-    };
+    let topic = lookup.name(payload);
     let mut gap = None;
     if line.group.sequenced {
         match (topic, topics.seq()) {
