@@ -1,46 +1,8 @@
-//! Close status codes (RFC 6455 §7.4) and the close frame payload (§5.5.1).
+//! The close frame (RFC 6455 §5.5.1): its payload, written and parsed, and the frame.
 
+use super::close_code::CloseCode;
 use super::error::WsError;
-use super::frame::MAX_CONTROL_PAYLOAD;
-
-/// A close status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CloseCode(pub u16);
-
-impl CloseCode {
-    /// 1000: the purpose of the connection was fulfilled.
-    pub const NORMAL: CloseCode = CloseCode(1000);
-    /// 1001: the endpoint is going away (server shutdown).
-    pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// 1002: protocol error.
-    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
-    /// 1003: a data type the endpoint cannot accept.
-    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
-    /// 1007: data inconsistent with the message type (invalid UTF-8 in text).
-    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
-    /// 1008: a message violates the endpoint's policy (used for slow consumers).
-    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
-    /// 1009: a message is too big to process.
-    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
-    /// 1011: the server met an unexpected condition.
-    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
-    /// 1013: try again later (overloaded).
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
-
-    /// Whether this code may be sent in a close frame (§7.4.1, §7.4.2 and the IANA
-    /// registry): 1000-1003 and 1007-1014 are defined, 3000-4999 are for libraries and
-    /// applications. 1004-1006 and 1015 are reserved and must never be on the wire;
-    /// 0-999, the rest of 1000-2999 and 5000+ are not in use.
-    pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    }
-}
-
-impl std::fmt::Display for CloseCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use super::frame::{encode_frame, OpCode, MAX_CONTROL_PAYLOAD};
 
 /// Writes a close payload into `out`: the code, then `reason` cut to fit 125 bytes at a
 /// character boundary (§5.5.1: the reason is UTF-8 and a control frame carries at most
@@ -74,6 +36,17 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, 
             Ok(Some((code, reason)))
         }
     }
+}
+
+/// Appends a close frame: `code` and `reason` (cut to fit at a character boundary, see
+/// [`write_close_payload`]), or an empty close frame when `close` is `None`.
+pub fn encode_close(out: &mut Vec<u8>, close: Option<(CloseCode, &str)>, mask: Option<[u8; 4]>) {
+    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+    let len = match close {
+        None => 0,
+        Some((code, reason)) => write_close_payload(code, reason, &mut payload),
+    };
+    encode_frame(out, OpCode::Close, true, &payload[..len], mask);
 }
 
 #[cfg(test)]

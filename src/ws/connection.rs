@@ -5,15 +5,14 @@
 use std::time::Instant;
 
 use super::assembler::Assembler;
-use super::close::{parse_close_payload, CloseCode};
+use super::close::{encode_close, parse_close_payload};
+use super::close_code::CloseCode;
 use super::deflate::session::DeflateSession;
 use super::deflate::DeflateParams;
 use super::error::WsError;
-use super::frame::{
-    encode_close, encode_frame, encode_frame_rsv, encode_ping, FrameHeader, OpCode, RSV1,
-};
+use super::frame::{encode_frame, encode_frame_rsv, encode_ping, FrameHeader, OpCode, RSV1};
 use super::mask::apply_mask;
-pub use super::types::{Event, Limits, MessageKind, Role, State};
+use super::types::{Event, Limits, MessageKind, Role, State};
 use super::utf8::Utf8Validator;
 
 /// The current frame whose payload is partly processed.

@@ -4,7 +4,7 @@
 //! fault a failure is, and [`WsError::close_code`] maps it to the close code that fails
 //! the connection (RFC 6455 §7.4.1), the way rustls maps an error to an alert.
 
-use super::close::CloseCode;
+use super::close_code::CloseCode;
 
 /// A peer broke RFC 6455, or a message is over one of our [`Limits`](super::Limits).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

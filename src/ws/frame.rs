@@ -19,7 +19,6 @@
 //! incomplete, so the caller can feed it whatever a read returned. Which side may mask
 //! is the connection's business ([`Connection`](super::Connection)), not the header's.
 
-use super::close::{write_close_payload, CloseCode};
 use super::error::WsError;
 use super::mask::apply_mask;
 
@@ -255,17 +254,6 @@ pub fn encode_frame_rsv(
     if let Some(key) = mask {
         apply_mask(&mut out[start..], key, 0);
     }
-}
-
-/// Appends a close frame: `code` and `reason` (cut to fit at a character boundary, see
-/// [`write_close_payload`]), or an empty close frame when `close` is `None`.
-pub fn encode_close(out: &mut Vec<u8>, close: Option<(CloseCode, &str)>, mask: Option<[u8; 4]>) {
-    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-    let len = match close {
-        None => 0,
-        Some((code, reason)) => write_close_payload(code, reason, &mut payload),
-    };
-    encode_frame(out, OpCode::Close, true, &payload[..len], mask);
 }
 
 /// Appends a ping frame; a payload over 125 bytes is cut (§5.5: control frames carry at

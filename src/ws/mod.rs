@@ -10,7 +10,7 @@
 //! - [`frame`]: the frame header codec.
 //! - [`mask`]: SIMD unmasking in place (the only `unsafe` in this module).
 //! - [`utf8`]: incremental UTF-8 validation.
-//! - [`close`]: close codes and the close payload.
+//! - [`close_code`]: close status codes; [`close`]: the close payload and frame.
 //! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compressing and inflating.
 //! - [`Connection`]: one connection's state machine after the handshake; [`types`],
 //!   what it is configured with and hands out (role, limits, state, events).
@@ -20,6 +20,7 @@
 
 pub mod assembler;
 pub mod close;
+pub mod close_code;
 pub mod connection;
 pub mod deflate;
 pub mod error;
@@ -29,14 +30,16 @@ pub mod mask;
 pub mod types;
 pub mod utf8;
 
-pub use close::CloseCode;
-pub use connection::{Closing, Connection, Event, Limits, MessageKind, Role, State};
+pub use close::encode_close;
+pub use close_code::CloseCode;
+pub use connection::{Closing, Connection};
 pub use deflate::{DeflateParams, DeflateServerConfig, Deflater, Inflater};
 pub use error::{HandshakeError, WsError};
 pub use frame::{
-    encode_close, encode_frame, encode_frame_rsv, encode_ping, encode_server_frame, server_frame,
-    FrameHeader, OpCode, RSV1,
+    encode_frame, encode_frame_rsv, encode_ping, encode_server_frame, server_frame, FrameHeader,
+    OpCode, RSV1,
 };
+pub use types::{Event, Limits, MessageKind, Role, State};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::close::CloseCode;
+use super::close_code::CloseCode;
 use super::frame::OpCode;
 
 /// Which end of the connection we are; it decides who masks (§5.1).

@@ -3,7 +3,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::{MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, TAIL};
+use super::wire::{MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, TAIL};
 use crate::ws::error::WsError;
 
 /// Compresses messages for one sender: with `fresh`, each on its own (no context

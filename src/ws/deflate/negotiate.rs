@@ -3,8 +3,8 @@
 
 use super::extensions::{parse_extensions, Extension};
 use super::{DEFAULT_LEVEL, EXTENSION, MAX_WINDOW_BITS, MIN_DEFLATE_WINDOW_BITS, MIN_WINDOW_BITS};
-use crate::ws::connection::Role;
 use crate::ws::error::HandshakeError;
+use crate::ws::types::Role;
 
 /// What a connection's two ends agreed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 
 use super::codec::{Deflater, Inflater};
 use super::negotiate::DeflateParams;
-use crate::ws::connection::{MessageKind, Role};
 use crate::ws::error::WsError;
+use crate::ws::types::{MessageKind, Role};
 
 /// See the module docs.
 #[derive(Debug)]
