@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
-use feedrelay::bench::cli::BenchArgs;
+use feedrelay::bench::args::BenchArgs;
 use feedrelay::demo::DemoArgs;
 use feedrelay::io::{ring, IoError};
 use feedrelay::mock_exchange::cli::MockExchangeArgs;

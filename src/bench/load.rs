@@ -19,8 +19,8 @@ use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
+use super::procfs::process_cpu;
 use crate::io::driver::client::{ConnectOptions, Incoming, WsClient};
-use crate::io::procfs::process_cpu;
 use crate::io::ring::Ring;
 use crate::io::rt;
 use crate::ws::MessageKind;
@@ -220,8 +220,8 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             .flatten()
     };
     let cpu_before = cpu_of(&spec.relay_pids);
-    let segs_before = crate::io::procfs::tcp_out_segments();
-    let bytes_before = crate::io::procfs::ip_out_octets();
+    let segs_before = super::procfs::tcp_out_segments();
+    let bytes_before = super::procfs::ip_out_octets();
     let t0 = Instant::now();
     // Progress, once a second, on stderr: deliveries so far against the schedule.
     while Instant::now() < end_at {
@@ -239,8 +239,8 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     }
     eprintln!();
     let cpu_after = cpu_of(&spec.relay_pids);
-    let segs_after = crate::io::procfs::tcp_out_segments();
-    let bytes_after = crate::io::procfs::ip_out_octets();
+    let segs_after = super::procfs::tcp_out_segments();
+    let bytes_after = super::procfs::ip_out_octets();
     let elapsed = t0.elapsed();
     let publisher_lag = publisher
         .join()

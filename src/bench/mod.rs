@@ -3,15 +3,19 @@
 //! per delivered message; variants compared side by side in alternating rounds.
 //!
 //! - [`load`]: the load generator (publishers on a schedule, subscribers recording).
+//! - [`args`]: the flags and the variants they ask for.
 //! - [`cli`]: the command: variants, rounds, the report.
-//! - [`report`]: tables, capacity per core, JSON, plots.
+//! - [`results`]: each variant's totals; tables, capacity per core, JSON, plots.
 //! - [`spawn`]: relays started for a run.
 //! - [`plot`]: latency-by-percentile SVG.
+//! - [`procfs`]: a process's CPU time and the host's TCP counters, from /proc.
 
+pub mod args;
 pub mod cli;
 pub mod load;
 pub mod plot;
-pub mod report;
+pub mod procfs;
+pub mod results;
 pub mod spawn;
 
 pub use load::{run, LoadResult, LoadSpec};

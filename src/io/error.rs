@@ -31,7 +31,7 @@ pub enum IoError {
     Config(String),
     /// The NATS client could not start.
     #[error(transparent)]
-    Nats(#[from] crate::io::nats::NatsError),
+    Nats(#[from] crate::io::nats::error::NatsError),
     /// A worker thread died (a bug: it should have reported an error instead). The
     /// process must stop: the other workers cannot take over its connections.
     #[error("worker {worker} died: {cause}")]

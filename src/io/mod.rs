@@ -15,7 +15,6 @@
 //! - [`driver`]: the connection driver, with its [`server`](driver::server) side
 //!   (handshake, `serve`) and [`client`](driver::client) side (`WsClient`).
 //! - [`transport`]: plain TCP or TLS (rustls, sans-IO) over the ring.
-//! - [`certs`]: test certificates (rcgen) for loopback TLS.
 //! - [`http`]: plain `GET` endpoints (`/metrics`) on a thread of their own.
 //! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
 //!   hand-offs to and from the workers.
@@ -23,17 +22,14 @@
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
 //! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
-//! - [`procfs`]: CPU time of a process from /proc.
 #![allow(unsafe_code)]
 
-pub mod certs;
 pub mod driver;
 pub mod error;
 pub mod http;
 pub mod idle;
 pub mod listener;
 pub mod nats;
-pub mod procfs;
 pub mod resolve;
 pub mod ring;
 pub mod rt;

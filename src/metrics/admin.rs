@@ -1,8 +1,8 @@
-//! The admin view of a [`Snapshot`](super::collector::Snapshot): `/subscribers`, every
+//! The admin view of a [`Snapshot`](super::snapshot::Snapshot): `/subscribers`, every
 //! subscriber with its lag, as JSON, from the workers' latest intervals (at most a
 //! second old).
 
-use super::collector::{Snapshot, SubscriberRow};
+use super::snapshot::{Snapshot, SubscriberRow};
 
 /// `[{"addr":..,"worker":..,"topics":[..],"queued":..,"queued_bytes":..,
 /// "oldest_us":..,"drops":..,"policy":..}, ..]`, worker by worker.
@@ -18,7 +18,7 @@ pub fn subscribers_json(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::collector::Counters;
+    use crate::metrics::snapshot::Counters;
 
     #[test]
     fn lists_every_workers_subscribers() {

@@ -18,6 +18,7 @@ pub mod collector;
 pub mod hop;
 pub mod prometheus;
 pub mod report;
+pub mod snapshot;
 
 pub use clock::now_ns;
 pub use hop::{Hop, HopHistograms};

@@ -1,9 +1,9 @@
-//! The Prometheus text exposition of a [`Snapshot`](super::collector::Snapshot).
+//! The Prometheus text exposition of a [`Snapshot`](super::snapshot::Snapshot).
 
 use std::fmt::Write;
 
-use super::collector::{Counters, FeedCounters, GroupCounters, Snapshot};
 use super::hop::Hop;
+use super::snapshot::{Counters, FeedCounters, GroupCounters, Snapshot};
 
 /// Histogram bucket bounds, in seconds: 1 µs to 1 s.
 const BUCKETS_S: [f64; 19] = [
@@ -475,7 +475,7 @@ fn render_feeds(s: &Snapshot, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::collector::Counters;
+    use crate::metrics::snapshot::Counters;
     use crate::metrics::HopHistograms;
 
     #[test]
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn renders_feeds_and_groups() {
-        use crate::metrics::collector::{FeedCounters, GroupCounters};
+        use crate::metrics::snapshot::{FeedCounters, GroupCounters};
         let c = Counters {
             feeds: vec![FeedCounters {
                 name: "bin\"a".into(),

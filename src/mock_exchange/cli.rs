@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
+use super::certs;
 use super::{serve, url, Faults, Options, Stats};
-use crate::io::{certs, shutdown, transport};
+use crate::io::{shutdown, transport};
 
 /// `feedrelay mock-exchange` flags.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::market::Market;
-use super::{Options, Stats};
+use super::options::{Options, Stats};
 use crate::io::driver::server::{accept_handshake, ServerConfig};
 use crate::io::driver::{Driver, DriverError};
 use crate::io::ring::TcpStream;

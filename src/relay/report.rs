@@ -11,9 +11,9 @@ use super::compression::CompressionStats;
 use super::shard::ShardStats;
 use super::worker::WorkerCtx;
 use crate::io::rt;
-use crate::metrics::collector::{
-    Collector, Counters, FeedCounters, GroupCounters, Interval, Rendered, SubscriberRow,
-    MAX_SUBSCRIBER_ROWS,
+use crate::metrics::collector::{Collector, Rendered};
+use crate::metrics::snapshot::{
+    Counters, FeedCounters, GroupCounters, Interval, SubscriberRow, MAX_SUBSCRIBER_ROWS,
 };
 use crate::metrics::{now_ns, HopHistograms};
 

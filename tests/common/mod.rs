@@ -280,9 +280,12 @@ pub fn succeeded(out: &std::process::Output) -> String {
 
 /// A self-signed test CA and a certificate for 127.0.0.1 and localhost, written into
 /// `dir` (`ca.pem`, `cert.pem`, `key.pem`).
-pub fn localhost_certs(dir: &std::path::Path) -> feedrelay::io::certs::CertFiles {
-    feedrelay::io::certs::write_self_signed(dir, &["127.0.0.1".into(), "localhost".into()])
-        .expect("test certificates")
+pub fn localhost_certs(dir: &std::path::Path) -> feedrelay::mock_exchange::certs::CertFiles {
+    feedrelay::mock_exchange::certs::write_self_signed(
+        dir,
+        &["127.0.0.1".into(), "localhost".into()],
+    )
+    .expect("test certificates")
 }
 
 /// The Python with `websockets` that `scripts/test.sh` installs. Fails loudly if absent:

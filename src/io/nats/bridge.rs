@@ -10,11 +10,12 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
+use super::backoff::backoff;
+use super::error::NatsError;
+use super::handoff::{bump, Exporter, ImportQueue, Imported, NatsCounters, Outgoing, MAX_ORIGINS};
+use super::options::{NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER};
 use super::sequence::{GapCounter, Numbering, Seen};
-use super::{
-    backoff, bump, subject, Exporter, ImportQueue, Imported, NatsAuth, NatsCounters, NatsError,
-    NatsOptions, Outgoing, KIND_HEADER, MAX_ORIGINS, ORIGIN_HEADER, SEQ_HEADER,
-};
+use super::subject;
 use crate::io::idle::Parker;
 
 /// Messages the client's own command channel holds (async-nats' default is 2,048):

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::io::worker::clock_ticks_per_second;
+
 /// CPU time (user + system) of a process so far, from /proc/PID/stat.
 pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -11,18 +13,10 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = clock_ticks_per_second();
     Some(Duration::from_nanos(
         (utime + stime) * 1_000_000_000 / ticks,
     ))
-}
-
-/// CPUs online on this host (not just those this process may run on).
-pub fn online_cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    n.max(1) as usize
 }
 
 /// TCP segments this host has sent (`OutSegs` in /proc/net/snmp), all sockets, all

@@ -2,12 +2,68 @@
 //! p50 to max, counts, throughput, relay CPU and TCP segments per delivery), and for a
 //! sweep each variant's capacity per core; JSON, a plot and the curves on request.
 
-use anyhow::Context;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 
-use super::cli::{BenchArgs, Totals, Variant};
+use super::args::{BenchArgs, Payload, Variant};
+use super::load::LoadResult;
 use super::plot::{write_curve_svg, write_svg, Curve};
 use crate::metrics::report::{percentiles_us, PercentileTable};
+
+/// One variant's results at one rate, summed over rounds.
+pub(super) struct Totals {
+    pub(super) latency: Histogram<u64>,
+    pub(super) sent: u64,
+    pub(super) expected: u64,
+    pub(super) received: u64,
+    pub(super) lost: u64,
+    pub(super) duplicated: u64,
+    pub(super) reordered: u64,
+    pub(super) cpu: Duration,
+    pub(super) wall: Duration,
+    pub(super) segments: Option<u64>,
+    pub(super) ip_bytes: Option<u64>,
+    pub(super) publisher_lag: Histogram<u64>,
+}
+
+impl Totals {
+    pub(super) fn new(r: LoadResult) -> Self {
+        Totals {
+            latency: r.latency,
+            sent: r.sent,
+            expected: r.expected,
+            received: r.received,
+            lost: r.lost,
+            duplicated: r.duplicated,
+            reordered: r.reordered,
+            cpu: r.relay_cpu.unwrap_or_default(),
+            wall: r.elapsed,
+            segments: r.tcp_segments,
+            ip_bytes: r.ip_bytes,
+            publisher_lag: r.publisher_lag,
+        }
+    }
+
+    pub(super) fn add(&mut self, r: &LoadResult) -> anyhow::Result<()> {
+        self.latency.add(&r.latency).map_err(|e| anyhow!("{e}"))?;
+        self.sent += r.sent;
+        self.expected += r.expected;
+        self.received += r.received;
+        self.lost += r.lost;
+        self.duplicated += r.duplicated;
+        self.reordered += r.reordered;
+        self.cpu += r.relay_cpu.unwrap_or_default();
+        self.wall += r.elapsed;
+        self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
+        self.ip_bytes = self.ip_bytes.zip(r.ip_bytes).map(|(a, b)| a + b);
+        self.publisher_lag
+            .add(&r.publisher_lag)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    }
+}
 
 /// The p99 a rate must keep, in µs, to count towards a relay's capacity.
 pub const CAPACITY_P99_US: f64 = 1_000.0;
@@ -91,7 +147,7 @@ fn cores_of(a: &BenchArgs, mode: &Variant) -> usize {
         (_, Some(c), _) => c.len().max(1),
         (Variant::Spawn { .. }, None, Some(c)) => c.len().max(1),
         (Variant::Spawn { .. }, None, None) => a.workers.unwrap_or_else(|| {
-            crate::io::worker::default_workers(crate::io::procfs::online_cpus())
+            crate::io::worker::default_workers(crate::io::worker::online_cpus())
         }),
         _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
@@ -112,7 +168,7 @@ pub(super) fn report(
     say(&format!(
         "setup: {} B ({} padding{}), {} topics, {} subscribers, {} publisher(s), {} s x {} rounds after {} s warm-up; relay cores {}, bench cores {}, {} CPUs",
         a.size,
-        if a.payload == super::cli::Payload::Book { "order-book" } else { "x" },
+        if a.payload == Payload::Book { "order-book" } else { "x" },
         if a.deflate { ", subscribers offer permessage-deflate" } else { "" },
         a.topics,
         a.subs,
@@ -122,7 +178,7 @@ pub(super) fn report(
         a.warmup,
         pin(&a.relay_cores.clone().or(a.cores.clone())),
         pin(&a.bench_cores),
-        crate::io::procfs::online_cpus()
+        crate::io::worker::online_cpus()
     ));
     let mut json_rows = Vec::new();
     let mut curves: Vec<Curve> = modes.iter().map(|m| (m.label(), Vec::new())).collect();
