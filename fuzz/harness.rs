@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use feedrelay::relay::config::Config;
-use feedrelay::relay::control::{self, ControlLimits};
+use feedrelay::relay::core::control::{self, ControlLimits};
+use feedrelay::relay::core::topic::{JsonPointer, TopicLookup, TopicReader};
 use feedrelay::relay::feed::arbiter::{Arbiter, Verdict};
-use feedrelay::relay::topic::{JsonPointer, TopicLookup, TopicReader};
 use feedrelay::ws::deflate::{negotiate_server, ClientOffer, DeflateServerConfig};
 use feedrelay::ws::handshake::{parse_request, ClientHandshake};
 use feedrelay::ws::{Connection, DeflateParams, Event, Limits, Role};

@@ -10,9 +10,9 @@ use feedrelay::io::ring::Ring;
 use feedrelay::io::rt;
 use feedrelay::mock_exchange::{self, Options, Stats};
 use feedrelay::relay::config::Config;
+use feedrelay::relay::core::topic::{JsonPointer, TopicLookup};
 use feedrelay::relay::feed::line::{run_line_supervised, FeedSink};
 use feedrelay::relay::feed::plan::{plan_feeds, start_group};
-use feedrelay::relay::topic::{JsonPointer, TopicLookup};
 use feedrelay::ws::MessageKind;
 
 /// Panics on its first message, then counts.

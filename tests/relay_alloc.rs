@@ -15,15 +15,13 @@ use feedrelay::io::driver::client::{Incoming, WsClient};
 use feedrelay::io::listener::bind_reuseport;
 use feedrelay::io::ring::Ring;
 use feedrelay::io::shutdown;
-use feedrelay::io::worker::{run_workers, CoreMap};
+use feedrelay::io::worker::CoreMap;
 use feedrelay::metrics::collector::Collector;
-use feedrelay::relay::admission::Admission;
 use feedrelay::relay::config::Config;
 use feedrelay::relay::feed::plan::plan_feeds;
-use feedrelay::relay::links::links;
-use feedrelay::relay::live::LiveSettings;
-use feedrelay::relay::report::MetricsLink;
-use feedrelay::relay::worker::{run_worker, WorkerNats, WorkerSetup};
+use feedrelay::relay::reload::ReloadableSettings;
+use feedrelay::relay::run::{run_relay, RelayStart};
+use feedrelay::relay::worker::telemetry::{MetricsLink, WorkerSummary};
 use feedrelay::ws::{Limits, MessageKind};
 
 struct Counting;
@@ -75,15 +73,14 @@ const WARMUP: usize = 10_000;
 const MEASURED: usize = 10_000;
 
 /// The relay on two workers in this process, with allocations on its worker threads
-/// counted; stops when `trigger` fires.
+/// counted (the hook marks each worker's thread as it starts); stops when `trigger`
+/// fires.
 fn start_relay(
     config: Config,
 ) -> (
     std::net::SocketAddr,
     shutdown::Trigger,
-    std::thread::JoinHandle<
-        Result<Vec<feedrelay::relay::report::WorkerSummary>, feedrelay::io::IoError>,
-    >,
+    std::thread::JoinHandle<Result<Vec<WorkerSummary>, feedrelay::io::IoError>>,
     Collector,
 ) {
     let config = Arc::new(config);
@@ -91,60 +88,19 @@ fn start_relay(
     let listeners = bind_reuseport(config.listen, 2).unwrap();
     let addr = listeners[0].local_addr().unwrap();
     let (trigger, stop) = shutdown::channel();
-    let feeds = plan_feeds(&config, 2).unwrap();
-    let links = links(2);
-    let mut bridge = config
-        .nats
-        .as_ref()
-        .map(|n| feedrelay::io::nats::start(n.options(), links[0].parkers()).unwrap());
-    let nats: Vec<WorkerNats> = (0..2).map(|i| WorkerNats::of(bridge.as_mut(), i)).collect();
-    let per_worker = Arc::new(Mutex::new(
-        listeners
-            .into_iter()
-            .zip(links)
-            .zip(feeds)
-            .zip(nats)
-            .map(Some)
-            .collect::<Vec<_>>(),
-    ));
     let collector = Collector::start(2, None).unwrap();
-    let link = MetricsLink::new(&collector);
-    let settings = LiveSettings::new(&config).unwrap();
-    let relay = std::thread::spawn(move || {
-        // Stopped once the workers have.
-        let _bridge = bridge;
-        let admission = Admission::new(config.admission_limits());
-        let demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        run_workers(&map, move |i| {
-            let (((listener, links), feeds), nats) = per_worker.lock().unwrap()[i].take().unwrap();
-            let (config, admission, stop, link, settings) = (
-                Arc::clone(&config),
-                Arc::clone(&admission),
-                stop.clone(),
-                link.clone(),
-                Arc::clone(&settings),
-            );
-            let demand = Arc::clone(&demand);
-            async move {
-                COUNTED.with(|c| c.set(true));
-                run_worker(WorkerSetup {
-                    id: i,
-                    workers: 2,
-                    listener,
-                    links,
-                    config,
-                    admission,
-                    metrics: Some(link),
-                    feeds,
-                    shutdown: stop,
-                    settings,
-                    deflate_demand: demand,
-                    nats,
-                })
-                .await
-            }
-        })
-    });
+    let start = RelayStart {
+        feeds: plan_feeds(&config, 2).unwrap(),
+        metrics: Some(MetricsLink::new(&collector)),
+        on_worker_start: Some(|_| COUNTED.with(|c| c.set(true))),
+        ..RelayStart::new(
+            listeners,
+            Arc::clone(&config),
+            stop,
+            ReloadableSettings::new(&config).unwrap(),
+        )
+    };
+    let relay = std::thread::spawn(move || run_relay(&map, start));
     (addr, trigger, relay, collector)
 }
 
@@ -177,7 +133,7 @@ fn config(deflate: bool, nats: Option<&common::nats::NatsServer>) -> Config {
         ..Config::default()
     };
     config.compression.enabled = deflate;
-    config.nats = nats.map(|n| feedrelay::relay::nats::NatsConfig {
+    config.nats = nats.map(|n| feedrelay::relay::nats::config::NatsConfig {
         urls: vec![n.url()],
         export: true,
         ..Default::default()

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use feedrelay::mock_exchange::certs::write_self_signed;
 use feedrelay::relay::config::Config;
-use feedrelay::relay::live::LiveSettings;
-use feedrelay::relay::queue::SlowConsumerPolicy;
+use feedrelay::relay::core::queue::SlowConsumerPolicy;
+use feedrelay::relay::reload::ReloadableSettings;
 
 fn config(text: &str) -> Config {
     Config::parse(text, "test").unwrap()
@@ -12,7 +12,7 @@ fn config(text: &str) -> Config {
 
 #[test]
 fn a_reload_takes_everything_or_nothing() {
-    let live = LiveSettings::new(&config(
+    let live = ReloadableSettings::new(&config(
         "allowed_origins = [\"https://a.example\"]\n[topic_policies]\nT = \"conflate\"\n",
     ))
     .unwrap();
@@ -44,7 +44,7 @@ fn a_reload_takes_everything_or_nothing() {
         .topic_policies()
         .contains_key(&Bytes::from_static(b"V")));
     // A relay started with TLS takes a new certificate, but not plain.
-    let with_tls = LiveSettings::new(&tls).unwrap();
+    let with_tls = ReloadableSettings::new(&tls).unwrap();
     assert!(with_tls.tls().is_some());
     assert!(with_tls.reload(&config("")).is_err());
     assert!(with_tls.reload(&tls).is_ok());

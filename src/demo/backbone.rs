@@ -14,9 +14,9 @@ use crate::io::listener::bind_reuseport;
 use crate::io::shutdown::{self, Trigger};
 use crate::io::worker::CoreMap;
 use crate::relay::config::Config;
-use crate::relay::live::LiveSettings;
-use crate::relay::nats::NatsConfig;
-use crate::relay::run::run_relay;
+use crate::relay::nats::config::NatsConfig;
+use crate::relay::reload::ReloadableSettings;
+use crate::relay::run::{run_relay, RelayStart};
 
 /// The exporting relay and the server it exports to; both stopped when dropped.
 pub struct Backbone {
@@ -53,18 +53,11 @@ impl Backbone {
         let map = CoreMap::new(Some(1), None)?;
         let listeners = bind_reuseport(config.listen, 1)?;
         let upstream = format!("ws://{}/", listeners[0].local_addr()?);
-        let settings = LiveSettings::new(&config)?;
+        let settings = ReloadableSettings::new(&config)?;
         let (stop, shutdown) = shutdown::channel();
         let relay = std::thread::spawn(move || {
-            if let Err(e) = run_relay(
-                &map,
-                listeners,
-                vec![Vec::new()],
-                std::sync::Arc::new(config),
-                None,
-                shutdown,
-                settings,
-            ) {
+            let start = RelayStart::new(listeners, std::sync::Arc::new(config), shutdown, settings);
+            if let Err(e) = run_relay(&map, start) {
                 tracing::error!("demo: the exporting relay stopped: {e}");
             }
         });

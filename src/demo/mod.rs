@@ -32,8 +32,8 @@ use crate::metrics::snapshot::Snapshot;
 use crate::metrics::{Hop, HopHistograms};
 use crate::relay::config::Config;
 use crate::relay::feed::plan::plan_feeds;
-use crate::relay::report::{summary, MetricsLink};
-use crate::relay::run::run_relay;
+use crate::relay::run::{run_relay, RelayStart};
+use crate::relay::worker::telemetry::{summary, MetricsLink};
 
 /// What `feedrelay demo` was asked for.
 #[derive(Debug, Clone)]
@@ -72,7 +72,11 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     config.nats = backbone.as_ref().map(Backbone::import_config);
     config.listen = "127.0.0.1:0".parse()?;
     config.workers = a.workers;
-    let map = CoreMap::limited(config.workers, None, crate::relay::routing::MAX_WORKERS)?;
+    let map = CoreMap::limited(
+        config.workers,
+        None,
+        crate::relay::core::routing::MAX_WORKERS,
+    )?;
     ring::probe()?;
     let listeners = bind_reuseport(config.listen, map.workers())?;
     let local = listeners[0].local_addr()?;
@@ -85,19 +89,14 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&interrupted))?;
     }
     let feeds = plan_feeds(&config, n)?;
-    let settings = crate::relay::live::LiveSettings::new(&config)?;
+    let settings = crate::relay::reload::ReloadableSettings::new(&config)?;
     let config = Arc::new(config);
-    let relay = std::thread::spawn(move || {
-        run_relay(
-            &map,
-            listeners,
-            feeds,
-            config,
-            Some(link),
-            stop_relay,
-            settings,
-        )
-    });
+    let start = RelayStart {
+        feeds,
+        metrics: Some(link),
+        ..RelayStart::new(listeners, config, stop_relay, settings)
+    };
+    let relay = std::thread::spawn(move || run_relay(&map, start));
     let url = format!("ws://{local}/");
     let source = describe_source(&a, lines.is_some(), backbone.as_ref());
     say(&format!(

@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::io::idle::IdleMode;
 
-use super::access::{self, AccessError, PublisherTokenConfig};
-use super::compression::CompressionConfig;
-use super::feed::{check_feeds, FeedConfig};
-use super::jwt::JwtConfig;
-use super::nats::NatsConfig;
-use super::queue::{QueueLimits, SlowConsumerPolicy};
-use super::routing::MAX_WORKERS;
-use super::topic::JsonPointer;
+use crate::relay::access::jwt::JwtConfig;
+use crate::relay::access::rules::{self, AccessError, PublisherTokenConfig};
+use crate::relay::core::compression::CompressionConfig;
+use crate::relay::core::queue::{QueueLimits, SlowConsumerPolicy};
+use crate::relay::core::routing::MAX_WORKERS;
+use crate::relay::core::topic::JsonPointer;
+use crate::relay::feed::{check_feeds, FeedConfig};
+use crate::relay::nats::config::NatsConfig;
 use crate::ws::handshake::is_token;
 use crate::ws::Limits;
 
@@ -297,7 +297,7 @@ impl Config {
         {
             *file = dir.join(&*file);
         }
-        access::read_token_files(&mut config.publisher_tokens, dir)
+        rules::read_token_files(&mut config.publisher_tokens, dir)
             .map_err(|e| access_error(origin, e))?;
         if let Some(jwt) = &mut config.jwt {
             jwt.read_key(dir).map_err(|e| ConfigError::Invalid {
@@ -440,7 +440,7 @@ impl Config {
                 "give tls_cert_file and tls_key_file together".into(),
             ));
         }
-        access::validate(
+        rules::validate(
             self.listen,
             self.allow_anonymous,
             &self.allowed_origins,
@@ -451,8 +451,8 @@ impl Config {
     }
 
     /// The access rules (origins, publisher tokens) as a worker applies them.
-    pub fn access(&self) -> access::Access {
-        access::Access::new(
+    pub fn access(&self) -> rules::Access {
+        rules::Access::new(
             &self.allowed_origins,
             &self.publisher_tokens,
             self.jwt.as_ref(),
@@ -486,8 +486,8 @@ impl Config {
     }
 
     /// What a control message may hold.
-    pub fn control_limits(&self) -> super::control::ControlLimits {
-        super::control::ControlLimits {
+    pub fn control_limits(&self) -> crate::relay::core::control::ControlLimits {
+        crate::relay::core::control::ControlLimits {
             max_topics: self.max_subscriptions,
             max_topic_bytes: self.max_topic_bytes,
         }
@@ -499,8 +499,8 @@ impl Config {
     }
 
     /// The admission limits.
-    pub fn admission_limits(&self) -> super::admission::AdmissionLimits {
-        super::admission::AdmissionLimits {
+    pub fn admission_limits(&self) -> crate::relay::access::admission::AdmissionLimits {
+        crate::relay::access::admission::AdmissionLimits {
             max_connections: self.max_connections,
             max_pending_handshakes: self.max_pending_handshakes,
             max_connections_per_address: self.max_connections_per_address,

@@ -9,14 +9,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::admission::Admission;
-use super::config::Config;
-use super::feed::plan::{plan_feeds, FeedPlan};
-use super::links::links;
-use super::live::{reload_on_sighup, LiveError, LiveSettings};
-use super::report::{summary, MetricsLink, WorkerSummary};
-use super::routing::MAX_WORKERS;
-use super::worker::{run_worker, WorkerNats, WorkerSetup};
 use crate::io::listener::bind_reuseport_with;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
@@ -26,6 +18,15 @@ use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};
 use crate::metrics::report::PercentileTable;
 use crate::metrics::Hop;
+use crate::relay::access::admission::Admission;
+use crate::relay::config::Config;
+use crate::relay::core::routing::MAX_WORKERS;
+use crate::relay::feed::plan::{plan_feeds, FeedPlan};
+use crate::relay::reload::{reload_on_sighup, ReloadError, ReloadableSettings};
+use crate::relay::worker::links::links;
+use crate::relay::worker::start::{run_worker, WorkerSetup};
+use crate::relay::worker::state::WorkerNats;
+use crate::relay::worker::telemetry::{summary, MetricsLink, WorkerSummary};
 use crate::ws::mask::MaskKernel;
 
 /// Why the relay could not start or did not stop cleanly.
@@ -40,7 +41,7 @@ pub enum RelayError {
     Metrics(#[from] MetricsError),
     /// The listener's certificate or key does not load.
     #[error(transparent)]
-    Settings(#[from] LiveError),
+    Settings(#[from] ReloadError),
 }
 
 /// What the relay prints as it goes (the CLI's stdout).
@@ -103,7 +104,7 @@ pub fn run(
     hlog: Option<&Path>,
     say: Say<'_>,
 ) -> Result<(), RelayError> {
-    let settings = LiveSettings::new(&config)?;
+    let settings = ReloadableSettings::new(&config)?;
     if let Some(path) = config_file {
         reload_on_sighup(path.to_owned(), Arc::clone(&settings))
             .map_err(|e| IoError::op("install a signal handler for", "SIGHUP", e))?;
@@ -175,12 +176,16 @@ pub fn run(
     }
     let summaries = run_relay(
         &map,
-        started.listeners,
-        feeds,
-        Arc::new(config),
-        link,
-        started.shutdown,
-        settings,
+        RelayStart {
+            feeds,
+            metrics: link,
+            ..RelayStart::new(
+                started.listeners,
+                Arc::new(config),
+                started.shutdown,
+                settings,
+            )
+        },
     )?;
     say(&summary(&summaries));
     if let Some(c) = collector {
@@ -199,19 +204,60 @@ pub fn run(
     Ok(())
 }
 
-/// Runs a whole relay: one worker per entry of `map`, each on its listener (one per
-/// worker, as [`bind_reuseport_with`] returns them) and with its feed groups (as
-/// [`plan_feeds`] made them, before anything listened), until `shutdown`; returns
-/// every worker's summary.
-pub fn run_relay(
-    map: &CoreMap,
-    listeners: Vec<TcpListener>,
-    feeds: Vec<Vec<FeedPlan>>,
-    config: Arc<Config>,
-    metrics: Option<MetricsLink>,
-    shutdown: Shutdown,
-    settings: Arc<LiveSettings>,
-) -> Result<Vec<WorkerSummary>, IoError> {
+/// What [`run_relay`] starts a relay with.
+pub struct RelayStart {
+    /// One listener per worker, as [`bind_reuseport_with`] returns them.
+    pub listeners: Vec<TcpListener>,
+    /// Each worker's feed groups, as [`plan_feeds`] made them (before anything
+    /// listened).
+    pub feeds: Vec<Vec<FeedPlan>>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Where the workers send their metrics intervals (`None`: metrics off).
+    pub metrics: Option<MetricsLink>,
+    /// When to stop.
+    pub shutdown: Shutdown,
+    /// What SIGHUP may replace (shared with the reload thread).
+    pub settings: Arc<ReloadableSettings>,
+    /// Called on each worker's thread, with its index, before the worker starts: for
+    /// what must run there (a test counting the workers' allocations).
+    pub on_worker_start: Option<fn(usize)>,
+}
+
+impl RelayStart {
+    /// A relay on `listeners` with `config`, no feeds planned beyond an empty plan per
+    /// listener, metrics off, no hook.
+    pub fn new(
+        listeners: Vec<TcpListener>,
+        config: Arc<Config>,
+        shutdown: Shutdown,
+        settings: Arc<ReloadableSettings>,
+    ) -> RelayStart {
+        let feeds = listeners.iter().map(|_| Vec::new()).collect();
+        RelayStart {
+            listeners,
+            feeds,
+            config,
+            metrics: None,
+            shutdown,
+            settings,
+            on_worker_start: None,
+        }
+    }
+}
+
+/// Runs a whole relay: one worker per entry of `map`, each on its listener and with
+/// its feed groups, until `start.shutdown`; returns every worker's summary.
+pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>, IoError> {
+    let RelayStart {
+        listeners,
+        feeds,
+        config,
+        metrics,
+        shutdown,
+        settings,
+        on_worker_start,
+    } = start;
     let workers = map.workers();
     if workers > MAX_WORKERS {
         return Err(IoError::Config(format!(
@@ -273,6 +319,9 @@ pub fn run_relay(
                 deflate_demand: Arc::clone(&deflate_demand),
                 nats,
             });
+            if let Some(hook) = on_worker_start {
+                hook(id);
+            }
             async move {
                 let setup =
                     setup.ok_or_else(|| IoError::Config(format!("no listener for worker {id}")))?;

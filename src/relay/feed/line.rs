@@ -28,7 +28,7 @@ use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
 use crate::io::sockopt::SocketOptions;
 use crate::metrics::now_ns;
-use crate::relay::topic::{JsonPointer, TopicLookup, TopicReader};
+use crate::relay::core::topic::{JsonPointer, TopicLookup, TopicReader};
 use crate::ws::deflate::ClientOffer;
 use crate::ws::{CloseCode, Limits, MessageKind};
 
@@ -58,7 +58,7 @@ pub struct Group {
     pub health: GroupHealth,
 }
 
-/// What a feed line tells subscribers about (see [`events`](crate::relay::events)).
+/// What a feed line tells subscribers about (see [`events`](crate::relay::core::events)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
     /// The group went stale or live again; its topics.

@@ -116,7 +116,7 @@ impl FeedConfig {
             ("seq_pointer", &self.seq_pointer),
         ] {
             if let Some(p) = p {
-                super::topic::JsonPointer::parse(p)
+                crate::relay::core::topic::JsonPointer::parse(p)
                     .map_err(|e| format!("feed {name}: {field}: {e}"))?;
             }
         }

@@ -12,7 +12,7 @@ use super::FeedConfig;
 use crate::io::transport;
 use crate::io::IoError;
 use crate::relay::config::Config;
-use crate::relay::topic::JsonPointer;
+use crate::relay::core::topic::JsonPointer;
 use crate::ws::Limits;
 
 /// A group of feed lines with their TLS trust, as planned before the workers start.

@@ -4,7 +4,7 @@
 //! Its own worker's last values are taken at once; every other worker is asked (a
 //! control hop, after the interest hop that makes it route the topics here) and
 //! answers with its own, on the control channel, ordered with its data hops
-//! ([`links`](super::links) merges the two in the order they were sent). So for each
+//! ([`links`](crate::relay::worker::links) merges the two in the order they were sent). So for each
 //! worker: the messages it sent before its answer are older than the snapshot and are
 //! skipped for this subscriber; those after it are live. Until every worker has
 //! answered, live messages for the new topics are held here; then the `subscribed`
@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::routing::{Interest, WorkerMask};
+use crate::relay::core::routing::{Interest, WorkerMask};
 
 /// What [`PendingSnapshot::offer`] did with a live message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,19 +15,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::feed::arbiter::{Arbiter, Verdict};
-use super::topic::{JsonPointer, TopicLookup};
-use super::worker::WorkerCtx;
 use crate::io::nats::subject::check_subject;
-use crate::io::nats::{Imported, NatsAuth, NatsOptions, MAX_ORIGINS};
-use crate::metrics::{now_ns, Hop};
-use crate::ws::MessageKind;
+use crate::io::nats::{NatsAuth, NatsOptions, MAX_ORIGINS};
+use crate::metrics::now_ns;
+use crate::relay::core::topic::JsonPointer;
+use crate::relay::feed::arbiter::Arbiter;
 
 /// Most a hand-off channel (`export_queue`, `import_queue`) may hold.
 pub const MAX_QUEUE: usize = 1 << 22;
-
-/// Imported messages a worker takes before its other tasks get a turn.
-const IMPORT_BATCH: usize = 256;
 
 /// `[nats]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,67 +240,11 @@ fn random_origin() -> String {
 }
 
 /// The arbiter for imports across exporting relays, when `seq_pointer` is set.
-pub(super) fn import_arbiter(config: Option<&NatsConfig>) -> Option<RefCell<Arbiter>> {
+pub(in crate::relay) fn import_arbiter(config: Option<&NatsConfig>) -> Option<RefCell<Arbiter>> {
     config?
         .seq_pointer
         .as_ref()
         .map(|_| RefCell::new(Arbiter::new(MAX_ORIGINS)))
-}
-
-impl WorkerCtx {
-    /// Ingests up to [`IMPORT_BATCH`] messages imported from NATS as a publisher's
-    /// would be (never exported again); returns how many.
-    pub(super) fn drain_imports(&self) -> usize {
-        let Some(queue) = &self.nats_imports else {
-            return 0;
-        };
-        let mut n = 0;
-        while n < IMPORT_BATCH {
-            let Ok(m) = queue.try_recv() else { break };
-            n += 1;
-            // The hand-off is its own hop; `ingress` then covers parse, frame, route.
-            let read_ns = now_ns();
-            self.record(Hop::Import, m.received.elapsed().as_nanos() as u64);
-            let kind = match m.binary {
-                true => MessageKind::Binary,
-                false => MessageKind::Text,
-            };
-            let lookup = self.import_topics.borrow_mut().lookup(&m.payload);
-            if self.is_copy(&m, &lookup) {
-                continue;
-            }
-            self.ingest_imported(kind, &m.payload, lookup, read_ns);
-        }
-        if n > 0 {
-            self.flush();
-        }
-        n
-    }
-
-    /// Whether `m` is a copy another exporting relay delivered first (`seq_pointer`
-    /// set); counted. Messages without an origin, a topic or a number pass.
-    fn is_copy(&self, m: &Imported, lookup: &TopicLookup) -> bool {
-        let Some(arbiter) = &self.import_arbiter else {
-            return false;
-        };
-        let seq = self.import_topics.borrow().seq();
-        let (Some(topic), Some(line), Some(seq)) = (lookup.name(&m.payload), m.origin, seq) else {
-            return false;
-        };
-        let (verdict, _) = arbiter.borrow_mut().check(line, topic, seq);
-        let copy = verdict == Verdict::Duplicate;
-        if copy {
-            if let Some(c) = &self.nats_counters {
-                c.count_import_duplicate();
-            }
-        }
-        copy
-    }
-
-    /// Whether imported messages wait for this worker.
-    pub(super) fn imports_waiting(&self) -> bool {
-        self.nats_imports.as_ref().is_some_and(|q| !q.is_empty())
-    }
 }
 
 #[cfg(test)]

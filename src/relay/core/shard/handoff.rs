@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::relay::routing::{Interest, SubId};
+use crate::relay::core::routing::{Interest, SubId};
 
 /// A relayed message: its topic (a slice of the frame when possible) and the server
 /// frame encoded once, shared by every subscriber's queue.

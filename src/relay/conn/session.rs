@@ -6,14 +6,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::access::{Access, Denied, Refusal};
-use super::admission::Admitted;
-use super::control::{self, Control};
-use super::ingest::Publisher;
-use super::jwt::SubscriberGrant;
-use super::subscriber::{self, Joining};
-use super::topic::TopicReader;
-use super::worker::{Counted, WorkerCtx};
 use crate::io::driver::server::{
     accept_handshake_by, serve as serve_driver, ServeOptions, Transmit,
 };
@@ -22,8 +14,15 @@ use crate::io::ring::TcpStream;
 use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
 use crate::metrics::now_ns;
+use crate::relay::access::admission::Admitted;
+use crate::relay::access::jwt::SubscriberGrant;
+use crate::relay::access::rules::{Access, Denied, Refusal};
+use crate::relay::conn::publisher::Publisher;
+use crate::relay::conn::subscriber::{self, Joining};
+use crate::relay::core::control::{self, Control};
+use crate::relay::core::topic::TopicReader;
+use crate::relay::worker::state::{Counted, WorkerCtx};
 use crate::ws::handshake::Request;
-use crate::ws::WsError;
 
 /// Which side of the relay a connection is on, decided by its path.
 enum Side {
@@ -34,11 +33,6 @@ enum Side {
     /// no `[jwt]`).
     Subscriber(Joining, Option<SubscriberGrant>),
 }
-
-/// Read buffer of a subscriber connection: subscribers only send control messages,
-/// so an idle subscriber holds a small buffer; larger control frames stream through the
-/// reassembly buffer (up to `max_message_bytes`).
-pub const SUBSCRIBER_READ_BYTES: usize = 1024;
 
 /// Decides at the handshake: `Err((status, reason))` refuses. The origin is checked
 /// first, so a page in a browser learns nothing else about the relay.
@@ -87,7 +81,7 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
 }
 
 /// Serves one accepted connection until it ends.
-pub(super) async fn serve(
+pub(in crate::relay) async fn serve(
     ctx: &Rc<WorkerCtx>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -140,18 +134,6 @@ pub(super) async fn serve(
     serve_side(ctx, driver, side, shutdown).await
 }
 
-/// Counts a connection failed for one of the size limits.
-pub(super) fn count_limit(ctx: &WorkerCtx, e: &WsError) {
-    let mut shard = ctx.shard.borrow_mut();
-    match e {
-        WsError::FrameTooLarge { .. } | WsError::MessageTooLarge { .. } => {
-            shard.stats.oversized_messages += 1
-        }
-        WsError::TooManyFragments { .. } => shard.stats.too_many_fragments += 1,
-        _ => {}
-    }
-}
-
 /// Serves an upgraded connection as the side it asked for.
 async fn serve_side(
     ctx: &Rc<WorkerCtx>,
@@ -162,7 +144,7 @@ async fn serve_side(
     match side {
         Side::Publisher(grant) => {
             ctx.summary.borrow_mut().publishers += 1;
-            let _live = Counted::enter(&ctx.publishers_live);
+            let _live = Counted::enter(&ctx.publishers_open);
             let mut publisher = Publisher {
                 ctx: Rc::clone(ctx),
                 topics: TopicReader::new(ctx.pointer.clone())
@@ -182,7 +164,7 @@ async fn serve_side(
         }
         Side::Subscriber(joining, grant) => {
             ctx.summary.borrow_mut().subscribers += 1;
-            let _live = Counted::enter(&ctx.subscribers_live);
+            let _live = Counted::enter(&ctx.subscribers_open);
             subscriber::serve(ctx, Rc::new(driver), joining, grant, shutdown).await
         }
     }

@@ -10,16 +10,18 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use super::control::WILDCARD;
-use super::last_value::LastValues;
-use super::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
-use super::routing::{Interest, RoutingTable, SubId, WorkerMask};
-use super::snapshot::{Offered, PendingSnapshot};
-pub use super::stats::ShardStats;
-pub use hop::{Hop, Relayed};
-
-mod hop;
+use crate::relay::core::control::WILDCARD;
+use crate::relay::core::last_value::LastValues;
+use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
+use crate::relay::core::routing::{Interest, RoutingTable, SubId, WorkerMask};
+use crate::relay::core::snapshot::{Offered, PendingSnapshot};
 use crate::ws::CloseCode;
+
+pub mod handoff;
+pub mod stats;
+
+pub use handoff::{Hop, Relayed};
+pub use stats::ShardStats;
 
 /// Settings a shard needs, from the config.
 #[derive(Debug, Clone)]
@@ -166,9 +168,9 @@ impl Shard {
     }
 
     /// Subscriber `id`'s lag now (`now_ns` on the metrics clock).
-    pub fn lag(&self, id: SubId, now_ns: u64) -> Option<super::control::Lag> {
+    pub fn lag(&self, id: SubId, now_ns: u64) -> Option<crate::relay::core::control::Lag> {
         let sub = self.subs.get(id)?.as_ref()?;
-        Some(super::control::Lag {
+        Some(crate::relay::core::control::Lag {
             queued: sub.queue.len(),
             queued_bytes: sub.queue.bytes(),
             oldest_us: sub
@@ -267,7 +269,7 @@ impl Shard {
     }
 
     /// [`subscribe`](Self::subscribe) with a snapshot of `new` (see
-    /// [`snapshot`](super::snapshot)): this worker's last values now, the others' on
+    /// [`snapshot`](crate::relay::core::snapshot)): this worker's last values now, the others' on
     /// their answers; the reply, the snapshot and the held messages once all are in.
     fn subscribe_with_snapshot(
         &mut self,

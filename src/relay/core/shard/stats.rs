@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::ws::WsError;
+
 /// Counters of one shard; merged off the hot path.
 #[derive(Debug, Default, Clone)]
 pub struct ShardStats {
@@ -50,6 +52,18 @@ pub struct ShardStats {
 }
 
 impl ShardStats {
+    /// Counts a connection failed for one of the size limits (other protocol errors
+    /// are the peer's and counted by the driver).
+    pub fn count_limit(&mut self, e: &WsError) {
+        match e {
+            WsError::FrameTooLarge { .. } | WsError::MessageTooLarge { .. } => {
+                self.oversized_messages += 1
+            }
+            WsError::TooManyFragments { .. } => self.too_many_fragments += 1,
+            _ => {}
+        }
+    }
+
     /// How often each configured bound was hit, by the bound's metrics label.
     pub fn limit_hits(&self) -> Vec<(&'static str, u64)> {
         vec![

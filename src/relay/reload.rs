@@ -14,14 +14,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use super::access::Access;
-use super::config::{Config, ConfigError};
-use super::queue::SlowConsumerPolicy;
 use crate::io::transport::{server_config, TlsSetupError};
+use crate::relay::access::rules::Access;
+use crate::relay::config::{Config, ConfigError};
+use crate::relay::core::queue::SlowConsumerPolicy;
 
 /// Why the live settings could not be (re)built.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub enum ReloadError {
     /// The config file does not load.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -35,7 +35,7 @@ pub enum LiveError {
 
 /// What is in force now, shared by the workers.
 #[derive(Debug)]
-pub struct LiveSettings {
+pub struct ReloadableSettings {
     tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     access: RwLock<Arc<Access>>,
     policies: RwLock<Arc<TopicPolicies>>,
@@ -55,10 +55,10 @@ pub fn topic_policies(config: &Config) -> TopicPolicies {
         .collect()
 }
 
-impl LiveSettings {
+impl ReloadableSettings {
     /// The settings of `config` (the certificate and key read now).
-    pub fn new(config: &Config) -> Result<Arc<LiveSettings>, LiveError> {
-        Ok(Arc::new(LiveSettings {
+    pub fn new(config: &Config) -> Result<Arc<ReloadableSettings>, ReloadError> {
+        Ok(Arc::new(ReloadableSettings {
             tls: RwLock::new(tls_of(config)?),
             access: RwLock::new(Arc::new(config.access())),
             policies: RwLock::new(Arc::new(topic_policies(config))),
@@ -98,10 +98,10 @@ impl LiveSettings {
     /// Takes the certificate, access rules and topic policies of `config`: all of them, or (on an
     /// error) none. A listener started plain stays plain, and one started with TLS
     /// keeps TLS (the scheme clients dial cannot change under them).
-    pub fn reload(&self, config: &Config) -> Result<(), LiveError> {
+    pub fn reload(&self, config: &Config) -> Result<(), ReloadError> {
         let tls = tls_of(config)?;
         if tls.is_some() != self.tls().is_some() {
-            return Err(LiveError::TlsSwitch);
+            return Err(ReloadError::TlsSwitch);
         }
         let access = Arc::new(config.access());
         let policies = Arc::new(topic_policies(config));
@@ -122,13 +122,13 @@ fn tls_of(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, TlsSetup
 
 /// Reloads from `path` on every SIGHUP, on a thread of its own, for the life of the
 /// process.
-pub fn reload_on_sighup(path: PathBuf, live: Arc<LiveSettings>) -> std::io::Result<()> {
+pub fn reload_on_sighup(path: PathBuf, settings: Arc<ReloadableSettings>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
     std::thread::Builder::new()
         .name("feedrelay-sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                match reload_from(&path, &live) {
+                match reload_from(&path, &settings) {
                     Ok(()) => tracing::info!(config = %path.display(), "reloaded on SIGHUP"),
                     Err(e) => tracing::error!(
                         config = %path.display(),
@@ -140,6 +140,6 @@ pub fn reload_on_sighup(path: PathBuf, live: Arc<LiveSettings>) -> std::io::Resu
     Ok(())
 }
 
-fn reload_from(path: &Path, live: &LiveSettings) -> Result<(), LiveError> {
-    live.reload(&Config::load(path)?)
+fn reload_from(path: &Path, settings: &ReloadableSettings) -> Result<(), ReloadError> {
+    settings.reload(&Config::load(path)?)
 }

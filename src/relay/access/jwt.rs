@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::access::{read_secret_file, Secret};
-use super::control::WILDCARD;
+use crate::relay::access::secret::{read_secret_file, Secret};
+use crate::relay::core::control::WILDCARD;
 
 /// Most patterns a token's `topics` claim may hold.
 pub const MAX_CLAIM_PATTERNS: usize = 1024;

@@ -3,20 +3,17 @@
 //! is published to the worker's shard (which queues it for local subscribers and names
 //! the other workers that want it).
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::access::Access;
-use super::feed::line::{FeedEvent, FeedSink};
-use super::shard::{Hop as WorkerHop, Relayed};
-use super::topic::{TopicLookup, TopicReader};
-use super::worker::WorkerCtx;
-use crate::io::driver::server::Service;
-use crate::io::driver::Reply;
 use crate::metrics::{now_ns, Hop};
-use crate::ws::{FrameHeader, MessageKind, WsError, RSV1};
+use crate::relay::core::control::control_frame;
+use crate::relay::core::shard::{Hop as WorkerHop, Relayed};
+use crate::relay::core::topic::TopicLookup;
+use crate::relay::feed::line::{FeedEvent, FeedSink};
+use crate::relay::worker::state::WorkerCtx;
+use crate::ws::{FrameHeader, MessageKind, RSV1};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
@@ -34,15 +31,15 @@ impl FeedSink for WorkerCtx {
                 feed,
                 topics,
             } => {
-                let text = super::events::health(change.name(), &feed, &topics);
+                let text = crate::relay::core::events::health(change.name(), &feed, &topics);
                 (topics, text)
             }
             FeedEvent::Gap { topic, from, to } => {
-                let text = super::events::gap(&topic, from, to);
+                let text = crate::relay::core::events::gap(&topic, from, to);
                 (vec![topic], text)
             }
         };
-        let frame = super::subscriber::control_frame(&text);
+        let frame = control_frame(&text);
         let topics = Arc::new(topics);
         let mut shard = self.shard.borrow_mut();
         shard.notify(&topics, &frame);
@@ -57,7 +54,7 @@ impl FeedSink for WorkerCtx {
 
 impl WorkerCtx {
     /// A message imported from NATS: ingested as a publisher's, never exported again.
-    pub(super) fn ingest_imported(
+    pub(in crate::relay) fn ingest_imported(
         &self,
         kind: MessageKind,
         payload: &[u8],
@@ -71,7 +68,7 @@ impl WorkerCtx {
     /// can be relayed as it came (`compressed`: the sender compressed each message on
     /// its own, with a window the relay's subscribers take); `export`: offered to NATS
     /// too (when exporting).
-    fn ingest_with(
+    pub(in crate::relay) fn ingest_with(
         &self,
         kind: MessageKind,
         payload: &[u8],
@@ -127,7 +124,7 @@ impl WorkerCtx {
 
     /// The message compressed once for every subscriber that can take it (or as its
     /// sender compressed it, `given`), framed into the arena, if compression is on and
-    /// the message qualifies (see [`compression`](super::compression)).
+    /// the message qualifies (see [`compression`](crate::relay::core::compression)).
     fn deflate(
         &self,
         kind: MessageKind,
@@ -161,77 +158,5 @@ impl WorkerCtx {
                 .borrow_mut()
                 .frame_rsv(kind.opcode(), RSV1, compressed),
         )
-    }
-}
-
-/// A publisher connection's messages go into the relay.
-pub(super) struct Publisher {
-    pub(super) ctx: Rc<WorkerCtx>,
-    pub(super) topics: TopicReader,
-    /// When the read being handled completed (start of the `ingress` hop).
-    pub(super) read_ns: u64,
-    /// The access rules it was admitted under and its token's grant among them
-    /// (`None`: no tokens, it may publish anything).
-    pub(super) grant: Option<(Arc<Access>, usize)>,
-    /// Its compressed messages are relayed as they came (see
-    /// [`CompressionConfig::reuses`](super::compression::CompressionConfig::reuses)).
-    pub(super) reuse_compressed: bool,
-}
-
-impl Publisher {
-    /// Whether its token lets it publish a message whose topic lookup gave `lookup`
-    /// (a message without a topic goes to the default topic, if any, and is judged
-    /// by that).
-    fn may_publish(&self, payload: &[u8], lookup: &TopicLookup) -> bool {
-        let Some((access, i)) = &self.grant else {
-            return true;
-        };
-        let topic: &[u8] = match lookup {
-            TopicLookup::InPayload(r) => &payload[r.clone()],
-            TopicLookup::Unescaped(t) => t.as_bytes(),
-            TopicLookup::BadName(_) => return true, // dropped and counted as bad_topic
-            TopicLookup::Missing | TopicLookup::NotJson => match &self.ctx.default_topic {
-                Some(t) => &t[..],
-                None => return true, // dropped and counted as no_topic
-            },
-        };
-        let grant = &access.grants()[*i];
-        let allowed = grant.allows(topic);
-        if !allowed {
-            self.ctx
-                .access_counts
-                .borrow_mut()
-                .count_off_grant(&grant.name);
-        }
-        allowed
-    }
-}
-
-impl Service for Publisher {
-    fn on_message(
-        &mut self,
-        kind: MessageKind,
-        payload: &[u8],
-        compressed: Option<&[u8]>,
-        _reply: &mut Reply,
-    ) {
-        let lookup = self.topics.lookup(payload);
-        if self.may_publish(payload, &lookup) {
-            let reuse = compressed.filter(|_| self.reuse_compressed);
-            self.ctx
-                .ingest_with(kind, payload, lookup, self.read_ns, reuse, true);
-        }
-    }
-
-    fn on_read(&mut self) {
-        self.read_ns = now_ns();
-    }
-
-    fn on_batch_end(&mut self) {
-        self.ctx.flush();
-    }
-
-    fn on_protocol_error(&mut self, error: &WsError) {
-        super::session::count_limit(&self.ctx, error);
     }
 }

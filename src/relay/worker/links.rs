@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
-use super::shard::Hop;
 use crate::io::idle::Parker;
+use crate::relay::core::shard::Hop;
 
 /// Hops a channel between two workers holds; a full channel drops (and counts) rather
 /// than stall the publisher. Not yet tuned by a benchmark.
@@ -201,8 +201,8 @@ fn next_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::queue::{QueueLimits, SlowConsumerPolicy};
-    use crate::relay::shard::{Relayed, Shard, ShardSettings};
+    use crate::relay::core::queue::{QueueLimits, SlowConsumerPolicy};
+    use crate::relay::core::shard::{Relayed, Shard, ShardSettings};
     use bytes::Bytes;
 
     fn shard(worker: usize) -> Shard {

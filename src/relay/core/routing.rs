@@ -30,7 +30,7 @@ impl Interest {
     /// The topic's name (`*` for every topic).
     pub fn name(&self) -> String {
         match self {
-            Interest::All => super::control::WILDCARD.to_owned(),
+            Interest::All => crate::relay::core::control::WILDCARD.to_owned(),
             Interest::Topic(t) => String::from_utf8_lossy(t).into_owned(),
         }
     }

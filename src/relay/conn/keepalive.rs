@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::routing::SubId;
-use super::subscriber::SubWriter;
-use super::worker::WorkerCtx;
 use crate::io::rt;
 use crate::metrics::now_ns;
+use crate::relay::conn::sub_writer::SubWriter;
+use crate::relay::core::routing::SubId;
+use crate::relay::worker::state::WorkerCtx;
 use crate::ws::CloseCode;
 
 /// Runs until the worker is done.
-pub(super) async fn sweep(ctx: Rc<WorkerCtx>) {
+pub(in crate::relay) async fn sweep(ctx: Rc<WorkerCtx>) {
     let period = (ctx.keepalive / 2).max(Duration::from_millis(10));
     let mut ticker = rt::Interval::new(period);
     let mut ping = Vec::new();

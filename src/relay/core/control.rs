@@ -16,7 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::topic::check_name;
+use bytes::Bytes;
+
+use crate::relay::core::topic::check_name;
+use crate::ws::{server_frame, OpCode};
 
 /// What one control request may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +220,11 @@ pub fn reply_refreshed(exp: u64) -> String {
         exp: Some(exp),
     })
     .unwrap_or_default()
+}
+
+/// A server text frame on the control path (allocates; not the relay's hot path).
+pub fn control_frame(text: &str) -> Bytes {
+    Bytes::from(server_frame(OpCode::Text, text.as_bytes()))
 }
 
 #[cfg(test)]

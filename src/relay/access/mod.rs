@@ -1,0 +1,14 @@
+//! Who may connect, decided before and at the handshake.
+//!
+//! - [`admission`]: who may start a handshake: the pending budget and the caps per
+//!   source address.
+//! - [`rules`]: the rules a handshake is checked against ([`rules::Access`]): the
+//!   Origin allow-list, publisher tokens and their topic patterns, subscriber JWTs;
+//!   the refusal to run open to the network.
+//! - [`jwt`]: subscriber JWTs and the topics they grant.
+//! - [`secret`]: secrets read from files (tokens, keys), never logged.
+
+pub mod admission;
+pub mod jwt;
+pub mod rules;
+pub mod secret;

@@ -1,0 +1,85 @@
+//! A publisher connection (`/pub`): every message it sends is checked against its
+//! token's topic patterns and ingested on this worker.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::io::driver::server::Service;
+use crate::io::driver::Reply;
+use crate::metrics::now_ns;
+use crate::relay::access::rules::Access;
+use crate::relay::core::topic::{TopicLookup, TopicReader};
+use crate::relay::worker::state::WorkerCtx;
+use crate::ws::{MessageKind, WsError};
+
+/// A publisher connection's messages go into the relay.
+pub(in crate::relay) struct Publisher {
+    pub(in crate::relay) ctx: Rc<WorkerCtx>,
+    pub(in crate::relay) topics: TopicReader,
+    /// When the read being handled completed (start of the `ingress` hop).
+    pub(in crate::relay) read_ns: u64,
+    /// The access rules it was admitted under and its token's grant among them
+    /// (`None`: no tokens, it may publish anything).
+    pub(in crate::relay) grant: Option<(Arc<Access>, usize)>,
+    /// Its compressed messages are relayed as they came (see
+    /// [`CompressionConfig::reuses`](crate::relay::core::compression::CompressionConfig::reuses)).
+    pub(in crate::relay) reuse_compressed: bool,
+}
+
+impl Publisher {
+    /// Whether its token lets it publish a message whose topic lookup gave `lookup`
+    /// (a message without a topic goes to the default topic, if any, and is judged
+    /// by that).
+    fn may_publish(&self, payload: &[u8], lookup: &TopicLookup) -> bool {
+        let Some((access, i)) = &self.grant else {
+            return true;
+        };
+        let topic: &[u8] = match lookup {
+            TopicLookup::InPayload(r) => &payload[r.clone()],
+            TopicLookup::Unescaped(t) => t.as_bytes(),
+            TopicLookup::BadName(_) => return true, // dropped and counted as bad_topic
+            TopicLookup::Missing | TopicLookup::NotJson => match &self.ctx.default_topic {
+                Some(t) => &t[..],
+                None => return true, // dropped and counted as no_topic
+            },
+        };
+        let grant = &access.grants()[*i];
+        let allowed = grant.allows(topic);
+        if !allowed {
+            self.ctx
+                .access_counts
+                .borrow_mut()
+                .count_off_grant(&grant.name);
+        }
+        allowed
+    }
+}
+
+impl Service for Publisher {
+    fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        compressed: Option<&[u8]>,
+        _reply: &mut Reply,
+    ) {
+        let lookup = self.topics.lookup(payload);
+        if self.may_publish(payload, &lookup) {
+            let reuse = compressed.filter(|_| self.reuse_compressed);
+            self.ctx
+                .ingest_with(kind, payload, lookup, self.read_ns, reuse, true);
+        }
+    }
+
+    fn on_read(&mut self) {
+        self.read_ns = now_ns();
+    }
+
+    fn on_batch_end(&mut self) {
+        self.ctx.flush();
+    }
+
+    fn on_protocol_error(&mut self, error: &WsError) {
+        self.ctx.shard.borrow_mut().stats.count_limit(error);
+    }
+}

@@ -1,0 +1,114 @@
+//! A subscriber's writer as the others see it ([`SubWriter`]): the reader, the
+//! worker's flush and the keepalive sweep wake it, close it, and read when it last
+//! heard from its peer. The worker keeps one per local subscriber.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::io::driver::Driver;
+use crate::io::rt;
+use crate::io::signal::LocalSignal;
+use crate::ws::CloseCode;
+
+/// A subscriber's writer, as the reader, the worker's flush and the keepalive sweep
+/// see it.
+pub(in crate::relay) struct SubWriter {
+    pub(super) driver: Rc<Driver>,
+    pub(super) notify: LocalSignal,
+    /// When the subscriber last sent anything (a pong counts).
+    pub(in crate::relay) last_rx: Cell<Instant>,
+    /// Set when the relay closes the subscriber on its own account (idle past the
+    /// timeout, token expired): the code and reason of the close frame.
+    pub(super) close_now: Cell<Option<(CloseCode, &'static str)>>,
+    /// When its token expires (`None`: no token, or no expiry).
+    pub(super) expires: Cell<Option<SystemTime>>,
+    /// Raised when `expires` changes or the subscriber is gone (wakes the expiry task).
+    pub(super) expiry: LocalSignal,
+    /// A vectored write is in flight (the peer may have stopped reading).
+    pub(super) writing: Cell<bool>,
+    /// It was logged as behind and has not caught up since.
+    pub(in crate::relay) behind: Cell<bool>,
+    /// The reader is done: the writer stops touching the shard (the id may be reused).
+    pub(super) gone: Cell<bool>,
+    /// The writer has ended (after FIN, or after a failed write).
+    pub(super) finished: LocalSignal,
+    pub(super) finished_flag: Cell<bool>,
+}
+
+impl SubWriter {
+    /// Closes the subscriber with `code` and `reason`: what is queued is dropped, the
+    /// close frame goes out.
+    pub(in crate::relay) fn close(
+        self: &Rc<Self>,
+        code: CloseCode,
+        reason: &'static str,
+        linger: Duration,
+    ) {
+        self.close_now.set(Some((code, reason)));
+        self.wake(false, linger);
+    }
+
+    /// The subscriber's address.
+    pub(in crate::relay) fn peer(&self) -> std::net::SocketAddr {
+        self.driver.peer()
+    }
+
+    /// Wakes the writer: its queue changed. If the relay is closing the subscriber and
+    /// a write is stuck behind a full socket, the subscriber stopped reading and will
+    /// never read our close frame: it gets the linger period, then is cut.
+    pub(in crate::relay) fn wake(self: &Rc<Self>, closing: bool, linger: Duration) {
+        self.notify.raise();
+        if closing && self.writing.get() {
+            let w = Rc::clone(self);
+            rt::spawn(async move {
+                rt::sleep(linger).await;
+                if w.writing.get() {
+                    w.driver.transport().shutdown_both_now();
+                }
+            });
+        }
+    }
+}
+
+impl SubWriter {
+    /// A writer for the subscriber on `driver`, whose token (if any) expires at
+    /// `expires`.
+    pub(super) fn new(driver: Rc<Driver>, expires: Option<SystemTime>) -> SubWriter {
+        SubWriter {
+            driver,
+            notify: LocalSignal::new(),
+            last_rx: Cell::new(Instant::now()),
+            close_now: Cell::new(None),
+            expires: Cell::new(expires),
+            expiry: LocalSignal::new(),
+            writing: Cell::new(false),
+            behind: Cell::new(false),
+            gone: Cell::new(false),
+            finished: LocalSignal::new(),
+            finished_flag: Cell::new(false),
+        }
+    }
+}
+
+/// Closes the subscriber with 1008 when its token expires, unless a refresh moved the
+/// expiry on first; ends when the subscriber is gone.
+pub(super) async fn close_when_expired(writer: Rc<SubWriter>, linger: Duration) {
+    loop {
+        if writer.gone.get() {
+            return;
+        }
+        let Some(at) = writer.expires.get() else {
+            return;
+        };
+        match at.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => {
+                let _ = rt::timeout(left, writer.expiry.wait()).await;
+            }
+            _ => {
+                writer.close(CloseCode::POLICY_VIOLATION, "token expired", linger);
+                return;
+            }
+        }
+    }
+}
