@@ -304,7 +304,7 @@ fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
         }
     };
     let fs = HostFs::new(root);
-    let live = check::Live {
+    let measured = check::Measured {
         ring: fs
             .is_live()
             .then(|| ring::probe().map_err(|e| e.to_string())),
@@ -318,7 +318,7 @@ fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
             * u64::from(config.ring_entries)
             * check::RING_BYTES_PER_ENTRY,
     };
-    let findings = check::run(&fs, &live);
+    let findings = check::run(&fs, &measured);
     let mut out = check::render(&findings);
     if out.ends_with('\n') {
         out.pop();

@@ -417,7 +417,7 @@ enum Sink {
 struct FloorSub {
     driver: crate::io::driver::Driver,
     queue: RefCell<Vec<bytes::Bytes>>,
-    signal: crate::io::signal::LocalSignal,
+    signal: crate::io::local::WakeFlag,
     /// A write is in flight.
     writing: std::cell::Cell<bool>,
 }
@@ -482,7 +482,7 @@ async fn floor_sink(listener: std::net::TcpListener, subs: usize) -> anyhow::Res
         let sub = Rc::new(FloorSub {
             driver,
             queue: RefCell::new(Vec::new()),
-            signal: crate::io::signal::LocalSignal::new(),
+            signal: crate::io::local::WakeFlag::new(),
             writing: std::cell::Cell::new(false),
         });
         let writer = Rc::clone(&sub);

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use super::args::{BenchArgs, Payload, Variant};
 use super::load::LoadResult;
 use super::plot::{write_curve_svg, write_svg, Curve};
-use crate::metrics::report::{percentiles_us, PercentileTable};
+use crate::metrics::percentiles::{percentiles_us, PercentileTable};
 
 /// One variant's results at one rate, summed over rounds.
 pub(super) struct Totals {

@@ -27,7 +27,7 @@ use crate::io::listener::bind_reuseport;
 use crate::io::worker::CoreMap;
 use crate::io::{ring, shutdown};
 use crate::metrics::collector::Collector;
-use crate::metrics::report::PercentileTable;
+use crate::metrics::percentiles::PercentileTable;
 use crate::metrics::snapshot::Snapshot;
 use crate::metrics::{Hop, HopHistograms};
 use crate::relay::config::Config;

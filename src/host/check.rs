@@ -56,9 +56,9 @@ fn finding(
     }
 }
 
-/// What the checks need besides the files: live facts the caller measured.
+/// What the checks need besides the files: facts the caller measured on this host.
 #[derive(Debug, Clone)]
-pub struct Live {
+pub struct Measured {
     /// The result of actually creating a ring (`None`: not probed, e.g. a fixture).
     pub ring: Option<Result<(), String>>,
     /// Open-file limits (soft, hard).
@@ -79,23 +79,23 @@ pub const RING_BYTES_PER_ENTRY: u64 = 128;
 pub const MIN_SOCKET_BUFFER: u64 = 4 << 20;
 
 /// Runs every check against `fs`.
-pub fn run(fs: &HostFs, live: &Live) -> Vec<Finding> {
+pub fn run(fs: &HostFs, measured: &Measured) -> Vec<Finding> {
     vec![
-        io_uring(fs, live),
-        memlock(fs, live),
+        io_uring(fs, measured),
+        memlock(fs, measured),
         governor(fs),
         transparent_hugepages(fs),
         clocksource(fs),
         smt(fs),
         isolated(fs),
         socket_buffers(fs),
-        fd_limit(live),
+        fd_limit(measured),
     ]
 }
 
-fn io_uring(fs: &HostFs, live: &Live) -> Finding {
+fn io_uring(fs: &HostFs, measured: &Measured) -> Finding {
     const NAME: &str = "io_uring";
-    if let Some(Err(e)) = &live.ring {
+    if let Some(Err(e)) = &measured.ring {
         return finding(NAME, Verdict::Fail, format!("cannot create a ring: {e}"), "set kernel.io_uring_disabled=0 and allow io_uring_setup in seccomp (containers block it by default)");
     }
     match fs.read("/proc/sys/kernel/io_uring_disabled").as_deref() {
@@ -121,10 +121,10 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-fn memlock(fs: &HostFs, live: &Live) -> Finding {
+fn memlock(fs: &HostFs, measured: &Measured) -> Finding {
     const NAME: &str = "locked memory (RLIMIT_MEMLOCK)";
     let release = fs.read("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let limit = live
+    let limit = measured
         .memlock
         .map_or("unlimited".to_owned(), |b| format!("{} KiB", b / 1024));
     match kernel_version(&release) {
@@ -135,14 +135,14 @@ fn memlock(fs: &HostFs, live: &Live) -> Finding {
             format!("Linux {release}: rings are not charged to it (limit {limit}); registered buffers are not used"),
             "",
         ),
-        Some(_) => match live.memlock {
-            Some(b) if b < live.ring_bytes => finding(
+        Some(_) => match measured.memlock {
+            Some(b) if b < measured.ring_bytes => finding(
                 NAME,
                 Verdict::Fail,
-                format!("Linux {release} charges rings to it: {limit}, the rings need {} KiB", live.ring_bytes.div_ceil(1024)),
+                format!("Linux {release} charges rings to it: {limit}, the rings need {} KiB", measured.ring_bytes.div_ceil(1024)),
                 "raise it: `ulimit -l unlimited`, LimitMEMLOCK=infinity in the systemd unit, or --ulimit memlock=-1 for docker",
             ),
-            _ => finding(NAME, Verdict::Pass, format!("{limit}, the rings need {} KiB", live.ring_bytes.div_ceil(1024)), ""),
+            _ => finding(NAME, Verdict::Pass, format!("{limit}, the rings need {} KiB", measured.ring_bytes.div_ceil(1024)), ""),
         },
         None => finding(
             NAME,
@@ -245,13 +245,13 @@ fn socket_buffers(fs: &HostFs) -> Finding {
     }
 }
 
-fn fd_limit(live: &Live) -> Finding {
+fn fd_limit(measured: &Measured) -> Finding {
     const NAME: &str = "open-file limit";
-    let (soft, hard) = live.nofile;
-    let need = live.max_connections + 64;
+    let (soft, hard) = measured.nofile;
+    let need = measured.max_connections + 64;
     let found = format!(
         "soft {soft}, hard {hard}; max_connections {} needs {need}",
-        live.max_connections
+        measured.max_connections
     );
     if hard < need {
         finding(
@@ -333,8 +333,8 @@ mod tests {
         Tree(HostFs::new(root.clone()), root)
     }
 
-    fn live(max_connections: u64) -> Live {
-        Live {
+    fn measured(max_connections: u64) -> Measured {
+        Measured {
             ring: None,
             nofile: (1024, 1 << 20),
             max_connections,
@@ -376,7 +376,7 @@ mod tests {
                 ("/proc/sys/net/core/wmem_max", "16777216\n"),
             ],
         );
-        let f = run(&fs, &live(10_000));
+        let f = run(&fs, &measured(10_000));
         assert!(
             f.iter().all(|f| f.verdict == Verdict::Pass),
             "{}",
@@ -409,7 +409,7 @@ mod tests {
                 ("/proc/sys/net/core/wmem_max", "212992\n"),
             ],
         );
-        let f = run(&fs, &live(10_000));
+        let f = run(&fs, &measured(10_000));
         // No osrelease in this tree: unknown kernel, warned about.
         assert_eq!(verdict(&f, "locked memory (RLIMIT_MEMLOCK)"), Verdict::Warn);
         for name in [
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(kernel_version("garbage"), None);
         // An old kernel with enough locked memory passes.
         let fs = tree("old-ok", &[("/proc/sys/kernel/osrelease", "5.4.0\n")]);
-        let f = run(&fs, &live(10));
+        let f = run(&fs, &measured(10));
         assert_eq!(verdict(&f, "locked memory (RLIMIT_MEMLOCK)"), Verdict::Pass);
     }
 
@@ -451,11 +451,11 @@ mod tests {
                 ("/proc/sys/kernel/osrelease", "5.10.0-28-amd64\n"),
             ],
         );
-        let f = run(&fs, &live(10_000));
+        let f = run(&fs, &measured(10_000));
         assert_eq!(verdict(&f, "io_uring"), Verdict::Fail);
         let f = run(
             &fs,
-            &Live {
+            &Measured {
                 ring: Some(Err("EPERM".into())),
                 nofile: (1024, 4096),
                 max_connections: 10_000,

@@ -20,7 +20,7 @@
 //!   hand-offs to and from the workers.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
-//! - [`signal`]: a lock-free wake-up flag for tasks on one worker.
+//! - [`local`]: a wake-up flag and a lock for tasks on one worker thread.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 #![allow(unsafe_code)]
 
@@ -29,12 +29,12 @@ pub mod error;
 pub mod http;
 pub mod idle;
 pub mod listener;
+pub mod local;
 pub mod nats;
 pub mod resolve;
 pub mod ring;
 pub mod rt;
 pub mod shutdown;
-pub mod signal;
 pub mod sockopt;
 pub mod transport;
 pub mod url;

@@ -20,8 +20,8 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+use super::local::LocalLock;
 use super::ring::{self, TcpStream, WriteBatch};
-use super::signal::LocalLock;
 
 /// Ciphertext read per socket read (a TLS record is at most 16 KiB plus overhead).
 const CIPHER_READ_BYTES: usize = 18 * 1024;

@@ -16,8 +16,8 @@ pub mod admin;
 pub mod clock;
 pub mod collector;
 pub mod hop;
+pub mod percentiles;
 pub mod prometheus;
-pub mod report;
 pub mod snapshot;
 
 pub use clock::now_ns;

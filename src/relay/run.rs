@@ -16,7 +16,7 @@ use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
 use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};
-use crate::metrics::report::PercentileTable;
+use crate::metrics::percentiles::PercentileTable;
 use crate::metrics::Hop;
 use crate::relay::access::admission::Admission;
 use crate::relay::config::Config;

@@ -32,9 +32,9 @@ use crate::ws::{
     CloseCode, Connection, DeflateParams, Event, Limits, MessageKind, OpCode, Role, State, WsError,
 };
 
+use crate::io::local::WakeFlag;
 use crate::io::ring::WriteBatch;
 use crate::io::rt;
-use crate::io::signal::LocalSignal;
 use crate::io::transport::{TlsSetupError, Transport};
 
 /// What driving a connection can fail with.
@@ -119,7 +119,7 @@ pub struct Driver {
     reply: RefCell<Reply>,
     /// Raised when the close handshake starts from this side, so a task waiting on a
     /// read learns the new deadline.
-    changed: LocalSignal,
+    changed: WakeFlag,
     /// Bytes read since the last [`take_activity`](Driver::take_activity).
     activity: Cell<bool>,
 }
@@ -150,7 +150,7 @@ impl Driver {
             buf: RefCell::new(buf),
             out: RefCell::new(Vec::new()),
             reply: RefCell::new(Reply::default()),
-            changed: LocalSignal::new(),
+            changed: WakeFlag::new(),
             activity: Cell::new(false),
         }
     }

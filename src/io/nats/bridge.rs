@@ -111,7 +111,7 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
             parkers,
             counters: Arc::clone(&counters),
         };
-        let work = move |client| Work {
+        let work = move |client| ClientLoops {
             client,
             options,
             counters,
@@ -154,12 +154,12 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
 }
 
 /// The NATS thread: a current-thread runtime, the client set up on it (reported on
-/// `ready`), then [`Work::run`] until `stop`; the runtime is shut down within
+/// `ready`), then [`ClientLoops::run`] until `stop`; the runtime is shut down within
 /// [`FLUSH_ON_STOP`] (a host name still being resolved is not waited for).
 fn run_thread(
     connect: ConnectOptions,
     urls: Vec<String>,
-    work: impl FnOnce(Client) -> Work,
+    work: impl FnOnce(Client) -> ClientLoops,
     stop: &Notify,
     ready: std::sync::mpsc::Sender<Result<(), NatsError>>,
 ) {
@@ -332,7 +332,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// What the thread runs once the client is set up.
-struct Work {
+struct ClientLoops {
     client: Client,
     options: NatsOptions,
     counters: Arc<NatsCounters>,
@@ -341,7 +341,7 @@ struct Work {
     hand_off: ImportHandOff,
 }
 
-impl Work {
+impl ClientLoops {
     /// Export and import until `stop`, then a bounded flush of what was exported.
     async fn run(self, stop: &Notify) {
         let w = &self;

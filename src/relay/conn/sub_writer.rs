@@ -7,15 +7,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::io::driver::Driver;
+use crate::io::local::WakeFlag;
 use crate::io::rt;
-use crate::io::signal::LocalSignal;
 use crate::ws::CloseCode;
 
 /// A subscriber's writer, as the reader, the worker's flush and the keepalive sweep
 /// see it.
 pub(in crate::relay) struct SubWriter {
     pub(super) driver: Rc<Driver>,
-    pub(super) notify: LocalSignal,
+    pub(super) notify: WakeFlag,
     /// When the subscriber last sent anything (a pong counts).
     pub(in crate::relay) last_rx: Cell<Instant>,
     /// Set when the relay closes the subscriber on its own account (idle past the
@@ -24,7 +24,7 @@ pub(in crate::relay) struct SubWriter {
     /// When its token expires (`None`: no token, or no expiry).
     pub(super) expires: Cell<Option<SystemTime>>,
     /// Raised when `expires` changes or the subscriber is gone (wakes the expiry task).
-    pub(super) expiry: LocalSignal,
+    pub(super) expiry: WakeFlag,
     /// A vectored write is in flight (the peer may have stopped reading).
     pub(super) writing: Cell<bool>,
     /// It was logged as behind and has not caught up since.
@@ -32,7 +32,7 @@ pub(in crate::relay) struct SubWriter {
     /// The reader is done: the writer stops touching the shard (the id may be reused).
     pub(super) gone: Cell<bool>,
     /// The writer has ended (after FIN, or after a failed write).
-    pub(super) finished: LocalSignal,
+    pub(super) finished: WakeFlag,
     pub(super) finished_flag: Cell<bool>,
 }
 
@@ -77,15 +77,15 @@ impl SubWriter {
     pub(super) fn new(driver: Rc<Driver>, expires: Option<SystemTime>) -> SubWriter {
         SubWriter {
             driver,
-            notify: LocalSignal::new(),
+            notify: WakeFlag::new(),
             last_rx: Cell::new(Instant::now()),
             close_now: Cell::new(None),
             expires: Cell::new(expires),
-            expiry: LocalSignal::new(),
+            expiry: WakeFlag::new(),
             writing: Cell::new(false),
             behind: Cell::new(false),
             gone: Cell::new(false),
-            finished: LocalSignal::new(),
+            finished: WakeFlag::new(),
             finished_flag: Cell::new(false),
         }
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::metrics::{now_ns, Hop};
 use crate::relay::core::control::control_frame;
-use crate::relay::core::shard::{Hop as WorkerHop, Relayed};
+use crate::relay::core::shard::{Handoff, Relayed};
 use crate::relay::core::topic::TopicLookup;
 use crate::relay::feed::line::{FeedEvent, FeedSink};
 use crate::relay::worker::state::WorkerCtx;
@@ -43,7 +43,7 @@ impl FeedSink for WorkerCtx {
         let topics = Arc::new(topics);
         let mut shard = self.shard.borrow_mut();
         shard.notify(&topics, &frame);
-        shard.broadcast(|| WorkerHop::Event {
+        shard.broadcast(|| Handoff::Event {
             topics: Arc::clone(&topics),
             frame: frame.clone(),
         });

@@ -8,9 +8,9 @@
 //!   without its reply or its data). They are few: one per topic a worker starts or
 //!   stops wanting, bounded by the subscription limits, never one per message.
 //!
-//! A receiver takes control hops before data hops, except a snapshot answer
-//! ([`Hop::Snapshot`]), which must arrive in order with the data its sender sent around
-//! it (what came before is older than the snapshot, what came after is live). Every hop
+//! A receiver takes control hand-offs before data hand-offs, except a snapshot answer
+//! ([`Handoff::Snapshot`]), which must arrive in order with the data its sender sent around
+//! it (what came before is older than the snapshot, what came after is live). Every handoff
 //! on a link carries the link's sequence number, and the receiver merges a worker's two
 //! channels by it for snapshot answers. Lock-free on the hot path: a send is one
 //! array-slot write, a wake is one relaxed load unless the receiver is parked.
@@ -21,24 +21,24 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
 use crate::io::idle::Parker;
-use crate::relay::core::shard::Hop;
+use crate::relay::core::shard::Handoff;
 
-/// Hops a channel between two workers holds; a full channel drops (and counts) rather
+/// Hand-offs a channel between two workers holds; a full channel drops (and counts) rather
 /// than stall the publisher. Not yet tuned by a benchmark.
 pub const CHANNEL_CAPACITY: usize = 65_536;
 
-/// Hops taken from the inbox before the worker's other tasks get a turn.
+/// Hand-offs taken from the inbox before the worker's other tasks get a turn.
 pub const INBOX_BATCH: usize = 256;
 
-/// A hop and its link sequence number.
-type Numbered = (u64, Hop);
+/// A handoff and its link sequence number.
+type Numbered = (u64, Handoff);
 
 /// One worker's ends of the channels between workers.
 #[derive(Debug)]
 pub struct WorkerLinks {
     /// From each other worker: (control, data).
     incoming: Vec<(Receiver<Numbered>, Receiver<Numbered>)>,
-    /// Per incoming link, a hop taken off each channel and not handled yet (the merge's
+    /// Per incoming link, a handoff taken off each channel and not handled yet (the merge's
     /// look-ahead).
     held: RefCell<Vec<(Option<Numbered>, Option<Numbered>)>>,
     /// To each worker (none to itself): (control, data).
@@ -53,7 +53,7 @@ pub fn links(workers: usize) -> Vec<WorkerLinks> {
     links_with_capacity(workers, CHANNEL_CAPACITY)
 }
 
-/// [`links`] with data channels of `capacity` hops.
+/// [`links`] with data channels of `capacity` hand-offs.
 pub fn links_with_capacity(workers: usize, capacity: usize) -> Vec<WorkerLinks> {
     let parkers: Arc<Vec<Parker>> = Arc::new((0..workers).map(|_| Parker::default()).collect());
     let mut incoming: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
@@ -83,38 +83,38 @@ pub fn links_with_capacity(workers: usize, capacity: usize) -> Vec<WorkerLinks> 
         .collect()
 }
 
-/// Why a hop was not sent.
+/// Why a handoff was not sent.
 #[derive(Debug)]
 pub enum SendFailed {
-    /// The receiver's channel is full; the hop comes back.
-    Full(Hop),
+    /// The receiver's channel is full; the handoff comes back.
+    Full(Handoff),
     /// The receiver has stopped.
     Gone,
 }
 
 impl WorkerLinks {
-    /// Sends `hop` to worker `to` without waiting; the receiver is not woken yet (see
+    /// Sends `handoff` to worker `to` without waiting; the receiver is not woken yet (see
     /// [`wake`](Self::wake)). Only a message can come back `Full`.
-    pub fn send(&self, to: usize, hop: Hop) -> Result<(), SendFailed> {
+    pub fn send(&self, to: usize, handoff: Handoff) -> Result<(), SendFailed> {
         let Some(Some((control, data))) = self.outgoing.get(to) else {
             return Err(SendFailed::Gone);
         };
-        let tx = match hop {
-            Hop::Message(_) => data,
-            Hop::Interest { .. }
-            | Hop::InterestAck { .. }
-            | Hop::SnapshotRequest { .. }
-            | Hop::Event { .. }
-            | Hop::Snapshot { .. } => control,
+        let tx = match handoff {
+            Handoff::Message(_) => data,
+            Handoff::Interest { .. }
+            | Handoff::InterestAck { .. }
+            | Handoff::SnapshotRequest { .. }
+            | Handoff::Event { .. }
+            | Handoff::Snapshot { .. } => control,
         };
         let seq = &self.sent[to];
         let n = seq.get();
-        match tx.try_send((n, hop)) {
+        match tx.try_send((n, handoff)) {
             Ok(()) => {
                 seq.set(n + 1);
                 Ok(())
             }
-            Err(TrySendError::Full((_, hop))) => Err(SendFailed::Full(hop)),
+            Err(TrySendError::Full((_, handoff))) => Err(SendFailed::Full(handoff)),
             Err(TrySendError::Disconnected(_)) => Err(SendFailed::Gone),
         }
     }
@@ -126,18 +126,18 @@ impl WorkerLinks {
         }
     }
 
-    /// Takes up to `max` hops from the other workers, handing each to `each`; returns
-    /// how many. From each worker, control hops come before data hops, except that a
-    /// snapshot answer waits for the data hops sent before it.
-    pub fn drain(&self, max: usize, mut each: impl FnMut(Hop)) -> usize {
+    /// Takes up to `max` hand-offs from the other workers, handing each to `each`; returns
+    /// how many. From each worker, control hand-offs come before data hand-offs, except that a
+    /// snapshot answer waits for the data hand-offs sent before it.
+    pub fn drain(&self, max: usize, mut each: impl FnMut(Handoff)) -> usize {
         let mut n = 0;
         let mut held = self.held.borrow_mut();
         for ((control, data), (c, d)) in self.incoming.iter().zip(held.iter_mut()) {
             while n < max {
-                let Some(hop) = next_in_order(control, data, c, d) else {
+                let Some(handoff) = next_in_order(control, data, c, d) else {
                     break;
                 };
-                each(hop);
+                each(handoff);
                 n += 1;
             }
         }
@@ -164,11 +164,11 @@ impl WorkerLinks {
     }
 }
 
-/// The next hop of one link: a control hop first, unless it is a snapshot answer and a
-/// data hop sent before it is there. `c` and `d` hold what was taken off each channel
+/// The next handoff of one link: a control handoff first, unless it is a snapshot answer and a
+/// data handoff sent before it is there. `c` and `d` hold what was taken off each channel
 /// and not handed out yet.
 ///
-/// Why one look at each channel is enough: a hop visible on one channel means every hop
+/// Why one look at each channel is enough: a handoff visible on one channel means every handoff
 /// its sender sent before it, on either channel, is visible too (the channels order
 /// the sender's writes before the receiver's read); so control is looked at again after
 /// data is, and data after control.
@@ -177,7 +177,7 @@ fn next_in_order(
     data: &Receiver<Numbered>,
     c: &mut Option<Numbered>,
     d: &mut Option<Numbered>,
-) -> Option<Hop> {
+) -> Option<Handoff> {
     if c.is_none() {
         *c = control.try_recv().ok();
     }
@@ -191,11 +191,11 @@ fn next_in_order(
         (None, None) => return None,
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        (Some((cs, Hop::Snapshot { .. })), Some((ds, _))) => cs < ds,
+        (Some((cs, Handoff::Snapshot { .. })), Some((ds, _))) => cs < ds,
         (Some(_), Some(_)) => true,
     };
     let taken = if control_first { c.take() } else { d.take() };
-    taken.map(|(_, hop)| hop)
+    taken.map(|(_, handoff)| handoff)
 }
 
 #[cfg(test)]
@@ -240,16 +240,16 @@ mod tests {
         let mut out = Vec::new();
         for (from, s) in shards.iter_mut().enumerate() {
             s.take_outbox(&mut out);
-            for (to, hop) in out.drain(..) {
-                if let Err(SendFailed::Full(hop)) = links[from].send(to, hop) {
-                    s.count_channel_full(&hop);
+            for (to, handoff) in out.drain(..) {
+                if let Err(SendFailed::Full(handoff)) = links[from].send(to, handoff) {
+                    s.count_channel_full(&handoff);
                     full += 1;
                 }
             }
         }
         let mut taken = 0;
         for (to, s) in shards.iter_mut().enumerate() {
-            taken += links[to].drain(usize::MAX, |hop| s.handle_hop(hop, 0));
+            taken += links[to].drain(usize::MAX, |handoff| s.handle_handoff(handoff, 0));
         }
         (full, taken)
     }
@@ -262,11 +262,11 @@ mod tests {
         for (from, to) in [(0, 1), (1, 0)] {
             for _ in 0..4 {
                 links[from]
-                    .send(to, Hop::Message(message("noise")))
+                    .send(to, Handoff::Message(message("noise")))
                     .unwrap();
             }
             assert!(matches!(
-                links[from].send(to, Hop::Message(message("noise"))),
+                links[from].send(to, Handoff::Message(message("noise"))),
                 Err(SendFailed::Full(_))
             ));
         }
@@ -293,30 +293,30 @@ mod tests {
     fn a_snapshot_answer_keeps_its_place_among_data_other_control_hops_go_first() {
         let links = links(2);
         let m = |body: &'static str| {
-            Hop::Message(Relayed {
+            Handoff::Message(Relayed {
                 origin: 1,
                 ..message(body)
             })
         };
-        let snapshot = Hop::Snapshot {
+        let snapshot = Handoff::Snapshot {
             sub: 0,
             generation: 1,
             origin: 1,
             frames: vec![],
         };
-        let ack = Hop::InterestAck {
+        let ack = Handoff::InterestAck {
             sub: 0,
             generation: 1,
         };
-        for hop in [m("d1"), snapshot, m("d2"), ack, m("d3")] {
-            links[1].send(0, hop).unwrap();
+        for handoff in [m("d1"), snapshot, m("d2"), ack, m("d3")] {
+            links[1].send(0, handoff).unwrap();
         }
         let mut order = Vec::new();
-        links[0].drain(usize::MAX, |hop| {
-            order.push(match hop {
-                Hop::Message(r) => String::from_utf8_lossy(&r.topic).into_owned(),
-                Hop::Snapshot { .. } => "snapshot".into(),
-                Hop::InterestAck { .. } => "ack".into(),
+        links[0].drain(usize::MAX, |handoff| {
+            order.push(match handoff {
+                Handoff::Message(r) => String::from_utf8_lossy(&r.topic).into_owned(),
+                Handoff::Snapshot { .. } => "snapshot".into(),
+                Handoff::InterestAck { .. } => "ack".into(),
                 _ => "other".into(),
             })
         });

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::io::driver::server::ServerConfig;
 use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
 use crate::io::IoError;
-use crate::metrics::{now_ns, Hop as HopKind, HopHistograms};
+use crate::metrics::{now_ns, Hop, HopHistograms};
 use crate::relay::access::admission::Admission;
 use crate::relay::access::rules::AccessCounts;
 use crate::relay::config::Config;
@@ -25,7 +25,7 @@ use crate::relay::core::arena::FrameArena;
 use crate::relay::core::compression::{CompressionConfig, CompressionStats, MessageCompressor};
 use crate::relay::core::control::ControlLimits;
 use crate::relay::core::routing::{SubId, WorkerMask};
-use crate::relay::core::shard::{Hop, Shard, ShardSettings};
+use crate::relay::core::shard::{Handoff, Shard, ShardSettings};
 use crate::relay::core::topic::{JsonPointer, TopicReader};
 use crate::relay::feed::line::Line;
 use crate::relay::reload::ReloadableSettings;
@@ -82,7 +82,7 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) links: WorkerLinks,
     /// Each local subscriber's writer, by id.
     pub(in crate::relay) writers: RefCell<Vec<Option<Rc<SubWriter>>>>,
-    outbox: RefCell<Vec<(usize, Hop)>>,
+    outbox: RefCell<Vec<(usize, Handoff)>>,
     dirty: RefCell<Vec<SubId>>,
     pub(in crate::relay) server: ServerConfig,
     /// Protocol limits of subscribers (who send only control messages).
@@ -146,7 +146,7 @@ pub(in crate::relay) struct WorkerCtx {
 
 impl WorkerCtx {
     /// Records a hop latency, if metrics are on.
-    pub(in crate::relay) fn record(&self, hop: HopKind, ns: u64) {
+    pub(in crate::relay) fn record(&self, hop: Hop, ns: u64) {
         if self.metrics.is_some() {
             self.hops.borrow_mut().record(hop, ns);
         }
@@ -195,17 +195,17 @@ impl WorkerCtx {
         }
     }
 
-    /// Moves up to [`INBOX_BATCH`] hops from other workers into the shard; returns how
+    /// Moves up to [`INBOX_BATCH`] hand-offs from other workers into the shard; returns how
     /// many (the duty cycle's work count).
     pub(super) fn drain_inbox(&self) -> usize {
         let n = {
             let mut shard = self.shard.borrow_mut();
-            self.links.drain(INBOX_BATCH, |hop| {
+            self.links.drain(INBOX_BATCH, |handoff| {
                 let now = now_ns();
-                if let Hop::Message(m) = &hop {
-                    self.record(HopKind::Queue, now.saturating_sub(m.routed_ns));
+                if let Handoff::Message(m) = &handoff {
+                    self.record(Hop::Queue, now.saturating_sub(m.routed_ns));
                 }
-                shard.handle_hop(hop, now);
+                shard.handle_handoff(handoff, now);
             })
         };
         if n > 0 {

@@ -16,7 +16,7 @@ pub struct Relayed {
     /// The same message compressed (RSV1 set), for subscribers that negotiated
     /// permessage-deflate with a window as large as the relay's; `None`: not compressed.
     pub deflated: Option<Bytes>,
-    /// When it was routed (metrics clock, ns): the start of the `queue` hop.
+    /// When it was routed (metrics clock, ns): the start of the `queue` handoff.
     pub routed_ns: u64,
     /// The worker that ingested it.
     pub origin: usize,
@@ -24,11 +24,11 @@ pub struct Relayed {
 
 /// What travels between workers, on bounded channels.
 #[derive(Debug)]
-pub enum Hop {
+pub enum Handoff {
     /// A message for the receiving worker's subscribers.
     Message(Relayed),
     /// Worker `from` gained (`on`) or lost interest. With `ack`, the receiver answers
-    /// with [`Hop::InterestAck`] so the subscriber's reply waits until every worker
+    /// with [`Handoff::InterestAck`] so the subscriber's reply waits until every worker
     /// routes the topic to it.
     Interest {
         /// The worker whose interest changed.
@@ -48,7 +48,7 @@ pub enum Hop {
         generation: u64,
     },
     /// Worker `from`'s subscriber `sub` wants a snapshot of `interests`: answered with
-    /// [`Hop::Snapshot`] (sent after the `Interest` hops that route them there).
+    /// [`Handoff::Snapshot`] (sent after the `Interest` hand-offs that route them there).
     SnapshotRequest {
         /// The subscriber's worker.
         from: usize,
@@ -67,7 +67,7 @@ pub enum Hop {
         /// The event, framed.
         frame: Bytes,
     },
-    /// Worker `origin`'s last values for a [`Hop::SnapshotRequest`].
+    /// Worker `origin`'s last values for a [`Handoff::SnapshotRequest`].
     Snapshot {
         /// The subscriber.
         sub: SubId,

@@ -1,7 +1,7 @@
 //! One worker's share of the relay: its subscribers, their queues, its routing table.
 //!
-//! The IO layer calls a `Shard` with what happened (a message published here, a hop
-//! from another worker, a control request) and then collects what to do: hops to send
+//! The IO layer calls a `Shard` with what happened (a message published here, a handoff
+//! from another worker, a control request) and then collects what to do: hand-offs to send
 //! to other workers ([`Shard::take_outbox`]) and subscribers whose queues need flushing
 //! or who must be closed ([`Shard::take_dirty`]). A `Shard` does no IO and takes no
 //! locks; each worker owns one.
@@ -20,7 +20,7 @@ use crate::ws::CloseCode;
 pub mod handoff;
 pub mod stats;
 
-pub use handoff::{Hop, Relayed};
+pub use handoff::{Handoff, Relayed};
 pub use stats::ShardStats;
 
 /// Settings a shard needs, from the config.
@@ -76,7 +76,7 @@ pub struct Shard {
     subs: Vec<Option<Subscriber>>,
     free: Vec<SubId>,
     dirty: Vec<SubId>,
-    outbox: Vec<(usize, Hop)>,
+    outbox: Vec<(usize, Handoff)>,
     /// The last message of each topic ingested here.
     cache: LastValues,
     /// Counters.
@@ -290,7 +290,7 @@ impl Shard {
         for w in (0..self.workers).filter(|&w| w != self.worker) {
             self.outbox.push((
                 w,
-                Hop::SnapshotRequest {
+                Handoff::SnapshotRequest {
                     from: self.worker,
                     sub: id,
                     generation,
@@ -391,7 +391,7 @@ impl Shard {
         while remote != 0 {
             let w = remote.trailing_zeros() as usize;
             remote &= remote - 1;
-            self.outbox.push((w, Hop::Message(msg.clone())));
+            self.outbox.push((w, Handoff::Message(msg.clone())));
         }
         self.deliver(&msg, now_ns);
     }
@@ -438,11 +438,11 @@ impl Shard {
         self.stats.dropped_bad_topic += 1;
     }
 
-    /// A hop from another worker, taken off the channel at `now_ns`.
-    pub fn handle_hop(&mut self, hop: Hop, now_ns: u64) {
-        match hop {
-            Hop::Message(msg) => self.deliver(&msg, now_ns),
-            Hop::Interest {
+    /// A handoff from another worker, taken off the channel at `now_ns`.
+    pub fn handle_handoff(&mut self, handoff: Handoff, now_ns: u64) {
+        match handoff {
+            Handoff::Message(msg) => self.deliver(&msg, now_ns),
+            Handoff::Interest {
                 from,
                 interest,
                 on,
@@ -451,11 +451,11 @@ impl Shard {
                 self.routing.set_remote(from, &interest, on);
                 if let Some((sub, generation)) = ack {
                     self.outbox
-                        .push((from, Hop::InterestAck { sub, generation }));
+                        .push((from, Handoff::InterestAck { sub, generation }));
                 }
             }
-            Hop::Event { topics, frame } => self.notify(&topics, &frame),
-            Hop::SnapshotRequest {
+            Handoff::Event { topics, frame } => self.notify(&topics, &frame),
+            Handoff::SnapshotRequest {
                 from,
                 sub,
                 generation,
@@ -465,7 +465,7 @@ impl Shard {
                 let origin = self.worker;
                 self.outbox.push((
                     from,
-                    Hop::Snapshot {
+                    Handoff::Snapshot {
                         sub,
                         generation,
                         origin,
@@ -473,7 +473,7 @@ impl Shard {
                     },
                 ));
             }
-            Hop::Snapshot {
+            Handoff::Snapshot {
                 sub,
                 generation,
                 origin,
@@ -492,7 +492,7 @@ impl Shard {
                     }
                 }
             }
-            Hop::InterestAck { sub, generation } => {
+            Handoff::InterestAck { sub, generation } => {
                 let Some(s) = self.subs.get_mut(sub).and_then(Option::as_mut) else {
                     return;
                 };
@@ -509,17 +509,17 @@ impl Shard {
         }
     }
 
-    /// A hop could not be sent (the peer's channel is full).
-    pub fn count_channel_full(&mut self, hop: &Hop) {
-        if let Hop::Message(m) = hop {
+    /// A handoff could not be sent (the peer's channel is full).
+    pub fn count_channel_full(&mut self, handoff: &Handoff) {
+        if let Handoff::Message(m) = handoff {
             self.stats.dropped_channel_full += 1;
             self.stats
                 .count_drop(&m.topic, self.settings.max_drop_topics);
         }
     }
 
-    /// Hops to send, as (worker, hop); the vector keeps its capacity.
-    pub fn take_outbox(&mut self, into: &mut Vec<(usize, Hop)>) {
+    /// Hand-offs to send, as (worker, handoff); the vector keeps its capacity.
+    pub fn take_outbox(&mut self, into: &mut Vec<(usize, Handoff)>) {
         into.append(&mut self.outbox);
     }
 
@@ -528,8 +528,8 @@ impl Shard {
         into.append(&mut self.dirty);
     }
 
-    /// Queues the hop `make` gives for every other worker.
-    pub fn broadcast(&mut self, make: impl Fn() -> Hop) {
+    /// Queues the handoff `make` gives for every other worker.
+    pub fn broadcast(&mut self, make: impl Fn() -> Handoff) {
         for w in (0..self.workers).filter(|&w| w != self.worker) {
             self.outbox.push((w, make()));
         }
@@ -539,7 +539,7 @@ impl Shard {
         for w in (0..self.workers).filter(|&w| w != self.worker) {
             self.outbox.push((
                 w,
-                Hop::Interest {
+                Handoff::Interest {
                     from: self.worker,
                     interest: interest.clone(),
                     on,

@@ -1,5 +1,5 @@
 //! Shard tests: routing, limits, slow-consumer policies, interest and snapshots across
-//! two shards with the hops carried by hand.
+//! two shards with the hand-offs carried by hand.
 
 use super::*;
 
@@ -135,41 +135,41 @@ fn interest_crosses_workers_and_reply_waits_for_acks() {
     w1.subscribe(sub, &strs(&["A"]), Bytes::from_static(b"subscribed"), false)
         .unwrap();
     assert!(drain(&mut w1, sub).is_empty(), "reply waits for worker 0");
-    let mut hops = Vec::new();
-    w1.take_outbox(&mut hops);
-    assert_eq!(hops.len(), 1);
-    for (to, hop) in hops.drain(..) {
+    let mut handoffs = Vec::new();
+    w1.take_outbox(&mut handoffs);
+    assert_eq!(handoffs.len(), 1);
+    for (to, handoff) in handoffs.drain(..) {
         assert_eq!(to, 0);
-        w0.handle_hop(hop, 1);
+        w0.handle_handoff(handoff, 1);
     }
     w0.publish(msg("A", "m1"), 1);
     w0.publish(msg("B", "not wanted"), 1);
-    w0.take_outbox(&mut hops);
-    assert_eq!(hops.len(), 2, "the ack and one message");
-    for (to, hop) in hops.drain(..) {
+    w0.take_outbox(&mut handoffs);
+    assert_eq!(handoffs.len(), 2, "the ack and one message");
+    for (to, handoff) in handoffs.drain(..) {
         assert_eq!(to, 1);
-        w1.handle_hop(hop, 1);
+        w1.handle_handoff(handoff, 1);
     }
     assert_eq!(
         drain(&mut w1, sub),
         vec![Bytes::from_static(b"subscribed"), Bytes::from_static(b"m1")]
     );
     w1.remove_subscriber(sub);
-    w1.take_outbox(&mut hops);
-    for (_, hop) in hops.drain(..) {
-        w0.handle_hop(hop, 1);
+    w1.take_outbox(&mut handoffs);
+    for (_, handoff) in handoffs.drain(..) {
+        w0.handle_handoff(handoff, 1);
     }
     w0.publish(msg("A", "m2"), 1);
-    w0.take_outbox(&mut hops);
-    assert!(hops.is_empty(), "no interest left on worker 1");
+    w0.take_outbox(&mut handoffs);
+    assert!(handoffs.is_empty(), "no interest left on worker 1");
 }
 
-/// Carries every hop in `from`'s outbox to `to` (the only other worker).
+/// Carries every handoff in `from`'s outbox to `to` (the only other worker).
 fn carry(from: &mut Shard, to: &mut Shard) {
-    let mut hops = Vec::new();
-    from.take_outbox(&mut hops);
-    for (_, hop) in hops {
-        to.handle_hop(hop, 1);
+    let mut handoffs = Vec::new();
+    from.take_outbox(&mut handoffs);
+    for (_, handoff) in handoffs {
+        to.handle_handoff(handoff, 1);
     }
 }
 
@@ -197,14 +197,14 @@ fn a_snapshot_comes_after_the_reply_and_before_the_live_stream_without_gap_or_co
     );
     // Worker 0 learns of the interest, then routes a2 before it answers the request:
     // a2 is older than its answer (which holds a2 itself).
-    let mut hops = Vec::new();
-    w1.take_outbox(&mut hops);
-    let mut to_w0 = hops.into_iter().map(|(_, h)| h);
-    w0.handle_hop(to_w0.next().unwrap(), 1); // the interest in A
-    w0.handle_hop(to_w0.next().unwrap(), 1); // the interest in B
+    let mut handoffs = Vec::new();
+    w1.take_outbox(&mut handoffs);
+    let mut to_w0 = handoffs.into_iter().map(|(_, h)| h);
+    w0.handle_handoff(to_w0.next().unwrap(), 1); // the interest in A
+    w0.handle_handoff(to_w0.next().unwrap(), 1); // the interest in B
     w0.publish(at("A", "a2", 0), 1);
-    for hop in to_w0 {
-        w0.handle_hop(hop, 1); // the snapshot request
+    for handoff in to_w0 {
+        w0.handle_handoff(handoff, 1); // the snapshot request
     }
     w0.publish(at("A", "a3", 0), 1);
     carry(&mut w0, &mut w1); // a2, the answer [a2], a3 (in the order sent)

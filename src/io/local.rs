@@ -1,7 +1,7 @@
 //! Synchronisation between tasks of one worker thread: no lock, no atomic, no
 //! allocation on the hot path.
 //!
-//! - [`LocalSignal`]: a wake-up flag. A subscriber's writer waits on one; the relay
+//! - [`WakeFlag`]: a wake-up flag. A subscriber's writer waits on one; the relay
 //!   raises it when the subscriber's queue goes from empty to non-empty.
 //! - [`LocalLock`]: a first-come, first-served lock (a connection's writers take turns).
 
@@ -10,20 +10,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-/// Raised by [`LocalSignal::raise`], consumed by [`LocalSignal::wait`].
+/// Raised by [`WakeFlag::raise`], consumed by [`WakeFlag::wait`].
 #[derive(Debug, Default)]
-pub struct LocalSignal {
+pub struct WakeFlag {
     raised: Cell<bool>,
     waiter: RefCell<Option<Waker>>,
 }
 
-impl LocalSignal {
-    /// A lowered signal.
+impl WakeFlag {
+    /// A lowered flag.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Raises the signal and wakes the waiting task, if any.
+    /// Raises the flag and wakes the waiting task, if any.
     pub fn raise(&self) {
         self.raised.set(true);
         if let Some(w) = self.waiter.borrow_mut().take() {
@@ -31,26 +31,26 @@ impl LocalSignal {
         }
     }
 
-    /// Resolves once the signal is raised (at once if it already is), lowering it.
+    /// Resolves once the flag is raised (at once if it already is), lowering it.
     pub fn wait(&self) -> Wait<'_> {
-        Wait { signal: self }
+        Wait { flag: self }
     }
 }
 
-/// The future of [`LocalSignal::wait`].
+/// The future of [`WakeFlag::wait`].
 #[derive(Debug)]
 pub struct Wait<'a> {
-    signal: &'a LocalSignal,
+    flag: &'a WakeFlag,
 }
 
 impl Future for Wait<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.raised.replace(false) {
+        if self.flag.raised.replace(false) {
             return Poll::Ready(());
         }
-        let mut waiter = self.signal.waiter.borrow_mut();
+        let mut waiter = self.flag.waiter.borrow_mut();
         match waiter.as_ref() {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *waiter = Some(cx.waker().clone()),
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn raise_before_and_after_wait() {
         Ring::new().unwrap().block_on(async {
-            let s = Rc::new(LocalSignal::new());
+            let s = Rc::new(WakeFlag::new());
             s.raise();
             s.wait().await; // already raised: returns at once
             let s2 = Rc::clone(&s);
