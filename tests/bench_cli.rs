@@ -28,6 +28,23 @@ fn row<'a>(json: &'a str, variant: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {variant} row: {json}"))
 }
 
+/// A one-second run at 1,000 msg/s to `subs` subscribers after half a second's
+/// warm-up: long enough to measure, short enough for the suite.
+fn short_run(subs: usize) -> Vec<String> {
+    [
+        "--rate",
+        "1000",
+        "--subs",
+        &subs.to_string(),
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 #[test]
 fn bench_spawned_relay_json_and_hlog_agree() {
     let dir = std::env::temp_dir();
@@ -35,20 +52,9 @@ fn bench_spawned_relay_json_and_hlog_agree() {
     let hlog = dir.join(format!("feedrelay-bench-{}.hlog", std::process::id()));
     let plot = dir.join(format!("feedrelay-bench-{}.svg", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args([
-            "bench",
-            "--spawn",
-            "--floor",
-            "--rate",
-            "1000",
-            "--subs",
-            "3",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--json",
-        ])
+        .args(["bench", "--spawn", "--floor"])
+        .args(short_run(3))
+        .arg("--json")
         .arg(&json)
         .arg("--hlog")
         .arg(&hlog)
@@ -168,16 +174,7 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
         .arg(format!("tls={}", dir.join("tls.toml").display()))
         .arg("--ca")
         .arg(&certs.ca)
-        .args([
-            "--rate",
-            "1000",
-            "--subs",
-            "3",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-        ])
+        .args(short_run(3))
         .arg("--json")
         .arg(&json)
         .output()
@@ -193,16 +190,7 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
     let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
         .args(["bench", "--spawn", "--relay-config"])
         .arg(format!("tls={}", dir.join("tls.toml").display()))
-        .args([
-            "--rate",
-            "1000",
-            "--subs",
-            "1",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-        ])
+        .args(short_run(1))
         .output()
         .expect("run bench");
     assert!(!out.status.success());

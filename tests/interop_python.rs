@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::client::send_text;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -71,7 +72,7 @@ fn feedrelay_client_against_python_server() {
         let mut c = WsClient::connect(&url, &[], Limits::default())
             .await
             .unwrap();
-        c.send(MessageKind::Text, b"close:4001").await.unwrap();
+        send_text(&c, "close:4001").await;
         assert_eq!(
             c.recv().await.unwrap(),
             Incoming::Close(Some((CloseCode(4001), "server closes".into())))

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::client::{next_text, send_text};
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::{Raw, Server};
 use feedrelay::io::driver::client::{ClientError, Incoming, WsClient};
@@ -14,17 +14,6 @@ use feedrelay::ws::{CloseCode, Limits, MessageKind};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     Ring::new().expect("io_uring").block_on(f)
-}
-
-/// The next data message as text, answering pings on the way; panics on close.
-async fn next_text(c: &mut WsClient) -> String {
-    loop {
-        match feedrelay::io::rt::timeout(Duration::from_secs(10), c.recv()).await {
-            Ok(Ok(Incoming::Message(_, p))) => return String::from_utf8(p).unwrap(),
-            Ok(Ok(Incoming::Ping(_) | Incoming::Pong(_))) => {}
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
 }
 
 async fn subscribe(url: &str, topics: &str) -> WsClient {
@@ -141,41 +130,25 @@ fn subscribe_and_unsubscribe_at_run_time() {
             next_text(&mut sub).await,
             r#"{"event":"subscribed","topics":["X","Y"]}"#
         );
-        publ.send(MessageKind::Text, br#"{"s":"X","n":1}"#)
-            .await
-            .unwrap();
-        publ.send(MessageKind::Text, br#"{"s":"Z","n":2}"#)
-            .await
-            .unwrap();
-        publ.send(MessageKind::Text, br#"{"s":"Y","n":3}"#)
-            .await
-            .unwrap();
+        send_text(&publ, r#"{"s":"X","n":1}"#).await;
+        send_text(&publ, r#"{"s":"Z","n":2}"#).await;
+        send_text(&publ, r#"{"s":"Y","n":3}"#).await;
         assert_eq!(next_text(&mut sub).await, r#"{"s":"X","n":1}"#);
         assert_eq!(next_text(&mut sub).await, r#"{"s":"Y","n":3}"#);
-        sub.send(MessageKind::Text, br#"{"op":"unsubscribe","topics":["X"]}"#)
-            .await
-            .unwrap();
+        send_text(&sub, r#"{"op":"unsubscribe","topics":["X"]}"#).await;
         assert_eq!(
             next_text(&mut sub).await,
             r#"{"event":"unsubscribed","topics":["X"]}"#
         );
-        publ.send(MessageKind::Text, br#"{"s":"X","n":4}"#)
-            .await
-            .unwrap();
-        publ.send(MessageKind::Text, br#"{"s":"Y","n":5}"#)
-            .await
-            .unwrap();
+        send_text(&publ, r#"{"s":"X","n":4}"#).await;
+        send_text(&publ, r#"{"s":"Y","n":5}"#).await;
         assert_eq!(next_text(&mut sub).await, r#"{"s":"Y","n":5}"#);
         // A bad control message gets an error and the connection stays.
-        sub.send(MessageKind::Text, b"{\"op\":\"dance\",\"topics\":[]}")
-            .await
-            .unwrap();
+        send_text(&sub, "{\"op\":\"dance\",\"topics\":[]}").await;
         assert!(next_text(&mut sub).await.contains(r#""event":"error""#));
         sub.send(MessageKind::Binary, b"\x01\x02").await.unwrap();
         assert!(next_text(&mut sub).await.contains("JSON text"));
-        publ.send(MessageKind::Text, br#"{"s":"Y","n":6}"#)
-            .await
-            .unwrap();
+        send_text(&publ, r#"{"s":"Y","n":6}"#).await;
         assert_eq!(next_text(&mut sub).await, r#"{"s":"Y","n":6}"#);
     });
 }
@@ -191,11 +164,9 @@ fn bad_publisher_input_never_disturbs_the_relay() {
         let mut sub = subscribe(&url, "*").await;
         let good = publisher(&url).await;
         let mut bad = publisher(&url).await;
-        bad.send(MessageKind::Text, b"{not json").await.unwrap();
-        bad.send(MessageKind::Text, br#"{"no_topic":1}"#)
-            .await
-            .unwrap();
-        bad.send(MessageKind::Text, br#"{"s":17}"#).await.unwrap();
+        send_text(&bad, "{not json").await;
+        send_text(&bad, r#"{"no_topic":1}"#).await;
+        send_text(&bad, r#"{"s":17}"#).await;
         // Binary messages are relayed as binary, routed by their JSON topic.
         bad.send(MessageKind::Binary, br#"{"s":"BIN"}"#)
             .await
@@ -219,9 +190,7 @@ fn bad_publisher_input_never_disturbs_the_relay() {
             }
         };
         assert_eq!(closed.map(|(c, _)| c), Some(CloseCode::MESSAGE_TOO_BIG));
-        good.send(MessageKind::Text, br#"{"s":"OK","n":1}"#)
-            .await
-            .unwrap();
+        send_text(&good, r#"{"s":"OK","n":1}"#).await;
         assert_eq!(next_text(&mut sub).await, r#"{"s":"OK","n":1}"#);
     });
     let mut server = server;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::client::{next_text, send_text};
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,14 +46,6 @@ async fn subscribed(url: &str, ca: &Path) -> WsClient {
         other => panic!("{other:?}"),
     }
     c
-}
-
-async fn next_text(c: &mut WsClient) -> String {
-    loop {
-        if let Incoming::Message(MessageKind::Text, m) = c.recv().await.unwrap() {
-            return String::from_utf8(m).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -191,9 +184,7 @@ fn sighup_swaps_the_certificate_and_keeps_connections() {
         let publ = WsClient::connect_with(&format!("{base}/pub"), &options(&moved.ca))
             .await
             .unwrap();
-        publ.send(MessageKind::Text, br#"{"s":"T","n":2}"#)
-            .await
-            .unwrap();
+        send_text(&publ, r#"{"s":"T","n":2}"#).await;
         assert_eq!(next_text(&mut held).await, r#"{"s":"T","n":2}"#);
         assert_eq!(next_text(&mut fresh).await, r#"{"s":"T","n":2}"#);
     });

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use super::args::{BenchArgs, Chain, OnOff, Payload, RelayConfig, Variant};
 use super::load::{run as run_load, LoadResult, LoadSpec};
 use super::results::Totals;
-use super::spawn::{Link, SpawnedRelay};
+use super::spawn::{Link, RelaySpec, SpawnedRelay};
 use crate::relay::config::Config;
 
 /// One measured run, for the hlog: variant, latency, when it started, how long.
@@ -180,8 +180,14 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
                 (None, Some(false)) => None,
                 (None, None) => a.cores.as_deref(),
             };
-            let workers = cores.map(<[usize]>::len).or(a.workers);
-            let config = config.as_ref().map(|c| (c.text.as_str(), c.dir.as_path()));
+            let spec = RelaySpec {
+                idle: *idle,
+                metrics: *metrics,
+                workers: cores.map(<[usize]>::len).or(a.workers),
+                cores,
+                pin,
+                config: config.as_ref().map(|c| (c.text.as_str(), c.dir.as_path())),
+            };
             let link = match hops {
                 Chain::Relays(n) => Link::Feeds(*n),
                 Chain::Nats => Link::Nats(
@@ -190,7 +196,7 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
                         .context("--hops nats needs --nats-url")?,
                 ),
             };
-            SpawnedRelay::chain(link, *idle, *metrics, workers, cores, pin, config)?
+            SpawnedRelay::chain(link, spec)?
         }
         Variant::Baseline { path } => vec![SpawnedRelay::baseline(path, pin)?],
         Variant::Target { .. } | Variant::Floor => Vec::new(),

@@ -10,6 +10,24 @@ use anyhow::{anyhow, Context};
 
 use crate::io::idle::IdleMode;
 
+/// How `feedrelay bench` starts a relay of its own: the same for every relay of a
+/// chain (each downstream one adds its link to the one before).
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySpec<'a> {
+    /// Idle strategy (`--idle`).
+    pub idle: IdleMode,
+    /// Per-hop metrics on.
+    pub metrics: bool,
+    /// Worker count (`--workers`; `None`: the relay's default).
+    pub workers: Option<usize>,
+    /// Cores the workers are pinned to (`--cores`).
+    pub cores: Option<&'a [usize]>,
+    /// Cores the whole process is put on (`taskset`).
+    pub pin: Option<&'a [usize]>,
+    /// TOML for `--config`, and the directory its relative paths resolve from.
+    pub config: Option<(&'a str, &'a std::path::Path)>,
+}
+
 /// A relay started for one benchmark run; killed when dropped.
 pub struct SpawnedRelay {
     child: Child,
@@ -18,16 +36,16 @@ pub struct SpawnedRelay {
 }
 
 impl SpawnedRelay {
-    /// Starts one relay; `config` is TOML text for `--config`; `pin` puts the whole
-    /// process on those cores (`taskset`).
-    pub fn start(
-        idle: IdleMode,
-        metrics: bool,
-        workers: Option<usize>,
-        cores: Option<&[usize]>,
-        pin: Option<&[usize]>,
-        config: Option<(&str, &std::path::Path)>,
-    ) -> anyhow::Result<Self> {
+    /// Starts one relay as `spec` says.
+    pub fn start(spec: RelaySpec<'_>) -> anyhow::Result<Self> {
+        let RelaySpec {
+            idle,
+            metrics,
+            workers,
+            cores,
+            pin,
+            config,
+        } = spec;
         let mut cmd = pinned_command(&std::env::current_exe()?, pin);
         cmd.args(["run", "--listen", "127.0.0.1:0", "--idle", idle.name()]);
         if let Some(w) = workers {
@@ -106,16 +124,9 @@ impl SpawnedRelay {
         })
     }
 
-    /// The relays `link` asks for, upstream first.
-    pub fn chain(
-        link: Link<'_>,
-        idle: IdleMode,
-        metrics: bool,
-        workers: Option<usize>,
-        cores: Option<&[usize]>,
-        pin: Option<&[usize]>,
-        config: Option<(&str, &std::path::Path)>,
-    ) -> anyhow::Result<Vec<SpawnedRelay>> {
+    /// The relays `link` asks for, upstream first, each as `spec` says.
+    pub fn chain(link: Link<'_>, spec: RelaySpec<'_>) -> anyhow::Result<Vec<SpawnedRelay>> {
+        let config = spec.config;
         let mut relays: Vec<SpawnedRelay> = Vec::new();
         let temp = std::env::temp_dir();
         let dir = config.map_or(temp.as_path(), |(_, d)| d);
@@ -140,9 +151,10 @@ impl SpawnedRelay {
                 (Link::Feeds(_), None) => {}
             }
             let text = (!text.is_empty()).then_some((text.as_str(), dir));
-            relays.push(SpawnedRelay::start(
-                idle, metrics, workers, cores, pin, text,
-            )?);
+            relays.push(SpawnedRelay::start(RelaySpec {
+                config: text,
+                ..spec
+            })?);
         }
         // Let each downstream relay's feed (or NATS subscription) connect and be
         // routed upstream.

@@ -3,6 +3,7 @@
 //! WebSocket frames over a blocking socket (independent of our own client).
 #![allow(dead_code)]
 
+pub mod client;
 pub mod nats;
 
 use std::io::{BufRead, BufReader, Read, Write};
