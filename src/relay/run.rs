@@ -276,7 +276,8 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     let mut nats = match &config.nats {
         Some(n) => {
             let parkers = links.first().map(|l| l.parkers()).unwrap_or_default();
-            Some(crate::io::nats::start(n.options(), parkers)?)
+            let ledgers = crate::relay::nats::ledger::relay_ledgers(&n.subject_prefix);
+            Some(crate::io::nats::start(n.options(), parkers, ledgers)?)
         }
         None => None,
     };

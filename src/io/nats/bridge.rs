@@ -12,10 +12,9 @@ use tokio::sync::Notify;
 
 use super::backoff::backoff;
 use super::error::NatsError;
-use super::handoff::{bump, Exporter, ImportQueue, Imported, NatsCounters, Outgoing, MAX_ORIGINS};
+use super::handoff::{bump, Exporter, ImportQueue, Imported, NatsCounters, Outgoing};
+use super::ledger::{ExportLedger, ImportLedger, Ledgers, Seen, SubjectName};
 use super::options::{NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER};
-use super::sequence::{GapCounter, Numbering, Seen};
-use super::subject;
 use crate::io::idle::Parker;
 
 /// Messages the client's own command channel holds (async-nats' default is 2,048):
@@ -72,10 +71,15 @@ impl Drop for NatsBridge {
     }
 }
 
-/// Starts the client on a thread of its own, importing for `parkers.len()` workers.
+/// Starts the client on a thread of its own, importing for `parkers.len()` workers;
+/// `ledgers` name and number what it exports and judge what it imports.
 /// Returns once the client is set up, connected or not: a relay that cannot reach NATS
 /// still serves locally (and the thread says so). Unusable files and URLs are errors.
-pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBridge, NatsError> {
+pub fn start(
+    options: NatsOptions,
+    parkers: Arc<Vec<Parker>>,
+    ledgers: Ledgers,
+) -> Result<NatsBridge, NatsError> {
     if let Some(core) = options.core {
         let online = core_affinity::get_core_ids().unwrap_or_default();
         if !online.iter().any(|c| c.id == core) {
@@ -119,6 +123,7 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
             export_rx,
             hand_off,
         };
+        let work = move |client| (work(client), ledgers);
         std::thread::Builder::new()
             .name("feedrelay-nats".into())
             .spawn(move || {
@@ -154,12 +159,12 @@ pub fn start(options: NatsOptions, parkers: Arc<Vec<Parker>>) -> Result<NatsBrid
 }
 
 /// The NATS thread: a current-thread runtime, the client set up on it (reported on
-/// `ready`), then [`ClientLoops::run`] until `stop`; the runtime is shut down within
+/// `ready`), then [`ClientLoops::run`] with the ledgers until `stop`; the runtime is shut down within
 /// [`FLUSH_ON_STOP`] (a host name still being resolved is not waited for).
 fn run_thread(
     connect: ConnectOptions,
     urls: Vec<String>,
-    work: impl FnOnce(Client) -> ClientLoops,
+    work: impl FnOnce(Client) -> (ClientLoops, Ledgers),
     stop: &Notify,
     ready: std::sync::mpsc::Sender<Result<(), NatsError>>,
 ) {
@@ -177,7 +182,8 @@ fn run_thread(
         match connect.connect(urls).await {
             Ok(client) => {
                 let _ = ready.send(Ok(()));
-                work(client).run(stop).await;
+                let (loops, ledgers) = work(client);
+                loops.run(ledgers, stop).await;
             }
             Err(e) => {
                 let _ = ready.send(Err(NatsError::Setup(e.to_string())));
@@ -312,18 +318,6 @@ impl ImportHandOff {
     }
 }
 
-/// `name`'s index in `origins`, added if new and there is room ([`MAX_ORIGINS`]).
-fn origin_index(origins: &mut Vec<String>, name: &str) -> Option<usize> {
-    if let Some(i) = origins.iter().position(|o| o == name) {
-        return Some(i);
-    }
-    if origins.len() >= MAX_ORIGINS {
-        return None;
-    }
-    origins.push(name.to_owned());
-    Some(origins.len() - 1)
-}
-
 /// FNV-1a: a stable, cheap hash to spread subjects over workers.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -343,11 +337,12 @@ struct ClientLoops {
 
 impl ClientLoops {
     /// Export and import until `stop`, then a bounded flush of what was exported.
-    async fn run(self, stop: &Notify) {
+    async fn run(self, ledgers: Ledgers, stop: &Notify) {
+        let Ledgers { export, import } = ledgers;
         let w = &self;
         let said = say_if_unreachable(&w.counters, w.options.connect_timeout);
-        let export = export_loop(&w.client, &w.options, &w.counters, &w.notify, &w.export_rx);
-        let import = import_loop(&w.client, &w.options, &w.counters, &w.hand_off);
+        let export = export_loop(w, export);
+        let import = import_loop(w, import);
         tokio::select! {
             () = stop.notified() => {}
             () = async { tokio::join!(said, export, import); } => {}
@@ -369,17 +364,19 @@ async fn say_if_unreachable(counters: &NatsCounters, within: Duration) {
 }
 
 /// Publishes what the workers offer, in the order offered, until the channel closes.
-async fn export_loop(
-    client: &Client,
-    o: &NatsOptions,
-    counters: &NatsCounters,
-    notify: &Notify,
-    rx: &Receiver<Outgoing>,
-) {
+async fn export_loop(w: &ClientLoops, mut ledger: Box<dyn ExportLedger>) {
+    let (client, o, counters, notify, rx) = (
+        &w.client,
+        &w.options,
+        &*w.counters,
+        &*w.notify,
+        &w.export_rx,
+    );
     if !o.export {
         return std::future::pending().await;
     }
-    let mut numbering = Numbering::default();
+    // The client's form of each subject the ledger keeps, made once.
+    let mut subjects: Vec<Option<Subject>> = Vec::new();
     // The server's max_payload, read again after each (re)connection; 0: none yet.
     let (mut max_payload, mut read_at) = (0, 0);
     loop {
@@ -397,13 +394,22 @@ async fn export_loop(
             (max_payload, read_at) = (client.server_info().max_payload, connects);
         }
         while let Ok(m) = rx.try_recv() {
-            let (to, seq) = numbering.next(&m.topic, || {
-                Subject::from(subject::subject(&o.subject_prefix, &m.topic))
-            });
+            let (name, seq) = ledger.export(&m.topic);
+            let to = match name {
+                SubjectName::Kept(i) => {
+                    if subjects.len() <= i {
+                        subjects.resize(i + 1, None);
+                    }
+                    let kept = &mut subjects[i];
+                    kept.get_or_insert_with(|| Subject::from(ledger.subject(i)))
+                        .clone()
+                }
+                SubjectName::Once(s) => Subject::from(s),
+            };
             if seq.is_none() {
                 counters
                     .untracked
-                    .store(numbering.untracked, Ordering::Relaxed);
+                    .store(ledger.untracked(), Ordering::Relaxed);
             }
             let headers = headers(&o.origin, seq, m.binary);
             let size = header_bytes(&headers) + m.payload.len();
@@ -467,12 +473,8 @@ fn headers(origin: &str, seq: Option<u64>, binary: bool) -> HeaderMap {
 }
 
 /// Subscribes to every import pattern and hands what comes to the workers.
-async fn import_loop(
-    client: &Client,
-    o: &NatsOptions,
-    counters: &NatsCounters,
-    hand_off: &ImportHandOff,
-) {
+async fn import_loop(w: &ClientLoops, mut ledger: Box<dyn ImportLedger>) {
+    let (client, o, counters, hand_off) = (&w.client, &w.options, &*w.counters, &w.hand_off);
     if o.import.is_empty() {
         return std::future::pending().await;
     }
@@ -484,9 +486,6 @@ async fn import_loop(
         }
     }
     let mut all = futures_util::stream::select_all(subs);
-    let mut gaps = GapCounter::default();
-    // Exporting relays in the order first seen: a message's origin as an index.
-    let mut origins: Vec<String> = Vec::new();
     while let Some(msg) = all.next().await {
         let received = Instant::now();
         let headers = msg.headers.as_ref();
@@ -498,7 +497,7 @@ async fn import_loop(
         }
         if let (Some(origin), Some(seq)) = (origin, header(SEQ_HEADER).and_then(|s| s.parse().ok()))
         {
-            match gaps.see(origin, msg.subject.as_str(), seq) {
+            match ledger.see(origin, msg.subject.as_str(), seq) {
                 Seen::InOrder | Seen::Untracked | Seen::Restarted => {}
                 Seen::AfterGap(n) => {
                     bump(&counters.import_gap, n);
@@ -514,7 +513,7 @@ async fn import_loop(
         }
         let binary = header(KIND_HEADER) == Some("binary")
             || (header(KIND_HEADER).is_none() && simdutf8::basic::from_utf8(&msg.payload).is_err());
-        let origin = origin.and_then(|name| origin_index(&mut origins, name));
+        let origin = origin.and_then(|name| ledger.origin_index(name));
         hand_off.hand(
             msg.subject.as_str(),
             Imported {
@@ -560,19 +559,6 @@ mod tests {
         h.hand("feedrelay.A", m());
         assert_eq!(counters.get("imported"), Some(4));
         assert_eq!(counters.get("import_dropped_full"), Some(1));
-    }
-
-    #[test]
-    fn origins_get_stable_indexes_up_to_the_bound() {
-        let mut o = Vec::new();
-        assert_eq!(origin_index(&mut o, "a"), Some(0));
-        assert_eq!(origin_index(&mut o, "b"), Some(1));
-        assert_eq!(origin_index(&mut o, "a"), Some(0));
-        for i in 2..MAX_ORIGINS {
-            assert_eq!(origin_index(&mut o, &i.to_string()), Some(i));
-        }
-        assert_eq!(origin_index(&mut o, "one too many"), None);
-        assert_eq!(origin_index(&mut o, "b"), Some(1));
     }
 
     #[test]

@@ -27,12 +27,10 @@ pub struct Imported {
     /// When the NATS thread received it.
     pub received: Instant,
     /// Which exporting relay sent it, as an index in the order origins were first seen
-    /// (below [`MAX_ORIGINS`]); `None` without an origin header, or past the bound.
+    /// ([`ImportLedger::origin_index`](super::ImportLedger::origin_index)); `None`
+    /// without an origin header, or past the ledger's bound.
     pub origin: Option<usize>,
 }
-
-/// Exporting relays an importer tells apart (for arbitration across them).
-pub const MAX_ORIGINS: usize = 64;
 
 /// One worker's end of the import hand-off.
 pub type ImportQueue = Receiver<Imported>;

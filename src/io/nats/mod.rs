@@ -7,8 +7,9 @@
 //!   counts it (`export_dropped_full`, `export_dropped_disconnected`): while NATS is
 //!   away nothing piles up to arrive stale later. The worker wakes the thread once
 //!   per batch ([`Exporter::wake`]). The thread publishes each message to
-//!   `<subject_prefix>.<topic>` ([`subject`]) with three headers: the relay's origin,
-//!   the message's number on its subject ([`sequence`]), and its kind when binary.
+//!   the subject its [`ExportLedger`] names (the relay's: `<subject_prefix>.<topic>`) with
+//!   three headers: the relay's origin, the message's number on its subject (the
+//!   ledger's too), and its kind when binary.
 //! - **Import.** The thread subscribes to the configured patterns; a message whose
 //!   origin header is this relay's is skipped (`import_skipped_own`), any other is
 //!   handed to one worker, chosen by its subject so one subject's order is kept, over
@@ -29,12 +30,12 @@ mod backoff;
 mod bridge;
 pub mod error;
 pub mod handoff;
+pub mod ledger;
 pub mod options;
-pub mod sequence;
-pub mod subject;
 
 pub use backoff::backoff;
 pub use bridge::{start, NatsBridge};
 pub use error::NatsError;
-pub use handoff::{Exporter, ImportQueue, Imported, NatsCounters, MAX_ORIGINS};
+pub use handoff::{Exporter, ImportQueue, Imported, NatsCounters};
+pub use ledger::{ExportLedger, ImportLedger, Ledgers, Seen, SubjectName};
 pub use options::{NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER};

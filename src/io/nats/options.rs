@@ -33,8 +33,6 @@ pub struct NatsOptions {
     pub auth: NatsAuth,
     /// CA certificates (PEM) to verify the servers by; also requires TLS.
     pub ca_file: Option<PathBuf>,
-    /// Subjects are `<subject_prefix>.<topic>`.
-    pub subject_prefix: String,
     /// Publish what the workers offer.
     pub export: bool,
     /// Subject patterns to subscribe to.

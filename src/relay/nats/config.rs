@@ -3,7 +3,7 @@
 //!
 //! With `export`, every message the relay ingests, from publishers and from feeds
 //! after arbitration, is offered to NATS as `<subject_prefix>.<topic>` (the topic
-//! escaped into one token: [`subject`](crate::io::nats::subject)). With `import`, what
+//! escaped into one token: [`subject`](super::subject)). With `import`, what
 //! arrives on the listed subject patterns is ingested on a worker exactly as if a
 //! publisher had sent it: topic from the payload, access to it as any subscriber's.
 //! Imported messages are never exported again, and a relay skips what carries its own
@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::io::nats::subject::check_subject;
-use crate::io::nats::{NatsAuth, NatsOptions, MAX_ORIGINS};
+use super::ledger::MAX_ORIGINS;
+use super::subject::check_subject;
+use crate::io::nats::{NatsAuth, NatsOptions};
 use crate::metrics::now_ns;
 use crate::relay::core::topic::JsonPointer;
 use crate::relay::feed::arbiter::Arbiter;
@@ -200,7 +201,6 @@ impl NatsConfig {
             urls: self.urls.clone(),
             auth,
             ca_file: self.ca_file.clone(),
-            subject_prefix: self.subject_prefix.clone(),
             export: self.export,
             import: self.import.clone(),
             origin: self.origin.clone().unwrap_or_else(random_origin),
@@ -263,7 +263,7 @@ mod tests {
     fn a_plain_section_is_accepted() {
         assert_eq!(ok().check(), Ok(()));
         let o = ok().options();
-        assert_eq!(o.subject_prefix, "feedrelay");
+        assert_eq!(ok().subject_prefix, "feedrelay");
         assert_eq!(o.auth, NatsAuth::None);
         assert!(
             o.origin.starts_with("fr-") && o.origin.len() > 3,

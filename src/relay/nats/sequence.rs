@@ -12,6 +12,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::io::nats::Seen;
+
 /// Subjects (or origin-subject pairs) a map remembers at most.
 pub const MAX_TRACKED: usize = 100_000;
 
@@ -51,22 +53,6 @@ impl<S: Clone> Numbering<S> {
             .insert(Bytes::copy_from_slice(topic), (s.clone(), 1));
         (s, Some(1))
     }
-}
-
-/// What the importer saw of one message's number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
-    /// The next one (or the first from this origin and subject).
-    InOrder,
-    /// This many numbers were skipped before it.
-    AfterGap(u64),
-    /// At or below one already seen (and not 1): late or a duplicate.
-    Late,
-    /// Number 1 after higher ones: the origin started again (a relay restarted with a
-    /// configured origin); counting starts over. (A 1 after a 1 is a copy: `Late`.)
-    Restarted,
-    /// Not checked: the map is full.
-    Untracked,
 }
 
 /// The importer's last number per origin and subject.
