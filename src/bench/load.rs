@@ -19,11 +19,13 @@ use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
-use super::procfs::process_cpu;
+use super::procfs::{process_cpu_times, CpuTimes};
 use crate::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use crate::io::ring::Ring;
 use crate::io::rt;
+use crate::io::sockopt::tcp_counts;
 use crate::ws::MessageKind;
+use std::os::fd::RawFd;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -98,8 +100,11 @@ pub struct LoadResult {
     /// How late the publisher's sends completed after their due time (measured
     /// messages only): a relay that reads its publisher late makes this grow.
     pub publisher_lag: Histogram<u64>,
-    /// Relay CPU time (user + system) during the measured window, if known.
-    pub relay_cpu: Option<Duration>,
+    /// Relay CPU time (user and system apart) during the measured window, if known.
+    pub relay_cpu: Option<CpuTimes>,
+    /// TCP segments the relay sent to the subscribers during the measured window,
+    /// counted exactly by the subscribers' sockets (`TCP_INFO`), whatever the relay.
+    pub relay_segments: Option<u64>,
     /// TCP segments the host sent during the measured window (every socket: the
     /// relay's deliveries, the publisher's sends, acknowledgements).
     pub tcp_segments: Option<u64>,
@@ -184,7 +189,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
 
     let publisher = start_publisher(spec.clone(), floor_listener, sink_rx, total)?;
 
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Vec<RawFd>>>();
     let (window_tx, window_rx) = std::sync::mpsc::channel::<Window>();
     let sub_spec = spec.clone();
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -195,7 +200,8 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             let ring = Ring::new()?;
             ring.block_on(subscribe_all(sub_spec, ready_tx, window_rx, sub_progress))
         })?;
-    ready_rx.recv()??;
+    // Each subscriber's socket: what the relay sent it, counted by its own TCP.
+    let sub_fds = ready_rx.recv()??;
     // Every subscriber is in: fix the schedule, in both clocks.
     let start_at = Instant::now() + Duration::from_millis(200);
     let start_ns = realtime_ns() + 200_000_000;
@@ -210,16 +216,21 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let _ = sink_tx.send(start_ns);
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu_of = |pids: &[u32]| -> Option<Duration> {
-        (!pids.is_empty())
-            .then(|| {
-                pids.iter()
-                    .map(|&p| process_cpu(p))
-                    .sum::<Option<Duration>>()
-            })
-            .flatten()
+    let cpu_of = |pids: &[u32]| -> Option<CpuTimes> {
+        let mut all = pids.iter().map(|&p| process_cpu_times(p));
+        let first = all.next()??;
+        all.try_fold(first, |sum, t| Some(sum + t?))
+    };
+    // Segments the subscribers' sockets received: the relay's segments to them (and
+    // its pure ACKs of what they sent: the handshake and pongs, next to nothing).
+    let segs_to_subscribers = || -> Option<u64> {
+        sub_fds
+            .iter()
+            .map(|&fd| tcp_counts(fd).map(|c| c.segs_in))
+            .sum()
     };
     let cpu_before = cpu_of(&spec.relay_pids);
+    let sub_segs_before = segs_to_subscribers();
     let segs_before = super::procfs::tcp_out_segments();
     let bytes_before = super::procfs::ip_out_octets();
     let t0 = Instant::now();
@@ -239,6 +250,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     }
     eprintln!();
     let cpu_after = cpu_of(&spec.relay_pids);
+    let sub_segs_after = segs_to_subscribers();
     let segs_after = super::procfs::tcp_out_segments();
     let bytes_after = super::procfs::ip_out_octets();
     let elapsed = t0.elapsed();
@@ -259,6 +271,10 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         reordered: shared.reordered,
         publisher_lag,
         relay_cpu: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) => Some(b.since(a)),
+            _ => None,
+        },
+        relay_segments: match (sub_segs_before, sub_segs_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },
@@ -321,7 +337,7 @@ struct Window {
 
 async fn subscribe_all(
     spec: LoadSpec,
-    ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
+    ready: std::sync::mpsc::Sender<anyhow::Result<Vec<RawFd>>>,
     window: std::sync::mpsc::Receiver<Window>,
     progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<Shared> {
@@ -348,7 +364,7 @@ async fn subscribe_all(
             }
         }
     }
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(clients.iter().map(WsClient::raw_fd).collect()));
     let Window {
         measure_from_ns,
         end_ns,

@@ -1,12 +1,47 @@
-//! What /proc says: a process's CPU time, and the host's TCP segments sent, for
-//! per-delivery CPU and segment figures.
+//! What /proc says: a process's CPU time (user and system apart), and the host's TCP
+//! segments sent, for per-delivery CPU and segment figures.
 
 use std::time::Duration;
 
 use crate::io::worker::clock_ticks_per_second;
 
-/// CPU time (user + system) of a process so far, from /proc/PID/stat.
-pub fn process_cpu(pid: u32) -> Option<Duration> {
+/// A process's CPU time so far: in user space and in the kernel, apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// `utime`: the process's own code.
+    pub user: Duration,
+    /// `stime`: the kernel on its behalf (on loopback, the receivers' TCP work too).
+    pub sys: Duration,
+}
+
+impl CpuTimes {
+    /// User and system together.
+    pub fn total(self) -> Duration {
+        self.user + self.sys
+    }
+
+    /// What was spent since `before`.
+    pub fn since(self, before: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user.saturating_sub(before.user),
+            sys: self.sys.saturating_sub(before.sys),
+        }
+    }
+}
+
+impl std::ops::Add for CpuTimes {
+    type Output = CpuTimes;
+
+    fn add(self, o: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user + o.user,
+            sys: self.sys + o.sys,
+        }
+    }
+}
+
+/// CPU time of a process so far, user and system apart, from /proc/PID/stat.
+pub fn process_cpu_times(pid: u32) -> Option<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start after ") ".
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -14,9 +49,16 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = clock_ticks_per_second();
-    Some(Duration::from_nanos(
-        (utime + stime) * 1_000_000_000 / ticks,
-    ))
+    let of = |t: u64| Duration::from_nanos(t * 1_000_000_000 / ticks);
+    Some(CpuTimes {
+        user: of(utime),
+        sys: of(stime),
+    })
+}
+
+/// CPU time (user + system) of a process so far, from /proc/PID/stat.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    process_cpu_times(pid).map(CpuTimes::total)
 }
 
 /// TCP segments this host has sent (`OutSegs` in /proc/net/snmp), all sockets, all

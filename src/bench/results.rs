@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use super::args::{BenchArgs, Payload, Variant};
 use super::load::LoadResult;
 use super::plot::{write_curve_svg, write_svg, Curve};
+use super::procfs::CpuTimes;
 use crate::metrics::percentiles::{percentiles_us, PercentileTable};
 
 /// One variant's results at one rate, summed over rounds.
@@ -21,7 +22,8 @@ pub(super) struct Totals {
     pub(super) lost: u64,
     pub(super) duplicated: u64,
     pub(super) reordered: u64,
-    pub(super) cpu: Duration,
+    pub(super) cpu: CpuTimes,
+    pub(super) relay_segments: Option<u64>,
     pub(super) wall: Duration,
     pub(super) segments: Option<u64>,
     pub(super) ip_bytes: Option<u64>,
@@ -39,6 +41,7 @@ impl Totals {
             duplicated: r.duplicated,
             reordered: r.reordered,
             cpu: r.relay_cpu.unwrap_or_default(),
+            relay_segments: r.relay_segments,
             wall: r.elapsed,
             segments: r.tcp_segments,
             ip_bytes: r.ip_bytes,
@@ -54,7 +57,11 @@ impl Totals {
         self.lost += r.lost;
         self.duplicated += r.duplicated;
         self.reordered += r.reordered;
-        self.cpu += r.relay_cpu.unwrap_or_default();
+        self.cpu = self.cpu + r.relay_cpu.unwrap_or_default();
+        self.relay_segments = self
+            .relay_segments
+            .zip(r.relay_segments)
+            .map(|(a, b)| a + b);
         self.wall += r.elapsed;
         self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
         self.ip_bytes = self.ip_bytes.zip(r.ip_bytes).map(|(a, b)| a + b);
@@ -78,7 +85,11 @@ struct Row<'a> {
     received_per_s: f64,
     cpu_pct: f64,
     cpu_ns_per_delivery: f64,
+    user_ns_per_delivery: f64,
+    sys_ns_per_delivery: f64,
     segments_per_delivery: Option<f64>,
+    /// The relay's segments to the subscribers per delivery (their sockets' count).
+    relay_segments_per_delivery: Option<f64>,
     /// IP bytes the host sent per delivery.
     bytes_per_delivery: Option<f64>,
     /// p99 of how late the publisher's sends completed (µs).
@@ -95,9 +106,12 @@ impl<'a> Row<'a> {
             t,
             p: percentiles_us(&t.latency),
             received_per_s: t.received as f64 / wall,
-            cpu_pct: 100.0 * t.cpu.as_secs_f64() / wall,
-            cpu_ns_per_delivery: t.cpu.as_nanos() as f64 / received,
+            cpu_pct: 100.0 * t.cpu.total().as_secs_f64() / wall,
+            cpu_ns_per_delivery: t.cpu.total().as_nanos() as f64 / received,
+            user_ns_per_delivery: t.cpu.user.as_nanos() as f64 / received,
+            sys_ns_per_delivery: t.cpu.sys.as_nanos() as f64 / received,
             segments_per_delivery: t.segments.map(|s| s as f64 / received),
+            relay_segments_per_delivery: t.relay_segments.map(|s| s as f64 / received),
             bytes_per_delivery: t.ip_bytes.map(|b| b as f64 / received),
             publisher_lag_p99: percentiles_us(&t.publisher_lag)[2],
         }
@@ -116,8 +130,11 @@ impl<'a> Row<'a> {
         let bytes = self
             .bytes_per_delivery
             .map_or("null".to_owned(), |b| format!("{b:.1}"));
+        let relay_segs = self
+            .relay_segments_per_delivery
+            .map_or("null".to_owned(), |s| format!("{s:.3}"));
         format!(
-            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"wire_bytes_per_delivery":{bytes},"publisher_lag_p99_us":{:.1}}}"#,
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"publisher_lag_p99_us":{:.1}}}"#,
             self.label,
             self.rate,
             p[0],
@@ -135,6 +152,8 @@ impl<'a> Row<'a> {
             self.received_per_s,
             self.cpu_pct,
             self.cpu_ns_per_delivery,
+            self.user_ns_per_delivery,
+            self.sys_ns_per_delivery,
             self.publisher_lag_p99
         )
     }
@@ -198,7 +217,10 @@ pub(super) fn report(
             "recv msg/s",
             "relay CPU%",
             "CPU ns/delivery",
+            "user ns",
+            "sys ns",
             "segs/delivery",
+            "relay segs",
             "wire B/delivery",
             "pub lag p99 us",
         ]);
@@ -220,7 +242,11 @@ pub(super) fn report(
                 format!("{:.0}", row.received_per_s),
                 format!("{:.1}", row.cpu_pct),
                 format!("{:.0}", row.cpu_ns_per_delivery),
+                format!("{:.0}", row.user_ns_per_delivery),
+                format!("{:.0}", row.sys_ns_per_delivery),
                 row.segments_per_delivery
+                    .map_or("-".into(), |s| format!("{s:.3}")),
+                row.relay_segments_per_delivery
                     .map_or("-".into(), |s| format!("{s:.3}")),
                 row.bytes_per_delivery
                     .map_or("-".into(), |b| format!("{b:.0}")),

@@ -31,6 +31,11 @@ impl WakeFlag {
         }
     }
 
+    /// Lowers the flag without waiting (the waiter is about to take what it signals).
+    pub fn lower(&self) {
+        self.raised.set(false);
+    }
+
     /// Resolves once the flag is raised (at once if it already is), lowering it.
     pub fn wait(&self) -> Wait<'_> {
         Wait { flag: self }

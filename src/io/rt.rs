@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-pub use super::ring::task::{panic_cause, panicked, spawn, JoinHandle};
+pub use super::ring::task::{panic_cause, panicked, spawn, spawn_deferred, JoinHandle};
 pub use super::ring::timer::Sleep;
 
 /// Sleeps for `d` (nanosecond resolution, plus the kernel's timer slack).

@@ -559,6 +559,11 @@ impl Transport {
         self.write_records().await
     }
 
+    /// The socket's descriptor.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.tcp.as_raw_fd()
+    }
+
     /// Sends FIN (TLS: close_notify is not sent; the peer sees the stream end).
     pub fn shutdown_write(&self) {
         let _ = self.tcp.shutdown(std::net::Shutdown::Write);

@@ -92,6 +92,12 @@ pub struct WsClient {
 }
 
 impl WsClient {
+    /// The socket's descriptor (to read its `TCP_INFO` counters, say); owned by the
+    /// client, valid while it lives.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.driver.transport().raw_fd()
+    }
+
     /// The subprotocol the server chose (one of `ConnectOptions::protocols`), if any.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()

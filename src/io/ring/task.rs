@@ -6,6 +6,12 @@
 //! the ready queue directly; from another thread it goes through the ring's remote
 //! queue and an `eventfd` write that ends the ring's wait.
 //!
+//! Two kinds of task ([`Kind`]): most run as soon as they are woken; a *deferred* task
+//! (one that turns what the others produced into output, such as a subscriber's
+//! writer) waits on a queue of its own that the ring serves after every other ready
+//! task, in chunks, so that what arrives while a pass's writes go out joins the writes
+//! not yet made (see `Ring::block_on`).
+//!
 //! A task that panics is dropped, not the worker: its future's destructors release
 //! what it held (a connection's slot, its socket), its [`JoinHandle`] gives `None`, and
 //! the ring's other tasks go on. The panic's cause is logged by the panic hook.
@@ -37,9 +43,20 @@ struct Task {
     waker: Arc<TaskWaker>,
 }
 
+/// When a woken task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// As soon as the ring gets to it.
+    Now,
+    /// After every ready [`Kind::Now`] task, in chunks (output: it should carry all
+    /// that the others produced first).
+    Deferred,
+}
+
 /// What wakes a task: its id, and the way into its ring from any thread.
 struct TaskWaker {
     id: TaskId,
+    kind: Kind,
     /// Already on a ready queue (cleared when the task is polled).
     queued: AtomicBool,
     remote: Arc<Remote>,
@@ -50,7 +67,7 @@ pub(super) struct Remote {
     /// The ring's thread, to tell a local wake from a remote one.
     pub(super) thread: std::thread::ThreadId,
     /// Tasks woken from other threads, taken by the ring's loop.
-    pub(super) woken: Mutex<Vec<TaskId>>,
+    pub(super) woken: Mutex<Vec<(TaskId, Kind)>>,
     /// Written to end the ring's wait (the ring keeps a read of it in flight).
     pub(super) eventfd: std::os::fd::OwnedFd,
 }
@@ -82,15 +99,13 @@ impl Wake for TaskWaker {
             return;
         }
         if std::thread::current().id() == self.remote.thread {
-            let queued = super::context::try_with_ring(|ring| {
-                ring.tasks.ready.borrow_mut().push_back(self.id)
-            });
+            let queued = super::context::try_with_ring(|ring| ring.tasks.push(self.id, self.kind));
             if queued.is_some() {
                 return;
             }
         }
         if let Ok(mut woken) = self.remote.woken.lock() {
-            woken.push(self.id);
+            woken.push((self.id, self.kind));
         }
         self.remote.notify();
     }
@@ -99,7 +114,10 @@ impl Wake for TaskWaker {
 /// A ring's tasks.
 pub(super) struct Tasks {
     slab: RefCell<Slab<Task>>,
+    /// Woken [`Kind::Now`] tasks, in the order woken.
     pub(super) ready: RefCell<VecDeque<TaskId>>,
+    /// Woken [`Kind::Deferred`] tasks, in the order woken.
+    pub(super) deferred: RefCell<VecDeque<TaskId>>,
     next_generation: Cell<u64>,
     /// Tasks that panicked so far.
     pub(super) panicked: Cell<u64>,
@@ -119,13 +137,27 @@ impl Tasks {
         Tasks {
             slab: RefCell::new(Slab::new()),
             ready: RefCell::new(VecDeque::new()),
+            deferred: RefCell::new(VecDeque::new()),
             next_generation: Cell::new(1),
             panicked: Cell::new(0),
         }
     }
 
-    /// Adds a task, ready to run.
-    pub(super) fn spawn(&self, remote: &Arc<Remote>, future: Pin<Box<dyn Future<Output = ()>>>) {
+    /// Queues a woken task on its kind's queue.
+    pub(super) fn push(&self, id: TaskId, kind: Kind) {
+        match kind {
+            Kind::Now => self.ready.borrow_mut().push_back(id),
+            Kind::Deferred => self.deferred.borrow_mut().push_back(id),
+        }
+    }
+
+    /// Adds a task of `kind`, ready to run.
+    pub(super) fn spawn(
+        &self,
+        remote: &Arc<Remote>,
+        kind: Kind,
+        future: Pin<Box<dyn Future<Output = ()>>>,
+    ) {
         let generation = self.next_generation.get();
         self.next_generation.set(generation + 1);
         let mut slab = self.slab.borrow_mut();
@@ -139,11 +171,12 @@ impl Tasks {
             generation,
             waker: Arc::new(TaskWaker {
                 id,
+                kind,
                 queued: AtomicBool::new(true),
                 remote: Arc::clone(remote),
             }),
         });
-        self.ready.borrow_mut().push_back(id);
+        self.push(id, kind);
     }
 
     /// Polls the task `id` once, if it still exists; a finished task is removed.
@@ -204,6 +237,7 @@ impl Tasks {
             drop(futures);
         }
         self.ready.borrow_mut().clear();
+        self.deferred.borrow_mut().clear();
     }
 }
 
@@ -295,6 +329,17 @@ pub fn panicked() -> u64 {
 
 /// Spawns `future` on this thread's ring.
 pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
+    spawn_kind(Kind::Now, future)
+}
+
+/// Spawns `future` as a deferred task: whenever woken, it runs after every other ready
+/// task, so the output it makes carries what they produced (a subscriber's writer
+/// drains its queue after the pass's input was read).
+pub fn spawn_deferred<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
+    spawn_kind(Kind::Deferred, future)
+}
+
+fn spawn_kind<F: Future + 'static>(kind: Kind, future: F) -> JoinHandle<F::Output> {
     let state = Rc::new(RefCell::new(JoinState {
         output: None,
         finished: false,
@@ -304,6 +349,6 @@ pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
         future,
         state: Rc::clone(&state),
     };
-    with_ring(|ring| ring.tasks.spawn(&ring.remote, Box::pin(task)));
+    with_ring(|ring| ring.tasks.spawn(&ring.remote, kind, Box::pin(task)));
     JoinHandle { state }
 }

@@ -257,3 +257,54 @@ fn a_write_past_its_deadline_fails_and_frees_the_connection() {
         drop(client);
     });
 }
+
+/// Deferred tasks run after every ready task; between two chunks of them, a task that
+/// an earlier chunk woke (the publisher a write made room for, say) runs first, and
+/// the ring is entered (the chunk's ops are submitted) before the next chunk.
+#[test]
+fn deferred_tasks_run_last_in_chunks_with_woken_tasks_between() {
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let input = Rc::new(crate::io::local::WakeFlag::new());
+    Ring::new().unwrap().block_on({
+        let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+        async move {
+            let n = 2 * DEFERRED_CHUNK + 1;
+            let mut writers = Vec::new();
+            for i in 0..n {
+                let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+                writers.push(rt::spawn_deferred(async move {
+                    order.borrow_mut().push(format!("w{i}"));
+                    if i == 0 {
+                        input.raise();
+                    }
+                }));
+            }
+            let reader = {
+                let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+                rt::spawn(async move {
+                    order.borrow_mut().push("r-first".to_owned());
+                    input.wait().await;
+                    order.borrow_mut().push("r-woken".to_owned());
+                })
+            };
+            for w in writers {
+                w.await;
+            }
+            reader.await;
+        }
+    });
+    let order = order.borrow();
+    let at = |s: &str| order.iter().position(|o| o == s).unwrap();
+    assert_eq!(
+        at("r-first"),
+        0,
+        "spawned after the writers, run before them: {order:?}"
+    );
+    let woken = at("r-woken");
+    assert_eq!(
+        woken,
+        1 + DEFERRED_CHUNK,
+        "woken by the first chunk, run before the second: {order:?}"
+    );
+    assert_eq!(order.len(), 2 + 2 * DEFERRED_CHUNK + 1);
+}

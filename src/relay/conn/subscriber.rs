@@ -79,7 +79,8 @@ pub(in crate::relay) async fn serve(
         service.control(first);
     }
     ctx.flush();
-    rt::spawn(write_loop(
+    // Deferred: it runs after the pass's input, so each write carries what came in.
+    rt::spawn_deferred(write_loop(
         Rc::clone(ctx),
         id,
         Rc::clone(&writer),

@@ -80,6 +80,9 @@ pub(super) async fn write_loop(
         } else if let Some((code, reason)) = writer.close_now.take() {
             Next::Close(code, reason.into())
         } else {
+            // What is queued now is taken now: a wake-up raised before this point
+            // would find nothing left to write.
+            writer.notify.lower();
             let mut shard = ctx.shard.borrow_mut();
             match shard.subscriber(id) {
                 None => Next::Stop,

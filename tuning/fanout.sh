@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fan-out against the baseline relay (benches/baseline_relay.rs: tokio-tungstenite, one
+# thread here), each alone on CPU 0 (feedrelay: one worker), the load generator on
+# CPU 1. Every round is one `feedrelay bench` run that alternates the two; the table
+# gives medians over the rounds, per load, with loopback's receive processing left on
+# the sender (`rx on sender`, as loopback charges it) and steered to CPU 1 (`rx on
+# cpu1`: what the relay's core would pay in front of a NIC; needs root, the old value
+# is put back). Then the unpinned defaults with the floor (no relay), for tails.
+#
+#   tuning/fanout.sh [OUT_DIR]         about 30 minutes with the defaults
+#   ROUNDS=5 LOADS="5000x100 20000x10" STEER="off on" UNPINNED="10000x10" tuning/fanout.sh
+#
+# Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
+# per delivery (ns, /proc/PID/stat), the relay's TCP segments per delivery (counted by
+# the subscribers' own sockets, TCP_INFO), deliveries lost. Ratios are feedrelay over
+# the baseline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-target/fanout}"
+rounds="${ROUNDS:-5}"
+loads="${LOADS:-5000x100 10000x100 20000x10 50000x10}"
+steer_modes="${STEER:-off on}"
+unpinned="${UNPINNED:-5000x100 10000x100 50000x10 10000x10}"
+mkdir -p "$out"
+rm -f "$out"/*.json
+cargo build --release --quiet
+cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
+base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+rps=/sys/class/net/lo/queues/rx-0/rps_cpus
+old=$(cat "$rps" 2>/dev/null || echo "")
+restore() { if [ -n "$old" ] && [ -w "$rps" ]; then echo "$old" > "$rps"; fi; }
+trap restore EXIT
+run() { # label rate subs round [bench args...]
+  local label=$1 rate=$2 subs=$3 r=$4
+  shift 4
+  ./target/release/feedrelay bench --spawn --baseline "$base" --subs "$subs" --rate "$rate" \
+    --duration 10 --warmup 2 --rounds 1 --json "$out/$label-${rate}x$subs-r$r.json" "$@" \
+    >"$out/$label-${rate}x$subs-r$r.txt" 2>&1 || echo "  (round $r of $label ${rate}x$subs failed: see $out)"
+}
+for steer in $steer_modes; do
+  label="pinned-rx-$steer"
+  if [ "$steer" = on ]; then
+    if ! [ -w "$rps" ]; then echo "== $label: skipped ($rps is not writable: run as root)"; continue; fi
+    echo 2 > "$rps"
+  elif [ -w "$rps" ]; then
+    echo 0 > "$rps"
+  fi
+  for load in $loads; do
+    echo "== $label $load: $rounds rounds"
+    for r in $(seq "$rounds"); do run "$label" "${load%x*}" "${load#*x}" "$r" --relay-cores 0 --bench-cores 1; done
+  done
+done
+restore
+for load in $unpinned; do
+  echo "== unpinned $load (defaults, with the floor): $rounds rounds"
+  for r in $(seq "$rounds"); do run unpinned "${load%x*}" "${load#*x}" "$r" --floor; done
+done
+python3 tuning/fanout_table.py "$out" | tee "$out/table.md"

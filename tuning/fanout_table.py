@@ -1,0 +1,62 @@
+"""Medians over the rounds `tuning/fanout.sh` wrote (one JSON per round, each with
+every variant of that round), one table per setup, and feedrelay's ratios to the
+baseline."""
+import collections
+import json
+import pathlib
+import re
+import statistics
+import sys
+
+out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/fanout")
+runs = collections.defaultdict(list)  # (setup, load) -> [{variant: row}]
+for f in sorted(out.glob("*.json")):
+    m = re.match(r"(.+)-(\d+x\d+)-r(\d+)\.json$", f.name)
+    if not m:
+        continue
+    try:
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    except ValueError:
+        rows = json.loads(f.read_text())
+    if isinstance(rows, dict):
+        rows = rows.get("results", [rows])
+    flat = []
+    for r in rows:
+        flat.extend(r if isinstance(r, list) else [r])
+    runs[(m.group(1), m.group(2))].append({r["variant"]: r for r in flat})
+
+COLS = [
+    ("p50 µs", "p50_us", "{:.0f}"),
+    ("p99 µs", "p99_us", "{:.0f}"),
+    ("p99.99 µs", "p9999_us", "{:.0f}"),
+    ("user ns", "user_ns_per_delivery", "{:.0f}"),
+    ("sys ns", "sys_ns_per_delivery", "{:.0f}"),
+    ("CPU ns", "cpu_ns_per_delivery", "{:.0f}"),
+    ("segs", "relay_segments_per_delivery", "{:.3f}"),
+    ("lost", "lost", "{:.0f}"),
+]
+
+
+def med(rounds, variant, key):
+    vals = [r[variant][key] for r in rounds if variant in r and r[variant].get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+for (setup, load), rounds in sorted(runs.items()):
+    variants = sorted({v for r in rounds for v in r}, key=lambda v: (v != "park", v))
+    print(f"\n### {setup}, {load.replace('x', ' msg/s x ')} subscribers ({len(rounds)} rounds, medians)\n")
+    print("| variant | " + " | ".join(c[0] for c in COLS) + " |")
+    print("|---" * (len(COLS) + 1) + "|")
+    for v in variants:
+        cells = []
+        for _, key, fmt in COLS:
+            x = med(rounds, v, key)
+            cells.append("-" if x is None else fmt.format(x))
+        print(f"| {v} | " + " | ".join(cells) + " |")
+    ours = next((v for v in variants if v not in ("baseline", "floor")), None)
+    if ours and "baseline" in variants:
+        ratios = []
+        for name, key, _ in COLS[:-1]:
+            a, b = med(rounds, ours, key), med(rounds, "baseline", key)
+            ratios.append("-" if not a or not b else f"{a / b:.2f}")
+        print(f"| {ours} / baseline | " + " | ".join(ratios) + " | |")
