@@ -11,9 +11,9 @@
 # The runner, in this order:
 #   WSTEST=/path/to/wstest        any wstest (the Python 2 original, a port): run with a
 #                                 generated spec, its index.json summarised here
-#   $AUTOBAHN_DIR                 a directory with `setup.sh` and `run.sh URL [CASES]`
-#                                 (the Python 3 port CI machines carry beside the
-#                                 checkout, ../shared/autobahn, is the default)
+#   $AUTOBAHN_DIR                 a directory with `setup.sh` and `run.sh URL [CASES]`;
+#                                 by default this repository's tests/autobahn (a Python 3
+#                                 port of wstest installed from PyPI, see its README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deflate_subset="12.1.1,12.1.2,12.1.3,12.1.4,12.1.5,12.1.6,12.1.7,12.1.8,12.1.9"
@@ -25,14 +25,11 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: scripts/autobahn.sh [--all]" >&2; exit 2 ;;
 esac
-dir="${AUTOBAHN_DIR:-$PWD/../shared/autobahn}"
+dir="${AUTOBAHN_DIR:-$PWD/tests/autobahn}"
 if [ -z "${WSTEST:-}" ] && [ ! -f "$dir/run.sh" ]; then
   cat >&2 <<EOF
-autobahn: no wstest found. Either
-  - set WSTEST to a wstest executable (pip install autobahntestsuite on Python 2, or
-    the crossbario/autobahn-testsuite Docker image's wstest), or
-  - set AUTOBAHN_DIR to a directory with setup.sh and run.sh (a Python 3 port of
-    wstest; CI machines carry one at ../shared/autobahn beside the checkout).
+autobahn: no runner at $dir/run.sh. Set WSTEST to a wstest executable, or
+AUTOBAHN_DIR to a directory with setup.sh and run.sh (tests/autobahn is the default).
 EOF
   exit 2
 fi
