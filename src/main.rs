@@ -202,13 +202,18 @@ fn main() -> ExitCode {
             hlog,
             no_metrics,
             metrics,
-        } => load_config(config.as_deref(), listen, workers, cores, idle).and_then(|mut c| {
-            if no_metrics {
-                c.metrics = false;
-            }
-            if metrics.is_some() {
-                c.metrics_listen = metrics;
-            }
+        } => load_config(
+            config.as_deref(),
+            Flags {
+                listen,
+                workers,
+                cores,
+                idle,
+                metrics,
+                no_metrics,
+            },
+        )
+        .and_then(|c| {
             if print_config {
                 say(c.to_toml().trim_end());
                 return Ok(());
@@ -266,18 +271,37 @@ fn explain(e: IoError) -> anyhow::Error {
     }
 }
 
-/// The config file (or defaults) with the flags on top, checked.
-fn load_config(
-    path: Option<&std::path::Path>,
+/// `feedrelay run`'s flags that override the config file.
+struct Flags {
     listen: Option<SocketAddr>,
     workers: Option<usize>,
     cores: Option<Vec<usize>>,
     idle: Option<IdleMode>,
-) -> anyhow::Result<Config> {
+    metrics: Option<SocketAddr>,
+    no_metrics: bool,
+}
+
+/// The config file (or defaults) with the flags on top, checked (the access check
+/// included: it must see the addresses the relay will really listen on).
+fn load_config(path: Option<&std::path::Path>, flags: Flags) -> anyhow::Result<Config> {
+    let Flags {
+        listen,
+        workers,
+        cores,
+        idle,
+        metrics,
+        no_metrics,
+    } = flags;
     let mut config = match path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if no_metrics {
+        config.metrics = false;
+    }
+    if metrics.is_some() {
+        config.metrics_listen = metrics;
+    }
     if let Some(l) = listen {
         config.listen = l;
     }

@@ -136,6 +136,76 @@ fn metrics_are_on_the_data_port_only_when_configured() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
+/// No half-authenticated relay: subscribers with JWTs but publishers with no tokens on
+/// a non-loopback address refuses to start and names the open role; so do tokens
+/// without JWTs, and metrics served beyond loopback; each opens when named.
+#[test]
+fn a_relay_open_in_one_role_refuses_to_start_and_names_it() {
+    let dir = common::TempDir::new("half-open");
+    std::fs::write(
+        dir.join("jwt.secret"),
+        "a-shared-secret-of-at-least-32-bytes!\n",
+    )
+    .unwrap();
+    let jwt = format!(
+        "[jwt]\nalgorithm = \"HS256\"\nkey_file = \"{}\"\n",
+        dir.join("jwt.secret").display()
+    );
+    let tokens = "[[publisher_tokens]]\ntoken = \"0123456789abcdef0123\"\ntopics = [\"*\"]\n";
+    let cases = [
+        (jwt.clone(), "\"publish\""),
+        (tokens.to_owned(), "\"subscribe\""),
+        (
+            format!("metrics_on_data_port = true\n{tokens}{jwt}"),
+            "\"metrics\"",
+        ),
+    ];
+    for (i, (text, role)) in cases.iter().enumerate() {
+        let path = dir.join(&format!("relay{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = common::feedrelay([
+            "run",
+            "--listen",
+            "0.0.0.0:0",
+            "--print-config",
+            "--config",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(role) && err.contains("allow_anonymous"),
+            "{err}"
+        );
+        // Named, it starts (printing its config here, binding nothing).
+        let opened = format!("allow_anonymous = [{role}]\n{text}");
+        std::fs::write(&path, opened).unwrap();
+        let out = common::feedrelay([
+            "run",
+            "--listen",
+            "0.0.0.0:0",
+            "--print-config",
+            "--config",
+            path.to_str().unwrap(),
+        ]);
+        common::succeeded(&out);
+    }
+    // Metrics on a non-loopback --metrics address count too.
+    let path = dir.join("both.toml");
+    std::fs::write(&path, format!("{tokens}{jwt}")).unwrap();
+    let out = common::feedrelay([
+        "run",
+        "--listen",
+        "0.0.0.0:0",
+        "--metrics",
+        "0.0.0.0:0",
+        "--print-config",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"metrics\""));
+}
+
 #[test]
 fn an_open_listener_without_tokens_refuses_to_start() {
     let out = common::feedrelay(["run", "--listen", "0.0.0.0:0"]);
@@ -143,6 +213,10 @@ fn an_open_listener_without_tokens_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("allow_anonymous") && err.contains("publisher tokens"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"publish\"") && err.contains("\"subscribe\""),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

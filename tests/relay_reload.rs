@@ -50,3 +50,33 @@ fn a_reload_takes_everything_or_nothing() {
     assert!(with_tls.reload(&tls).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reload is checked as start-up is, against the addresses the relay really listens
+/// on (flags included): a file without `listen` cannot pass as loopback and drop the
+/// publisher tokens of a relay on 0.0.0.0. Refused, and the old rules stay.
+#[test]
+fn a_reload_that_would_open_a_role_is_refused() {
+    let dir = std::env::temp_dir().join(format!("feedrelay-reload-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("relay.toml");
+    let tokens = "allow_anonymous = [\"subscribe\"]\n[[publisher_tokens]]\nname = \"desk\"\ntoken = \"0123456789abcdef0123\"\ntopics = [\"*\"]\n";
+    let mut running = config(tokens);
+    running.listen = "0.0.0.0:9000".parse().unwrap(); // as --listen sets it
+    running.validate("flags").unwrap();
+    let settings = ReloadableSettings::new(&running).unwrap();
+    // The tokens removed from the file (which names no listen: loopback by default).
+    std::fs::write(&path, "allow_anonymous = [\"subscribe\"]\n").unwrap();
+    let err = feedrelay::relay::reload::reload_from(&path, &running, &settings).unwrap_err();
+    assert!(err.to_string().contains("\"publish\""), "{err}");
+    assert_eq!(settings.generation(), 0, "nothing taken");
+    assert_eq!(
+        settings.access().grants().len(),
+        1,
+        "the token still in force"
+    );
+    // Narrowing instead of removing is taken.
+    std::fs::write(&path, tokens.replace("[\"*\"]", "[\"BTC-*\"]")).unwrap();
+    feedrelay::relay::reload::reload_from(&path, &running, &settings).unwrap();
+    assert_eq!(settings.generation(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

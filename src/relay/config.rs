@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::io::idle::IdleMode;
 
 use crate::relay::access::jwt::JwtConfig;
-use crate::relay::access::rules::{self, AccessError, PublisherTokenConfig};
+use crate::relay::access::rules::{self, AccessError, AnonymousRoles, PublisherTokenConfig};
 use crate::relay::core::compression::CompressionConfig;
 use crate::relay::core::queue::{QueueLimits, SlowConsumerPolicy};
 use crate::relay::core::routing::MAX_WORKERS;
@@ -124,9 +124,10 @@ pub struct Config {
     /// (`[[publisher_tokens]]`). None: anyone who reaches the port may publish.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub publisher_tokens: Vec<PublisherTokenConfig>,
-    /// Start even though `listen` is not loopback and no publisher tokens are
-    /// configured (anyone who reaches the port may publish and subscribe).
-    pub allow_anonymous: bool,
+    /// The roles (`publish`, `subscribe`, `metrics`) anyone who reaches a non-loopback
+    /// address may take without credentials: `true` (all), `false` (none), or a list.
+    /// A role open beyond loopback and not named here refuses start and reload.
+    pub allow_anonymous: AnonymousRoles,
     /// Subscriber tokens (`[jwt]`): when set, subscribers need a JWT whose `topics`
     /// claim bounds what they may subscribe to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,7 +202,7 @@ impl Default for Config {
             tls_key_file: None,
             allowed_origins: Vec::new(),
             publisher_tokens: Vec::new(),
-            allow_anonymous: false,
+            allow_anonymous: AnonymousRoles::default(),
             jwt: None,
             metrics: true,
             metrics_on_data_port: false,
@@ -440,9 +441,19 @@ impl Config {
                 "give tls_cert_file and tls_key_file together".into(),
             ));
         }
+        let exposure = rules::Exposure {
+            listen: self.listen,
+            metrics: match self.metrics {
+                true => [
+                    self.metrics_on_data_port.then_some(self.listen),
+                    self.metrics_listen,
+                ],
+                false => [None, None],
+            },
+        };
         rules::validate(
-            self.listen,
-            self.allow_anonymous,
+            exposure,
+            &self.allow_anonymous,
             &self.allowed_origins,
             &self.publisher_tokens,
             self.jwt.as_ref(),

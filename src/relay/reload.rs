@@ -121,14 +121,18 @@ fn tls_of(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, TlsSetup
 }
 
 /// Reloads from `path` on every SIGHUP, on a thread of its own, for the life of the
-/// process.
-pub fn reload_on_sighup(path: PathBuf, settings: Arc<ReloadableSettings>) -> std::io::Result<()> {
+/// process; `running` is the configuration the relay started with (flags applied).
+pub fn reload_on_sighup(
+    path: PathBuf,
+    running: Config,
+    settings: Arc<ReloadableSettings>,
+) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
     std::thread::Builder::new()
         .name("feedrelay-sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                match reload_from(&path, &settings) {
+                match reload_from(&path, &running, &settings) {
                     Ok(()) => tracing::info!(config = %path.display(), "reloaded on SIGHUP"),
                     Err(e) => tracing::error!(
                         config = %path.display(),
@@ -140,6 +144,20 @@ pub fn reload_on_sighup(path: PathBuf, settings: Arc<ReloadableSettings>) -> std
     Ok(())
 }
 
-fn reload_from(path: &Path, settings: &ReloadableSettings) -> Result<(), ReloadError> {
-    settings.reload(&Config::load(path)?)
+/// The file at `path`, checked as start-up checks it, then taken. What a reload does
+/// not change (the addresses the relay listens on, flags included, and where metrics
+/// are served) is what the relay runs with: the access check sees those, so a file
+/// without `listen` cannot pass as loopback while the relay listens on 0.0.0.0.
+pub fn reload_from(
+    path: &Path,
+    running: &Config,
+    settings: &ReloadableSettings,
+) -> Result<(), ReloadError> {
+    let mut next = Config::load(path)?;
+    next.listen = running.listen;
+    next.metrics = running.metrics;
+    next.metrics_on_data_port = running.metrics_on_data_port;
+    next.metrics_listen = running.metrics_listen;
+    next.validate(&path.display().to_string())?;
+    settings.reload(&next)
 }

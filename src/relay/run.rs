@@ -106,7 +106,7 @@ pub fn run(
 ) -> Result<(), RelayError> {
     let settings = ReloadableSettings::new(&config)?;
     if let Some(path) = config_file {
-        reload_on_sighup(path.to_owned(), Arc::clone(&settings))
+        reload_on_sighup(path.to_owned(), config.clone(), Arc::clone(&settings))
             .map_err(|e| IoError::op("install a signal handler for", "SIGHUP", e))?;
     }
     let map = CoreMap::limited(config.workers, config.cores.as_deref(), MAX_WORKERS)?;

@@ -121,13 +121,20 @@ impl JwtConfig {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = self.leeway_s;
+        validation.validate_nbf = true;
         validation.validate_aud = self.audience.is_some();
+        // A configured `iss` or `aud` is required, not only compared when present
+        // (the library checks what a token carries; a token without them would pass).
+        let mut required = vec!["exp"];
         if let Some(aud) = &self.audience {
             validation.set_audience(&[aud]);
+            required.push("aud");
         }
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(JwtVerifier {
             key,
             validation,
@@ -154,6 +161,9 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     exp: u64,
+    /// Issued at: a token from the future (past the leeway) is refused.
+    #[serde(default)]
+    iat: Option<u64>,
     topics: Vec<String>,
 }
 
@@ -184,8 +194,9 @@ impl SubscriberGrant {
 }
 
 impl JwtVerifier {
-    /// Verifies `token`: signature, algorithm, `exp` (required), `iss` and `aud` when
-    /// configured, and a `topics` claim of glob patterns. `Err` is the reason, safe to
+    /// Verifies `token`: signature, algorithm, `exp` (required), `iss` and `aud`
+    /// (required when configured; `aud` may be a list), `nbf` and `iat` (within
+    /// `leeway_s`), and a `topics` claim of glob patterns. `Err` is the reason, safe to
     /// send to the client (it never echoes the token).
     pub fn verify(&self, token: &str) -> Result<SubscriberGrant, String> {
         if token.len() > MAX_JWT_BYTES {
@@ -201,10 +212,25 @@ impl JwtVerifier {
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => {
                     "wrong token audience".to_owned()
                 }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    "token not yet valid (nbf)".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+                    format!("bad token: it lacks the `{c}` claim")
+                }
                 _ => format!("bad token: {e}"),
             },
         )?;
         let claims = data.claims;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now + self.leeway.as_secs())
+        {
+            return Err("token issued in the future (iat)".to_owned());
+        }
         if claims.topics.len() > MAX_CLAIM_PATTERNS {
             return Err(format!(
                 "the topics claim holds more than {MAX_CLAIM_PATTERNS} patterns"
@@ -321,6 +347,55 @@ mod tests {
         assert!(v.verify(&token(c, SECRET)).unwrap_err().contains("[a-"));
         assert!(v.verify("not.a.jwt").is_err());
         assert!(v.verify(&"x".repeat(MAX_JWT_BYTES + 1)).is_err());
+    }
+
+    /// A configured issuer and audience are required, not only compared when a token
+    /// carries them; `nbf` and `iat` are honoured, with the leeway; `aud` may be a list.
+    #[test]
+    fn configured_claims_are_required_and_times_honoured() {
+        let v = hs256(Some("desk-auth"), Some("feedrelay"));
+        let bare = serde_json::json!({"exp": now_s() + 60, "topics": ["*"]});
+        assert_eq!(
+            v.verify(&token(bare.clone(), SECRET)).unwrap_err(),
+            "bad token: it lacks the `aud` claim"
+        );
+        let mut c = bare.clone();
+        c["aud"] = "feedrelay".into();
+        assert_eq!(
+            v.verify(&token(c.clone(), SECRET)).unwrap_err(),
+            "bad token: it lacks the `iss` claim"
+        );
+        c["iss"] = "desk-auth".into();
+        assert!(v.verify(&token(c.clone(), SECRET)).is_ok());
+        c["aud"] = serde_json::json!(["other", "feedrelay"]);
+        assert!(v.verify(&token(c.clone(), SECRET)).is_ok(), "aud as a list");
+        let mut later = c.clone();
+        later["nbf"] = (now_s() + 86_400).into();
+        assert_eq!(
+            v.verify(&token(later, SECRET)).unwrap_err(),
+            "token not yet valid (nbf)"
+        );
+        let mut future = c.clone();
+        future["iat"] = (now_s() + 3_600).into();
+        assert_eq!(
+            v.verify(&token(future, SECRET)).unwrap_err(),
+            "token issued in the future (iat)"
+        );
+        // Within the leeway, a clock a little ahead is tolerated.
+        let lenient = JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            key_file: "k".into(),
+            issuer: None,
+            audience: None,
+            leeway_s: 30,
+            key: Some(Secret::new(SECRET)),
+        }
+        .verifier()
+        .unwrap();
+        let mut soon = bare;
+        soon["nbf"] = (now_s() + 10).into();
+        soon["iat"] = (now_s() + 10).into();
+        assert!(lenient.verify(&token(soon, SECRET)).is_ok());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!   none or an unknown one gets 401. Each token carries glob patterns of the topics
 //!   it may publish; a message for any other topic is not relayed and is counted
 //!   against the token's name (never the token itself).
-//! - `allow_anonymous`: a relay listening beyond loopback with no publisher tokens
-//!   refuses to start unless this says that is meant.
+//! - `allow_anonymous`: every role a client can take beyond loopback (publish,
+//!   subscribe, metrics) is either authenticated (publisher tokens, subscriber JWTs)
+//!   or named here (`true` names them all); a relay that would leave one open refuses
+//!   to start, and a reload that would is refused, naming the role.
 //!
 //! Tokens are compared in time that does not depend on where they differ, against
 //! every configured token, so the answer's timing does not reveal a token's prefix.
@@ -93,11 +95,99 @@ pub fn read_token_files(
     Ok(())
 }
 
+/// What a client can do once connected, each authenticated its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessRole {
+    /// `/pub` (publisher tokens).
+    Publish,
+    /// `/ws`, snapshots included (subscriber JWTs).
+    Subscribe,
+    /// `/metrics` and `/subscribers` (no credential of their own yet).
+    Metrics,
+}
+
+impl AccessRole {
+    /// The word configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessRole::Publish => "publish",
+            AccessRole::Subscribe => "subscribe",
+            AccessRole::Metrics => "metrics",
+        }
+    }
+}
+
+/// `allow_anonymous`: the roles anyone who reaches a non-loopback address may take
+/// without credentials: `true` (all of them), `false` (none: the default), or a list
+/// (`["subscribe", "metrics"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AnonymousRoles {
+    /// Every role (`true`) or none (`false`).
+    All(bool),
+    /// These roles.
+    Roles(Vec<AccessRole>),
+}
+
+impl Default for AnonymousRoles {
+    fn default() -> Self {
+        AnonymousRoles::All(false)
+    }
+}
+
+impl AnonymousRoles {
+    /// Whether `role` may be taken without credentials.
+    pub fn allows(&self, role: AccessRole) -> bool {
+        match self {
+            AnonymousRoles::All(all) => *all,
+            AnonymousRoles::Roles(roles) => roles.contains(&role),
+        }
+    }
+}
+
+/// Where a relay can be reached, for the check that no role is open by accident.
+#[derive(Debug, Clone, Copy)]
+pub struct Exposure {
+    /// The data port (`listen`, flags applied).
+    pub listen: SocketAddr,
+    /// Where `/metrics` and `/subscribers` are served: the data port
+    /// (`metrics_on_data_port`) and `metrics_listen`, when metrics are on.
+    pub metrics: [Option<SocketAddr>; 2],
+}
+
+impl Exposure {
+    /// The roles anyone on the network could take without credentials, and why.
+    fn open_roles(&self, tokens: &[PublisherTokenConfig], jwt: bool) -> Vec<(AccessRole, String)> {
+        let mut open = Vec::new();
+        if !self.listen.ip().is_loopback() {
+            if tokens.is_empty() {
+                let why = format!("/pub on {} needs no [[publisher_tokens]]", self.listen);
+                open.push((AccessRole::Publish, why));
+            }
+            if !jwt {
+                let why = format!("/ws on {} needs no [jwt] token", self.listen);
+                open.push((AccessRole::Subscribe, why));
+            }
+        }
+        if let Some(at) = self
+            .metrics
+            .iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback())
+        {
+            let why = format!("/metrics and /subscribers are served on {at}");
+            open.push((AccessRole::Metrics, why));
+        }
+        open
+    }
+}
+
 /// Checks the access settings: origins well formed, every token usable and unique,
-/// every pattern valid, and no anonymous relay beyond loopback unless allowed.
+/// every pattern valid, and no role open beyond loopback unless `anonymous` names it.
 pub fn validate(
-    listen: SocketAddr,
-    allow_anonymous: bool,
+    exposure: Exposure,
+    anonymous: &AnonymousRoles,
     origins: &[String],
     tokens: &[PublisherTokenConfig],
     jwt: Option<&JwtConfig>,
@@ -162,14 +252,26 @@ pub fn validate(
             }
         }
     }
-    if !listen.ip().is_loopback() && tokens.is_empty() && jwt.is_none() && !allow_anonymous {
+    let refused: Vec<(AccessRole, String)> = exposure
+        .open_roles(tokens, jwt.is_some())
+        .into_iter()
+        .filter(|(role, _)| !anonymous.allows(*role))
+        .collect();
+    if !refused.is_empty() {
+        let names: Vec<String> = refused
+            .iter()
+            .map(|(r, _)| format!("{:?}", r.name()))
+            .collect();
+        let whys: Vec<&str> = refused.iter().map(|(_, w)| w.as_str()).collect();
         return bad(
             "allow_anonymous",
             format!(
-                "listen {listen} is not loopback and neither [[publisher_tokens]] nor [jwt] \
-                 is configured, so anyone who reaches it could publish to and read every \
-                 topic: configure publisher tokens or subscriber JWTs, or set \
-                 allow_anonymous = true if that is meant"
+                "not loopback and open to anyone who reaches it: {} ({}); configure \
+                 publisher tokens, subscriber JWTs or a loopback metrics address, or set \
+                 allow_anonymous = [{}] if that is meant",
+                names.join(", "),
+                whys.join("; "),
+                names.join(", ")
             ),
         );
     }
@@ -446,7 +548,16 @@ mod tests {
         origins: &[String],
         tokens: &[PublisherTokenConfig],
     ) -> Result<(), AccessError> {
-        validate(listen, anonymous, origins, tokens, None)
+        let exposure = Exposure {
+            listen,
+            metrics: [None, None],
+        };
+        let anonymous = match anonymous {
+            // Subscribers open: these checks are about tokens and origins.
+            false => AnonymousRoles::Roles(vec![AccessRole::Subscribe]),
+            true => AnonymousRoles::All(true),
+        };
+        validate(exposure, &anonymous, origins, tokens, None)
     }
 
     fn open_access(origins: &[String], tokens: &[PublisherTokenConfig]) -> Access {

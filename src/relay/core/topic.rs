@@ -29,6 +29,13 @@ pub enum BadName {
     TooLong,
     /// Holds an ASCII control character (0x00-0x1f or 0x7f).
     ControlCharacter,
+    /// A key on the pointer's path appears twice in its object (`{"s":"A","s":"B"}`):
+    /// simd-json reads the first, browsers and Python the last, so the relay would
+    /// route by one reading while clients see another.
+    DuplicateKey,
+    /// The pointer leads to a value that is not a string (a number, an object):
+    /// routing it to the default topic would file it where clients do not look.
+    NotAString,
 }
 
 impl BadName {
@@ -38,6 +45,8 @@ impl BadName {
             BadName::Empty => "empty topic name".into(),
             BadName::TooLong => format!("topic name longer than {max} bytes"),
             BadName::ControlCharacter => "control character in a topic name".into(),
+            BadName::DuplicateKey => "the topic's key appears twice".into(),
+            BadName::NotAString => "the topic is not a string".into(),
         }
     }
 }
@@ -87,7 +96,7 @@ pub enum TopicLookup {
     InPayload(std::ops::Range<usize>),
     /// The topic string had escapes; here it is unescaped.
     Unescaped(String),
-    /// The payload is JSON but the pointer leads nowhere, or not to a string.
+    /// The payload is JSON but the pointer leads nowhere.
     Missing,
     /// The topic breaks the naming rules ([`check_name`]).
     BadName(BadName),
@@ -163,11 +172,21 @@ impl TopicReader {
             Err(_) => TopicLookup::NotJson,
             Ok(()) => {
                 if let Some(p) = &self.seq_pointer {
-                    self.seq = resolve(tape.as_value(), p).and_then(as_seq);
+                    self.seq = match resolve(tape.as_value(), p) {
+                        Resolved::Found(v) => as_seq(v),
+                        Resolved::Missing | Resolved::Duplicate => None,
+                    };
                 }
-                match resolve(tape.as_value(), &self.pointer).and_then(|v| v.into_string()) {
-                    None => TopicLookup::Missing,
-                    Some(s) => match check_name(s.as_bytes(), self.max_name) {
+                let topic = match resolve(tape.as_value(), &self.pointer) {
+                    Resolved::Missing => Err(TopicLookup::Missing),
+                    Resolved::Duplicate => Err(TopicLookup::BadName(BadName::DuplicateKey)),
+                    Resolved::Found(v) => v
+                        .into_string()
+                        .ok_or(TopicLookup::BadName(BadName::NotAString)),
+                };
+                match topic {
+                    Err(refused) => refused,
+                    Ok(s) => match check_name(s.as_bytes(), self.max_name) {
                         Err(bad) => TopicLookup::BadName(bad),
                         Ok(()) => {
                             let at = (s.as_ptr() as usize).wrapping_sub(base);
@@ -216,15 +235,40 @@ fn as_seq(v: Value<'_, '_>) -> Option<u64> {
     s.parse().ok()
 }
 
-fn resolve<'t, 'i>(mut v: Value<'t, 'i>, pointer: &JsonPointer) -> Option<Value<'t, 'i>> {
+/// Where a pointer leads.
+enum Resolved<'t, 'i> {
+    /// To this value.
+    Found(Value<'t, 'i>),
+    /// Nowhere (a key or index that is not there, or a scalar on the way).
+    Missing,
+    /// Through a key its object holds twice: no single reading.
+    Duplicate,
+}
+
+fn resolve<'t, 'i>(mut v: Value<'t, 'i>, pointer: &JsonPointer) -> Resolved<'t, 'i> {
     for token in &pointer.tokens {
-        v = if v.is_array() {
-            v.get_idx(token.parse().ok()?)?
+        let next = if v.is_array() {
+            token.parse().ok().and_then(|i| v.get_idx(i))
+        } else if let Some(object) = v.as_object() {
+            let mut found = None;
+            for (key, value) in &object {
+                if key == token {
+                    if found.is_some() {
+                        return Resolved::Duplicate;
+                    }
+                    found = Some(value);
+                }
+            }
+            found
         } else {
-            v.get(token.as_str())?
+            None
         };
+        match next {
+            Some(n) => v = n,
+            None => return Resolved::Missing,
+        }
     }
-    Some(v)
+    Resolved::Found(v)
 }
 
 #[cfg(test)]
@@ -254,6 +298,25 @@ mod tests {
         assert_eq!(r, 8..13);
     }
 
+    /// One reading of a message: a topic key twice on the pointer's path (simd-json
+    /// reads the first, JavaScript and Python the last) is refused, not routed.
+    #[test]
+    fn a_key_twice_on_the_path_is_refused() {
+        let dup = TopicLookup::BadName(BadName::DuplicateKey);
+        assert_eq!(lookup("/s", r#"{"s":"BTC-USD","s":"ETH-USD","px":1}"#), dup);
+        assert_eq!(lookup("/d/s", r#"{"d":{"s":"A"},"d":{"s":"B"}}"#), dup);
+        assert_eq!(lookup("/d/s", r#"{"d":{"s":"A","s":"B"}}"#), dup);
+        // Twice elsewhere is none of the relay's business.
+        assert_eq!(
+            lookup("/s", r#"{"s":"A","px":1,"px":2}"#),
+            TopicLookup::InPayload(6..7)
+        );
+        assert_eq!(
+            lookup("/d/s", r#"{"e":1,"d":{"s":"A"},"e":2}"#),
+            TopicLookup::InPayload(17..18)
+        );
+    }
+
     #[test]
     fn escapes_missing_and_garbage() {
         assert_eq!(
@@ -261,7 +324,10 @@ mod tests {
             TopicLookup::Unescaped("AB".into())
         );
         assert_eq!(lookup("/s", r#"{"t":"x"}"#), TopicLookup::Missing);
-        assert_eq!(lookup("/s", r#"{"s":7}"#), TopicLookup::Missing);
+        assert_eq!(
+            lookup("/s", r#"{"s":7}"#),
+            TopicLookup::BadName(BadName::NotAString)
+        );
         assert_eq!(lookup("/s", r#"[1,2]"#), TopicLookup::Missing);
         assert_eq!(lookup("/s", r#"{"s":"x""#), TopicLookup::NotJson);
         assert_eq!(lookup("/s", "\u{0}\u{1}binary"), TopicLookup::NotJson);
