@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::io::idle::IdleMode;
 
+use crate::relay::access::exposure::{AnonymousRoles, Exposure};
 use crate::relay::access::jwt::JwtConfig;
-use crate::relay::access::rules::{self, AccessError, AnonymousRoles, PublisherTokenConfig};
+use crate::relay::access::rules::{self, AccessError, PublisherTokenConfig};
 use crate::relay::core::compression::CompressionConfig;
 use crate::relay::core::queue::{QueueLimits, SlowConsumerPolicy};
 use crate::relay::core::routing::MAX_WORKERS;
@@ -441,7 +442,19 @@ impl Config {
                 "give tls_cert_file and tls_key_file together".into(),
             ));
         }
-        let exposure = rules::Exposure {
+        rules::validate(
+            self.exposure(),
+            &self.allow_anonymous,
+            &self.allowed_origins,
+            &self.publisher_tokens,
+            self.jwt.as_ref(),
+        )
+        .map_err(|e| access_error(origin, e))
+    }
+
+    /// Where the relay can be reached: the data port, and where metrics are served.
+    pub fn exposure(&self) -> Exposure {
+        Exposure {
             listen: self.listen,
             metrics: match self.metrics {
                 true => [
@@ -450,15 +463,7 @@ impl Config {
                 ],
                 false => [None, None],
             },
-        };
-        rules::validate(
-            exposure,
-            &self.allow_anonymous,
-            &self.allowed_origins,
-            &self.publisher_tokens,
-            self.jwt.as_ref(),
-        )
-        .map_err(|e| access_error(origin, e))
+        }
     }
 
     /// The access rules (origins, publisher tokens) as a worker applies them.

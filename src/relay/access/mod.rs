@@ -5,10 +5,13 @@
 //! - [`rules`]: the rules a handshake is checked against ([`rules::Access`]): the
 //!   Origin allow-list, publisher tokens and their topic patterns, subscriber JWTs;
 //!   the refusal to run open to the network.
+//! - [`exposure`]: the roles a client can take, which `allow_anonymous` opens, and
+//!   where each is reachable.
 //! - [`jwt`]: subscriber JWTs and the topics they grant.
 //! - [`secret`]: secrets read from files (tokens, keys), never logged.
 
 pub mod admission;
+pub mod exposure;
 pub mod jwt;
 pub mod rules;
 pub mod secret;

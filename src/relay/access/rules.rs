@@ -16,11 +16,11 @@
 //! Tokens are compared in time that does not depend on where they differ, against
 //! every configured token, so the answer's timing does not reveal a token's prefix.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::relay::access::exposure::{AccessRole, AnonymousRoles, Exposure};
 use crate::relay::access::jwt::{JwtConfig, JwtVerifier, SubscriberGrant};
 use crate::relay::access::secret::{read_secret_file, Secret};
 use crate::ws::handshake::Request;
@@ -95,94 +95,6 @@ pub fn read_token_files(
     Ok(())
 }
 
-/// What a client can do once connected, each authenticated its own way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessRole {
-    /// `/pub` (publisher tokens).
-    Publish,
-    /// `/ws`, snapshots included (subscriber JWTs).
-    Subscribe,
-    /// `/metrics` and `/subscribers` (no credential of their own yet).
-    Metrics,
-}
-
-impl AccessRole {
-    /// The word configuration uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            AccessRole::Publish => "publish",
-            AccessRole::Subscribe => "subscribe",
-            AccessRole::Metrics => "metrics",
-        }
-    }
-}
-
-/// `allow_anonymous`: the roles anyone who reaches a non-loopback address may take
-/// without credentials: `true` (all of them), `false` (none: the default), or a list
-/// (`["subscribe", "metrics"]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum AnonymousRoles {
-    /// Every role (`true`) or none (`false`).
-    All(bool),
-    /// These roles.
-    Roles(Vec<AccessRole>),
-}
-
-impl Default for AnonymousRoles {
-    fn default() -> Self {
-        AnonymousRoles::All(false)
-    }
-}
-
-impl AnonymousRoles {
-    /// Whether `role` may be taken without credentials.
-    pub fn allows(&self, role: AccessRole) -> bool {
-        match self {
-            AnonymousRoles::All(all) => *all,
-            AnonymousRoles::Roles(roles) => roles.contains(&role),
-        }
-    }
-}
-
-/// Where a relay can be reached, for the check that no role is open by accident.
-#[derive(Debug, Clone, Copy)]
-pub struct Exposure {
-    /// The data port (`listen`, flags applied).
-    pub listen: SocketAddr,
-    /// Where `/metrics` and `/subscribers` are served: the data port
-    /// (`metrics_on_data_port`) and `metrics_listen`, when metrics are on.
-    pub metrics: [Option<SocketAddr>; 2],
-}
-
-impl Exposure {
-    /// The roles anyone on the network could take without credentials, and why.
-    fn open_roles(&self, tokens: &[PublisherTokenConfig], jwt: bool) -> Vec<(AccessRole, String)> {
-        let mut open = Vec::new();
-        if !self.listen.ip().is_loopback() {
-            if tokens.is_empty() {
-                let why = format!("/pub on {} needs no [[publisher_tokens]]", self.listen);
-                open.push((AccessRole::Publish, why));
-            }
-            if !jwt {
-                let why = format!("/ws on {} needs no [jwt] token", self.listen);
-                open.push((AccessRole::Subscribe, why));
-            }
-        }
-        if let Some(at) = self
-            .metrics
-            .iter()
-            .flatten()
-            .find(|a| !a.ip().is_loopback())
-        {
-            let why = format!("/metrics and /subscribers are served on {at}");
-            open.push((AccessRole::Metrics, why));
-        }
-        open
-    }
-}
-
 /// Checks the access settings: origins well formed, every token usable and unique,
 /// every pattern valid, and no role open beyond loopback unless `anonymous` names it.
 pub fn validate(
@@ -253,7 +165,7 @@ pub fn validate(
         }
     }
     let refused: Vec<(AccessRole, String)> = exposure
-        .open_roles(tokens, jwt.is_some())
+        .open_roles(!tokens.is_empty(), jwt.is_some())
         .into_iter()
         .filter(|(role, _)| !anonymous.allows(*role))
         .collect();
@@ -541,6 +453,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::access::exposure::AccessRole;
+    use std::net::SocketAddr;
 
     fn check(
         listen: SocketAddr,

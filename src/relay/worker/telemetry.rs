@@ -80,9 +80,9 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
     }
     let s = &total.stats;
     let mut text = format!(
-        "feedrelay run stopped: messages in {} out {} (queued {}); dropped: queue full {}, conflated {}, no topic {}, channel full {}; slow consumers disconnected {}; connections: publishers {}, subscribers {}, refused {}",
+        "feedrelay run stopped: messages in {} out {} (queued {}); dropped: queue full {}, conflated {}, no topic {}, bad topic {}, channel full {}; slow consumers disconnected {}; connections: publishers {}, subscribers {}, refused {}",
         s.messages_in, s.messages_out, s.messages_queued, s.dropped_queue_full, s.dropped_conflated,
-        s.dropped_no_topic, s.dropped_channel_full, s.slow_disconnects, total.publishers, total.subscribers, total.refused
+        s.dropped_no_topic, s.dropped_bad_topic, s.dropped_channel_full, s.slow_disconnects, total.publishers, total.subscribers, total.refused
     );
     let at_accept: Vec<String> = total
         .refused_at_accept
