@@ -9,9 +9,14 @@
 //!   handshake, over all workers: a slow or silent client holds a slot for at most
 //!   `handshake_timeout_ms`, and only so many can.
 //! - `max_connections_per_address` and `max_pending_per_address` bound what one source
-//!   may hold (an IPv4 address, or an IPv6 /64, the smallest block one host is given):
-//!   a connection past either is closed at accept, so one address flooding the relay
-//!   with connections that never speak cannot keep anyone else out.
+//!   may hold (an IPv4 address, or an IPv6 /64, the smallest block one host is given).
+//!   A connection past the first is closed at accept. One past the second is *held*:
+//!   it waits, holding only its socket, for one of its address's handshake slots (in
+//!   the order they came, within `handshake_timeout_ms`, then closed), so a burst from
+//!   one address (a gateway, every desk reconnecting after a restart) is served in
+//!   turn instead of cut mid-handshake, while one address flooding the relay with
+//!   connections that never speak holds at most its own slots and cannot keep anyone
+//!   else out.
 //!
 //! Every refusal is counted by reason. The counts are shared by the workers (atomics, and
 //! a lock held for a map update per connection opened or closed, never per message).
@@ -46,7 +51,8 @@ pub struct AdmissionLimits {
 pub enum Refusal {
     /// Its address holds `max_connections_per_address` already.
     AddressConnections,
-    /// Its address has `max_pending_per_address` handshakes under way.
+    /// Held for a handshake slot of its address (`max_pending_per_address` were under
+    /// way) longer than the handshake timeout.
     AddressPending,
     /// The relay filled up between the pause check and the accept (workers race).
     Full,
@@ -71,10 +77,12 @@ impl Refusal {
 }
 
 /// What one source address holds.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct PerAddress {
     open: usize,
     pending: usize,
+    /// Connections held for a handshake slot, woken one per slot freed, in order.
+    waiting: std::collections::VecDeque<Waker>,
 }
 
 /// The relay's admission state, shared by its workers.
@@ -123,10 +131,27 @@ impl AddressKey {
 pub struct Admitted {
     admission: Arc<Admission>,
     key: AddressKey,
+    /// It holds one of the handshake slots (its address's and the relay's).
     pending: bool,
+    /// It was held at accept and has not had a slot yet (see [`Admitted::slot`]).
+    held: bool,
 }
 
 impl Admitted {
+    /// Whether it must wait for a handshake slot before its handshake starts.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Resolves once a handshake slot of its address is free and taken (at once for a
+    /// connection that was not held). Waiters are served in the order they came.
+    pub fn slot(&mut self) -> Slot<'_> {
+        Slot {
+            admitted: self,
+            registered: None,
+        }
+    }
+
     /// The opening handshake finished: the connection no longer counts as pending.
     pub fn handshake_done(&mut self) {
         if !std::mem::replace(&mut self.pending, false) {
@@ -136,9 +161,71 @@ impl Admitted {
         if let Ok(mut map) = self.admission.by_address.lock() {
             if let Some(a) = map.get_mut(&self.key) {
                 a.pending = a.pending.saturating_sub(1);
+                if let Some(w) = a.waiting.pop_front() {
+                    w.wake();
+                }
             }
         }
         self.admission.wake_waiting();
+    }
+}
+
+/// The future of [`Admitted::slot`].
+#[derive(Debug)]
+pub struct Slot<'a> {
+    admitted: &'a mut Admitted,
+    /// The waker it left in its address's queue, if any.
+    registered: Option<Waker>,
+}
+
+impl Future for Slot<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let admitted = &mut *this.admitted;
+        if !admitted.held {
+            return Poll::Ready(());
+        }
+        let a = Arc::clone(&admitted.admission);
+        let Ok(mut map) = a.by_address.lock() else {
+            return Poll::Pending;
+        };
+        let Some(entry) = map.get_mut(&admitted.key) else {
+            return Poll::Pending;
+        };
+        let room = entry.pending < a.limits.max_pending_per_address
+            && a.pending.load(Ordering::Acquire) < a.limits.max_pending_handshakes;
+        if room {
+            entry.pending += 1;
+            a.pending.fetch_add(1, Ordering::AcqRel);
+            admitted.pending = true;
+            admitted.held = false;
+            return Poll::Ready(());
+        }
+        if !entry.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            entry.waiting.push_back(cx.waker().clone());
+            this.registered = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Slot<'_> {
+    /// A connection that stops waiting (timed out, closed) leaves the queue, so the
+    /// next slot wakes one that still waits.
+    fn drop(&mut self) {
+        let admitted = &*self.admitted;
+        if !admitted.held {
+            return;
+        }
+        if let Ok(mut map) = admitted.admission.by_address.lock() {
+            if let Some(entry) = map.get_mut(&admitted.key) {
+                if let Some(mine) = &self.registered {
+                    entry.waiting.retain(|w| !w.will_wake(mine));
+                }
+            }
+        }
     }
 }
 
@@ -154,6 +241,9 @@ impl Drop for Admitted {
                 entry.open = entry.open.saturating_sub(1);
                 if self.pending {
                     entry.pending = entry.pending.saturating_sub(1);
+                    if let Some(w) = entry.waiting.pop_front() {
+                        w.wake();
+                    }
                 }
                 if entry.open == 0 {
                     map.remove(&self.key);
@@ -177,9 +267,11 @@ impl Admission {
         })
     }
 
-    /// Lets a connection from `peer` start its handshake, or says why not (counted).
+    /// Lets a connection from `peer` start its handshake, or holds it for one of its
+    /// address's slots ([`Admitted::is_held`]), or says why not (counted).
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Admitted, Refusal> {
         let key = AddressKey::of(peer.ip());
+        let mut held = false;
         let refusal = {
             let Ok(mut map) = self.by_address.lock() else {
                 return Err(self.count(Refusal::Full));
@@ -191,8 +283,16 @@ impl Admission {
                 Some(Refusal::Full)
             } else if entry.open >= self.limits.max_connections_per_address {
                 Some(Refusal::AddressConnections)
-            } else if entry.pending >= self.limits.max_pending_per_address {
-                Some(Refusal::AddressPending)
+            } else if entry.pending >= self.limits.max_pending_per_address
+                || !entry.waiting.is_empty()
+            {
+                // (Behind the ones already held: slots go in the order connections came.)
+                // Held: it counts as open (so the per-address bound caps the held too),
+                // not as pending, until a slot of its address frees.
+                entry.open += 1;
+                self.open.fetch_add(1, Ordering::AcqRel);
+                held = true;
+                None
             } else {
                 entry.open += 1;
                 entry.pending += 1;
@@ -214,9 +314,15 @@ impl Admission {
             None => Ok(Admitted {
                 admission: Arc::clone(self),
                 key,
-                pending: true,
+                pending: !held,
+                held,
             }),
         }
+    }
+
+    /// Counts a held connection closed because no slot of its address freed in time.
+    pub fn count_held_too_long(&self) {
+        self.count(Refusal::AddressPending);
     }
 
     fn count(&self, r: Refusal) -> Refusal {
@@ -328,29 +434,57 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Polls `slot` once: whether the held connection got its handshake slot.
+    fn got_slot(held: &mut Admitted) -> bool {
+        let mut slot = std::pin::pin!(held.slot());
+        slot.as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+
     #[test]
     fn one_address_is_held_to_its_caps_and_others_get_in() {
         let a = Admission::new(limits());
         let mut flood: Vec<Admitted> = (0..3)
             .map(|i| a.admit(peer(&format!("10.0.0.1:{}", 1000 + i))).unwrap())
             .collect();
-        assert_eq!(
-            a.admit(peer("10.0.0.1:2000")).unwrap_err(),
-            Refusal::AddressPending
-        );
+        // Past the pending cap: held, not closed; it gets the first slot that frees.
+        let mut held = a.admit(peer("10.0.0.1:2000")).unwrap();
+        assert!(held.is_held() && !got_slot(&mut held));
+        assert_eq!((a.open(), a.pending()), (4, 3));
         flood[0].handshake_done();
-        flood.push(a.admit(peer("10.0.0.1:2001")).unwrap());
+        assert!(got_slot(&mut held) && !held.is_held());
+        assert_eq!((a.open(), a.pending()), (4, 3));
+        flood.push(held);
+        // Past the connection cap (held ones count): closed at accept.
         assert_eq!(
             a.admit(peer("10.0.0.1:2002")).unwrap_err(),
             Refusal::AddressConnections
         );
         let other = a.admit(peer("10.0.0.2:1")).unwrap();
+        assert!(!other.is_held());
         assert_eq!((a.open(), a.pending(), a.addresses()), (5, 4, 2));
         drop(flood);
         drop(other);
         assert_eq!((a.open(), a.pending(), a.addresses()), (0, 0, 0));
         let counts = a.refused();
-        assert_eq!(counts[0].1 + counts[1].1, 2);
+        assert_eq!(counts[0].1 + counts[1].1, 1);
+    }
+
+    #[test]
+    fn held_connections_get_slots_in_the_order_they_came() {
+        let a = Admission::new(limits());
+        let mut first: Vec<Admitted> = (0..3)
+            .map(|i| a.admit(peer(&format!("10.0.0.1:{i}"))).unwrap())
+            .collect();
+        let mut h1 = a.admit(peer("10.0.0.1:10")).unwrap();
+        assert!(!got_slot(&mut h1), "registered first");
+        // A held connection that gives up (its socket closed) frees nothing it had not.
+        first.pop();
+        assert!(got_slot(&mut h1), "the freed slot goes to the one waiting");
+        assert_eq!(a.pending(), 3);
+        drop(h1);
+        assert_eq!((a.open(), a.pending()), (2, 2));
     }
 
     #[test]
@@ -389,9 +523,8 @@ mod tests {
         let _held: Vec<_> = (0..3)
             .map(|i| a.admit(peer(&format!("[2001:db8::{i}]:1"))).unwrap())
             .collect();
-        assert_eq!(
-            a.admit(peer("[2001:db8::99]:1")).unwrap_err(),
-            Refusal::AddressPending,
+        assert!(
+            a.admit(peer("[2001:db8::99]:1")).unwrap().is_held(),
             "another address of the same /64 is the same source"
         );
         assert!(a.admit(peer("[2001:db8:0:1::1]:1")).is_ok());

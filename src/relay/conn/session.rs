@@ -11,6 +11,7 @@ use crate::io::driver::server::{
 };
 use crate::io::driver::{Driver, DriverError};
 use crate::io::ring::TcpStream;
+use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
 use crate::metrics::now_ns;
@@ -89,6 +90,18 @@ pub(in crate::relay) async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let mut side = None;
+    if admitted.is_held() {
+        // A burst from one address: wait, holding only the socket, for one of its
+        // handshake slots, within the handshake timeout.
+        if rt::timeout(ctx.server.handshake_timeout, admitted.slot())
+            .await
+            .is_err()
+        {
+            ctx.admission.count_held_too_long();
+            tracing::debug!(%peer, "closed: held for a handshake slot past the timeout");
+            return Ok(());
+        }
+    }
     // One deadline for the TLS handshake and the WebSocket one after it.
     let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
     let transport = match ctx.settings.tls() {
