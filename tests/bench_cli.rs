@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{python, script};
 
-/// A float field of a JSON row.
-fn field_f64(json: &str, name: &str) -> f64 {
+/// A field of a JSON row, parsed as `T`.
+fn field_as<T: std::str::FromStr>(json: &str, name: &str) -> T {
     let key = format!("\"{name}\":");
     let at = json
         .find(&key)
@@ -23,16 +23,7 @@ fn field_f64(json: &str, name: &str) -> f64 {
 }
 
 fn field(json: &str, name: &str) -> u64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} in {json}"))
-        + key.len();
-    json[at..]
-        .split([',', '}'])
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {json}"))
+    field_as(json, name)
 }
 
 /// The JSON row (one per line) of `variant`.
@@ -102,15 +93,15 @@ fn bench_spawned_relay_json_and_hlog_agree() {
     );
     // At 1,000 msg/s each message is its own write to each subscriber: about one
     // segment per delivery, as the subscribers' own sockets count them.
-    let segs = field_f64(&j, "relay_segments_per_delivery");
+    let segs = field_as::<f64>(&j, "relay_segments_per_delivery");
     assert!(
         (0.5..=1.5).contains(&segs),
         "relay segments per delivery: {j}"
     );
     let (user, sys, cpu) = (
-        field_f64(&j, "user_ns_per_delivery"),
-        field_f64(&j, "sys_ns_per_delivery"),
-        field_f64(&j, "cpu_ns_per_delivery"),
+        field_as::<f64>(&j, "user_ns_per_delivery"),
+        field_as::<f64>(&j, "sys_ns_per_delivery"),
+        field_as::<f64>(&j, "cpu_ns_per_delivery"),
     );
     assert!((user + sys - cpu).abs() <= 2.0, "user + sys = CPU: {j}");
     let decoded = Command::new(python())
