@@ -167,6 +167,8 @@ fn bad_publisher_input_never_disturbs_the_relay() {
         send_text(&bad, "{not json").await;
         send_text(&bad, r#"{"no_topic":1}"#).await;
         send_text(&bad, r#"{"s":17}"#).await;
+        // One reading of a message: its topic key twice is refused, not routed.
+        send_text(&bad, r#"{"s":"T","s":"BIN","px":1}"#).await;
         // Binary messages are relayed as binary, routed by their JSON topic.
         bad.send(MessageKind::Binary, br#"{"s":"BIN"}"#)
             .await
@@ -196,9 +198,9 @@ fn bad_publisher_input_never_disturbs_the_relay() {
     let mut server = server;
     assert_eq!(server.terminate().code(), Some(0));
     let out = server.output();
-    // Not JSON and no topic key: no topic; a topic that is not a string: a bad topic
-    // (never filed under the default topic).
-    assert!(out.contains("no topic 2, bad topic 1"), "{out}");
+    // Not JSON and no topic key: no topic; a topic that is not a string or whose key
+    // appears twice: a bad topic (never routed by one reading of it).
+    assert!(out.contains("no topic 2, bad topic 2"), "{out}");
 }
 
 #[test]
