@@ -206,7 +206,7 @@ fn render_labeled(s: &Snapshot, out: &mut String) {
         s,
         counter(
             "feedrelay_refused_total",
-            "Connections closed at accept, before any handshake, by reason.",
+            "Connections closed before any handshake (at accept, or held for a handshake slot past the timeout), by reason.",
         ),
         "reason",
         |c| &c.refused,

@@ -46,7 +46,7 @@ pub struct AdmissionLimits {
     pub max_pending_per_address: usize,
 }
 
-/// Why a connection was closed at accept.
+/// Why a connection was closed before its handshake: at accept, or held past the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Its address holds `max_connections_per_address` already.
@@ -345,7 +345,7 @@ impl Admission {
         self.by_address.lock().map_or(0, |m| m.len())
     }
 
-    /// Connections closed at accept so far, by reason.
+    /// Connections closed before their handshake so far, by reason.
     pub fn refused(&self) -> [(Refusal, u64); 3] {
         Refusal::ALL.map(|r| (r, self.refused[r as usize].load(Ordering::Relaxed)))
     }

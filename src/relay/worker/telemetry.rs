@@ -47,7 +47,7 @@ pub struct WorkerSummary {
     pub subscribers: u64,
     /// Connections refused at the handshake (bad path, bad request).
     pub refused: u64,
-    /// Connections closed at accept, before any handshake, by reason (process-wide:
+    /// Connections closed before any handshake (at accept, or held past the timeout), by reason (process-wide:
     /// reported by worker 0 alone).
     pub refused_at_accept: Vec<(&'static str, u64)>,
     /// Handshakes refused by the access rules, and publisher messages outside their
@@ -90,7 +90,10 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         .map(|(r, n)| format!("{} {n}", r.replace('_', " ")))
         .collect();
     if !at_accept.is_empty() {
-        text.push_str(&format!("; closed at accept: {}", at_accept.join(", ")));
+        text.push_str(&format!(
+            "; closed before the handshake: {}",
+            at_accept.join(", ")
+        ));
     }
     let a = &total.access;
     if a.unauthorized + a.forbidden_origin + a.forbidden_topic > 0 {
