@@ -23,7 +23,7 @@ pub struct Counters {
     pub subscribers: u64,
     /// Bytes queued for subscribers right now.
     pub queue_bytes: u64,
-    /// Connections closed at accept, by reason (process-wide: reported by worker 0
+    /// Connections closed before their handshake, by reason (process-wide: reported by worker 0
     /// alone, so sums over workers stay right).
     pub refused: Vec<(&'static str, u64)>,
     /// Connections in their opening handshake now (process-wide, worker 0 alone).

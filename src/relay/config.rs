@@ -99,8 +99,8 @@ pub struct Config {
     /// Connections open at once from one source (an IPv4 address or an IPv6 /64);
     /// more are closed at accept.
     pub max_connections_per_address: usize,
-    /// Connections in their opening handshake at once from one source; more are
-    /// closed at accept.
+    /// Connections in their opening handshake at once from one source; more are held
+    /// for the source's next free slot, in order, and closed past the handshake timeout.
     pub max_pending_per_address: usize,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
