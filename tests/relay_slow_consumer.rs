@@ -43,8 +43,14 @@ fn seq_of(m: &[u8]) -> usize {
     s[at..].split(',').next().unwrap().parse().unwrap()
 }
 
-/// Publishes MESSAGES while a fast subscriber reads them all; returns how long the fast
-/// subscriber took to get everything.
+/// At most this many messages published and not yet read by the fast subscriber:
+/// below its queue's 100, so a fast reader never fills its queue, however the host's
+/// socket buffers are sized (with large ones an unpaced publisher runs far ahead).
+const WINDOW: usize = 50;
+
+/// Publishes MESSAGES while a fast subscriber reads them all (the publisher keeps
+/// within [`WINDOW`] of it); returns how long the fast subscriber took to get
+/// everything.
 fn run_with_stalled_subscriber(server: &Server) -> Duration {
     let url = format!("ws://{}/", server.addr);
     Ring::new().unwrap().block_on(async {
@@ -59,16 +65,28 @@ fn run_with_stalled_subscriber(server: &Server) -> Duration {
             .await
             .unwrap();
         let started = Instant::now();
-        let reader = feedrelay::io::rt::spawn(async move {
-            for expected in 0..MESSAGES {
-                match fast.recv().await.unwrap() {
-                    Incoming::Message(MessageKind::Text, m) => assert_eq!(seq_of(&m), expected),
-                    other => panic!("{other:?}"),
+        let read = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let progress = std::rc::Rc::new(feedrelay::io::local::WakeFlag::new());
+        let reader = feedrelay::io::rt::spawn({
+            let (read, progress) = (read.clone(), progress.clone());
+            async move {
+                for expected in 0..MESSAGES {
+                    match fast.recv().await.unwrap() {
+                        Incoming::Message(MessageKind::Text, m) => {
+                            assert_eq!(seq_of(&m), expected)
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                    read.set(expected + 1);
+                    progress.raise();
                 }
             }
         });
         let pad = "x".repeat(PAD);
         for seq in 0..MESSAGES {
+            while seq >= read.get() + WINDOW {
+                progress.wait().await;
+            }
             let m = format!(r#"{{"s":"T","seq":{seq},"pad":"{pad}"}}"#);
             publ.send(MessageKind::Text, m.as_bytes()).await.unwrap();
         }
