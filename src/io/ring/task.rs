@@ -40,7 +40,11 @@ pub(super) struct TaskId {
 struct Task {
     future: Option<Pin<Box<dyn Future<Output = ()>>>>,
     generation: u64,
-    waker: Arc<TaskWaker>,
+    /// Its wake-up state (the `queued` flag is cleared before each poll).
+    wake_state: Arc<TaskWaker>,
+    /// The waker made once from `wake_state`, shared through an `Rc`: a poll clones
+    /// the `Rc`, not the `Arc` (no atomic operation per poll).
+    waker: Rc<Waker>,
 }
 
 /// When a woken task runs.
@@ -98,11 +102,18 @@ impl Wake for TaskWaker {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        if std::thread::current().id() == self.remote.thread {
-            let queued = super::context::try_with_ring(|ring| ring.tasks.push(self.id, self.kind));
-            if queued.is_some() {
-                return;
+        // On the ring's own thread the task goes straight onto its queue. Asking the
+        // thread's context is cheaper than `std::thread::current()`, which clones an
+        // `Arc` (two atomic operations on every wake).
+        let local = super::context::try_with_ring(|ring| {
+            let own = Arc::ptr_eq(&ring.remote, &self.remote);
+            if own {
+                ring.tasks.push(self.id, self.kind);
             }
+            own
+        });
+        if local == Some(true) {
+            return;
         }
         if let Ok(mut woken) = self.remote.woken.lock() {
             woken.push((self.id, self.kind));
@@ -166,15 +177,18 @@ impl Tasks {
             index: entry.key(),
             generation,
         };
+        let wake_state = Arc::new(TaskWaker {
+            id,
+            kind,
+            queued: AtomicBool::new(true),
+            remote: Arc::clone(remote),
+        });
+        let waker = Rc::new(Waker::from(Arc::clone(&wake_state)));
         entry.insert(Task {
             future: Some(future),
             generation,
-            waker: Arc::new(TaskWaker {
-                id,
-                kind,
-                queued: AtomicBool::new(true),
-                remote: Arc::clone(remote),
-            }),
+            wake_state,
+            waker,
         });
         self.push(id, kind);
     }
@@ -189,11 +203,11 @@ impl Tasks {
             if task.generation != id.generation {
                 return;
             }
-            task.waker.queued.store(false, Ordering::Release);
+            task.wake_state.queued.store(false, Ordering::Release);
             let Some(future) = task.future.take() else {
                 return;
             };
-            (future, Waker::from(Arc::clone(&task.waker)))
+            (future, Rc::clone(&task.waker))
         };
         // The slab is not borrowed while the task runs: it may spawn others.
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
