@@ -59,7 +59,9 @@ pub enum Push {
 
 #[derive(Debug)]
 struct Entry {
-    topic: Bytes,
+    /// The topic, kept only under `Conflate` (the one policy that looks for it): other
+    /// policies queue a message without touching the topic's reference count.
+    topic: Option<Bytes>,
     frame: Bytes,
     /// When it was queued (metrics clock, ns); 0 for our own control frames.
     queued_ns: u64,
@@ -119,8 +121,9 @@ impl SubscriberQueue {
     ) -> Push {
         if self.fits(frame.len()) {
             self.bytes += frame.len();
+            let conflating = policy == SlowConsumerPolicy::Conflate;
             self.entries.push_back(Entry {
-                topic: topic.clone(),
+                topic: conflating.then(|| topic.clone()),
                 frame,
                 queued_ns: now_ns,
             });
@@ -130,7 +133,11 @@ impl SubscriberQueue {
             SlowConsumerPolicy::Disconnect => Push::Disconnect,
             SlowConsumerPolicy::Drop => Push::Dropped,
             SlowConsumerPolicy::Conflate => {
-                let Some(at) = self.entries.iter().position(|e| e.topic == *topic) else {
+                let Some(at) = self
+                    .entries
+                    .iter()
+                    .position(|e| e.topic.as_ref() == Some(topic))
+                else {
                     return Push::Dropped;
                 };
                 let old_len = self.entries[at].frame.len();
@@ -142,7 +149,7 @@ impl SubscriberQueue {
                 self.entries.remove(at);
                 self.bytes = self.bytes - old_len + frame.len();
                 self.entries.push_back(Entry {
-                    topic: topic.clone(),
+                    topic: Some(topic.clone()),
                     frame,
                     queued_ns: now_ns,
                 });
@@ -159,7 +166,7 @@ impl SubscriberQueue {
         }
         self.bytes += frame.len();
         self.entries.push_back(Entry {
-            topic: Bytes::new(),
+            topic: None,
             frame,
             queued_ns: 0,
         });
