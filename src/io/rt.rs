@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub use super::ring::recent_now;
 pub use super::ring::task::{panic_cause, panicked, spawn, spawn_deferred, JoinHandle};
 pub use super::ring::timer::Sleep;
 

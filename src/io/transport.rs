@@ -163,6 +163,9 @@ pub struct Transport {
     write_lock: LocalLock,
     /// A write must finish within this (`None`: no limit); see [`ring::deadline`].
     write_timeout: std::cell::Cell<Option<Duration>>,
+    /// The socket's watch on the ring's sweeper, registered at the first write under
+    /// a timeout.
+    write_watch: std::cell::OnceCell<ring::deadline::WriteWatch>,
 }
 
 struct Tls {
@@ -186,6 +189,7 @@ impl Transport {
             tls: None,
             write_lock: LocalLock::new(),
             write_timeout: std::cell::Cell::new(None),
+            write_watch: std::cell::OnceCell::new(),
         }
     }
 
@@ -239,6 +243,7 @@ impl Transport {
             })),
             write_lock: LocalLock::new(),
             write_timeout: std::cell::Cell::new(None),
+            write_watch: std::cell::OnceCell::new(),
         };
         let handshaking = |t: &Transport| {
             t.tls
@@ -269,19 +274,34 @@ impl Transport {
         &self,
         write: impl Future<Output = (io::Result<()>, T)>,
     ) -> (io::Result<()>, T) {
-        let Some(limit) = self.write_timeout.get() else {
-            return write.await;
-        };
-        let deadline = ring::deadline::watch_write(self.tcp.as_raw_fd(), limit);
+        let deadline = self.watch_write();
         let (res, back) = write.await;
-        if deadline.expired() {
-            let e = io::Error::new(
+        (self.check_deadline(deadline, res), back)
+    }
+
+    /// Arms the socket's watch for a write about to start under the write timeout
+    /// (`None`: no limit).
+    fn watch_write(&self) -> Option<(ring::deadline::Armed, Duration)> {
+        let limit = self.write_timeout.get()?;
+        let watch = self
+            .write_watch
+            .get_or_init(|| ring::deadline::WriteWatch::register(self.tcp.as_raw_fd()));
+        Some((watch.arm(limit), limit))
+    }
+
+    /// A finished write's result, or `TimedOut` if its deadline passed meanwhile.
+    fn check_deadline(
+        &self,
+        deadline: Option<(ring::deadline::Armed, Duration)>,
+        res: io::Result<()>,
+    ) -> io::Result<()> {
+        match deadline {
+            Some((d, limit)) if d.expired() => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("a write did not finish within {limit:?}: the peer is not reading"),
-            );
-            return (Err(e), back);
+            )),
+            _ => res,
         }
-        (res, back)
     }
 
     /// Whether this is TLS.
@@ -511,18 +531,23 @@ impl Transport {
     /// hands the batch back, empty.
     pub async fn write_frames(&self, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
         let _writing = self.write_lock.lock().await;
-        self.timed(async {
-            if self.tls.is_none() {
-                return ring::writev_all(&self.tcp, batch).await;
-            }
+        let deadline = self.watch_write();
+        // Awaited here, not inside a `timed` block: the plain path's future stays
+        // small (the TLS path's state is not built, nor moved, for every write). The
+        // relay's fan-out is this call, once per subscriber write.
+        let res = if self.tls.is_none() {
+            let (res, back) = ring::writev_all(&self.tcp, batch).await;
+            batch = back;
+            res
+        } else {
             // Frames are gathered into full TLS records (one record per frame would
             // cost a record's overhead, and a segment, per frame), and the records of
             // the whole batch go out in one write.
             let res = self.write_batch_tls(&batch.frames).await;
             batch.frames.clear();
-            (res, batch)
-        })
-        .await
+            res
+        };
+        (self.check_deadline(deadline, res), batch)
     }
 
     /// The TLS side of [`write_frames`](Transport::write_frames): frames copied into

@@ -27,3 +27,9 @@ pub fn realtime_ns() -> u64 {
 pub fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
+
+/// `t` on this clock: monotonic nanoseconds since the first call (0 for an earlier `t`).
+#[inline]
+pub fn ns_at(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_nanos() as u64
+}

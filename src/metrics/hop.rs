@@ -9,7 +9,7 @@ pub enum Hop {
     Ingress,
     /// Handed to another worker's channel → taken off it.
     Queue,
-    /// Queued for a subscriber → its write completed.
+    /// Queued for a subscriber → the ring took its write's completion.
     Egress,
     /// Compressing one message (permessage-deflate), on the worker that ingested it.
     Deflate,

@@ -20,5 +20,5 @@ pub mod percentiles;
 pub mod prometheus;
 pub mod snapshot;
 
-pub use clock::now_ns;
+pub use clock::{now_ns, ns_at};
 pub use hop::{Hop, HopHistograms};

@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     eventfd_armed: Cell<bool>,
     /// SQPOLL: a kernel thread submits (and must sometimes be woken to).
     sqpoll: bool,
+    /// When completions were last taken (see [`recent_now`]).
+    now: Cell<Instant>,
 }
 
 impl Inner {
@@ -187,8 +189,10 @@ impl Inner {
     }
 
     /// Takes every completion: wakes the ops' tasks, frees orphans' memory, re-arms the
-    /// eventfd read. Returns how many.
+    /// eventfd read; notes the time (one clock read per batch of completions, which
+    /// [`recent_now`] hands out). Returns how many.
     fn reap(&self) -> usize {
+        self.now.set(Instant::now());
         let mut n = 0;
         let mut eventfd_done = false;
         {
@@ -304,6 +308,7 @@ impl Ring {
             }),
             eventfd_buf: RefCell::new(Some(Box::new(Cell::new(0)))),
             eventfd_armed: Cell::new(false),
+            now: Cell::new(Instant::now()),
         });
         Ok(Ring { inner })
     }
@@ -339,9 +344,19 @@ impl Ring {
                 inner.enter(Some(inner.timers.next_deadline()));
             }
             inner.reap();
-            inner.timers.fire_due(Instant::now());
+            inner.timers.fire_due(inner.now.get());
         }
     }
+}
+
+/// When this thread's ring last took completions (just before the tasks they woke
+/// run), or `Instant::now()` outside a ring. One clock read serves every task a batch
+/// of completions wakes: a write's deadline and the time a write was seen done are
+/// read here, not from the clock per write. Behind the clock by at most the time the
+/// ring's tasks have run since (a pass; the ring takes completions between chunks of
+/// output).
+pub fn recent_now() -> Instant {
+    context::try_with_ring(|r| r.now.get()).unwrap_or_else(Instant::now)
 }
 
 /// Runs the ready tasks (at most [`TASKS_PER_PASS`]); returns how many ran.

@@ -228,8 +228,9 @@ impl WriteBatch {
     }
 }
 
-/// One `IORING_OP_WRITEV` over the batch's frames.
-async fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> (i32, WriteBatch) {
+/// One `IORING_OP_WRITEV` over the batch's frames, submitted now (a plain function
+/// returning the op, not an `async fn`: no state machine of its own per write).
+fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> Op<WriteBatch> {
     batch.iovs.clear();
     for f in &batch.frames {
         batch.iovs.push(libc::iovec {
@@ -245,7 +246,7 @@ async fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> (i32, WriteBa
     .build();
     // SAFETY: the iovecs and the frames they point to live in `batch` (heap memory that
     // does not move with it), which the op owns until the completion arrives.
-    unsafe { Op::submit(entry, batch) }.await
+    unsafe { Op::submit(entry, batch) }
 }
 
 /// Writes every frame in the batch (one operation unless the socket takes only part; a

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::sub_writer::SubWriter;
 use crate::io::ring::WriteBatch;
 use crate::io::rt;
-use crate::metrics::{now_ns, Hop};
+use crate::metrics::{now_ns, ns_at, Hop};
 use crate::relay::core::compression::FrameCompressor;
 use crate::relay::core::routing::SubId;
 use crate::relay::worker::state::WorkerCtx;
@@ -141,7 +141,8 @@ pub(super) async fn write_loop(
         if res.is_err() {
             break;
         }
-        let now = now_ns();
+        // When the ring saw the write done (no clock read per write).
+        let now = ns_at(rt::recent_now());
         for &t in batch.times.iter().filter(|&&t| t > 0) {
             ctx.record(Hop::Egress, now.saturating_sub(t));
         }
