@@ -58,8 +58,47 @@ pub fn write_response(
     out.extend_from_slice(body.as_bytes());
 }
 
-/// What a plain endpoint answers: content type and body, or `None` for 404.
-pub type Handler = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+/// What a plain endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// 200, or 503 when the endpoint reports something down (`/readyz`).
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// `200 OK` with `body`.
+    pub fn ok(content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type,
+            body,
+        }
+    }
+
+    /// `503 Service Unavailable` with `body` (a probe that should not pass).
+    pub fn unavailable(content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status: 503,
+            content_type,
+            body,
+        }
+    }
+
+    fn phrase(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            503 => "Service Unavailable",
+            _ => "",
+        }
+    }
+}
+
+/// What a plain endpoint answers for a path, or `None` for 404.
+pub type Handler = dyn Fn(&str) -> Option<Reply> + Send + Sync;
 
 /// Serves plain `GET`s on `addr` from a thread named `name`, answering each path with
 /// `handler`; returns the bound address.
@@ -114,7 +153,7 @@ fn answer(mut conn: std::net::TcpStream, handler: &Handler) {
         ),
         (false, _) => return,
         (true, Some(path)) => match handler(&path) {
-            Some((content_type, body)) => write_ok(content_type, &body, &mut out),
+            Some(r) => write_response(r.status, r.phrase(), r.content_type, &r.body, &mut out),
             None => write_response(404, "Not Found", "text/plain", "no such path\n", &mut out),
         },
         (true, None) => write_response(
@@ -145,7 +184,7 @@ mod tests {
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),
             "test-http",
-            Box::new(|p| (p == "/metrics").then(|| ("text/plain", "x 1\n".to_owned()))),
+            Box::new(|p| (p == "/metrics").then(|| Reply::ok("text/plain", "x 1\n".to_owned()))),
         )
         .unwrap();
         let ok = get(addr, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");

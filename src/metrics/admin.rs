@@ -38,6 +38,7 @@ mod tests {
                 (Default::default(), counters(0)),
                 (Default::default(), counters(1)),
             ],
+            reported: Vec::new(),
         };
         let json = subscribers_json(&s);
         assert!(

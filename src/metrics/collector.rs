@@ -84,6 +84,7 @@ impl Collector {
         let (spare_tx, spares) = crossbeam_channel::bounded(workers.max(1) * 2);
         let snapshot = Arc::new(Mutex::new(Snapshot {
             workers: (0..workers).map(|_| Default::default()).collect(),
+            reported: vec![None; workers],
         }));
         let file = match hlog {
             Some(p) => Some((
@@ -231,6 +232,9 @@ fn collect(
             if let Some((hist, counters)) = s.workers.get_mut(interval.worker) {
                 hist.add(&hops);
                 *counters = interval.counters;
+            }
+            if let Some(at) = s.reported.get_mut(interval.worker) {
+                *at = Some(Instant::now());
             }
         }
         // Cleared here, off the workers, and handed back for reuse (dropped if the

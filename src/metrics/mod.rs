@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod clock;
 pub mod collector;
+pub mod health;
 pub mod hop;
 pub mod percentiles;
 pub mod prometheus;

@@ -491,6 +491,7 @@ mod tests {
         };
         let text = render(&Snapshot {
             workers: vec![(h, c)],
+            ..Snapshot::default()
         });
         assert!(text.contains("feedrelay_hop_latency_seconds_bucket{hop=\"egress\",worker=\"0\",le=\"0.000005\"} 1"), "{text}");
         assert!(text.contains(
@@ -521,6 +522,7 @@ mod tests {
         };
         let text = render(&Snapshot {
             workers: vec![(HopHistograms::default(), c), Default::default()],
+            ..Snapshot::default()
         });
         assert!(
             text.contains("feedrelay_nats_total{event=\"exported\"} 9"),
@@ -557,6 +559,7 @@ mod tests {
         };
         let text = render(&Snapshot {
             workers: vec![(HopHistograms::default(), c)],
+            ..Snapshot::default()
         });
         for want in [
             "feedrelay_feed_connected{feed=\"bin\\\"a\",group=\"g\"} 1",

@@ -149,6 +149,9 @@ pub struct Interval {
 pub struct Snapshot {
     /// Per worker: all latencies so far, and the latest counters.
     pub workers: Vec<(HopHistograms, Counters)>,
+    /// Per worker: when the collector took its latest interval (`None`: none yet);
+    /// `/readyz` reads it (see [`health`](super::health)).
+    pub reported: Vec<Option<std::time::Instant>>,
 }
 
 impl Snapshot {

@@ -8,7 +8,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::io::http::Reply;
 use crate::io::listener::bind_reuseport_with;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
@@ -16,6 +18,7 @@ use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
 use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};
+use crate::metrics::health;
 use crate::metrics::percentiles::PercentileTable;
 use crate::metrics::Hop;
 use crate::relay::access::admission::Admission;
@@ -151,16 +154,33 @@ pub fn run(
             addr,
             "feedrelay-metrics-http",
             Box::new(move |path| match path {
-                "/metrics" => Some(("text/plain; version=0.0.4", rendered.get().to_string())),
+                "/metrics" => Some(Reply::ok(
+                    "text/plain; version=0.0.4",
+                    rendered.get().to_string(),
+                )),
                 "/subscribers" => snapshot
                     .lock()
                     .ok()
-                    .map(|s| ("application/json", subscribers_json(&s))),
+                    .map(|s| Reply::ok("application/json", subscribers_json(&s))),
+                "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
+                "/readyz" => {
+                    let r = match snapshot.lock() {
+                        Ok(s) => health::readiness(&s, Instant::now()),
+                        Err(_) => {
+                            return Some(Reply::unavailable("text/plain", "no snapshot\n".into()))
+                        }
+                    };
+                    let body = r.json();
+                    Some(match r.ready() {
+                        true => Reply::ok("application/json", body),
+                        false => Reply::unavailable("application/json", body),
+                    })
+                }
                 _ => None,
             }),
         )?;
         say(&format!(
-            "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers"
+            "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers, health on http://{local}/healthz and /readyz"
         ));
     }
     if let Some(n) = &config.nats {
