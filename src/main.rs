@@ -16,9 +16,17 @@ use feedrelay::relay::run::RelayError;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `feedrelay --version`: the crate's version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FEEDRELAY_COMMIT"),
+    ")"
+);
+
 /// WebSocket feed relay for low-latency trading desks.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
