@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (a Python
-# venv with `websockets`, Debian's chromium and nats-server when missing), then lint, unit, property,
+# venv with `websockets`, Debian's chromium, nats-server, prometheus (for promtool) and
+# systemd (for systemd-analyze) when missing), then lint, unit, property,
 # loopback integration and interop tests, and one pass of each benchmark in test mode
 # (criterion runs each benchmark once under `cargo test --all-targets`).
 set -euo pipefail
@@ -33,6 +34,20 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 export FEEDRELAY_NATS_SERVER="$(command -v nats-server)"
 "$FEEDRELAY_NATS_SERVER" --version
+
+step "promtool and systemd-analyze (deploy/ is checked by tests/deploy.rs)"
+need_pkgs=""
+command -v promtool >/dev/null 2>&1 || need_pkgs="$need_pkgs prometheus"
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs="$need_pkgs systemd"
+if [ -n "$need_pkgs" ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  # --no-install-recommends: promtool is all the tests use, not a running server.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need_pkgs >/dev/null
+fi
+export FEEDRELAY_PROMTOOL="$(command -v promtool)"
+export FEEDRELAY_SYSTEMD_ANALYZE="$(command -v systemd-analyze)"
+"$FEEDRELAY_PROMTOOL" --version 2>&1 | head -1
 
 step "io_uring"
 sysctl kernel.io_uring_disabled 2>/dev/null || echo "kernel.io_uring_disabled not present"
