@@ -23,9 +23,7 @@ fn tool(env: &str, name: &str, package: &str) -> PathBuf {
             .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!(
-            "{name} not found (set {env} or install Debian's {package}: scripts/test.sh does)"
-        )
+        panic!("{name} not found (set {env} or install Debian's {package}: scripts/test.sh does)")
     })
 }
 
@@ -38,7 +36,8 @@ fn promtool_accepts_the_alerting_rules() {
         .arg(&rules)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("SUCCESS: 11 rules found"), "{text}");
 }
@@ -53,7 +52,11 @@ fn systemd_analyze_verifies_the_unit() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("feedrelay.service");
     std::fs::write(&path, unit).unwrap();
-    let out = Command::new(analyze).arg("verify").arg(&path).output().unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     // verify exits 0 on unknown keys and bad values, but says so on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -85,7 +88,8 @@ fn metric_names(text: &str) -> Vec<String> {
 #[test]
 fn rules_and_dashboard_name_only_metrics_the_relay_serves() {
     let source = std::fs::read_to_string(repo().join("src/metrics/prometheus.rs")).unwrap();
-    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/feedrelay.rules.yml")).unwrap();
+    let rules =
+        std::fs::read_to_string(repo().join("deploy/prometheus/feedrelay.rules.yml")).unwrap();
     let dashboard = std::fs::read_to_string(repo().join("deploy/grafana/feedrelay.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let panels = dash["panels"].as_array().unwrap();

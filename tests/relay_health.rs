@@ -79,10 +79,7 @@ fn not_ready_while_a_feed_group_has_no_line_up() {
         "[[feeds]]\nname = \"line-a\"\ngroup = \"books\"\nurl = \"ws://{dead}/\"\n\
          reconnect_initial_ms = 50\n"
     );
-    let server = Server::relay(
-        &["--workers", "1", "--metrics", "127.0.0.1:0"],
-        Some(&toml),
-    );
+    let server = Server::relay(&["--workers", "1", "--metrics", "127.0.0.1:0"], Some(&toml));
     let addr = metrics_addr(&server);
     assert_eq!(get(addr, "/healthz").0, 200, "alive even when not ready");
     // The worker reports (so `workers` passes) while the line stays down.

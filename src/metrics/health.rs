@@ -79,11 +79,9 @@ fn workers(s: &Snapshot, now: Instant) -> Check {
     let total = s.workers.len();
     let silent: Vec<String> = (0..total)
         .filter(|&w| {
-            s.reported
-                .get(w)
-                .copied()
-                .flatten()
-                .map_or(true, |at| now.saturating_duration_since(at) > WORKER_SILENT_AFTER)
+            s.reported.get(w).copied().flatten().map_or(true, |at| {
+                now.saturating_duration_since(at) > WORKER_SILENT_AFTER
+            })
         })
         .map(|w| w.to_string())
         .collect();
