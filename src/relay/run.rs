@@ -148,37 +148,7 @@ pub fn run(
     };
     let link = collector.as_ref().map(MetricsLink::new);
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
-        let rendered = c.rendered();
-        let snapshot = c.snapshot();
-        let local = http::serve(
-            addr,
-            "feedrelay-metrics-http",
-            Box::new(move |path| match path {
-                "/metrics" => Some(Reply::ok(
-                    "text/plain; version=0.0.4",
-                    rendered.get().to_string(),
-                )),
-                "/subscribers" => snapshot
-                    .lock()
-                    .ok()
-                    .map(|s| Reply::ok("application/json", subscribers_json(&s))),
-                "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
-                "/readyz" => {
-                    let r = match snapshot.lock() {
-                        Ok(s) => health::readiness(&s, Instant::now()),
-                        Err(_) => {
-                            return Some(Reply::unavailable("text/plain", "no snapshot\n".into()))
-                        }
-                    };
-                    let body = r.json();
-                    Some(match r.ready() {
-                        true => Reply::ok("application/json", body),
-                        false => Reply::unavailable("application/json", body),
-                    })
-                }
-                _ => None,
-            }),
-        )?;
+        let local = serve_metrics_http(addr, c)?;
         say(&format!(
             "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers, health on http://{local}/healthz and /readyz"
         ));
@@ -352,4 +322,39 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     );
     drop(nats);
     summaries
+}
+
+/// Serves the metrics listener's paths from the collector's snapshot: `/metrics`,
+/// `/subscribers`, `/healthz` and `/readyz` (see [`health`]). Returns the bound address.
+fn serve_metrics_http(addr: SocketAddr, c: &Collector) -> Result<SocketAddr, IoError> {
+    let rendered = c.rendered();
+    let snapshot = c.snapshot();
+    http::serve(
+        addr,
+        "feedrelay-metrics-http",
+        Box::new(move |path| match path {
+            "/metrics" => Some(Reply::ok(
+                "text/plain; version=0.0.4",
+                rendered.get().to_string(),
+            )),
+            "/subscribers" => snapshot
+                .lock()
+                .ok()
+                .map(|s| Reply::ok("application/json", subscribers_json(&s))),
+            "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
+            "/readyz" => {
+                let Ok(s) = snapshot.lock() else {
+                    return Some(Reply::unavailable("text/plain", "no snapshot\n".into()));
+                };
+                let r = health::readiness(&s, Instant::now());
+                drop(s);
+                let body = r.json();
+                Some(match r.ready() {
+                    true => Reply::ok("application/json", body),
+                    false => Reply::unavailable("application/json", body),
+                })
+            }
+            _ => None,
+        }),
+    )
 }
