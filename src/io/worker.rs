@@ -97,7 +97,7 @@ impl CoreMap {
 ///
 /// Not one per CPU: a relay's cost is mostly the kernel's network work, which runs
 /// beside the workers (softirqs, the receivers' wake-ups), and the clients on a small
-/// host need CPU too. Measured on a 2-core VM (README, "Worker count"): one worker
+/// host need CPU too. Measured on a 2-core VM (tuning/RESULTS.md): one worker
 /// against two, unpinned, used 28-50% less CPU per delivery with the same or lower
 /// latency. On a host dedicated to the relay, give `cores` (one worker per core, pinned)
 /// as `tuning/` describes.
