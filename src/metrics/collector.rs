@@ -17,6 +17,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 
 use super::hop::{Hop, HopHistograms};
 use super::snapshot::{Interval, Snapshot};
+use super::status::RecentHops;
 
 /// Why metrics could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,7 @@ pub struct Collector {
     spares: Receiver<HopHistograms>,
     snapshot: Arc<Mutex<Snapshot>>,
     rendered: Arc<Rendered>,
+    recent: Arc<Mutex<RecentHops>>,
     thread: JoinHandle<Result<(), MetricsError>>,
 }
 
@@ -100,9 +102,11 @@ impl Collector {
         rendered.set(super::prometheus::render(&lock_or_default(&snapshot)));
         let shared = Arc::clone(&snapshot);
         let text = Arc::clone(&rendered);
+        let recent = Arc::new(Mutex::new(RecentHops::default()));
+        let minute = Arc::clone(&recent);
         let thread = std::thread::Builder::new()
             .name("feedrelay-metrics".into())
-            .spawn(move || collect(rx, shared, text, file, spare_tx))
+            .spawn(move || collect(rx, shared, text, minute, file, spare_tx))
             .map_err(|source| MetricsError::Hlog {
                 path: PathBuf::from("<collector thread>"),
                 source,
@@ -112,6 +116,7 @@ impl Collector {
             spares,
             snapshot,
             rendered,
+            recent,
             thread,
         })
     }
@@ -129,6 +134,11 @@ impl Collector {
     /// The merged snapshot.
     pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
         Arc::clone(&self.snapshot)
+    }
+
+    /// The last minute of per-hop figures (`/status.json`).
+    pub fn recent(&self) -> Arc<Mutex<RecentHops>> {
+        Arc::clone(&self.recent)
     }
 
     /// The snapshot as `/metrics` text, kept up to date by the collector.
@@ -160,6 +170,7 @@ fn collect(
     rx: Receiver<Interval>,
     snapshot: Arc<Mutex<Snapshot>>,
     rendered: Arc<Rendered>,
+    recent: Arc<Mutex<RecentHops>>,
     file: Option<(PathBuf, File)>,
     spares: Sender<HopHistograms>,
 ) -> Result<(), MetricsError> {
@@ -228,6 +239,9 @@ fn collect(
             }
         }
         let mut hops = interval.hops;
+        if let Ok(mut r) = recent.lock() {
+            r.push(Instant::now(), interval.worker, &hops);
+        }
         if let Ok(mut s) = snapshot.lock() {
             if let Some((hist, counters)) = s.workers.get_mut(interval.worker) {
                 hist.add(&hops);

@@ -20,6 +20,7 @@ pub mod hop;
 pub mod percentiles;
 pub mod prometheus;
 pub mod snapshot;
+pub mod status;
 
 pub use clock::{now_ns, ns_at};
 pub use hop::{Hop, HopHistograms};

@@ -18,9 +18,9 @@ use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
 use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};
-use crate::metrics::health;
 use crate::metrics::percentiles::PercentileTable;
 use crate::metrics::Hop;
+use crate::metrics::{health, status};
 use crate::relay::access::admission::Admission;
 use crate::relay::config::Config;
 use crate::relay::core::routing::MAX_WORKERS;
@@ -150,7 +150,7 @@ pub fn run(
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
         let local = serve_metrics_http(addr, c)?;
         say(&format!(
-            "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers, health on http://{local}/healthz and /readyz"
+            "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers, health on http://{local}/healthz and /readyz, status page on http://{local}/status"
         ));
     }
     if let Some(n) = &config.nats {
@@ -325,10 +325,12 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
 }
 
 /// Serves the metrics listener's paths from the collector's snapshot: `/metrics`,
-/// `/subscribers`, `/healthz` and `/readyz` (see [`health`]). Returns the bound address.
+/// `/subscribers`, `/healthz` and `/readyz` (see [`health`]), and the status page
+/// (`/status`, `/status.json`: see [`status`]). Returns the bound address.
 fn serve_metrics_http(addr: SocketAddr, c: &Collector) -> Result<SocketAddr, IoError> {
     let rendered = c.rendered();
     let snapshot = c.snapshot();
+    let recent = c.recent();
     http::serve(
         addr,
         "feedrelay-metrics-http",
@@ -342,6 +344,18 @@ fn serve_metrics_http(addr: SocketAddr, c: &Collector) -> Result<SocketAddr, IoE
                 .ok()
                 .map(|s| Reply::ok("application/json", subscribers_json(&s))),
             "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
+            "/status" => Some(Reply::ok(
+                "text/html; charset=utf-8",
+                status::STATUS_HTML.to_owned(),
+            )),
+            "/status.json" => {
+                let s = snapshot.lock().ok()?;
+                let r = recent.lock().ok()?;
+                Some(Reply::ok(
+                    "application/json",
+                    status::status_json(&s, &r, Instant::now()),
+                ))
+            }
             "/readyz" => {
                 let Ok(s) = snapshot.lock() else {
                     return Some(Reply::unavailable("text/plain", "no snapshot\n".into()));
