@@ -7,6 +7,11 @@
 #                                 fragmentation, UTF-8, close handling, limits; ~300)
 #                                 and a subset of 12-13 (permessage-deflate: 27 cases)
 #   scripts/autobahn.sh --all     every case (~517; 12-13 take about 4 minutes)
+#   scripts/autobahn.sh --client [--all]
+#                                 the client role: the suite's fuzzing server against
+#                                 examples/autobahn_client.rs (an echo client over the
+#                                 WsClient the feed lines dial with); the same quick
+#                                 subset by default, every case with --all
 #
 # The runner, in this order:
 #   WSTEST=/path/to/wstest        any wstest (the Python 2 original, a port): run with a
@@ -20,12 +25,24 @@ deflate_subset="12.1.1,12.1.2,12.1.3,12.1.4,12.1.5,12.1.6,12.1.7,12.1.8,12.1.9"
 deflate_subset+=",13.3.1,13.3.2,13.3.3,13.3.4,13.3.5,13.3.6,13.3.7,13.3.8,13.3.9"
 deflate_subset+=",13.5.1,13.5.2,13.5.3,13.5.4,13.5.5,13.5.6,13.5.7,13.5.8,13.5.9"
 cases="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*,11.*,$deflate_subset"
+role=server
+if [ "${1:-}" = --client ]; then role=client; shift; fi
 case "${1:-}" in
   --all) cases="*" ;;
   "") ;;
-  *) echo "usage: scripts/autobahn.sh [--all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/autobahn.sh [--client] [--all]" >&2; exit 2 ;;
 esac
 dir="${AUTOBAHN_DIR:-$PWD/tests/autobahn}"
+if [ "$role" = client ]; then
+  [ -f "$dir/run-client.sh" ] || { echo "autobahn: no client runner at $dir/run-client.sh" >&2; exit 2; }
+  cargo build --release --quiet --example autobahn_client
+  client="$PWD/target/release/examples/autobahn_client"
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  OUT="${AUTOBAHN_OUT:-$out/report}" TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}" AGENT=feedrelay \
+    bash "$dir/run-client.sh" "$client" "$cases"
+  exit $?
+fi
 if [ -z "${WSTEST:-}" ] && [ ! -f "$dir/run.sh" ]; then
   cat >&2 <<EOF
 autobahn: no runner at $dir/run.sh. Set WSTEST to a wstest executable, or

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's heading says how long the suite has run so far (where the time goes).
+step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 step "python venv with websockets and hdrhistogram (.venv)"
 if ! .venv/bin/python -c 'import websockets, hdrh' 2>/dev/null; then
@@ -64,9 +65,12 @@ cargo test --all-targets --quiet
 step "Autobahn|Testsuite cases 1-11 against feedrelay echo (scripts/autobahn.sh)"
 scripts/autobahn.sh
 
+step "Autobahn|Testsuite, the client role: the same cases against the feed lines' client (scripts/autobahn.sh --client)"
+scripts/autobahn.sh --client
+
 # Fuzzing needs libFuzzer's -Z flags; RUSTC_BOOTSTRAP lets the machine's one (stable)
 # toolchain accept them for this step only. The relay's own build never sets it.
-step "cargo fuzz: each target for ${FUZZ_SECONDS:=30} s from its committed corpus (fuzz/)"
+step "cargo fuzz: each target for ${FUZZ_SECONDS:=10} s from its committed corpus (fuzz/; FUZZ_SECONDS=600 for a long run)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
@@ -87,3 +91,5 @@ unset RUSTC_BOOTSTRAP
 
 step "soak, short (scripts/soak.sh --short: 30 s of churn and abuse against a release relay)"
 scripts/soak.sh --short
+
+step "done"
