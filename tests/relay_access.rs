@@ -313,11 +313,107 @@ fn sighup_rereads_tokens_and_origins_and_keeps_the_old_on_a_bad_file() {
     assert!(server.wait_for_log("reload on SIGHUP failed", std::time::Duration::from_secs(5)));
     assert!(!server.log().contains("short\""), "no secret in the log");
     assert_eq!(status(&Raw::handshake(addr, "/pub", &bearer(ALL)).1), 101);
-    // The publisher admitted under the first token is still connected and relayed.
-    let mut sub = Raw::subscribe(addr, "*");
-    held.send(0x81, br#"{"s":"X","n":1}"#);
-    let (_, m) = sub
-        .recv()
-        .expect("relayed from the publisher admitted before the reloads");
-    assert_eq!(m, br#"{"s":"X","n":1}"#);
+    // The publisher admitted under the first token was closed by the first reload:
+    // its token is gone (1008, with the reason).
+    assert_eq!(
+        close_of(&mut held),
+        (1008, "publisher token revoked".to_owned())
+    );
+}
+
+/// Reads until the relay's close frame (10 s at most): its code and reason.
+fn close_of(raw: &mut Raw) -> (u16, String) {
+    raw.s
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    loop {
+        match raw.recv() {
+            Some((0x88, p)) if p.len() >= 2 => {
+                let code = u16::from_be_bytes([p[0], p[1]]);
+                return (code, String::from_utf8_lossy(&p[2..]).into_owned());
+            }
+            Some(_) => continue,
+            None => panic!("no close frame"),
+        }
+    }
+}
+
+/// A reload re-checks the connections that are open: a publisher whose token was
+/// removed, and a subscriber whose Origin is no longer listed, are closed (1008, with
+/// the reason); a publisher whose token was narrowed stays, and is judged by its new
+/// topics from then on; the others carry on. Counted in the exit summary.
+#[test]
+fn a_reload_closes_the_connections_it_no_longer_allows() {
+    let dir = TempDir::new("access-revoke");
+    let config = dir.join("relay.toml");
+    let write = |tokens: &[(&str, &str)], origins: &[&str]| {
+        let mut text = format!("allowed_origins = {origins:?}\n");
+        for (token, topics) in tokens {
+            text.push_str(&format!(
+                "[[publisher_tokens]]\ntoken = \"{token}\"\ntopics = [\"{topics}\"]\n"
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
+    };
+    write(
+        &[(BTC, "*"), (ALL, "*")],
+        &["https://a.example", "https://b.example"],
+    );
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    let addr = server.addr;
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    let (mut removed, head) = Raw::handshake(addr, "/pub", &bearer(BTC));
+    assert_eq!(status(&head), 101, "{head}");
+    let (mut narrowed, head) = Raw::handshake(addr, "/pub", &bearer(ALL));
+    assert_eq!(status(&head), 101, "{head}");
+    let (mut from_a, head) = Raw::handshake(addr, "/ws?topics=*", "Origin: https://a.example\r\n");
+    assert_eq!(status(&head), 101, "{head}");
+    let (mut from_b, head) = Raw::handshake(addr, "/ws?topics=*", "Origin: https://b.example\r\n");
+    assert_eq!(status(&head), 101, "{head}");
+    for sub in [&mut from_a, &mut from_b] {
+        let (_, reply) = sub.recv().expect("subscribed");
+        assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
+    }
+
+    // BTC's token removed, ALL's narrowed to BTC-*, origin a no longer listed.
+    write(&[(ALL, "BTC-*")], &["https://b.example"]);
+    server.hangup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", std::time::Duration::from_secs(5)));
+    assert_eq!(
+        close_of(&mut removed),
+        (1008, "publisher token revoked".to_owned())
+    );
+    assert_eq!(
+        close_of(&mut from_a),
+        (1008, "origin no longer allowed".to_owned())
+    );
+    // The narrowed publisher stays, and only its BTC-* messages are relayed now.
+    narrowed.send(0x81, br#"{"s":"ETH-USD","n":1}"#);
+    narrowed.send(0x81, br#"{"s":"BTC-USD","n":2}"#);
+    let (_, m) = from_b.recv().expect("relayed to the subscriber that stays");
+    assert_eq!(
+        m, br#"{"s":"BTC-USD","n":2}"#,
+        "ETH-USD is outside the narrowed token"
+    );
+    drop((removed, from_a, narrowed, from_b));
+    let mut server = server;
+    assert_eq!(server.terminate().code(), Some(0));
+    let out = server.output();
+    assert!(
+        out.contains("closed by a reload's access rules: origin 1, publisher_token 1"),
+        "{out}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("closed after the reload: no longer allowed"),
+        "{log}"
+    );
+    assert!(log.contains("reason=\"publisher token revoked\""), "{log}");
+    assert!(
+        !log.contains(BTC) && !log.contains(ALL),
+        "no token in the log: {log}"
+    );
 }

@@ -296,3 +296,36 @@ fn a_bad_key_file_stops_the_start_with_one_line() {
         }
     }
 }
+
+/// A new key on reload re-checks the subscribers that are open: a token the new key
+/// does not verify closes its connection (1008, with the reason); tokens of the new
+/// key are admitted from then on.
+#[test]
+fn a_reload_with_a_new_key_closes_the_subscribers_it_no_longer_verifies() {
+    let dir = TempDir::new("jwt-rotate");
+    let server = relay(&dir);
+    let old = hs256(now_s() + 600, &["*"], "desk-auth", SECRET);
+    let (mut sub, head) = subscribe(server.addr, "BTC-USD", &old);
+    assert_eq!(status(&head), 101, "{head}");
+    until(&mut sub, "subscribed");
+    const NEW: &str = "the-next-shared-secret-for-the-desk-feed-42";
+    std::fs::write(dir.join("jwt.secret"), format!("{NEW}\n")).unwrap();
+    server.hangup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", Duration::from_secs(5)));
+    sub.s
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let close = loop {
+        match sub.recv() {
+            Some((0x88, p)) => break p,
+            Some(_) => continue,
+            None => panic!("no close frame after the key changed"),
+        }
+    };
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1008);
+    assert_eq!(&close[2..], b"token no longer valid");
+    let new = hs256(now_s() + 600, &["*"], "desk-auth", NEW);
+    assert_eq!(status(&subscribe(server.addr, "BTC-USD", &new).1), 101);
+    assert_eq!(status(&subscribe(server.addr, "BTC-USD", &old).1), 401);
+    assert!(!server.log().contains(&old), "no token in the log");
+}

@@ -232,6 +232,16 @@ fn render_labeled(s: &Snapshot, out: &mut String) {
         |c| &c.handshake_refused,
         out,
     );
+    by_label(
+        s,
+        counter(
+            "feedrelay_revoked_total",
+            "Open connections closed because a reload's access rules no longer allow them, by reason.",
+        ),
+        "reason",
+        |c| &c.revoked,
+        out,
+    );
     if s.workers.iter().any(|(_, c)| !c.nats.is_empty()) {
         by_label(
             s,

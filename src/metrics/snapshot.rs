@@ -33,6 +33,9 @@ pub struct Counters {
     /// Handshakes refused by the access rules, by reason (`unauthorized`,
     /// `forbidden_origin`).
     pub handshake_refused: Vec<(&'static str, u64)>,
+    /// Open connections closed after a reload no longer allowed them, by reason
+    /// (`origin`, `publisher_token`, `subscriber_token`).
+    pub revoked: Vec<(&'static str, u64)>,
     /// The NATS client's counters by event (`exported`, `import_gap`, ...); reported
     /// by worker 0 alone, empty without `[nats]`.
     pub nats: Vec<(&'static str, u64)>,

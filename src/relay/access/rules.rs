@@ -242,62 +242,6 @@ pub enum Denied {
     Topic,
 }
 
-/// What access refused on one worker (totals since start).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessCounts {
-    /// Handshakes refused with 401 (no, unknown or invalid token).
-    pub unauthorized: u64,
-    /// Handshakes refused with 403 for an `Origin` not allowed.
-    pub forbidden_origin: u64,
-    /// Handshakes refused with 403 for topics outside the subscriber's token.
-    pub forbidden_topic: u64,
-    /// Messages not relayed because their topic is outside the publisher's token, by
-    /// the token's name (a reload may change the tokens; names stay).
-    pub off_grant: Vec<(String, u64)>,
-}
-
-impl AccessCounts {
-    /// Counts a refused handshake.
-    pub fn count(&mut self, why: Denied) {
-        match why {
-            Denied::Token => self.unauthorized += 1,
-            Denied::Origin => self.forbidden_origin += 1,
-            Denied::Topic => self.forbidden_topic += 1,
-        }
-    }
-
-    /// The refusals by reason, as metrics name them.
-    pub fn by_reason(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("unauthorized", self.unauthorized),
-            ("forbidden_origin", self.forbidden_origin),
-            ("forbidden_topic", self.forbidden_topic),
-        ]
-    }
-
-    /// Counts a message of the token named `name` outside its topics.
-    pub fn count_off_grant(&mut self, name: &str) {
-        self.add_off_grant(name, 1);
-    }
-
-    /// Adds another worker's counts (for the exit summary).
-    pub fn merge(&mut self, other: &AccessCounts) {
-        self.unauthorized += other.unauthorized;
-        self.forbidden_origin += other.forbidden_origin;
-        self.forbidden_topic += other.forbidden_topic;
-        for (name, n) in &other.off_grant {
-            self.add_off_grant(name, *n);
-        }
-    }
-
-    fn add_off_grant(&mut self, name: &str, n: u64) {
-        match self.off_grant.iter_mut().find(|(t, _)| t == name) {
-            Some((_, count)) => *count += n,
-            None => self.off_grant.push((name.to_owned(), n)),
-        }
-    }
-}
-
 /// Why a handshake is refused: status and a one-line reason for the client.
 pub type Refusal = (u16, String);
 
@@ -365,14 +309,43 @@ impl Access {
     /// 403 when the request carries an `Origin` that is not allowed.
     pub fn check_origin(&self, req: &Request) -> Result<(), Refusal> {
         match &req.origin {
-            Some(o)
-                if !self.origins.is_empty()
-                    && !self.origins.iter().any(|a| a.eq_ignore_ascii_case(o)) =>
-            {
+            Some(o) if !self.origin_allowed(o) => {
                 Err((403, format!("origin {o:?} is not allowed")))
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether `origin` may connect (any may, when none are listed).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.origins.is_empty() || self.origins.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    }
+
+    /// Whether publishers need a token ([`publisher`](Access::publisher)).
+    pub fn publishers_need_tokens(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    /// The grant whose token is `token`, compared in constant time against every one.
+    pub fn grant_of(&self, token: &Secret) -> Option<usize> {
+        self.grant_presented(token.expose())
+    }
+
+    /// The token a grant holds (what the publisher presented), for re-checking it
+    /// against the rules of a reload.
+    pub fn grant_token(&self, i: usize) -> Option<&Secret> {
+        self.grants.get(i).map(|g| &g.token)
+    }
+
+    fn grant_presented(&self, presented: &[u8]) -> Option<usize> {
+        // Every token is compared, each in full: no early exit to time.
+        let mut found = None;
+        for (i, g) in self.grants.iter().enumerate() {
+            if constant_time_eq(g.token.expose(), presented) {
+                found = Some(i);
+            }
+        }
+        found
     }
 
     /// Whether subscribers need a token ([`subscriber`](Access::subscriber)).
@@ -419,21 +392,14 @@ impl Access {
                     .into(),
             ));
         };
-        // Every token is compared, each in full: no early exit to time.
-        let mut found = None;
-        for (i, g) in self.grants.iter().enumerate() {
-            if constant_time_eq(g.token.expose(), presented.as_bytes()) {
-                found = Some(i);
-            }
-        }
-        found
+        self.grant_presented(presented.as_bytes())
             .map(Some)
             .ok_or_else(|| (401, "unknown publisher token".into()))
     }
 }
 
 /// The token from `Authorization: Bearer TOKEN`, else from `?token=TOKEN`.
-fn presented_token(req: &Request) -> Option<&str> {
+pub fn presented_token(req: &Request) -> Option<&str> {
     let bearer = req.header("authorization").and_then(|v| {
         let (scheme, token) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

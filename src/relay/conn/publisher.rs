@@ -21,16 +21,52 @@ pub(in crate::relay) struct Publisher {
     /// The access rules it was admitted under and its token's grant among them
     /// (`None`: no tokens, it may publish anything).
     pub(in crate::relay) grant: Option<(Arc<Access>, usize)>,
+    /// The reload generation its `grant` is from: when a reload takes, the grant is
+    /// looked up again in the new rules at its next message (a token narrowed to fewer
+    /// topics is judged by them from then on; a removed one relays nothing more, and
+    /// the worker closes the connection: see `worker::revoke`).
+    pub(in crate::relay) rules_seen: u64,
     /// Its compressed messages are relayed as they came (see
     /// [`CompressionConfig::reuses`](crate::relay::core::compression::CompressionConfig::reuses)).
     pub(in crate::relay) reuse_compressed: bool,
 }
 
 impl Publisher {
+    /// Follows a reload: its grant in the rules now in force. `false`: the rules no
+    /// longer admit it.
+    fn follow_rules(&mut self) -> bool {
+        let now = self.ctx.settings.generation();
+        if now == self.rules_seen {
+            return true;
+        }
+        self.rules_seen = now;
+        let access = self.ctx.settings.access();
+        let token = self
+            .grant
+            .as_ref()
+            .and_then(|(old, i)| old.grant_token(*i).cloned());
+        if !access.publishers_need_tokens() {
+            self.grant = None;
+            return true;
+        }
+        match token.and_then(|t| access.grant_of(&t)) {
+            Some(j) => {
+                self.grant = Some((access, j));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether its token lets it publish a message whose topic lookup gave `lookup`
     /// (a message without a topic goes to the default topic, if any, and is judged
     /// by that).
-    fn may_publish(&self, payload: &[u8], lookup: &TopicLookup) -> bool {
+    fn may_publish(&mut self, payload: &[u8], lookup: &TopicLookup) -> bool {
+        if !self.follow_rules() {
+            // Revoked: nothing more is relayed; the worker closes it (1008).
+            self.rules_seen = u64::MAX;
+            return false;
+        }
         let Some((access, i)) = &self.grant else {
             return true;
         };

@@ -17,22 +17,24 @@ use crate::io::transport::Transport;
 use crate::metrics::now_ns;
 use crate::relay::access::admission::Admitted;
 use crate::relay::access::jwt::SubscriberGrant;
-use crate::relay::access::rules::{Access, Denied, Refusal};
+use crate::relay::access::revocation::{Credential, Held};
+use crate::relay::access::rules::{presented_token, Access, Denied, Refusal};
 use crate::relay::conn::publisher::Publisher;
 use crate::relay::conn::subscriber::{self, Joining};
 use crate::relay::core::control::{self, Control};
 use crate::relay::core::topic::TopicReader;
+use crate::relay::worker::revoke::HeldPublisher;
 use crate::relay::worker::state::{Counted, WorkerCtx};
 use crate::ws::handshake::Request;
 
 /// Which side of the relay a connection is on, decided by its path.
 enum Side {
     /// A publisher, with the access rules it was admitted under and its token's grant
-    /// among them (`None`: no tokens are configured).
-    Publisher(Option<(Arc<Access>, usize)>),
+    /// among them (`None`: no tokens are configured), and what it was admitted with.
+    Publisher(Option<(Arc<Access>, usize)>, Held),
     /// A subscriber, with what its URL asked for and what its token allows (`None`:
-    /// no `[jwt]`).
-    Subscriber(Joining, Option<SubscriberGrant>),
+    /// no `[jwt]`), and what it was admitted with.
+    Subscriber(Joining, Option<SubscriberGrant>, Held),
 }
 
 /// Decides at the handshake: `Err((status, reason))` refuses. The origin is checked
@@ -46,9 +48,20 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
     access
         .check_origin(req)
         .map_err(|r| counted(r, Denied::Origin))?;
+    let origin = req.origin.clone();
     match req.path.as_str() {
         "/pub" => match access.publisher(req) {
-            Ok(grant) => Ok(Side::Publisher(grant.map(|i| (Arc::clone(&access), i)))),
+            Ok(grant) => {
+                let token = grant.and_then(|i| access.grant_token(i).cloned());
+                let held = Held {
+                    origin,
+                    credential: Credential::Publisher(token),
+                };
+                Ok(Side::Publisher(
+                    grant.map(|i| (Arc::clone(&access), i)),
+                    held,
+                ))
+            }
             Err(r) => Err(counted(r, Denied::Token)),
         },
         "/ws" => {
@@ -72,7 +85,14 @@ fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
                 ),
                 events: !matches!(req.query_param("events"), Some("0" | "false")),
             };
-            Ok(Side::Subscriber(joining, grant))
+            let token = grant
+                .as_ref()
+                .and_then(|_| presented_token(req).map(str::to_owned));
+            let held = Held {
+                origin,
+                credential: Credential::Subscriber(token),
+            };
+            Ok(Side::Subscriber(joining, grant, held))
         }
         other => Err((
             404,
@@ -126,7 +146,7 @@ pub(in crate::relay) async fn serve(
                 tracing::debug!(%peer, status, reason, "handshake refused");
             })?;
             let limits = match routed {
-                Side::Publisher(_) => ctx.server.limits,
+                Side::Publisher(..) => ctx.server.limits,
                 Side::Subscriber(..) => ctx.subscriber_limits,
             };
             side = Some(routed);
@@ -155,14 +175,17 @@ async fn serve_side(
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     match side {
-        Side::Publisher(grant) => {
+        Side::Publisher(grant, held) => {
             ctx.summary.borrow_mut().publishers += 1;
             let _live = Counted::enter(&ctx.publishers_open);
+            let driver = Rc::new(driver);
+            let _held = HeldPublisher::enter(ctx, held, Rc::clone(&driver));
             let mut publisher = Publisher {
                 ctx: Rc::clone(ctx),
                 topics: TopicReader::new(ctx.pointer.clone())
                     .max_name_bytes(ctx.control.max_topic_bytes),
                 read_ns: now_ns(),
+                rules_seen: ctx.settings.generation(),
                 grant,
                 reuse_compressed: ctx.compression.reuses(driver.deflate()),
             };
@@ -175,10 +198,10 @@ async fn serve_side(
                 .await
                 .map(drop)
         }
-        Side::Subscriber(joining, grant) => {
+        Side::Subscriber(joining, grant, held) => {
             ctx.summary.borrow_mut().subscribers += 1;
             let _live = Counted::enter(&ctx.subscribers_open);
-            subscriber::serve(ctx, Rc::new(driver), joining, grant, shutdown).await
+            subscriber::serve(ctx, Rc::new(driver), joining, grant, held, shutdown).await
         }
     }
 }

@@ -2,13 +2,14 @@
 //! worker's flush and the keepalive sweep wake it, close it, and read when it last
 //! heard from its peer. The worker keeps one per local subscriber.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::io::driver::Driver;
 use crate::io::local::WakeFlag;
 use crate::io::rt;
+use crate::relay::access::revocation::Held;
 use crate::ws::CloseCode;
 
 /// A subscriber's writer, as the reader, the worker's flush and the keepalive sweep
@@ -34,6 +35,9 @@ pub(in crate::relay) struct SubWriter {
     /// The writer has ended (after FIN, or after a failed write).
     pub(super) finished: WakeFlag,
     pub(super) finished_flag: Cell<bool>,
+    /// What the subscriber was admitted with (its token follows a `refresh`), for the
+    /// re-check after a reload.
+    pub(in crate::relay) held: RefCell<Held>,
 }
 
 impl SubWriter {
@@ -74,7 +78,7 @@ impl SubWriter {
 impl SubWriter {
     /// A writer for the subscriber on `driver`, whose token (if any) expires at
     /// `expires`.
-    pub(super) fn new(driver: Rc<Driver>, expires: Option<SystemTime>) -> SubWriter {
+    pub(super) fn new(driver: Rc<Driver>, expires: Option<SystemTime>, held: Held) -> SubWriter {
         SubWriter {
             driver,
             notify: WakeFlag::new(),
@@ -87,6 +91,7 @@ impl SubWriter {
             gone: Cell::new(false),
             finished: WakeFlag::new(),
             finished_flag: Cell::new(false),
+            held: RefCell::new(held),
         }
     }
 }

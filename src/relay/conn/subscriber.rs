@@ -23,6 +23,7 @@ use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::metrics::now_ns;
 use crate::relay::access::jwt::SubscriberGrant;
+use crate::relay::access::revocation::{Credential, Held};
 use crate::relay::core::compression::{Demand, FrameCompressor};
 use crate::relay::core::control::{self, control_frame, Control};
 use crate::relay::core::routing::SubId;
@@ -44,6 +45,7 @@ pub(in crate::relay) async fn serve(
     driver: Rc<Driver>,
     joining: Joining,
     grant: Option<SubscriberGrant>,
+    held: Held,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
     let Joining { first, events } = joining;
@@ -58,6 +60,7 @@ pub(in crate::relay) async fn serve(
     let writer = Rc::new(SubWriter::new(
         Rc::clone(&driver),
         grant.as_ref().map(|g| g.expires),
+        held,
     ));
     {
         let mut writers = ctx.writers.borrow_mut();
@@ -239,6 +242,8 @@ impl Subscriber {
             });
         match outcome {
             Ok(new) => {
+                self.writer.held.borrow_mut().credential =
+                    Credential::Subscriber(Some(token.to_owned()));
                 self.writer.expires.set(Some(new.expires));
                 self.writer.expiry.raise();
                 let secs = new

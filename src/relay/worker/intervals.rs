@@ -89,6 +89,7 @@ pub(in crate::relay) fn send_interval(ctx: &WorkerCtx) {
             ],
             limit_hits: st.limit_hits(),
             handshake_refused: ctx.access_counts.borrow().by_reason(),
+            revoked: ctx.access_counts.borrow().revoked_by_reason(),
             off_grant_messages: ctx.access_counts.borrow().off_grant.clone(),
             publishers: ctx.publishers_open.get(),
             subscribers: ctx.subscribers_open.get(),

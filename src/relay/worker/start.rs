@@ -122,7 +122,9 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
 /// How often a worker looks for a SIGHUP reload to apply to its own state.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
-/// Applies reloaded topic policies to this worker's shard (within [`RELOAD_CHECK`]).
+/// Applies a reload to this worker (within [`RELOAD_CHECK`]): the topic policies to
+/// its shard, and the access rules to its open connections (those no longer allowed
+/// are closed: see [`revoke`](super::revoke)).
 async fn follow_reloads(ctx: Rc<WorkerCtx>) {
     let mut seen = ctx.settings.generation();
     let mut ticker = rt::Interval::new(RELOAD_CHECK);
@@ -133,6 +135,7 @@ async fn follow_reloads(ctx: Rc<WorkerCtx>) {
             seen = now;
             let policies = (*ctx.settings.topic_policies()).clone();
             ctx.shard.borrow_mut().set_topic_policies(policies);
+            super::revoke::revoke_disallowed(&ctx);
         }
     }
 }

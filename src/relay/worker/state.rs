@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use slab::Slab;
 
 use crate::io::driver::server::ServerConfig;
+use crate::io::driver::Driver;
 use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
 use crate::io::IoError;
 use crate::metrics::{now_ns, Hop, HopHistograms};
 use crate::relay::access::admission::Admission;
-use crate::relay::access::rules::AccessCounts;
+use crate::relay::access::counts::AccessCounts;
+use crate::relay::access::revocation::Held;
 use crate::relay::config::Config;
 use crate::relay::conn::sub_writer::SubWriter;
 use crate::relay::core::arena::FrameArena;
@@ -82,6 +85,9 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) links: WorkerLinks,
     /// Each local subscriber's writer, by id.
     pub(in crate::relay) writers: RefCell<Vec<Option<Rc<SubWriter>>>>,
+    /// Open publishers: what each was admitted with, and its connection (see
+    /// [`revoke`](super::revoke)).
+    pub(in crate::relay) held_publishers: RefCell<Slab<(Held, Rc<Driver>)>>,
     outbox: RefCell<Vec<(usize, Handoff)>>,
     dirty: RefCell<Vec<SubId>>,
     pub(in crate::relay) server: ServerConfig,
@@ -296,6 +302,7 @@ pub(super) fn new_ctx(
         frames: RefCell::new(FrameArena::new()),
         links,
         writers: RefCell::new(Vec::new()),
+        held_publishers: RefCell::new(Slab::new()),
         outbox: RefCell::new(Vec::new()),
         dirty: RefCell::new(Vec::new()),
         server: ServerConfig {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::metrics::collector::{Collector, Rendered};
 use crate::metrics::snapshot::{FeedCounters, GroupCounters, Interval};
 use crate::metrics::HopHistograms;
-use crate::relay::access::rules::AccessCounts;
+use crate::relay::access::counts::AccessCounts;
 use crate::relay::core::compression::CompressionStats;
 use crate::relay::core::shard::ShardStats;
 
@@ -100,6 +100,18 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
         text.push_str(&format!(
             "; refused at the handshake: no or bad token {}, origin not allowed {}, topics outside the token {}",
             a.unauthorized, a.forbidden_origin, a.forbidden_topic
+        ));
+    }
+    if a.revoked.iter().sum::<u64>() > 0 {
+        let by: Vec<String> = a
+            .revoked_by_reason()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        text.push_str(&format!(
+            "; closed by a reload's access rules: {}",
+            by.join(", ")
         ));
     }
     for (name, n) in &a.off_grant {
