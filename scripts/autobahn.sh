@@ -21,6 +21,8 @@
 #                                 port of wstest installed from PyPI, see its README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The cargo profile to build and run (scripts/test.sh uses `ci`, see Cargo.toml).
+profile="${FEEDRELAY_PROFILE:-release}"
 deflate_subset="12.1.1,12.1.2,12.1.3,12.1.4,12.1.5,12.1.6,12.1.7,12.1.8,12.1.9"
 deflate_subset+=",13.3.1,13.3.2,13.3.3,13.3.4,13.3.5,13.3.6,13.3.7,13.3.8,13.3.9"
 deflate_subset+=",13.5.1,13.5.2,13.5.3,13.5.4,13.5.5,13.5.6,13.5.7,13.5.8,13.5.9"
@@ -35,8 +37,8 @@ esac
 dir="${AUTOBAHN_DIR:-$PWD/tests/autobahn}"
 if [ "$role" = client ]; then
   [ -f "$dir/run-client.sh" ] || { echo "autobahn: no client runner at $dir/run-client.sh" >&2; exit 2; }
-  cargo build --release --quiet --example autobahn_client
-  client="$PWD/target/release/examples/autobahn_client"
+  cargo build --profile "$profile" --quiet --example autobahn_client
+  client="$PWD/target/$profile/examples/autobahn_client"
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
   OUT="${AUTOBAHN_OUT:-$out/report}" TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}" AGENT=feedrelay \
@@ -50,9 +52,9 @@ AUTOBAHN_DIR to a directory with setup.sh and run.sh (tests/autobahn is the defa
 EOF
   exit 2
 fi
-cargo build --release --quiet
+cargo build --profile "$profile" --quiet
 out=$(mktemp -d)
-./target/release/feedrelay echo --listen 127.0.0.1:0 > "$out/echo.out" 2>&1 &
+./target/$profile/feedrelay echo --listen 127.0.0.1:0 > "$out/echo.out" 2>&1 &
 echo_pid=$!
 trap 'kill "$echo_pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out/echo.out" && break; sleep 0.1; done

@@ -9,6 +9,8 @@
 #   scripts/soak.sh --short         30 seconds (what scripts/test.sh runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The cargo profile to build and run (scripts/test.sh uses `ci`, see Cargo.toml).
+profile="${FEEDRELAY_PROFILE:-release}"
 duration=600
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
 done
 py="${FEEDRELAY_PYTHON:-.venv/bin/python}"
 "$py" -c 'import websockets' 2>/dev/null || { echo "soak: $py has no websockets; run scripts/test.sh once (it makes .venv)" >&2; exit 2; }
-cargo build --release --quiet
+cargo build --profile "$profile" --quiet
 dir=$(mktemp -d)
 trap 'kill "$relay" 2>/dev/null || true; rm -rf "$dir"' EXIT
 cat > "$dir/soak.toml" <<TOML
@@ -30,7 +32,7 @@ keepalive_interval_ms = 1000
 write_timeout_ms = 2000
 metrics_on_data_port = true
 TOML
-./target/release/feedrelay run --config "$dir/soak.toml" > "$dir/relay.out" 2> "$dir/relay.err" &
+./target/$profile/feedrelay run --config "$dir/soak.toml" > "$dir/relay.out" 2> "$dir/relay.err" &
 relay=$!
 for _ in $(seq 100); do grep -q "listening on" "$dir/relay.out" && break; sleep 0.1; done
 url=$(grep -o 'ws://[0-9.:]*' "$dir/relay.out" | head -1)
