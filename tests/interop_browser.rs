@@ -5,24 +5,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Server;
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("FEEDRELAY_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "no Chromium at {} — run scripts/test.sh, which installs Debian's chromium",
-        path.display()
-    );
-    path
-}
 
 const PAGE: &str = r#"<!doctype html><html><body><script>
 const report = (r) => fetch('/result?' + encodeURIComponent(r));
@@ -83,7 +70,7 @@ fn run_page_with(page: String, flags: &[&str], on_ready: impl FnOnce()) -> Strin
             .unwrap_or("0")
             .trim_end_matches('/')
     ));
-    let mut browser = Command::new(chromium())
+    let mut browser = Command::new(common::chromium())
         .args([
             "--headless",
             "--no-sandbox",

@@ -9,24 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-/// The metrics listener's address, from the relay's start-up line.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < end, "{}", server.output());
-        if let Some(a) = server
-            .output()
-            .split("metrics on http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-        {
-            return a;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Status code and body of `GET path`.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let text = common::http_get(addr, path);
@@ -58,7 +40,7 @@ fn readyz_until(addr: SocketAddr, status: u16) -> serde_json::Value {
 #[test]
 fn alive_at_once_and_ready_once_the_workers_report() {
     let server = Server::relay(&["--workers", "2", "--metrics", "127.0.0.1:0"], None);
-    let addr = metrics_addr(&server);
+    let addr = common::printed_addr(&server, "metrics on http://");
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
     let ready = readyz_until(addr, 200);
     assert_eq!(ready["ready"], true, "{ready}");
@@ -80,7 +62,7 @@ fn not_ready_while_a_feed_group_has_no_line_up() {
          reconnect_initial_ms = 50\n"
     );
     let server = Server::relay(&["--workers", "1", "--metrics", "127.0.0.1:0"], Some(&toml));
-    let addr = metrics_addr(&server);
+    let addr = common::printed_addr(&server, "metrics on http://");
     assert_eq!(get(addr, "/healthz").0, 200, "alive even when not ready");
     // The worker reports (so `workers` passes) while the line stays down.
     let end = Instant::now() + Duration::from_secs(10);

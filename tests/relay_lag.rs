@@ -114,20 +114,8 @@ fn the_admin_endpoint_lists_every_subscriber_with_its_lag() {
     let subs: Vec<Raw> = (0..4)
         .map(|i| Raw::subscribe(server.addr, if i == 0 { "*" } else { "A,B" }))
         .collect();
+    let admin = common::printed_addr(&server, "subscribers on http://");
     let end = Instant::now() + Duration::from_secs(10);
-    let admin = loop {
-        assert!(Instant::now() < end, "{}", server.output());
-        if let Some(a) = server
-            .output()
-            .split("subscribers on http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-        {
-            break a;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
     // The workers report once a second.
     let rows = loop {
         assert!(Instant::now() < end, "never listed all four");

@@ -5,31 +5,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Raw, Server};
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("FEEDRELAY_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "no Chromium at {} — run scripts/test.sh, which installs Debian's chromium",
-        path.display()
-    );
-    path
-}
 
 /// Runs headless Chromium on `url` for 3 s of page time with `extra` flags; returns
 /// its standard output.
 fn chromium_run(url: &str, profile: &Path, extra: &[&str]) -> String {
-    let out = Command::new(chromium())
+    let out = Command::new(common::chromium())
         .args([
             "--headless",
             "--no-sandbox",
@@ -49,23 +36,6 @@ fn chromium_run(url: &str, profile: &Path, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < end, "{}", server.output());
-        if let Some(a) = server
-            .output()
-            .split("status page on http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-        {
-            return a;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The page's delivered-messages total, as the rendered DOM carries it.
 fn messages_out(dom: &str) -> u64 {
     dom.split("data-messages-out=\"")
@@ -78,7 +48,10 @@ fn messages_out(dom: &str) -> u64 {
 #[test]
 fn the_status_page_shows_live_numbers_in_chromium() {
     let server = Server::relay(&["--workers", "1", "--metrics", "127.0.0.1:0"], None);
-    let url = format!("http://{}/status", metrics_addr(&server));
+    let url = format!(
+        "http://{}/status",
+        common::printed_addr(&server, "status page on http://")
+    );
     let mut sub = Raw::subscribe(server.addr, "*");
     let mut publisher = Raw::publish(server.addr);
     let stop = Arc::new(AtomicBool::new(false));

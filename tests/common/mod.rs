@@ -580,6 +580,38 @@ pub fn publish_until_relayed(publisher: &mut Raw, sub: &mut Raw, msg: &[u8], dow
         .unwrap();
 }
 
+/// The address the relay printed after `label` (e.g. `"metrics on http://"`), waiting
+/// up to 10 s for the line.
+pub fn printed_addr(server: &Server, label: &str) -> SocketAddr {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(std::time::Instant::now() < end, "{}", server.output());
+        if let Some(a) = server
+            .output()
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        {
+            return a;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Debian's Chromium (or `$FEEDRELAY_CHROMIUM`); fails, saying how to get it, if absent.
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("FEEDRELAY_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "no Chromium at {} — run scripts/test.sh, which installs Debian's chromium",
+        path.display()
+    );
+    path
+}
+
 /// A plain `GET path` over HTTP/1.1; returns the whole response.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     http_get_from(addr, path, None)
