@@ -417,3 +417,61 @@ fn a_reload_closes_the_connections_it_no_longer_allows() {
         "no token in the log: {log}"
     );
 }
+
+/// Refused logins are logged at info with the source and the reason, never the token,
+/// and at most ten a second per worker: a flood of bad tokens gets one more line
+/// saying how many were left out, not a line each.
+#[test]
+fn refused_handshakes_are_logged_but_a_flood_is_not() {
+    let dir = TempDir::new("access-refusal-log");
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("[[publisher_tokens]]\ntoken = \"{BTC}\"\ntopics = [\"*\"]\n"),
+    )
+    .unwrap();
+    let server = Server::relay(
+        &["--workers", "1", "--config", config.to_str().unwrap()],
+        None,
+    );
+    const GUESS: &str = "guessed-token-0123456789";
+    let bad = format!("Authorization: Bearer {GUESS}\r\n");
+    let (_, head) = Raw::handshake(server.addr, "/pub", &bad);
+    assert_eq!(status(&head), 401, "{head}");
+    assert!(server.wait_for_log("handshake refused", std::time::Duration::from_secs(5)));
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("handshake refused"))
+        .unwrap();
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        line.contains("peer=127.0.0.1:") && line.contains("status=401"),
+        "{line}"
+    );
+    assert!(line.contains("unknown publisher token"), "{line}");
+    // A flood: 200 bad logins as fast as they go.
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        let (_, head) = Raw::handshake(server.addr, "/pub", &bad);
+        assert_eq!(status(&head), 401);
+    }
+    let seconds = start.elapsed().as_secs() + 2;
+    // One more refusal after the window, so the count of those left out is told.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _ = Raw::handshake(server.addr, "/pub", &bad);
+    assert!(server.wait_for_log(
+        "more handshakes were refused in the last second",
+        std::time::Duration::from_secs(5)
+    ));
+    let log = server.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("handshake refused"))
+        .count() as u64;
+    assert!(
+        lines <= 10 * seconds + 1,
+        "{lines} lines for 202 refusals in about {seconds} s"
+    );
+    assert!(!log.contains(GUESS), "no token in the log");
+}

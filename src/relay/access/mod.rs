@@ -8,6 +8,7 @@
 //! - [`counts`]: what the rules refused and revoked, counted per worker.
 //! - [`exposure`]: the roles a client can take, which `allow_anonymous` opens, and
 //!   where each is reachable.
+//! - [`refusal_log`]: refused handshakes logged at info, at most ten a second.
 //! - [`jwt`]: subscriber JWTs and the topics they grant.
 //! - [`revocation`]: what an open connection was admitted with, re-checked after a
 //!   reload.
@@ -17,6 +18,7 @@ pub mod admission;
 pub mod counts;
 pub mod exposure;
 pub mod jwt;
+pub mod refusal_log;
 pub mod revocation;
 pub mod rules;
 pub mod secret;

@@ -143,7 +143,18 @@ pub(in crate::relay) async fn serve(
         deadline,
         |req| {
             let routed = route(req, ctx).inspect_err(|(status, reason)| {
-                tracing::debug!(%peer, status, reason, "handshake refused");
+                let verdict = ctx.refusal_log.refused(std::time::Instant::now());
+                if verdict.left_out > 0 {
+                    tracing::info!(
+                        left_out = verdict.left_out,
+                        "more handshakes were refused in the last second than are logged"
+                    );
+                }
+                if verdict.log {
+                    tracing::info!(%peer, status, reason, "handshake refused");
+                } else {
+                    tracing::debug!(%peer, status, reason, "handshake refused");
+                }
             })?;
             let limits = match routed {
                 Side::Publisher(..) => ctx.server.limits,

@@ -21,6 +21,7 @@ use crate::io::IoError;
 use crate::metrics::{now_ns, Hop, HopHistograms};
 use crate::relay::access::admission::Admission;
 use crate::relay::access::counts::AccessCounts;
+use crate::relay::access::refusal_log::RefusalLog;
 use crate::relay::access::revocation::Held;
 use crate::relay::config::Config;
 use crate::relay::conn::sub_writer::SubWriter;
@@ -108,6 +109,9 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) settings: Arc<ReloadableSettings>,
     /// What `access` refused.
     pub(in crate::relay) access_counts: RefCell<AccessCounts>,
+    /// How many refused handshakes this second were logged (see
+    /// [`refusal_log`](crate::relay::access::refusal_log)).
+    pub(in crate::relay) refusal_log: RefusalLog,
     /// Whether `GET /metrics` is answered on the data port.
     pub(in crate::relay) metrics_on_data_port: bool,
     /// Connections and feed lines still running on this worker.
@@ -330,6 +334,7 @@ pub(super) fn new_ctx(
         admission,
         settings: live_settings,
         access_counts: RefCell::new(AccessCounts::default()),
+        refusal_log: RefusalLog::default(),
         metrics_on_data_port: config.metrics_on_data_port,
         running: Cell::new(0),
         publishers_open: Cell::new(0),
