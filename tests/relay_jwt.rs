@@ -329,3 +329,49 @@ fn a_reload_with_a_new_key_closes_the_subscribers_it_no_longer_verifies() {
     assert_eq!(status(&subscribe(server.addr, "BTC-USD", &old).1), 401);
     assert!(!server.log().contains(&old), "no token in the log");
 }
+
+/// `refresh` is limited per connection: past four a second the requests are refused
+/// without being verified (each verification costs the worker), and counted; the next
+/// second a refresh goes through again.
+#[test]
+fn refreshes_past_four_a_second_are_refused_unverified() {
+    let dir = TempDir::new("jwt-refresh-rate");
+    let server = relay(&dir);
+    let token = hs256(now_s() + 600, &["*"], "desk-auth", SECRET);
+    let (mut sub, head) = subscribe(server.addr, "BTC-USD", &token);
+    assert_eq!(status(&head), 101, "{head}");
+    until(&mut sub, "subscribed");
+    let forged = hs256(
+        now_s() + 900,
+        &["*"],
+        "desk-auth",
+        "not-the-relays-secret-0123456789ab",
+    );
+    let refresh = |t: &str| format!(r#"{{"op":"refresh","token":"{t}"}}"#);
+    for _ in 0..6 {
+        sub.send(0x81, refresh(&forged).as_bytes());
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 6 {
+        replies.push(until(&mut sub, "\"error\""));
+    }
+    let verified = replies
+        .iter()
+        .filter(|r| r.contains("bad token signature"))
+        .count();
+    let limited = replies
+        .iter()
+        .filter(|r| r.contains("at most 4 a second"))
+        .count();
+    assert_eq!((verified, limited), (4, 2), "{replies:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = hs256(now_s() + 1200, &["*"], "desk-auth", SECRET);
+    sub.send(0x81, refresh(&later).as_bytes());
+    until(&mut sub, "\"refreshed\"");
+    wait_metric(
+        server.addr,
+        None,
+        "feedrelay_limit_hits_total{limit=\"max_refreshes_per_second\"}",
+        |n| n == 2,
+    );
+}

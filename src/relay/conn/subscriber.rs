@@ -11,7 +11,7 @@
 //! period, so its memory and descriptor come back.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -77,6 +77,7 @@ pub(in crate::relay) async fn serve(
         id,
         writer: Rc::clone(&writer),
         grant,
+        refreshes: (None, 0),
     };
     if matches!(&first, Control::Subscribe(topics, _) if !topics.is_empty()) {
         service.control(first);
@@ -163,7 +164,13 @@ struct Subscriber {
     writer: Rc<SubWriter>,
     /// What its token allows (`None`: no `[jwt]`, any topic).
     grant: Option<SubscriberGrant>,
+    /// The current one-second window of `refresh` requests: when it began, how many.
+    refreshes: (Option<Instant>, u32),
 }
+
+/// `refresh` requests a subscriber may send per second; more get an error without
+/// being verified (an RS256 or ES256 verification costs tens of µs of the worker).
+pub const MAX_REFRESHES_PER_SECOND: u32 = 4;
 
 impl Subscriber {
     /// Acts on a control request, queueing its reply (a `subscribed` reply waits until
@@ -218,6 +225,21 @@ impl Subscriber {
     /// every current subscription replaces the old one; otherwise an error and the
     /// old token stays in force.
     fn refresh(&mut self, token: &str) {
+        let now = Instant::now();
+        let (start, n) = &mut self.refreshes;
+        if start.map_or(true, |s| {
+            now.saturating_duration_since(s) >= Duration::from_secs(1)
+        }) {
+            *start = Some(now);
+            *n = 0;
+        }
+        *n += 1;
+        if *n > MAX_REFRESHES_PER_SECOND {
+            self.ctx.shard.borrow_mut().stats.refreshes_refused += 1;
+            return self.reply_error(&format!(
+                "refresh: at most {MAX_REFRESHES_PER_SECOND} a second"
+            ));
+        }
         let outcome = self
             .ctx
             .settings

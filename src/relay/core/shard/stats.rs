@@ -49,6 +49,8 @@ pub struct ShardStats {
     pub events: u64,
     /// Messages the last-value cache could not keep (full in topics or bytes).
     pub last_value_refused: u64,
+    /// `refresh` requests past a subscriber's per-second budget, refused unverified.
+    pub refreshes_refused: u64,
 }
 
 impl ShardStats {
@@ -74,6 +76,7 @@ impl ShardStats {
             ("max_fragments", self.too_many_fragments),
             ("max_drop_topics", self.drops_other_topics),
             ("last_value_max", self.last_value_refused),
+            ("max_refreshes_per_second", self.refreshes_refused),
         ]
     }
 
@@ -109,6 +112,7 @@ impl ShardStats {
         self.snapshots += other.snapshots;
         self.events += other.events;
         self.last_value_refused += other.last_value_refused;
+        self.refreshes_refused += other.refreshes_refused;
         for (t, n) in &other.drops_by_topic {
             *self.drops_by_topic.entry(t.clone()).or_default() += n;
         }
