@@ -11,6 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The cargo profile to build and run (scripts/test.sh uses `ci`, see Cargo.toml).
 profile="${FEEDRELAY_PROFILE:-release}"
+# FEEDRELAY_BUILT=1: the binaries under target/$profile were just built (scripts/test.sh,
+# by `cargo test --all-targets`); use them rather than build again (a plain build
+# resolves dependency features without the dev-dependencies and would relink).
+build() { # binary-path cargo-build-args...
+  local bin=$1
+  shift
+  if [ "${FEEDRELAY_BUILT:-}" = 1 ] && [ -x "$bin" ]; then return 0; fi
+  cargo build --profile "$profile" --quiet "$@"
+}
 duration=600
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 py="${FEEDRELAY_PYTHON:-.venv/bin/python}"
 "$py" -c 'import websockets' 2>/dev/null || { echo "soak: $py has no websockets; run scripts/test.sh once (it makes .venv)" >&2; exit 2; }
-cargo build --profile "$profile" --quiet
+build "target/$profile/feedrelay"
 dir=$(mktemp -d)
 trap 'kill "$relay" 2>/dev/null || true; rm -rf "$dir"' EXIT
 cat > "$dir/soak.toml" <<TOML

@@ -64,6 +64,8 @@ cargo clippy --all-targets --quiet -- -D warnings
 export FEEDRELAY_PROFILE=ci
 step "cargo test --profile ci --all-targets (unit, property, loopback, interop; benches once in test mode)"
 cargo test --profile ci --all-targets --quiet
+# The binary and the examples the steps below run were built just now.
+export FEEDRELAY_BUILT=1
 
 step "Autobahn|Testsuite cases 1-11 against feedrelay echo (scripts/autobahn.sh)"
 scripts/autobahn.sh
