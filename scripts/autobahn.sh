@@ -21,17 +21,8 @@
 #                                 port of wstest installed from PyPI, see its README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The cargo profile to build and run (scripts/test.sh uses `ci`, see Cargo.toml).
-profile="${FEEDRELAY_PROFILE:-release}"
-# FEEDRELAY_BUILT=1: the binaries under target/$profile were just built (scripts/test.sh,
-# by `cargo test --all-targets`); use them rather than build again (a plain build
-# resolves dependency features without the dev-dependencies and would relink).
-build() { # binary-path cargo-build-args...
-  local bin=$1
-  shift
-  if [ "${FEEDRELAY_BUILT:-}" = 1 ] && [ -x "$bin" ]; then return 0; fi
-  cargo build --profile "$profile" --quiet "$@"
-}
+# shellcheck source=scripts/lib/build.sh
+source scripts/lib/build.sh
 deflate_subset="12.1.1,12.1.2,12.1.3,12.1.4,12.1.5,12.1.6,12.1.7,12.1.8,12.1.9"
 deflate_subset+=",13.3.1,13.3.2,13.3.3,13.3.4,13.3.5,13.3.6,13.3.7,13.3.8,13.3.9"
 deflate_subset+=",13.5.1,13.5.2,13.5.3,13.5.4,13.5.5,13.5.6,13.5.7,13.5.8,13.5.9"

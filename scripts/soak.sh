@@ -9,17 +9,8 @@
 #   scripts/soak.sh --short         30 seconds (what scripts/test.sh runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The cargo profile to build and run (scripts/test.sh uses `ci`, see Cargo.toml).
-profile="${FEEDRELAY_PROFILE:-release}"
-# FEEDRELAY_BUILT=1: the binaries under target/$profile were just built (scripts/test.sh,
-# by `cargo test --all-targets`); use them rather than build again (a plain build
-# resolves dependency features without the dev-dependencies and would relink).
-build() { # binary-path cargo-build-args...
-  local bin=$1
-  shift
-  if [ "${FEEDRELAY_BUILT:-}" = 1 ] && [ -x "$bin" ]; then return 0; fi
-  cargo build --profile "$profile" --quiet "$@"
-}
+# shellcheck source=scripts/lib/build.sh
+source scripts/lib/build.sh
 duration=600
 while [ $# -gt 0 ]; do
   case "$1" in

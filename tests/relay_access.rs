@@ -316,26 +316,9 @@ fn sighup_rereads_tokens_and_origins_and_keeps_the_old_on_a_bad_file() {
     // The publisher admitted under the first token was closed by the first reload:
     // its token is gone (1008, with the reason).
     assert_eq!(
-        close_of(&mut held),
+        held.close_frame(),
         (1008, "publisher token revoked".to_owned())
     );
-}
-
-/// Reads until the relay's close frame (10 s at most): its code and reason.
-fn close_of(raw: &mut Raw) -> (u16, String) {
-    raw.s
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    loop {
-        match raw.recv() {
-            Some((0x88, p)) if p.len() >= 2 => {
-                let code = u16::from_be_bytes([p[0], p[1]]);
-                return (code, String::from_utf8_lossy(&p[2..]).into_owned());
-            }
-            Some(_) => continue,
-            None => panic!("no close frame"),
-        }
-    }
 }
 
 /// A reload re-checks the connections that are open: a publisher whose token was
@@ -383,11 +366,11 @@ fn a_reload_closes_the_connections_it_no_longer_allows() {
     server.hangup();
     assert!(server.wait_for_log("reloaded on SIGHUP", std::time::Duration::from_secs(5)));
     assert_eq!(
-        close_of(&mut removed),
+        removed.close_frame(),
         (1008, "publisher token revoked".to_owned())
     );
     assert_eq!(
-        close_of(&mut from_a),
+        from_a.close_frame(),
         (1008, "origin no longer allowed".to_owned())
     );
     // The narrowed publisher stays, and only its BTC-* messages are relayed now.

@@ -498,6 +498,23 @@ impl Raw {
         self.s.write_all(bytes).unwrap();
     }
 
+    /// Reads until the peer's close frame (10 s at most): its code and reason.
+    pub fn close_frame(&mut self) -> (u16, String) {
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        loop {
+            match self.recv() {
+                Some((0x88, p)) if p.len() >= 2 => {
+                    let code = u16::from_be_bytes([p[0], p[1]]);
+                    return (code, String::from_utf8_lossy(&p[2..]).into_owned());
+                }
+                Some(_) => continue,
+                None => panic!("no close frame"),
+            }
+        }
+    }
+
     /// The next frame, or None at EOF or when the read timeout passes first.
     pub fn recv_or_timeout(&mut self) -> Option<(u8, Vec<u8>)> {
         self.timeout_is_eof = true;
