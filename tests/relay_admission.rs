@@ -189,3 +189,57 @@ fn a_burst_from_one_address_is_served_in_turn_not_cut() {
     let out = server.output();
     assert!(out.contains("address pending 0"), "{out}");
 }
+
+/// Budgets an attacker cannot fill alone: 16 addresses hold every handshake slot of
+/// the relay (8 each of 128) with connections that never speak, and hold more besides.
+/// A 17th address still subscribes and gets a message within a second: its connection
+/// evicts the oldest handshake of a source holding more (counted), and a freed slot
+/// goes to the source holding fewest.
+#[test]
+fn sixteen_addresses_cannot_fill_the_pending_budget_for_everyone() {
+    feedrelay::io::worker::raise_fd_limit(8192);
+    let caps = "max_pending_handshakes = 128\nmax_pending_per_address = 8\nmax_connections_per_address = 16\nhandshake_timeout_ms = 5000\nmetrics_on_data_port = true\n";
+    let server = Server::relay(&["--workers", "2"], Some(caps));
+    let addr = server.addr;
+    let flood: Vec<TcpStream> = (10..26)
+        .flat_map(|host| (0..16).map(move |_| ip(&format!("127.0.0.{host}"))))
+        .map(|source| silent(addr, source))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut sub = Raw::subscribe_from(addr, "T", Some(ip("127.0.0.2")));
+    let mut publ = Raw::tcp_from(addr, ip("127.0.0.3"));
+    publ.send_bytes(
+        format!("GET /pub HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes(),
+    );
+    assert!(publ.read_http_head().starts_with("HTTP/1.1 101"));
+    publ.send(0x81, br#"{"s":"T","n":1}"#);
+    let (_, got) = sub.recv().expect("a message through the relay");
+    assert_eq!(got, br#"{"s":"T","n":1}"#);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "served in {took:?}");
+    let evicted = "feedrelay_refused_total{reason=\"evicted\"}";
+    wait_metric(addr, Some(ip("127.0.0.4")), evicted, |n| n >= 2);
+    drop(flood);
+}
+
+/// New connections per source per second: a source past the rate is closed at accept
+/// (counted), others are not affected.
+#[test]
+fn a_source_past_its_connection_rate_is_closed_at_accept() {
+    let caps = "max_new_connections_per_address_per_second = 20\nmetrics_on_data_port = true\n";
+    let server = Server::relay(&["--workers", "1"], Some(caps));
+    let addr = server.addr;
+    let source = ip("127.0.0.5");
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| silent(addr, source)).collect();
+    let closed = conns
+        .iter_mut()
+        .map(|s| closed_by_relay(s, Duration::from_millis(200)))
+        .filter(|&c| c)
+        .count();
+    // 20 pass at once, a few more refill while the 40 connect; the rest are closed.
+    assert!((10..=20).contains(&closed), "{closed} of 40 closed");
+    let _other = Raw::subscribe_from(addr, "T", Some(ip("127.0.0.6")));
+    let rate = "feedrelay_refused_total{reason=\"address_rate\"}";
+    wait_metric(addr, Some(ip("127.0.0.7")), rate, |n| n >= 10);
+}

@@ -94,7 +94,8 @@ pub struct Config {
     /// relay stops accepting (new connections wait in the kernel's backlog).
     pub max_connections: usize,
     /// Connections in their opening handshake at once, over all workers; when spent,
-    /// accepting pauses likewise.
+    /// more are held for a slot, shared fairly between sources (a source holding fewer
+    /// than the greediest evicts that one's oldest handshake).
     pub max_pending_handshakes: usize,
     /// Connections open at once from one source (an IPv4 address or an IPv6 /64);
     /// more are closed at accept.
@@ -102,6 +103,9 @@ pub struct Config {
     /// Connections in their opening handshake at once from one source; more are held
     /// for the source's next free slot, in order, and closed past the handshake timeout.
     pub max_pending_per_address: usize,
+    /// New connections a second from one source (a burst of this many at once passes);
+    /// more are closed at accept. 0: no limit.
+    pub max_new_connections_per_address_per_second: u32,
     /// On SIGTERM/SIGINT, how long to keep flushing queues before closing (ms).
     pub shutdown_grace_ms: u64,
     /// A PEM certificate chain: with `tls_key_file`, the listener is `wss://` (TLS 1.2
@@ -195,6 +199,7 @@ impl Default for Config {
             max_pending_handshakes: 1_024,
             max_connections_per_address: 1_024,
             max_pending_per_address: 64,
+            max_new_connections_per_address_per_second: 1_000,
             shutdown_grace_ms: 2_000,
             subprotocols: Vec::new(),
             compression: CompressionConfig::default(),
@@ -521,6 +526,8 @@ impl Config {
             max_pending_handshakes: self.max_pending_handshakes,
             max_connections_per_address: self.max_connections_per_address,
             max_pending_per_address: self.max_pending_per_address,
+            max_new_connections_per_address_per_second: self
+                .max_new_connections_per_address_per_second,
         }
     }
 

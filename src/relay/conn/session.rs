@@ -11,7 +11,7 @@ use crate::io::driver::server::{
 };
 use crate::io::driver::{Driver, DriverError};
 use crate::io::ring::TcpStream;
-use crate::io::rt;
+use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
 use crate::metrics::now_ns;
@@ -109,10 +109,9 @@ pub(in crate::relay) async fn serve(
     mut admitted: Admitted,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
-    let mut side = None;
     if admitted.is_held() {
-        // A burst from one address: wait, holding only the socket, for one of its
-        // handshake slots, within the handshake timeout.
+        // Every slot taken (or its address's): wait, holding only the socket, for one,
+        // within the handshake timeout.
         if rt::timeout(ctx.server.handshake_timeout, admitted.slot())
             .await
             .is_err()
@@ -122,6 +121,30 @@ pub(in crate::relay) async fn serve(
             return Ok(());
         }
     }
+    // The handshake gives its slot up if a source holding fewer needs it.
+    let handshake = std::pin::pin!(handshake(ctx, stream, peer));
+    let (driver, side) = match rt::race(handshake, admitted.evicted()).await {
+        Either::Left(Ok(Some(done))) => done,
+        Either::Left(Ok(None)) => return Ok(()),
+        Either::Left(Err(e)) => return Err(e),
+        Either::Right(()) => {
+            admitted.count_evicted();
+            tracing::debug!(%peer, "closed mid-handshake: its slot went to a source holding fewer");
+            return Ok(());
+        }
+    };
+    admitted.handshake_done();
+    serve_side(ctx, driver, side, shutdown).await
+}
+
+/// The TLS handshake (if any) and the WebSocket one, within one handshake timeout:
+/// the driver and the side the client asked for, or `None` when refused (counted).
+async fn handshake(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<(Driver, Side)>, DriverError> {
+    let mut side = None;
     // One deadline for the TLS handshake and the WebSocket one after it.
     let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
     let transport = match ctx.settings.tls() {
@@ -131,7 +154,7 @@ pub(in crate::relay) async fn serve(
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
                 ctx.summary.borrow_mut().refused += 1;
-                return Ok(());
+                return Ok(None);
             }
         },
     };
@@ -172,10 +195,9 @@ pub(in crate::relay) async fn serve(
     // The request itself is not kept: an idle subscriber holds only what it needs.
     let (Some((_, driver)), Some(side)) = (accepted, side) else {
         ctx.summary.borrow_mut().refused += 1;
-        return Ok(());
+        return Ok(None);
     };
-    admitted.handshake_done();
-    serve_side(ctx, driver, side, shutdown).await
+    Ok(Some((driver, side)))
 }
 
 /// Serves an upgraded connection as the side it asked for.
