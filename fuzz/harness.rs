@@ -115,6 +115,7 @@ pub fn control(data: &[u8]) {
     let limits = ControlLimits {
         max_topics: 16,
         max_topic_bytes: 32,
+        ..ControlLimits::default()
     };
     if let Ok(control::Control::Subscribe(t, _) | control::Control::Unsubscribe(t)) =
         control::parse(data, limits)

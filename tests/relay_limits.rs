@@ -187,3 +187,65 @@ fn a_publisher_that_never_reads_is_cut_at_the_write_timeout() {
     );
     assert_still_served(addr, 2);
 }
+
+/// Per connection, control messages past `max_control_per_second` are ignored unparsed
+/// (one error reply a second, counted); the connection stays and is served, and its
+/// budget renews the next second.
+#[test]
+fn control_messages_past_the_rate_are_ignored_and_counted() {
+    let config = "max_control_per_second = 10\nmetrics_on_data_port = true\n";
+    let server = Server::relay(&["--workers", "1"], Some(config));
+    let addr = server.addr;
+    let mut sub = Raw::subscribe(addr, "A");
+    for _ in 0..50 {
+        sub.send(0x81, br#"{"op":"stats"}"#);
+    }
+    let mut replies = Vec::new();
+    sub.s
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while let Some((_, r)) = sub.recv_or_timeout() {
+        replies.push(String::from_utf8(r).unwrap());
+    }
+    let errors: Vec<_> = replies.iter().filter(|r| r.contains("\"error\"")).collect();
+    assert_eq!(replies.len(), 11, "ten answered, one error: {replies:?}");
+    assert!(
+        errors.len() == 1 && errors[0].contains("at most 10 control messages a second"),
+        "{errors:?}"
+    );
+    wait_metric(addr, None, &hits("max_control_per_second"), |n| n == 40);
+    std::thread::sleep(Duration::from_millis(1_100));
+    sub.s
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    sub.send(0x81, br#"{"op":"subscribe","topics":["T"]}"#);
+    let (_, r) = sub.recv().expect("answered again the next second");
+    assert!(String::from_utf8_lossy(&r).contains("subscribed"));
+    assert_still_served(addr, 1);
+}
+
+/// The relay-wide subscription budget: subscriptions over all connections past
+/// `max_subscription_bytes` are refused with an error (counted) and change nothing;
+/// a connection that leaves gives its share back.
+#[test]
+fn the_relay_wide_subscription_budget_is_enforced() {
+    // Each subscription to a one-letter topic counts 65 bytes: room for four.
+    let config = "max_subscription_bytes = 260\nmetrics_on_data_port = true\n";
+    let server = Server::relay(&["--workers", "2"], Some(config));
+    let addr = server.addr;
+    let first = Raw::subscribe(addr, "A,B");
+    let mut second = Raw::subscribe(addr, "C");
+    second.send(0x81, br#"{"op":"subscribe","topics":["D","E"]}"#);
+    let (_, r) = second.recv().expect("a reply");
+    let r = String::from_utf8_lossy(&r).into_owned();
+    assert!(r.contains("error") && r.contains("budget"), "{r}");
+    second.send(0x81, br#"{"op":"subscribe","topics":["D"]}"#);
+    let (_, r) = second.recv().expect("a reply");
+    assert!(String::from_utf8_lossy(&r).contains("subscribed"));
+    wait_metric(addr, None, &hits("max_subscription_bytes"), |n| n == 1);
+    drop(first);
+    std::thread::sleep(Duration::from_millis(200));
+    second.send(0x81, br#"{"op":"subscribe","topics":["E","F"]}"#);
+    let (_, r) = second.recv().expect("a reply");
+    assert!(String::from_utf8_lossy(&r).contains("subscribed"));
+}

@@ -73,6 +73,13 @@ pub struct Config {
     /// Topics one subscriber may hold at once; also the most topics one control
     /// message may name (checked before any other work on it).
     pub max_subscriptions: usize,
+    /// Subscription state over the whole relay, bytes: each subscription (a topic held
+    /// by a connection) counts its topic's length plus 64; past it, a subscribe request
+    /// gets an error and changes nothing.
+    pub max_subscription_bytes: usize,
+    /// Control messages a subscriber may send a second; more are ignored unparsed
+    /// (counted; one error reply a second).
+    pub max_control_per_second: u32,
     /// Longest topic name, in bytes (a publisher's message whose topic is longer is
     /// dropped and counted; a subscription to one is refused).
     pub max_topic_bytes: usize,
@@ -189,6 +196,8 @@ impl Default for Config {
             max_fragments: 1024,
             max_control_bytes: 64 << 10,
             max_subscriptions: 1024,
+            max_subscription_bytes: 128 << 20,
+            max_control_per_second: 100,
             max_topic_bytes: 256,
             max_drop_topics: 1024,
             last_value_max_topics: 10_000,
@@ -390,7 +399,7 @@ impl Config {
                 }
             }
         }
-        let positive: [(&'static str, u64); 17] = [
+        let positive: [(&'static str, u64); 19] = [
             ("queue_max_messages", self.queue_max_messages as u64),
             ("queue_max_bytes", self.queue_max_bytes as u64),
             ("keepalive_interval_ms", self.keepalive_interval_ms),
@@ -399,6 +408,11 @@ impl Config {
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("max_subscriptions", self.max_subscriptions as u64),
+            ("max_subscription_bytes", self.max_subscription_bytes as u64),
+            (
+                "max_control_per_second",
+                u64::from(self.max_control_per_second),
+            ),
             ("max_fragments", self.max_fragments as u64),
             ("max_control_bytes", self.max_control_bytes as u64),
             ("max_topic_bytes", self.max_topic_bytes as u64),
@@ -511,6 +525,7 @@ impl Config {
         crate::relay::core::control::ControlLimits {
             max_topics: self.max_subscriptions,
             max_topic_bytes: self.max_topic_bytes,
+            max_per_second: self.max_control_per_second,
         }
     }
 

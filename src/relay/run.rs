@@ -23,6 +23,7 @@ use crate::metrics::Hop;
 use crate::metrics::{health, status};
 use crate::relay::access::admission::Admission;
 use crate::relay::config::Config;
+use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::core::routing::MAX_WORKERS;
 use crate::relay::feed::plan::{plan_feeds, FeedPlan};
 use crate::relay::reload::{reload_on_sighup, ReloadError, ReloadableSettings};
@@ -287,6 +288,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     );
     let admission = Admission::new(config.admission_limits());
     let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscription_budget = SubscriptionBudget::new(config.max_subscription_bytes);
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     let summaries = run_workers_with(
         map,
@@ -308,6 +310,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
                 shutdown: shutdown.clone(),
                 settings: Arc::clone(&settings),
                 deflate_demand: Arc::clone(&deflate_demand),
+                subscription_budget: Arc::clone(&subscription_budget),
                 nats,
             });
             if let Some(hook) = on_worker_start {

@@ -11,7 +11,7 @@
 //! period, so its memory and descriptor come back.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -24,6 +24,7 @@ use crate::io::shutdown::Shutdown;
 use crate::metrics::now_ns;
 use crate::relay::access::jwt::SubscriberGrant;
 use crate::relay::access::revocation::{Credential, Held};
+use crate::relay::conn::per_second::{PerSecond, Verdict};
 use crate::relay::core::compression::{Demand, FrameCompressor};
 use crate::relay::core::control::{self, control_frame, Control};
 use crate::relay::core::routing::SubId;
@@ -77,7 +78,8 @@ pub(in crate::relay) async fn serve(
         id,
         writer: Rc::clone(&writer),
         grant,
-        refreshes: (None, 0),
+        refreshes: PerSecond::default(),
+        controls: PerSecond::default(),
     };
     if matches!(&first, Control::Subscribe(topics, _) if !topics.is_empty()) {
         service.control(first);
@@ -164,8 +166,10 @@ struct Subscriber {
     writer: Rc<SubWriter>,
     /// What its token allows (`None`: no `[jwt]`, any topic).
     grant: Option<SubscriberGrant>,
-    /// The current one-second window of `refresh` requests: when it began, how many.
-    refreshes: (Option<Instant>, u32),
+    /// `refresh` requests in the current second.
+    refreshes: PerSecond,
+    /// Control messages in the current second.
+    controls: PerSecond,
 }
 
 /// `refresh` requests a subscriber may send per second; more get an error without
@@ -225,16 +229,11 @@ impl Subscriber {
     /// every current subscription replaces the old one; otherwise an error and the
     /// old token stays in force.
     fn refresh(&mut self, token: &str) {
-        let now = Instant::now();
-        let (start, n) = &mut self.refreshes;
-        if start.map_or(true, |s| {
-            now.saturating_duration_since(s) >= Duration::from_secs(1)
-        }) {
-            *start = Some(now);
-            *n = 0;
-        }
-        *n += 1;
-        if *n > MAX_REFRESHES_PER_SECOND {
+        if self
+            .refreshes
+            .count(Instant::now(), MAX_REFRESHES_PER_SECOND)
+            != Verdict::Allowed
+        {
             self.ctx.shard.borrow_mut().stats.refreshes_refused += 1;
             return self.reply_error(&format!(
                 "refresh: at most {MAX_REFRESHES_PER_SECOND} a second"
@@ -289,6 +288,20 @@ impl Service for Subscriber {
         _compressed: Option<&[u8]>,
         _reply: &mut Reply,
     ) {
+        // Counted before any parsing: a flood costs the worker as little as possible.
+        let max = self.ctx.control.max_per_second;
+        match self.controls.count(Instant::now(), max) {
+            Verdict::Allowed => {}
+            verdict => {
+                self.ctx.shard.borrow_mut().stats.controls_refused += 1;
+                if verdict == Verdict::FirstRefused {
+                    self.reply_error(&format!(
+                        "at most {max} control messages a second; more are ignored"
+                    ));
+                }
+                return;
+            }
+        }
         let parsed = match kind {
             MessageKind::Binary => Err("control messages are JSON text".to_owned()),
             MessageKind::Text => control::parse(payload, self.ctx.control),

@@ -28,6 +28,9 @@ pub struct ControlLimits {
     pub max_topics: usize,
     /// Longest topic name, bytes.
     pub max_topic_bytes: usize,
+    /// Control messages one connection may send a second; more are ignored (counted,
+    /// one error reply a second).
+    pub max_per_second: u32,
 }
 
 impl Default for ControlLimits {
@@ -35,6 +38,7 @@ impl Default for ControlLimits {
         ControlLimits {
             max_topics: 1024,
             max_topic_bytes: 256,
+            max_per_second: 100,
         }
     }
 }
@@ -234,6 +238,7 @@ mod tests {
     const L: ControlLimits = ControlLimits {
         max_topics: 4,
         max_topic_bytes: 8,
+        max_per_second: 100,
     };
 
     #[test]

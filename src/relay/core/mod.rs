@@ -6,6 +6,7 @@
 //!
 //! - [`shard`]: one worker's share of the routing state, its queues and counters.
 //! - [`routing`]: which subscribers want a topic, here and on other workers.
+//! - [`budget`]: the relay-wide budget of subscription state.
 //! - [`queue`]: a subscriber's bounded queue and slow-consumer policies.
 //! - [`last_value`], [`snapshot`]: the last message of each topic, and a subscription
 //!   that starts with them.
@@ -16,6 +17,7 @@
 //! - [`events`]: the relay's own events (`stale`, `live`, `gap`) as JSON.
 
 pub mod arena;
+pub mod budget;
 pub mod compression;
 pub mod control;
 pub mod events;

@@ -217,6 +217,7 @@ mod tests {
                 policy: SlowConsumerPolicy::Drop,
                 topic_policies: Default::default(),
                 max_subscriptions: 8,
+                subscription_budget: crate::relay::core::budget::SubscriptionBudget::new(1 << 20),
                 max_drop_topics: 8,
                 last_value_max_topics: 8,
                 last_value_max_bytes: 1 << 16,

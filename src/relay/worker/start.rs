@@ -17,6 +17,7 @@ use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
 use crate::relay::access::admission::Admission;
 use crate::relay::config::Config;
+use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::feed::line::run_line_supervised;
 use crate::relay::feed::plan::{start_group, FeedPlan};
 use crate::relay::reload::ReloadableSettings;
@@ -45,6 +46,8 @@ pub(in crate::relay) struct WorkerSetup {
     pub settings: Arc<ReloadableSettings>,
     /// Subscribers, over all workers, that take shared compressed frames.
     pub deflate_demand: Arc<AtomicUsize>,
+    /// Subscription state over all workers.
+    pub subscription_budget: Arc<SubscriptionBudget>,
     /// Its ends of the NATS hand-offs (`[nats]`).
     pub nats: WorkerNats,
 }
@@ -64,12 +67,14 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         mut shutdown,
         settings,
         deflate_demand,
+        subscription_budget,
         nats,
     } = setup;
     let shared = Shared {
         admission,
         settings,
         deflate_demand,
+        subscription_budget,
         nats,
     };
     let ctx = Rc::new(new_ctx(id, workers, links, &config, shared, metrics)?);

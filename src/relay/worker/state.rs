@@ -26,6 +26,7 @@ use crate::relay::access::revocation::Held;
 use crate::relay::config::Config;
 use crate::relay::conn::sub_writer::SubWriter;
 use crate::relay::core::arena::FrameArena;
+use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::core::compression::{CompressionConfig, CompressionStats, MessageCompressor};
 use crate::relay::core::control::ControlLimits;
 use crate::relay::core::routing::{SubId, WorkerMask};
@@ -255,6 +256,7 @@ pub(super) struct Shared {
     pub(super) admission: Arc<Admission>,
     pub(super) settings: Arc<ReloadableSettings>,
     pub(super) deflate_demand: Arc<AtomicUsize>,
+    pub(super) subscription_budget: Arc<SubscriptionBudget>,
     pub(super) nats: WorkerNats,
 }
 
@@ -271,6 +273,7 @@ pub(super) fn new_ctx(
         admission,
         settings: live_settings,
         deflate_demand,
+        subscription_budget,
         nats,
     } = shared;
     let compression = config.compression.clone();
@@ -285,6 +288,7 @@ pub(super) fn new_ctx(
         policy: config.slow_consumer,
         topic_policies: (*live_settings.topic_policies()).clone(),
         max_subscriptions: config.max_subscriptions,
+        subscription_budget,
         max_drop_topics: config.max_drop_topics,
         last_value_max_topics: config.last_value_max_topics,
         last_value_max_bytes: config.last_value_max_bytes,

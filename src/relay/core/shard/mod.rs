@@ -7,9 +7,11 @@
 //! locks; each worker owns one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::core::control::WILDCARD;
 use crate::relay::core::last_value::LastValues;
 use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
@@ -34,6 +36,8 @@ pub struct ShardSettings {
     pub topic_policies: HashMap<Bytes, SlowConsumerPolicy>,
     /// Topics per subscriber.
     pub max_subscriptions: usize,
+    /// Subscription state over all workers (shared by their shards).
+    pub subscription_budget: Arc<SubscriptionBudget>,
     /// Topics with their own drop counter.
     pub max_drop_topics: usize,
     /// Topics the last-value cache holds at most (0: no cache, no snapshots).
@@ -196,6 +200,8 @@ impl Shard {
         let Some(sub) = self.subs.get_mut(id).and_then(Option::take) else {
             return;
         };
+        let budget = &self.settings.subscription_budget;
+        budget.give_back(SubscriptionBudget::cost(&sub.topics));
         for interest in sub.topics {
             if self.routing.unsubscribe(id, &interest) {
                 self.outbox_interest(interest, false, None);
@@ -240,6 +246,14 @@ impl Shard {
         if sub.topics.len() + new.len() > max {
             self.stats.refused_subscriptions += 1;
             return Err(over());
+        }
+        let budget = &self.settings.subscription_budget;
+        if !budget.try_take(SubscriptionBudget::cost(&new)) {
+            self.stats.subscription_budget_refused += 1;
+            return Err(format!(
+                "the relay's subscription state is at its budget ({} bytes); try later",
+                budget.max()
+            ));
         }
         sub.generation += 1;
         let generation = sub.generation;
@@ -338,6 +352,8 @@ impl Shard {
         for t in topics {
             let interest = interest_of(t);
             if sub.topics.remove(&interest) {
+                let cost = SubscriptionBudget::cost([&interest]);
+                self.settings.subscription_budget.give_back(cost);
                 if interest == Interest::All {
                     sub.wildcard = false;
                 }

@@ -51,6 +51,10 @@ pub struct ShardStats {
     pub last_value_refused: u64,
     /// `refresh` requests past a subscriber's per-second budget, refused unverified.
     pub refreshes_refused: u64,
+    /// Control messages past a subscriber's per-second budget, ignored unparsed.
+    pub controls_refused: u64,
+    /// Subscribe requests refused because the relay-wide subscription budget is spent.
+    pub subscription_budget_refused: u64,
 }
 
 impl ShardStats {
@@ -77,6 +81,8 @@ impl ShardStats {
             ("max_drop_topics", self.drops_other_topics),
             ("last_value_max", self.last_value_refused),
             ("max_refreshes_per_second", self.refreshes_refused),
+            ("max_control_per_second", self.controls_refused),
+            ("max_subscription_bytes", self.subscription_budget_refused),
         ]
     }
 
@@ -113,6 +119,8 @@ impl ShardStats {
         self.events += other.events;
         self.last_value_refused += other.last_value_refused;
         self.refreshes_refused += other.refreshes_refused;
+        self.controls_refused += other.controls_refused;
+        self.subscription_budget_refused += other.subscription_budget_refused;
         for (t, n) in &other.drops_by_topic {
             *self.drops_by_topic.entry(t.clone()).or_default() += n;
         }

@@ -12,6 +12,7 @@ fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
         policy,
         topic_policies: HashMap::new(),
         max_subscriptions: 3,
+        subscription_budget: crate::relay::core::budget::SubscriptionBudget::new(1 << 20),
         max_drop_topics: 2,
         last_value_max_topics: 16,
         last_value_max_bytes: 1 << 16,
@@ -90,6 +91,44 @@ fn subscription_limit_is_enforced() {
         s.subscribe(a, &strs(&["A"]), Bytes::new(), false).is_ok(),
         "already held"
     );
+}
+
+/// The relay-wide budget is shared by every shard holding it: two subscribers on two
+/// shards fill it, a third request is refused (counted) and changes nothing, and what
+/// an unsubscribe or a departure gives back can be taken again.
+#[test]
+fn the_relay_wide_subscription_budget_holds_over_shards() {
+    use crate::relay::core::budget::{SubscriptionBudget, SUBSCRIPTION_OVERHEAD};
+    let one = 1 + SUBSCRIPTION_OVERHEAD;
+    let budget = SubscriptionBudget::new(4 * one);
+    let with_budget = || ShardSettings {
+        subscription_budget: Arc::clone(&budget),
+        ..settings(100, SlowConsumerPolicy::Drop)
+    };
+    let (mut s0, mut s1) = (
+        Shard::new(0, 2, with_budget()),
+        Shard::new(1, 2, with_budget()),
+    );
+    let (a, b) = (
+        s0.add_subscriber(false, true),
+        s1.add_subscriber(false, true),
+    );
+    assert!(s0
+        .subscribe(a, &strs(&["A", "B"]), Bytes::new(), false)
+        .is_ok());
+    assert!(s1
+        .subscribe(b, &strs(&["C", "D"]), Bytes::new(), false)
+        .is_ok());
+    let refused = s1.subscribe(b, &strs(&["E"]), Bytes::new(), false);
+    assert!(refused.unwrap_err().contains("budget"));
+    assert_eq!(s1.stats.subscription_budget_refused, 1);
+    assert_eq!(s1.subscriber_topics(b).len(), 2, "nothing changed");
+    s0.unsubscribe(a, &strs(&["A"]), Bytes::new());
+    assert!(s1.subscribe(b, &strs(&["E"]), Bytes::new(), false).is_ok());
+    s0.remove_subscriber(a);
+    assert_eq!(budget.used(), 3 * one);
+    s1.remove_subscriber(b);
+    assert_eq!(budget.used(), 0);
 }
 
 #[test]
