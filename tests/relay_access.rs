@@ -458,3 +458,84 @@ fn refused_handshakes_are_logged_but_a_flood_is_not() {
     );
     assert!(!log.contains(GUESS), "no token in the log");
 }
+
+/// `metrics_token`: `/metrics`, `/subscribers` and the status page need it (bearer
+/// header or `?token=`), on the metrics listener and on the data port; the probes
+/// need none; a reload replaces it; with it, metrics beyond loopback may start.
+#[test]
+fn the_metrics_paths_need_the_metrics_token_when_one_is_set() {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let config = format!("metrics_on_data_port = true\nmetrics_token = \"{TOKEN}\"\n");
+    let server = Server::relay(
+        &["--workers", "1", "--metrics", "127.0.0.1:0"],
+        Some(&config),
+    );
+    let metrics = common::printed_addr(&server, "metrics on http://");
+    let get = |addr, path: &str, header: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        std::io::Write::write_fmt(
+            &mut s,
+            format_args!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"),
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out
+    };
+    let status = |r: String| r.split(' ').nth(1).unwrap_or("").to_owned();
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    for addr in [metrics, server.addr] {
+        assert_eq!(status(get(addr, "/metrics", "")), "401");
+        assert_eq!(
+            status(get(addr, "/metrics", &bearer("wrong-token-0123456789"))),
+            "401"
+        );
+        assert_eq!(status(get(addr, "/metrics", &bearer(TOKEN))), "200");
+        assert_eq!(
+            status(get(addr, &format!("/metrics?token={TOKEN}"), "")),
+            "200"
+        );
+    }
+    for path in ["/subscribers", "/status", "/status.json"] {
+        assert_eq!(status(get(metrics, path, "")), "401", "{path}");
+        assert_eq!(status(get(metrics, path, &bearer(TOKEN))), "200", "{path}");
+    }
+    assert_eq!(status(get(metrics, "/healthz", "")), "200");
+    // A reload replaces it.
+    const NEW: &str = "rotated-metrics-token-987";
+    let path = server.config_file().unwrap().to_owned();
+    std::fs::write(&path, config.replace(TOKEN, NEW)).unwrap();
+    server.hangup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", std::time::Duration::from_secs(5)));
+    assert_eq!(status(get(metrics, "/metrics", &bearer(TOKEN))), "401");
+    assert_eq!(status(get(metrics, "/metrics", &bearer(NEW))), "200");
+    // Beyond loopback, the token closes the metrics role: it starts.
+    let dir = common::TempDir::new("metrics-token");
+    let open = dir.join("open.toml");
+    std::fs::write(
+        &open,
+        format!("allow_anonymous = [\"publish\", \"subscribe\"]\nmetrics_token = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let args = |p: &std::path::Path| {
+        common::feedrelay([
+            "run",
+            "--listen",
+            "0.0.0.0:0",
+            "--metrics",
+            "0.0.0.0:0",
+            "--print-config",
+            "--config",
+            p.to_str().unwrap(),
+        ])
+    };
+    common::succeeded(&args(&open));
+    std::fs::write(&open, "allow_anonymous = [\"publish\", \"subscribe\"]\n").unwrap();
+    let out = args(&open);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metrics_token"));
+    std::fs::write(&open, "allow_anonymous = true\nmetrics_token = \"short\"\n").unwrap();
+    let out = args(&open);
+    assert_eq!(out.status.code(), Some(2), "a short token is refused");
+}

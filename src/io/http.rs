@@ -1,12 +1,18 @@
 //! Plain HTTP/1.1 `GET`s beside WebSocket: the few endpoints a relay serves to
 //! scrapers (`/metrics`), on the data port or on an address of their own.
 //!
-//! [`serve`] answers on a thread of its own, off the workers, one short connection at a
-//! time, each bounded in time and size: a scraper that trickles its request or stops
-//! reading cannot hold the thread for more than [`REQUEST_TIMEOUT`].
+//! [`serve`] answers off the workers: one accepting thread, and a short-lived thread
+//! per connection, at most [`MAX_CONCURRENT`] at once (more are answered 503 at once),
+//! each bounded in time and size: a scraper that trickles its request or stops reading
+//! holds its own thread for at most [`REQUEST_TIMEOUT`], never the others'.
+//!
+//! A request's credential ([`PlainGet::token`]: `Authorization: Bearer T`, or
+//! `?token=T` for a browser) is handed to the handler, which decides.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::IoError;
@@ -17,9 +23,21 @@ pub const MAX_REQUEST_BYTES: usize = 8192;
 /// A request must arrive, and its answer be written, within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The path (without query) of a complete plain `GET` (not a WebSocket upgrade) at the
-/// start of `buf`; `None` if it is anything else or not complete.
-pub fn plain_get_path(buf: &[u8]) -> Option<String> {
+/// Connections answered at once; more are answered 503 on the spot.
+pub const MAX_CONCURRENT: usize = 8;
+
+/// A plain `GET`: its path (without the query) and the credential it presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainGet {
+    /// The path.
+    pub path: String,
+    /// `Authorization: Bearer T`, or else the `token` query parameter.
+    pub token: Option<String>,
+}
+
+/// The complete plain `GET` (not a WebSocket upgrade) at the start of `buf`; `None` if
+/// it is anything else or not complete.
+pub fn plain_get(buf: &[u8]) -> Option<PlainGet> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -34,7 +52,27 @@ pub fn plain_get_path(buf: &[u8]) -> Option<String> {
         return None;
     }
     let target = req.path?;
-    Some(target.split('?').next().unwrap_or(target).to_owned())
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let bearer = req.headers.iter().find_map(|h| {
+        if !h.name.eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        let v = std::str::from_utf8(h.value).ok()?;
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    });
+    let in_query = || {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_owned)
+    };
+    Some(PlainGet {
+        path: path.to_owned(),
+        token: bearer.or_else(in_query),
+    })
 }
 
 /// Writes a `200 OK` with `body` that closes the connection.
@@ -79,6 +117,15 @@ impl Reply {
         }
     }
 
+    /// `401 Unauthorized`: the path needs a credential this request did not present.
+    pub fn unauthorized() -> Reply {
+        Reply {
+            status: 401,
+            content_type: "text/plain",
+            body: "this path needs `Authorization: Bearer TOKEN` (or ?token=TOKEN)\n".into(),
+        }
+    }
+
     /// `503 Service Unavailable` with `body` (a probe that should not pass).
     pub fn unavailable(content_type: &'static str, body: String) -> Reply {
         Reply {
@@ -88,17 +135,19 @@ impl Reply {
         }
     }
 
-    fn phrase(&self) -> &'static str {
+    /// The reason phrase of its status.
+    pub fn phrase(&self) -> &'static str {
         match self.status {
             200 => "OK",
+            401 => "Unauthorized",
             503 => "Service Unavailable",
             _ => "",
         }
     }
 }
 
-/// What a plain endpoint answers for a path, or `None` for 404.
-pub type Handler = dyn Fn(&str) -> Option<Reply> + Send + Sync;
+/// What a plain endpoint answers for a request, or `None` for 404.
+pub type Handler = dyn Fn(&PlainGet) -> Option<Reply> + Send + Sync;
 
 /// Serves plain `GET`s on `addr` from a thread named `name`, answering each path with
 /// `handler`; returns the bound address.
@@ -107,12 +156,15 @@ pub fn serve(addr: SocketAddr, name: &str, handler: Box<Handler>) -> Result<Sock
     let local = listener
         .local_addr()
         .map_err(|e| IoError::op("listen on", addr, e))?;
+    let handler: Arc<Handler> = Arc::from(handler);
+    let busy = Arc::new(AtomicUsize::new(0));
+    let worker_name = format!("{name}-conn");
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
-                    Ok(conn) => answer(conn, &*handler),
+                    Ok(conn) => dispatch(conn, &handler, &busy, &worker_name),
                     // EMFILE and the like: pause, the connections in the backlog wait.
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -120,6 +172,37 @@ pub fn serve(addr: SocketAddr, name: &str, handler: Box<Handler>) -> Result<Sock
         })
         .map_err(|e| IoError::op("spawn thread for", name, e))?;
     Ok(local)
+}
+
+/// Answers `conn` on a thread of its own, or 503 at once when [`MAX_CONCURRENT`] are
+/// being answered already.
+fn dispatch(
+    mut conn: std::net::TcpStream,
+    handler: &Arc<Handler>,
+    busy: &Arc<AtomicUsize>,
+    name: &str,
+) {
+    let refuse = |conn: &mut std::net::TcpStream| {
+        let mut out = Vec::new();
+        let body = "busy: too many requests at once\n";
+        write_response(503, "Service Unavailable", "text/plain", body, &mut out);
+        let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = conn.write_all(&out);
+    };
+    if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
+        busy.fetch_sub(1, Ordering::AcqRel);
+        return refuse(&mut conn);
+    }
+    let (handler, done) = (Arc::clone(handler), Arc::clone(busy));
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            answer(conn, &*handler);
+            done.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Reads one request (bounded in size and time) and answers it.
@@ -143,7 +226,7 @@ fn answer(mut conn: std::net::TcpStream, handler: &Handler) {
         }
     };
     let mut out = Vec::new();
-    match (complete, plain_get_path(&buf)) {
+    match (complete, plain_get(&buf)) {
         (false, _) if buf.len() >= MAX_REQUEST_BYTES => write_response(
             431,
             "Request Header Fields Too Large",
@@ -152,7 +235,7 @@ fn answer(mut conn: std::net::TcpStream, handler: &Handler) {
             &mut out,
         ),
         (false, _) => return,
-        (true, Some(path)) => match handler(&path) {
+        (true, Some(get)) => match handler(&get) {
             Some(r) => write_response(r.status, r.phrase(), r.content_type, &r.body, &mut out),
             None => write_response(404, "Not Found", "text/plain", "no such path\n", &mut out),
         },
@@ -184,14 +267,29 @@ mod tests {
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),
             "test-http",
-            Box::new(|p| (p == "/metrics").then(|| Reply::ok("text/plain", "x 1\n".to_owned()))),
+            Box::new(|g| {
+                (g.path == "/metrics").then(|| match g.token.as_deref() {
+                    Some("t0k") => Reply::ok("text/plain", "x 1\n".to_owned()),
+                    _ => Reply::unauthorized(),
+                })
+            }),
         )
         .unwrap();
-        let ok = get(addr, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        let ok = get(
+            addr,
+            b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t0k\r\n\r\n",
+        );
         assert!(
             ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("x 1\n"),
             "{ok}"
         );
+        let by_query = get(
+            addr,
+            b"GET /metrics?x=1&token=t0k HTTP/1.1\r\nHost: a\r\n\r\n",
+        );
+        assert!(by_query.starts_with("HTTP/1.1 200 OK"), "{by_query}");
+        let without = get(addr, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(without.starts_with("HTTP/1.1 401"), "{without}");
         let missing = get(addr, b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
         let post = get(addr, b"POST /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -200,20 +298,53 @@ mod tests {
         assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
     }
 
+    /// A client that never sends its request holds only its own thread: others are
+    /// answered meanwhile; past [`MAX_CONCURRENT`] silent ones, a request gets 503 at
+    /// once rather than waiting.
+    #[test]
+    fn a_silent_client_does_not_hold_the_others() {
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            "test-http-2",
+            Box::new(|_| Some(Reply::ok("text/plain", "y\n".to_owned()))),
+        )
+        .unwrap();
+        let silent: Vec<_> = (0..MAX_CONCURRENT - 1)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        let ok = get(addr, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let more: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let busy = get(addr, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        drop((silent, more));
+    }
+
     #[test]
     fn plain_get_is_told_apart_from_an_upgrade() {
+        let path = |b: &[u8]| plain_get(b).map(|g| g.path);
         assert_eq!(
-            plain_get_path(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            path(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
             Some("/metrics".into())
         );
         let upgrade =
             b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-        assert_eq!(plain_get_path(upgrade), None);
+        assert_eq!(path(upgrade), None);
         assert_eq!(
-            plain_get_path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+            path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
             None,
             "incomplete"
         );
-        assert_eq!(plain_get_path(b"POST /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(path(b"POST /metrics HTTP/1.1\r\n\r\n"), None);
     }
 }

@@ -15,6 +15,7 @@ pub use crate::io::idle::IdleMode;
 use crate::relay::access::exposure::{AnonymousRoles, Exposure};
 use crate::relay::access::jwt::JwtConfig;
 use crate::relay::access::rules::{self, AccessError, PublisherTokenConfig};
+use crate::relay::access::secret::Secret;
 use crate::relay::core::compression::CompressionConfig;
 use crate::relay::core::queue::{QueueLimits, SlowConsumerPolicy};
 use crate::relay::core::routing::MAX_WORKERS;
@@ -144,6 +145,15 @@ pub struct Config {
     /// claim bounds what they may subscribe to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
+    /// The bearer token `/metrics`, `/subscribers` and the status page need (given as
+    /// `Authorization: Bearer T` or `?token=T`); `/healthz` and `/readyz` need none.
+    /// Re-read on SIGHUP. Unset: those paths are served to anyone who reaches them,
+    /// which beyond loopback must be named in `allow_anonymous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
+    /// A file holding `metrics_token` (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Record per-hop latency histograms (and serve `GET /metrics` where configured).
     pub metrics: bool,
     /// Also answer `GET /metrics` on the data port (`listen`), not only on
@@ -217,6 +227,8 @@ impl Default for Config {
             tls_key_file: None,
             allowed_origins: Vec::new(),
             publisher_tokens: Vec::new(),
+            metrics_token: None,
+            metrics_token_file: None,
             allow_anonymous: AnonymousRoles::default(),
             jwt: None,
             metrics: true,
@@ -315,6 +327,12 @@ impl Config {
         }
         rules::read_token_files(&mut config.publisher_tokens, dir)
             .map_err(|e| access_error(origin, e))?;
+        if let Some(file) = &config.metrics_token_file {
+            config.metrics_token = Some(
+                rules::read_metrics_token(config.metrics_token.is_some(), &dir.join(file))
+                    .map_err(|e| access_error(origin, e))?,
+            );
+        }
         if let Some(jwt) = &mut config.jwt {
             jwt.read_key(dir).map_err(|e| ConfigError::Invalid {
                 path: origin.to_owned(),
@@ -467,6 +485,7 @@ impl Config {
             &self.allowed_origins,
             &self.publisher_tokens,
             self.jwt.as_ref(),
+            self.metrics_token.as_ref(),
         )
         .map_err(|e| access_error(origin, e))
     }
@@ -492,6 +511,7 @@ impl Config {
             &self.publisher_tokens,
             self.jwt.as_ref(),
         )
+        .with_metrics_token(self.metrics_token.clone())
     }
 
     /// The effective configuration as TOML (for `--print-config`).

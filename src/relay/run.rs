@@ -149,7 +149,7 @@ pub fn run(
     };
     let link = collector.as_ref().map(MetricsLink::new);
     if let (Some(addr), Some(c)) = (config.metrics_listen, collector.as_ref()) {
-        let local = serve_metrics_http(addr, c)?;
+        let local = serve_metrics_http(addr, c, Arc::clone(&settings))?;
         say(&format!(
             "metrics on http://{local}/metrics, subscribers on http://{local}/subscribers, health on http://{local}/healthz and /readyz, status page on http://{local}/status"
         ));
@@ -329,49 +329,64 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
 
 /// Serves the metrics listener's paths from the collector's snapshot: `/metrics`,
 /// `/subscribers`, `/healthz` and `/readyz` (see [`health`]), and the status page
-/// (`/status`, `/status.json`: see [`status`]). Returns the bound address.
-fn serve_metrics_http(addr: SocketAddr, c: &Collector) -> Result<SocketAddr, IoError> {
+/// (`/status`, `/status.json`: see [`status`]). All but the two probes need the
+/// `metrics_token` when one is configured (read from `settings`, so a reload
+/// changes it). Returns the bound address.
+fn serve_metrics_http(
+    addr: SocketAddr,
+    c: &Collector,
+    settings: Arc<ReloadableSettings>,
+) -> Result<SocketAddr, IoError> {
     let rendered = c.rendered();
     let snapshot = c.snapshot();
     let recent = c.recent();
     http::serve(
         addr,
         "feedrelay-metrics-http",
-        Box::new(move |path| match path {
-            "/metrics" => Some(Reply::ok(
-                "text/plain; version=0.0.4",
-                rendered.get().to_string(),
-            )),
-            "/subscribers" => snapshot
-                .lock()
-                .ok()
-                .map(|s| Reply::ok("application/json", subscribers_json(&s))),
-            "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
-            "/status" => Some(Reply::ok(
-                "text/html; charset=utf-8",
-                status::STATUS_HTML.to_owned(),
-            )),
-            "/status.json" => {
-                let s = snapshot.lock().ok()?;
-                let r = recent.lock().ok()?;
-                Some(Reply::ok(
-                    "application/json",
-                    status::status_json(&s, &r, Instant::now()),
-                ))
+        Box::new(move |get| {
+            match get.path.as_str() {
+                "/healthz" | "/readyz" => None,
+                _ if !settings.access().metrics_allowed(get.token.as_deref()) => {
+                    Some(Reply::unauthorized())
+                }
+                _ => None,
             }
-            "/readyz" => {
-                let Ok(s) = snapshot.lock() else {
-                    return Some(Reply::unavailable("text/plain", "no snapshot\n".into()));
-                };
-                let r = health::readiness(&s, Instant::now());
-                drop(s);
-                let body = r.json();
-                Some(match r.ready() {
-                    true => Reply::ok("application/json", body),
-                    false => Reply::unavailable("application/json", body),
-                })
-            }
-            _ => None,
+            .or_else(|| match get.path.as_str() {
+                "/metrics" => Some(Reply::ok(
+                    "text/plain; version=0.0.4",
+                    rendered.get().to_string(),
+                )),
+                "/subscribers" => snapshot
+                    .lock()
+                    .ok()
+                    .map(|s| Reply::ok("application/json", subscribers_json(&s))),
+                "/healthz" => Some(Reply::ok("text/plain", "ok\n".to_owned())),
+                "/status" => Some(Reply::ok(
+                    "text/html; charset=utf-8",
+                    status::STATUS_HTML.to_owned(),
+                )),
+                "/status.json" => {
+                    let s = snapshot.lock().ok()?;
+                    let r = recent.lock().ok()?;
+                    Some(Reply::ok(
+                        "application/json",
+                        status::status_json(&s, &r, Instant::now()),
+                    ))
+                }
+                "/readyz" => {
+                    let Ok(s) = snapshot.lock() else {
+                        return Some(Reply::unavailable("text/plain", "no snapshot\n".into()));
+                    };
+                    let r = health::readiness(&s, Instant::now());
+                    drop(s);
+                    let body = r.json();
+                    Some(match r.ready() {
+                        true => Reply::ok("application/json", body),
+                        false => Reply::unavailable("application/json", body),
+                    })
+                }
+                _ => None,
+            })
         }),
     )
 }

@@ -109,7 +109,7 @@ pub async fn accept_handshake(
     peer: SocketAddr,
     config: &ServerConfig,
     decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
-    plain: impl FnOnce(&str) -> Option<String>,
+    plain: impl FnOnce(&http::PlainGet) -> Option<http::Reply>,
 ) -> Result<Option<(Request, Driver)>, DriverError> {
     let deadline = Instant::now() + config.handshake_timeout;
     accept_handshake_by(stream, peer, config, deadline, decide, plain).await
@@ -120,7 +120,7 @@ pub async fn accept_handshake(
 /// `decide` accepts with the limits the connection runs under (its read buffer is sized
 /// by them: a subscriber that only sends control messages needs a small one) or refuses
 /// with an HTTP status and reason; a plain `GET` (no upgrade) is
-/// answered `200` with the body `plain(path)` gives, if it gives one (`/metrics`).
+/// answered with what `plain(request)` gives, if it gives anything (`/metrics`).
 /// Returns the request and the connection's driver (whose buffer may already hold the
 /// first frames), or `None` if the connection was refused or went away (it has then
 /// been closed).
@@ -130,7 +130,7 @@ pub async fn accept_handshake_by(
     config: &ServerConfig,
     deadline: Instant,
     decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
-    plain: impl FnOnce(&str) -> Option<String>,
+    plain: impl FnOnce(&http::PlainGet) -> Option<http::Reply>,
 ) -> Result<Option<(Request, Driver)>, DriverError> {
     let io = |op, source| DriverError::Io {
         op,
@@ -148,8 +148,14 @@ pub async fn accept_handshake_by(
             }
             Ok(None) => {}
             Err(e) => {
-                match http::plain_get_path(&buf).and_then(|p| plain(&p)) {
-                    Some(body) => http::write_ok("text/plain; version=0.0.4", &body, &mut out),
+                match http::plain_get(&buf).and_then(|g| plain(&g)) {
+                    Some(r) => http::write_response(
+                        r.status,
+                        r.phrase(),
+                        r.content_type,
+                        &r.body,
+                        &mut out,
+                    ),
                     None => {
                         tracing::debug!(%peer, error = %e, "handshake refused");
                         handshake::write_reject(&e, &mut out);

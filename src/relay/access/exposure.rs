@@ -15,7 +15,7 @@ pub enum AccessRole {
     Publish,
     /// `/ws`, snapshots included (subscriber JWTs).
     Subscribe,
-    /// `/metrics` and `/subscribers` (no credential of their own yet).
+    /// `/metrics`, `/subscribers` and the status page (`metrics_token`).
     Metrics,
 }
 
@@ -70,8 +70,13 @@ pub struct Exposure {
 
 impl Exposure {
     /// The roles anyone on the network could take without credentials, and why, given
-    /// whether publisher tokens and subscriber JWTs are configured.
-    pub(super) fn open_roles(&self, tokens: bool, jwt: bool) -> Vec<(AccessRole, String)> {
+    /// whether publisher tokens, subscriber JWTs and a metrics token are configured.
+    pub(super) fn open_roles(
+        &self,
+        tokens: bool,
+        jwt: bool,
+        metrics_token: bool,
+    ) -> Vec<(AccessRole, String)> {
         let mut open = Vec::new();
         if !self.listen.ip().is_loopback() {
             if !tokens {
@@ -83,13 +88,13 @@ impl Exposure {
                 open.push((AccessRole::Subscribe, why));
             }
         }
-        if let Some(at) = self
+        let exposed = self
             .metrics
             .iter()
             .flatten()
-            .find(|a| !a.ip().is_loopback())
-        {
-            let why = format!("/metrics and /subscribers are served on {at}");
+            .find(|a| !a.ip().is_loopback());
+        if let (Some(at), false) = (exposed, metrics_token) {
+            let why = format!("/metrics and /subscribers are served on {at} with no metrics_token");
             open.push((AccessRole::Metrics, why));
         }
         open

@@ -95,6 +95,28 @@ pub fn read_token_files(
     Ok(())
 }
 
+/// Reads `metrics_token_file` (`inline`: `metrics_token` was given too, an error).
+pub fn read_metrics_token(inline: bool, path: &Path) -> Result<Secret, AccessError> {
+    if inline {
+        return Err(AccessError::Invalid(
+            "metrics_token",
+            "give `metrics_token` or `metrics_token_file`, not both".into(),
+        ));
+    }
+    let text = read_secret_file(path).map_err(|source| AccessError::TokenFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Secret::new(text.trim()))
+}
+
+/// Whether `secret` is a usable token: [`MIN_TOKEN_BYTES`]..=[`MAX_TOKEN_BYTES`] of
+/// URL-safe characters (so it can go in a query unencoded).
+fn is_usable_token(secret: &[u8]) -> bool {
+    (MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&secret.len())
+        && secret.iter().all(|&b| is_url_safe(b))
+}
+
 /// Checks the access settings: origins well formed, every token usable and unique,
 /// every pattern valid, and no role open beyond loopback unless `anonymous` names it.
 pub fn validate(
@@ -103,7 +125,14 @@ pub fn validate(
     origins: &[String],
     tokens: &[PublisherTokenConfig],
     jwt: Option<&JwtConfig>,
+    metrics_token: Option<&Secret>,
 ) -> Result<(), AccessError> {
+    if metrics_token.is_some_and(|t| !is_usable_token(t.expose())) {
+        return Err(AccessError::Invalid(
+            "metrics_token",
+            format!("a token is {MIN_TOKEN_BYTES}-{MAX_TOKEN_BYTES} bytes of A-Z a-z 0-9 - . _ ~"),
+        ));
+    }
     if let Some(j) = jwt {
         j.verifier()
             .map_err(|e| AccessError::Invalid("jwt", e.to_string()))?;
@@ -136,9 +165,7 @@ pub fn validate(
                 format!("{name}: needs `token` or `token_file`"),
             );
         };
-        if !(MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&secret.len())
-            || !secret.iter().all(|&b| is_url_safe(b))
-        {
+        if !is_usable_token(secret) {
             return bad(
                 "publisher_tokens.token",
                 format!(
@@ -165,7 +192,7 @@ pub fn validate(
         }
     }
     let refused: Vec<(AccessRole, String)> = exposure
-        .open_roles(!tokens.is_empty(), jwt.is_some())
+        .open_roles(!tokens.is_empty(), jwt.is_some(), metrics_token.is_some())
         .into_iter()
         .filter(|(role, _)| !anonymous.allows(*role))
         .collect();
@@ -266,6 +293,8 @@ pub struct Access {
     /// Publisher tokens; empty: publishers need none.
     grants: Vec<Grant>,
     subscribers: Subscribers,
+    /// The bearer token the metrics paths need; `None`: none.
+    metrics_token: Option<Secret>,
 }
 
 impl Access {
@@ -298,6 +327,25 @@ impl Access {
                     })
                 })
                 .collect(),
+            metrics_token: None,
+        }
+    }
+
+    /// These rules with the metrics paths behind `token` (if any).
+    pub fn with_metrics_token(mut self, token: Option<Secret>) -> Access {
+        self.metrics_token = token;
+        self
+    }
+
+    /// Whether a request for a metrics path presenting `presented` is served: always
+    /// when no metrics token is configured (the start-up check keeps that to loopback
+    /// or `allow_anonymous`), else only with it (compared in time that does not depend
+    /// on where they differ).
+    pub fn metrics_allowed(&self, presented: Option<&str>) -> bool {
+        match (&self.metrics_token, presented) {
+            (None, _) => true,
+            (Some(want), Some(got)) => constant_time_eq(want.expose(), got.as_bytes()),
+            (Some(_), None) => false,
         }
     }
 
@@ -437,7 +485,7 @@ mod tests {
             false => AnonymousRoles::Roles(vec![AccessRole::Subscribe]),
             true => AnonymousRoles::All(true),
         };
-        validate(exposure, &anonymous, origins, tokens, None)
+        validate(exposure, &anonymous, origins, tokens, None, None)
     }
 
     fn open_access(origins: &[String], tokens: &[PublisherTokenConfig]) -> Access {

@@ -10,6 +10,7 @@ use crate::io::driver::server::{
     accept_handshake_by, serve as serve_driver, ServeOptions, Transmit,
 };
 use crate::io::driver::{Driver, DriverError};
+use crate::io::http::Reply;
 use crate::io::ring::TcpStream;
 use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
@@ -186,8 +187,13 @@ async fn handshake(
             side = Some(routed);
             Ok(limits)
         },
-        |path| match (path, &ctx.metrics) {
-            ("/metrics", Some(m)) if ctx.metrics_on_data_port => Some(m.rendered.get().to_string()),
+        |get| match (get.path.as_str(), &ctx.metrics) {
+            ("/metrics", Some(m)) if ctx.metrics_on_data_port => Some(
+                match ctx.settings.access().metrics_allowed(get.token.as_deref()) {
+                    true => Reply::ok("text/plain; version=0.0.4", m.rendered.get().to_string()),
+                    false => Reply::unauthorized(),
+                },
+            ),
             _ => None,
         },
     )
