@@ -601,3 +601,58 @@ fn a_bad_nats_section_is_refused_naming_the_field() {
         "{out}"
     );
 }
+
+/// Imports cannot be forged into silence: a message claiming a genuine origin with
+/// `Feedrelay-Seq` and a payload `seq` of 2^64-1 is relayed and counted as
+/// implausible, and the genuine messages after it are relayed in order, none taken for
+/// late copies (before, every later genuine message was dropped as late).
+#[test]
+fn a_forged_sequence_number_does_not_silence_the_genuine_stream() {
+    let nats = NatsServer::start(0);
+    let r = relay(
+        &[nats.url()],
+        "import = [\"desk.in.>\"]\nsubject_prefix = \"desk\"\nseq_pointer = \"/seq\"",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut sub = Raw::subscribe(r.addr, "X");
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let send = |seq: u64| {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Feedrelay-Origin", "box-a");
+            h.insert("Feedrelay-Seq", seq.to_string().as_str());
+            let body = format!(r#"{{"topic":"X","seq":{seq}}}"#);
+            client.publish_with_headers("desk.in.X", h, body.into())
+        };
+        for seq in (1..=5).chain([u64::MAX]).chain(6..=10) {
+            send(seq).await.unwrap();
+        }
+        client.flush().await.unwrap();
+    });
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        let (_, m) = sub.recv().expect("a message");
+        got.push(String::from_utf8(m).unwrap());
+    }
+    let seqs: Vec<String> = got
+        .iter()
+        .map(|m| {
+            m.trim_end_matches('}')
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (1..=5u64)
+        .chain([u64::MAX])
+        .chain(6..=10)
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(seqs, want);
+    wait_nats(&r, "import_implausible", |n| n == 1);
+    assert_eq!(nats_metric(&r, "import_late"), 0);
+}

@@ -390,7 +390,7 @@ const PER_FEED: [(Metric, FeedValue); 7] = [
 ];
 
 /// The per-group (arbitration) metrics.
-const PER_GROUP: [(Metric, GroupValue); 5] = [
+const PER_GROUP: [(Metric, GroupValue); 6] = [
     (
         (
             "feedrelay_group_forwarded_total",
@@ -422,6 +422,14 @@ const PER_GROUP: [(Metric, GroupValue); 5] = [
             "Messages forwarded unarbitrated: their topic was past the arbiter's limit.",
         ),
         |g| g.untracked,
+    ),
+    (
+        (
+            "feedrelay_group_implausible_total",
+            "counter",
+            "Messages forwarded unarbitrated: their sequence number was too far from the last to believe.",
+        ),
+        |g| g.implausible,
     ),
     (
         (

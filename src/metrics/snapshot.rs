@@ -128,6 +128,9 @@ pub struct GroupCounters {
     pub resets: u64,
     /// Messages forwarded unarbitrated: their topic was past the arbiter's limit.
     pub untracked: u64,
+    /// Messages forwarded unarbitrated: their number was too far from the last to
+    /// believe (a forged or broken source).
+    pub implausible: u64,
     /// Per topic with a gap: sequence numbers missing.
     pub missing_by_topic: Vec<(String, u64)>,
 }

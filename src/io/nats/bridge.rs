@@ -499,6 +499,10 @@ async fn import_loop(w: &ClientLoops, mut ledger: Box<dyn ImportLedger>) {
         {
             match ledger.see(origin, msg.subject.as_str(), seq) {
                 Seen::InOrder | Seen::Untracked | Seen::Restarted => {}
+                Seen::Implausible => {
+                    bump(&counters.import_implausible, 1);
+                    tracing::warn!(subject = %msg.subject, seq, "nats: a sequence number too far from the last to believe; relayed, not counted in order");
+                }
                 Seen::AfterGap(n) => {
                     bump(&counters.import_gap, n);
                     tracing::warn!(subject = %msg.subject, missed = n, "nats: messages never arrived");

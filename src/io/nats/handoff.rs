@@ -48,6 +48,7 @@ pub struct NatsCounters {
     pub(super) import_skipped_own: AtomicU64,
     pub(super) import_gap: AtomicU64,
     pub(super) import_late: AtomicU64,
+    pub(super) import_implausible: AtomicU64,
     pub(super) connects: AtomicU64,
     pub(super) disconnects: AtomicU64,
     pub(super) untracked: AtomicU64,
@@ -89,6 +90,7 @@ impl NatsCounters {
             ("import_skipped_own", get(&self.import_skipped_own)),
             ("import_gap", get(&self.import_gap)),
             ("import_late", get(&self.import_late)),
+            ("import_implausible", get(&self.import_implausible)),
             ("import_duplicates", get(&self.import_duplicates)),
             ("untracked", get(&self.untracked)),
         ]

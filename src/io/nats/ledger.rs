@@ -39,6 +39,9 @@ pub enum Seen {
     Restarted,
     /// Not checked: the book is full.
     Untracked,
+    /// Too far from the last number to believe (forged?): relayed, counted, and the
+    /// last number stays.
+    Implausible,
 }
 
 /// The importing side's book: called on the NATS thread for every imported message

@@ -14,6 +14,7 @@
 //! - [`compression`]: permessage-deflate for relayed messages, compressed once.
 //! - [`control`]: subscribe/unsubscribe requests, the replies and their frames.
 //! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
+//! - [`jump`]: sequence numbers too far from the last one to believe.
 //! - [`events`]: the relay's own events (`stale`, `live`, `gap`) as JSON.
 
 pub mod arena;
@@ -21,6 +22,7 @@ pub mod budget;
 pub mod compression;
 pub mod control;
 pub mod events;
+pub mod jump;
 pub mod last_value;
 pub mod queue;
 pub mod routing;

@@ -5,9 +5,14 @@
 //! than one past the last forwarded is a gap: the missing count is added to the topic's
 //! gap counter (gaps are observed, never invented: a topic's first message sets its
 //! baseline). A line whose own sequence goes backwards within one connection has been
-//! reset at the source; its number becomes the topic's new baseline.
+//! reset at the source; its number becomes the topic's new baseline. A number too far
+//! from the last to believe ([`jump`](crate::relay::core::jump): a forged `u = 2^64-1`)
+//! is forwarded and counted but moves nothing, so it cannot make the genuine messages
+//! after it look like copies.
 
 use std::collections::HashMap;
+
+use crate::relay::core::jump::{Judged, JumpGuard};
 
 /// What the arbiter decided for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,10 @@ pub struct TopicSeq {
     pub gaps: u64,
     /// Times a line's sequence went backwards (source reset).
     pub resets: u64,
+    /// Numbers too far from the last to believe: forwarded, not arbitrated.
+    pub implausible: u64,
+    /// The run of such numbers since the last believable one.
+    guard: JumpGuard,
 }
 
 /// A gap just observed: `from..=to` were never seen.
@@ -111,6 +120,20 @@ impl Arbiter {
             );
             return (Verdict::Forward, None);
         };
+        match t.guard.judge(t.last, seq) {
+            Judged::Plausible => {}
+            Judged::Implausible => {
+                t.implausible += 1;
+                t.forwarded += 1;
+                return (Verdict::Forward, None);
+            }
+            Judged::Rebase => {
+                t.resets += 1;
+                t.last = seq;
+                t.forwarded += 1;
+                return (Verdict::Forward, None);
+            }
+        }
         if reset && seq <= t.last {
             t.resets += 1;
             t.last = seq;
@@ -178,6 +201,7 @@ impl Arbiter {
             sum.missing = sum.missing.saturating_add(t.missing);
             sum.gaps += t.gaps;
             sum.resets += t.resets;
+            sum.implausible += t.implausible;
         }
         sum
     }
@@ -279,5 +303,36 @@ mod tests {
         a.line_reconnected(0);
         assert_eq!(a.check(0, b"T", 1).0, Verdict::Duplicate);
         assert_eq!(a.check(0, b"T", 3).0, Verdict::Forward);
+    }
+
+    /// A forged `u = 2^64-1` on one line cannot make the genuine messages after it
+    /// copies: it is forwarded and counted, the genuine stream goes on arbitrated.
+    #[test]
+    fn a_forged_far_number_silences_nothing() {
+        let mut a = Arbiter::new(3);
+        assert_eq!(a.check(0, b"T", 10).0, Verdict::Forward);
+        assert_eq!(a.check(2, b"T", u64::MAX).0, Verdict::Forward, "passed on");
+        for seq in 11..20 {
+            assert_eq!(a.check(0, b"T", seq).0, Verdict::Forward, "{seq}");
+            assert_eq!(a.check(1, b"T", seq).0, Verdict::Duplicate, "{seq}");
+        }
+        let t = &a.topics()[0].1;
+        assert_eq!((t.last, t.implausible, t.missing), (19, 1, 0));
+        // Even three agreeing forged numbers win the baseline only until the genuine
+        // stream has run three: no genuine message is dropped meanwhile.
+        for f in [u64::MAX - 2, u64::MAX - 1, u64::MAX] {
+            assert_eq!(a.check(2, b"T", f).0, Verdict::Forward);
+        }
+        let forwarded: Vec<_> = (20..26).map(|seq| a.check(0, b"T", seq).0).collect();
+        assert!(
+            forwarded.iter().all(|v| *v == Verdict::Forward),
+            "{forwarded:?}"
+        );
+        assert_eq!(a.topics()[0].1.last, 25);
+        assert_eq!(
+            a.check(1, b"T", 25).0,
+            Verdict::Duplicate,
+            "arbitrated again"
+        );
     }
 }

@@ -5,14 +5,18 @@
 //! subject ([`Numbering`], which also keeps each topic's subject, escaped once); the
 //! importer ([`GapCounter`]) remembers the last number seen per
 //! origin and subject and counts the numbers it never saw (`gap`) and those that came
-//! late or twice (`late`). Both maps are bounded ([`MAX_TRACKED`]): a subject past the
-//! bound goes unnumbered (or unchecked) and is counted.
+//! late or twice (`late`). A number too far from the last to believe (a forged
+//! `Feedrelay-Seq`, see [`jump`](crate::relay::core::jump)) is relayed and counted
+//! (`implausible`) but moves nothing, so it cannot make later genuine messages look
+//! late. Both maps are bounded ([`MAX_TRACKED`]): a subject past the bound goes
+//! unnumbered (or unchecked) and is counted.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 
 use crate::io::nats::Seen;
+use crate::relay::core::jump::{Judged, JumpGuard};
 
 /// Subjects (or origin-subject pairs) a map remembers at most.
 pub const MAX_TRACKED: usize = 100_000;
@@ -58,17 +62,25 @@ impl<S: Clone> Numbering<S> {
 /// The importer's last number per origin and subject.
 #[derive(Debug, Default)]
 pub struct GapCounter {
-    /// Origin -> subject -> last number; looked up by `&str`, so only a new origin or
-    /// subject allocates.
-    last: HashMap<String, HashMap<String, u64>>,
+    /// Origin -> subject -> last number (and the run of unbelievable ones since);
+    /// looked up by `&str`, so only a new origin or subject allocates.
+    last: HashMap<String, HashMap<String, (u64, JumpGuard)>>,
     tracked: usize,
 }
 
 impl GapCounter {
     /// Records message `seq` from `origin` on `subject`.
     pub fn see(&mut self, origin: &str, subject: &str, seq: u64) -> Seen {
-        if let Some(last) = self.last.get_mut(origin).and_then(|m| m.get_mut(subject)) {
+        if let Some((last, guard)) = self.last.get_mut(origin).and_then(|m| m.get_mut(subject)) {
             let prev = *last;
+            match guard.judge(prev, seq) {
+                Judged::Plausible => {}
+                Judged::Implausible => return Seen::Implausible,
+                Judged::Rebase => {
+                    *last = seq;
+                    return Seen::Restarted;
+                }
+            }
             if seq == 1 && prev > 1 {
                 *last = 1;
                 return Seen::Restarted;
@@ -89,7 +101,7 @@ impl GapCounter {
         self.last
             .entry(origin.to_owned())
             .or_default()
-            .insert(subject.to_owned(), seq);
+            .insert(subject.to_owned(), (seq, JumpGuard::default()));
         Seen::InOrder
     }
 }
@@ -128,6 +140,17 @@ mod tests {
         assert_eq!(g.see("o3", "s", 1), Seen::Late, "a copy of the first");
         assert_eq!(g.see("o2", "s", 1), Seen::InOrder, "another origin");
         assert_eq!(g.see("o1", "t", 1), Seen::InOrder, "another subject");
+    }
+
+    /// A forged `Feedrelay-Seq: 2^64-1` is relayed as implausible and the genuine
+    /// numbers after it stay in order, none late.
+    #[test]
+    fn a_forged_far_number_makes_nothing_late() {
+        let mut g = GapCounter::default();
+        assert_eq!(g.see("a", "s", 7), Seen::InOrder);
+        assert_eq!(g.see("a", "s", u64::MAX), Seen::Implausible);
+        assert_eq!(g.see("a", "s", 8), Seen::InOrder);
+        assert_eq!(g.see("a", "s", 8), Seen::Late, "a real copy is still late");
     }
 
     #[test]

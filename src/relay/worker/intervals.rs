@@ -168,6 +168,7 @@ pub(in crate::relay) fn feed_counters(ctx: &WorkerCtx) -> (Vec<FeedCounters>, Ve
             missing: t.missing,
             resets: t.resets,
             untracked: arbiter.untracked(),
+            implausible: t.implausible,
             missing_by_topic: arbiter.worst_gaps(MAX_GAP_TOPICS_REPORTED),
         });
     }

@@ -153,8 +153,8 @@ pub fn summary(workers: &[WorkerSummary]) -> String {
     }
     for g in workers.iter().flat_map(|w| &w.groups) {
         text.push_str(&format!(
-            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}, unarbitrated {}",
-            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets, g.untracked
+            "\n  group {}: forwarded {}, copies dropped {}, gaps {} ({} missing), source resets {}, unarbitrated {}, implausible {}",
+            g.name, g.forwarded, g.duplicates, g.gaps, g.missing, g.resets, g.untracked, g.implausible
         ));
         for (topic, n) in g.missing_by_topic.iter().take(10) {
             text.push_str(&format!("\n    missing on topic {topic}: {n}"));
