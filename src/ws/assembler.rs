@@ -54,11 +54,16 @@ impl Assembler {
     /// Empties the buffer for the next message, keeping its capacity up to a bound so
     /// one huge message does not pin its memory for the connection's whole life.
     pub fn clear(&mut self) {
-        const KEEP_CAPACITY: usize = 256 * 1024;
         self.buf.clear();
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf.shrink_to(KEEP_CAPACITY);
-        }
+        shrink_between_messages(&mut self.buf);
+    }
+}
+
+/// Gives back what an empty `buf` holds beyond
+/// [`KEEP_BUFFER_BYTES`](crate::ws::types::KEEP_BUFFER_BYTES).
+pub(crate) fn shrink_between_messages(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > crate::ws::types::KEEP_BUFFER_BYTES {
+        buf.shrink_to(crate::ws::types::KEEP_BUFFER_BYTES);
     }
 }
 

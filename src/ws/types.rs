@@ -34,6 +34,10 @@ impl MessageKind {
     }
 }
 
+/// Capacity a message buffer (reassembly, inflate, compress) keeps between messages:
+/// one huge message does not pin its memory for the connection's whole life.
+pub(crate) const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+
 /// Sizes and times a connection enforces. Every limit is named so operators can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -5,6 +5,7 @@
 
 use super::codec::{Deflater, Inflater};
 use super::negotiate::DeflateParams;
+use crate::ws::assembler::shrink_between_messages;
 use crate::ws::error::WsError;
 use crate::ws::types::{MessageKind, Role};
 
@@ -51,6 +52,7 @@ impl DeflateSession {
             .deflater
             .get_or_insert_with(|| Deflater::new(level, bits, fresh));
         self.compressed.clear();
+        shrink_between_messages(&mut self.compressed);
         deflater.compress(payload, &mut self.compressed);
         Some(&self.compressed)
     }
@@ -66,6 +68,9 @@ impl DeflateSession {
         self.message = false;
         let fresh = self.params.peer_no_context_takeover(self.role);
         let inflater = self.inflater.get_or_insert_with(|| Inflater::new(fresh));
+        // After a large message, its buffer goes back to a bounded size.
+        self.inflated.clear();
+        shrink_between_messages(&mut self.inflated);
         inflater.inflate(compressed, &mut self.inflated, limit)?;
         if kind == MessageKind::Text && simdutf8::basic::from_utf8(&self.inflated).is_err() {
             return Err(WsError::InvalidUtf8);
@@ -76,5 +81,36 @@ impl DeflateSession {
     /// The last message inflated.
     pub(crate) fn inflated(&self) -> &[u8] {
         &self.inflated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::types::KEEP_BUFFER_BYTES;
+
+    /// After a large message, the inflate and compress buffers go back to a bounded
+    /// size with the next message, instead of pinning the large one's memory.
+    #[test]
+    fn buffers_shrink_back_after_a_large_message() {
+        let mut client = DeflateSession::new(DeflateParams::default(), Role::Client, 6);
+        let mut server = DeflateSession::new(DeflateParams::default(), Role::Server, 6);
+        let big = vec![7u8; 4 << 20];
+        let wire = client.compress(&big).unwrap().to_vec();
+        assert!(client.compressed.capacity() > 0);
+        server.inflate(MessageKind::Binary, &wire, 8 << 20).unwrap();
+        assert_eq!(server.inflated(), &big[..]);
+        assert!(server.inflated.capacity() >= 4 << 20);
+        let small = client.compress(b"small").unwrap().to_vec();
+        server
+            .inflate(MessageKind::Binary, &small, 8 << 20)
+            .unwrap();
+        assert_eq!(server.inflated(), b"small");
+        assert!(
+            server.inflated.capacity() <= KEEP_BUFFER_BYTES,
+            "{}",
+            server.inflated.capacity()
+        );
+        assert!(client.compressed.capacity() <= KEEP_BUFFER_BYTES);
     }
 }
