@@ -322,6 +322,66 @@ fn a_reload_with_a_new_key_closes_the_subscribers_it_no_longer_verifies() {
     assert!(!server.log().contains(&old), "no token in the log");
 }
 
+/// A JWK Set file: a token's `kid` chooses the key, so the issuer can rotate keys
+/// without dropping every desk. With keys k1 and k2, tokens of either verify (and one
+/// naming k3 is refused); the set reloaded as k2 and k3 closes only the connection
+/// holding a k1 token, and k3 tokens verify from then on.
+#[test]
+fn a_key_set_rotates_keys_by_kid_without_dropping_the_others() {
+    use base64::Engine;
+    let dir = TempDir::new("jwt-jwks");
+    let secret = |kid: &str| format!("secret-of-{kid}-for-the-desk-feed-0123456789");
+    let jwks = |kids: &[&str]| {
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|kid| {
+                let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret(kid));
+                serde_json::json!({"kty": "oct", "kid": kid, "alg": "HS256", "k": k})
+            })
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    };
+    let token = |kid: &str| {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid.to_owned());
+        let claims = serde_json::json!({"exp": now_s() + 600, "topics": ["*"]});
+        encode(
+            &h,
+            &claims,
+            &EncodingKey::from_secret(secret(kid).as_bytes()),
+        )
+        .unwrap()
+    };
+    let set = dir.join("keys.json");
+    std::fs::write(&set, jwks(&["k1", "k2"])).unwrap();
+    let toml = format!(
+        "[jwt]\nalgorithm = \"HS256\"\njwks_file = \"{}\"\n",
+        set.display()
+    );
+    let server = Server::relay(&["--workers", "1"], Some(&toml));
+    let (mut on_k1, head) = subscribe(server.addr, "T", &token("k1"));
+    assert_eq!(status(&head), 101, "{head}");
+    let (mut on_k2, head) = subscribe(server.addr, "T", &token("k2"));
+    assert_eq!(status(&head), 101, "{head}");
+    let (_, refused) = subscribe(server.addr, "T", &token("k3"));
+    assert_eq!(status(&refused), 401);
+    assert!(server.wait_for_log("unknown token key (kid)", Duration::from_secs(5)));
+    until(&mut on_k1, "subscribed");
+    until(&mut on_k2, "subscribed");
+    std::fs::write(&set, jwks(&["k2", "k3"])).unwrap();
+    server.hangup();
+    assert!(server.wait_for_log("reloaded on SIGHUP", Duration::from_secs(5)));
+    assert_eq!(
+        on_k1.close_frame(),
+        (1008, "token no longer valid".to_owned())
+    );
+    assert_eq!(status(&subscribe(server.addr, "T", &token("k3")).1), 101);
+    // The k2 connection carries on.
+    let mut publ = Raw::publish(server.addr);
+    publ.send(0x81, br#"{"s":"T","n":1}"#);
+    assert_eq!(until(&mut on_k2, "\"n\""), r#"{"s":"T","n":1}"#);
+}
+
 /// `refresh` is limited per connection: past four a second the requests are refused
 /// without being verified (each verification costs the worker), and counted; the next
 /// second a refresh goes through again.

@@ -1,6 +1,8 @@
 //! Subscriber tokens: a JWT (HS256, RS256 or ES256) whose `topics` claim, glob
 //! patterns, bounds what the connection may subscribe to, and whose `exp` bounds how
-//! long it may stay. Verified with the `jsonwebtoken` crate.
+//! long it may stay. Verified with the `jsonwebtoken` crate, with one key
+//! (`key_file`) or several chosen by the token's `kid` (`jwks_file`, see
+//! [`jwks`](super::jwks)).
 //!
 //! `*` (every topic) may be subscribed only when the claim holds the pattern `*`
 //! itself: a claim of `BTC-*` allows `BTC-USD`, never the wildcard subscription.
@@ -11,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::relay::access::jwks::{parse_jwks, select, KeyEntry};
 use crate::relay::access::secret::{read_secret_file, Secret};
 use crate::relay::core::control::WILDCARD;
 
@@ -27,8 +30,13 @@ pub struct JwtConfig {
     /// `HS256`, `RS256` or `ES256`.
     pub algorithm: JwtAlgorithm,
     /// The shared secret (HS256) or the issuer's public key in PEM (RS256, ES256),
-    /// relative to the config file; read at start.
-    pub key_file: PathBuf,
+    /// relative to the config file; read at start and on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Instead of `key_file`: a JWK Set (`{"keys":[..]}`) whose keys a token's `kid`
+    /// chooses between (key rotation); read at start and on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
     /// The `iss` a token must carry, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -38,7 +46,7 @@ pub struct JwtConfig {
     /// Seconds of clock difference tolerated on `exp` and `nbf` (default 0).
     #[serde(default)]
     pub leeway_s: u64,
-    /// The key file's contents, read at start (never printed).
+    /// The key (or key set) file's contents, read at start (never printed).
     #[serde(skip)]
     pub key: Option<Secret>,
 }
@@ -57,9 +65,14 @@ pub enum JwtAlgorithm {
 /// Why the `[jwt]` settings are not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtConfigError {
+    /// Neither or both of `key_file` and `jwks_file`.
+    #[error("field `jwt.key_file`: give `key_file` or `jwks_file` (one of them)")]
+    NoKey,
     /// The key file cannot be read.
-    #[error("field `jwt.key_file`: {path}: {source}")]
+    #[error("field `jwt.{field}`: {path}: {source}")]
     Read {
+        /// `key_file` or `jwks_file`.
+        field: &'static str,
         /// The file.
         path: String,
         /// Why.
@@ -67,8 +80,10 @@ pub enum JwtConfigError {
         source: std::io::Error,
     },
     /// The key is not a key of the algorithm.
-    #[error("field `jwt.key_file`: {path}: not a {algorithm:?} key: {reason}")]
+    #[error("field `jwt.{field}`: {path}: not a {algorithm:?} key: {reason}")]
     BadKey {
+        /// `key_file` or `jwks_file`.
+        field: &'static str,
         /// The file.
         path: String,
         /// The configured algorithm.
@@ -79,15 +94,26 @@ pub enum JwtConfigError {
 }
 
 impl JwtConfig {
+    /// The key's file and the field that names it.
+    fn key_source(&self) -> Result<(&'static str, &Path), JwtConfigError> {
+        match (&self.key_file, &self.jwks_file) {
+            (Some(f), None) => Ok(("key_file", f)),
+            (None, Some(f)) => Ok(("jwks_file", f)),
+            _ => Err(JwtConfigError::NoKey),
+        }
+    }
+
     /// Reads the key file (relative to `dir`) into `key`.
     pub fn read_key(&mut self, dir: &Path) -> Result<(), JwtConfigError> {
-        let path = dir.join(&self.key_file); // an absolute key_file stays as it is
+        let (field, file) = self.key_source()?;
+        let path = dir.join(file); // an absolute path stays as it is
         let text = read_secret_file(&path).map_err(|source| JwtConfigError::Read {
+            field,
             path: path.display().to_string(),
             source,
         })?;
-        self.key = Some(Secret::new(match self.algorithm {
-            JwtAlgorithm::HS256 => text.trim().to_owned(),
+        self.key = Some(Secret::new(match (self.algorithm, field) {
+            (JwtAlgorithm::HS256, "key_file") => text.trim().to_owned(),
             _ => text,
         }));
         Ok(())
@@ -95,8 +121,10 @@ impl JwtConfig {
 
     /// The verifier these settings make (the key read and parsed).
     pub fn verifier(&self) -> Result<JwtVerifier, JwtConfigError> {
+        let (field, file) = self.key_source()?;
         let bad = |reason: String| JwtConfigError::BadKey {
-            path: self.key_file.display().to_string(),
+            field,
+            path: file.display().to_string(),
             algorithm: self.algorithm,
             reason,
         };
@@ -105,19 +133,31 @@ impl JwtConfig {
             .as_ref()
             .ok_or_else(|| bad("not read".into()))?
             .expose();
-        let (key, algorithm) = match self.algorithm {
-            JwtAlgorithm::HS256 if key.len() < 32 => {
-                return Err(bad("an HS256 secret is at least 32 bytes".into()))
-            }
-            JwtAlgorithm::HS256 => (DecodingKey::from_secret(key), Algorithm::HS256),
-            JwtAlgorithm::RS256 => (
-                DecodingKey::from_rsa_pem(key).map_err(|e| bad(e.to_string()))?,
-                Algorithm::RS256,
-            ),
-            JwtAlgorithm::ES256 => (
-                DecodingKey::from_ec_pem(key).map_err(|e| bad(e.to_string()))?,
-                Algorithm::ES256,
-            ),
+        let algorithm = match self.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+        };
+        let keys = if field == "jwks_file" {
+            let text = std::str::from_utf8(key).map_err(|e| bad(e.to_string()))?;
+            parse_jwks(text, self.algorithm).map_err(bad)?
+        } else {
+            let one = match self.algorithm {
+                JwtAlgorithm::HS256 if key.len() < 32 => {
+                    return Err(bad("an HS256 secret is at least 32 bytes".into()))
+                }
+                JwtAlgorithm::HS256 => DecodingKey::from_secret(key),
+                JwtAlgorithm::RS256 => {
+                    DecodingKey::from_rsa_pem(key).map_err(|e| bad(e.to_string()))?
+                }
+                JwtAlgorithm::ES256 => {
+                    DecodingKey::from_ec_pem(key).map_err(|e| bad(e.to_string()))?
+                }
+            };
+            vec![KeyEntry {
+                kid: None,
+                key: one,
+            }]
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = self.leeway_s;
@@ -136,7 +176,7 @@ impl JwtConfig {
         }
         validation.set_required_spec_claims(&required);
         Ok(JwtVerifier {
-            key,
+            keys,
             validation,
             leeway: Duration::from_secs(self.leeway_s),
         })
@@ -145,7 +185,8 @@ impl JwtConfig {
 
 /// Checks subscriber tokens.
 pub struct JwtVerifier {
-    key: DecodingKey,
+    /// One key (`key_file`), or a set chosen by `kid` (`jwks_file`).
+    keys: Vec<KeyEntry>,
     validation: Validation,
     leeway: Duration,
 }
@@ -202,25 +243,30 @@ impl JwtVerifier {
         if token.len() > MAX_JWT_BYTES {
             return Err(format!("token longer than {MAX_JWT_BYTES} bytes"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_owned(),
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    "bad token signature".to_owned()
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad token: {e}"))?;
+        let key = select(&self.keys, header.kid.as_deref())?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "bad token signature".to_owned()
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                        "wrong token issuer".to_owned()
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                        "wrong token audience".to_owned()
+                    }
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                        "token not yet valid (nbf)".to_owned()
+                    }
+                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+                        format!("bad token: it lacks the `{c}` claim")
+                    }
+                    _ => format!("bad token: {e}"),
                 }
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => "wrong token issuer".to_owned(),
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                    "wrong token audience".to_owned()
-                }
-                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                    "token not yet valid (nbf)".to_owned()
-                }
-                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
-                    format!("bad token: it lacks the `{c}` claim")
-                }
-                _ => format!("bad token: {e}"),
-            },
-        )?;
+            })?;
         let claims = data.claims;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -265,7 +311,8 @@ mod tests {
     fn hs256(issuer: Option<&str>, audience: Option<&str>) -> JwtVerifier {
         JwtConfig {
             algorithm: JwtAlgorithm::HS256,
-            key_file: "k".into(),
+            key_file: Some("k".into()),
+            jwks_file: None,
             issuer: issuer.map(Into::into),
             audience: audience.map(Into::into),
             leeway_s: 0,
@@ -387,7 +434,8 @@ mod tests {
         // Within the leeway, a clock a little ahead is tolerated.
         let lenient = JwtConfig {
             algorithm: JwtAlgorithm::HS256,
-            key_file: "k".into(),
+            key_file: Some("k".into()),
+            jwks_file: None,
             issuer: None,
             audience: None,
             leeway_s: 30,
@@ -431,7 +479,8 @@ mod tests {
     fn keys_are_checked_at_start() {
         let cfg = |algorithm, key: &str| JwtConfig {
             algorithm,
-            key_file: "k.pem".into(),
+            key_file: Some("k.pem".into()),
+            jwks_file: None,
             issuer: None,
             audience: None,
             leeway_s: 0,

@@ -9,7 +9,8 @@
 //! - [`exposure`]: the roles a client can take, which `allow_anonymous` opens, and
 //!   where each is reachable.
 //! - [`refusal_log`]: refused handshakes logged at info, at most ten a second.
-//! - [`jwt`]: subscriber JWTs and the topics they grant.
+//! - [`jwt`]: subscriber JWTs and the topics they grant; [`jwks`]: several keys chosen
+//!   by `kid`.
 //! - [`revocation`]: what an open connection was admitted with, re-checked after a
 //!   reload.
 //! - [`secret`]: secrets read from files (tokens, keys), never logged.
@@ -17,6 +18,7 @@
 pub mod admission;
 pub mod counts;
 pub mod exposure;
+pub mod jwks;
 pub mod jwt;
 pub mod refusal_log;
 pub mod revocation;
