@@ -383,7 +383,7 @@ fn a_key_set_rotates_keys_by_kid_without_dropping_the_others() {
 }
 
 /// `refresh` is limited per connection: past four a second the requests are refused
-/// without being verified (each verification costs the worker), and counted; the next
+/// without being verified (each verification costs a helper thread), and counted; the next
 /// second a refresh goes through again.
 #[test]
 fn refreshes_past_four_a_second_are_refused_unverified() {

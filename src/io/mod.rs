@@ -18,6 +18,7 @@
 //! - [`http`]: plain `GET` endpoints (`/metrics`) on a thread of their own.
 //! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
 //!   hand-offs to and from the workers.
+//! - [`offload`]: CPU work (signature checks) on helper threads, awaited by a task.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
 //! - [`local`]: a wake-up flag and a lock for tasks on one worker thread.
@@ -31,6 +32,7 @@ pub mod idle;
 pub mod listener;
 pub mod local;
 pub mod nats;
+pub mod offload;
 pub mod resolve;
 pub mod ring;
 pub mod rt;

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::io::http::Reply;
 use crate::io::listener::bind_reuseport_with;
+use crate::io::offload::Offload;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
 use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
@@ -32,6 +33,12 @@ use crate::relay::worker::start::{run_worker, WorkerSetup};
 use crate::relay::worker::state::WorkerNats;
 use crate::relay::worker::telemetry::{summary, MetricsLink, WorkerSummary};
 use crate::ws::mask::MaskKernel;
+
+/// Helper threads that check subscribers' JWT signatures off the workers.
+const VERIFY_THREADS: usize = 2;
+
+/// Signature checks waiting at most; past it, a login is answered 503.
+const VERIFY_QUEUE: usize = 1024;
 
 /// Why the relay could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +296,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     let admission = Admission::new(config.admission_limits());
     let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subscription_budget = SubscriptionBudget::new(config.max_subscription_bytes);
+    let offload = Offload::start(VERIFY_THREADS, VERIFY_QUEUE, "feedrelay-verify")?;
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     let summaries = run_workers_with(
         map,
@@ -311,6 +319,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
                 settings: Arc::clone(&settings),
                 deflate_demand: Arc::clone(&deflate_demand),
                 subscription_budget: Arc::clone(&subscription_budget),
+                offload: offload.clone(),
                 nats,
             });
             if let Some(hook) = on_worker_start {

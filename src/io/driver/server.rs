@@ -112,6 +112,7 @@ pub async fn accept_handshake(
     plain: impl FnOnce(&http::PlainGet) -> Option<http::Reply>,
 ) -> Result<Option<(Request, Driver)>, DriverError> {
     let deadline = Instant::now() + config.handshake_timeout;
+    let decide = |req: &Request| std::future::ready(decide(req));
     accept_handshake_by(stream, peer, config, deadline, decide, plain).await
 }
 
@@ -119,19 +120,24 @@ pub async fn accept_handshake(
 /// shares the same one, so the whole of it is bounded by one timeout).
 /// `decide` accepts with the limits the connection runs under (its read buffer is sized
 /// by them: a subscriber that only sends control messages needs a small one) or refuses
-/// with an HTTP status and reason; a plain `GET` (no upgrade) is
+/// with an HTTP status and reason; it returns a future, so a decision that needs work
+/// off this thread (a signature check) can wait for it, within the same deadline. A
+/// plain `GET` (no upgrade) is
 /// answered with what `plain(request)` gives, if it gives anything (`/metrics`).
 /// Returns the request and the connection's driver (whose buffer may already hold the
 /// first frames), or `None` if the connection was refused or went away (it has then
 /// been closed).
-pub async fn accept_handshake_by(
+pub async fn accept_handshake_by<D>(
     stream: Transport,
     peer: SocketAddr,
     config: &ServerConfig,
     deadline: Instant,
-    decide: impl FnOnce(&Request) -> Result<Limits, (u16, String)>,
+    decide: impl FnOnce(&Request) -> D,
     plain: impl FnOnce(&http::PlainGet) -> Option<http::Reply>,
-) -> Result<Option<(Request, Driver)>, DriverError> {
+) -> Result<Option<(Request, Driver)>, DriverError>
+where
+    D: std::future::Future<Output = Result<Limits, (u16, String)>>,
+{
     let io = |op, source| DriverError::Io {
         op,
         target: peer.to_string(),
@@ -182,7 +188,15 @@ pub async fn accept_handshake_by(
             Err(e) => return Err(io("read from", e)),
         }
     };
-    let limits = match decide(&request) {
+    let decision = match rt::race(decide(&request), rt::sleep_until(deadline)).await {
+        Either::Left(d) => d,
+        Either::Right(()) => {
+            tracing::debug!(%peer, "handshake timed out while deciding");
+            stream.shutdown_both_now();
+            return Ok(None);
+        }
+    };
+    let limits = match decision {
         Ok(limits) => limits,
         Err((status, reason)) => {
             handshake::write_status(status, "", &reason, &mut out);

@@ -12,7 +12,7 @@ use super::rules::Access;
 use super::secret::Secret;
 
 /// What a connection was admitted with: its `Origin` and its credential.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     /// The handshake's `Origin` header, if it sent one.
     pub origin: Option<String>,
@@ -21,7 +21,7 @@ pub struct Held {
 }
 
 /// A connection's credential.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A publisher's token (`None`: no publisher tokens were configured).
     Publisher(Option<Secret>),

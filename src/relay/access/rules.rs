@@ -401,24 +401,30 @@ impl Access {
         !matches!(self.subscribers, Subscribers::Open)
     }
 
-    /// A subscriber's grant: `Ok(None)` when no `[jwt]` is configured (any topic),
-    /// `Ok(Some(grant))` for a valid token, 401 otherwise.
-    pub fn subscriber(&self, req: &Request) -> Result<Option<SubscriberGrant>, Refusal> {
-        let verifier = match &self.subscribers {
-            Subscribers::Open => return Ok(None),
-            Subscribers::Closed => return Err((401, "the relay cannot check tokens".into())),
-            Subscribers::Jwt(v) => v,
-        };
-        let token = presented_token(req).ok_or_else(|| {
-            (
-                401,
-                "a token is required (Authorization: Bearer JWT, or ?token=JWT)".to_owned(),
-            )
-        })?;
-        verifier.verify(token).map(Some).map_err(|why| (401, why))
+    /// The token a subscriber's request presents, to be verified
+    /// ([`verify_subscriber_token`](Access::verify_subscriber_token), off the worker):
+    /// `Ok(None)` when no `[jwt]` is configured (any topic), 401 when one is needed and
+    /// none is presented (or the relay cannot check tokens).
+    pub fn subscriber_token(&self, req: &Request) -> Result<Option<String>, Refusal> {
+        match &self.subscribers {
+            Subscribers::Open => Ok(None),
+            Subscribers::Closed => Err((401, "the relay cannot check tokens".into())),
+            Subscribers::Jwt(_) => {
+                presented_token(req)
+                    .map(|t| Some(t.to_owned()))
+                    .ok_or_else(|| {
+                        (
+                            401,
+                            "a token is required (Authorization: Bearer JWT, or ?token=JWT)"
+                                .to_owned(),
+                        )
+                    })
+            }
+        }
     }
 
-    /// Checks a token a subscriber sent on an open connection (`refresh`).
+    /// Checks a subscriber's token (at the handshake, or sent on an open connection with
+    /// `refresh`). `Err` is the reason, safe to send to the client.
     pub fn verify_subscriber_token(&self, token: &str) -> Result<SubscriberGrant, String> {
         match &self.subscribers {
             Subscribers::Jwt(v) => v.verify(token),

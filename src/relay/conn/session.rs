@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::io::driver::server::{
     accept_handshake_by, serve as serve_driver, ServeOptions, Transmit,
@@ -17,90 +16,12 @@ use crate::io::shutdown::Shutdown;
 use crate::io::transport::Transport;
 use crate::metrics::now_ns;
 use crate::relay::access::admission::Admitted;
-use crate::relay::access::jwt::SubscriberGrant;
-use crate::relay::access::revocation::{Credential, Held};
-use crate::relay::access::rules::{presented_token, Access, Denied, Refusal};
 use crate::relay::conn::publisher::Publisher;
-use crate::relay::conn::subscriber::{self, Joining};
-use crate::relay::core::control::{self, Control};
+use crate::relay::conn::route::{route, verify, Routed, Side};
+use crate::relay::conn::subscriber;
 use crate::relay::core::topic::TopicReader;
 use crate::relay::worker::revoke::HeldPublisher;
 use crate::relay::worker::state::{Counted, WorkerCtx};
-use crate::ws::handshake::Request;
-
-/// Which side of the relay a connection is on, decided by its path.
-enum Side {
-    /// A publisher, with the access rules it was admitted under and its token's grant
-    /// among them (`None`: no tokens are configured), and what it was admitted with.
-    Publisher(Option<(Arc<Access>, usize)>, Held),
-    /// A subscriber, with what its URL asked for and what its token allows (`None`:
-    /// no `[jwt]`), and what it was admitted with.
-    Subscriber(Joining, Option<SubscriberGrant>, Held),
-}
-
-/// Decides at the handshake: `Err((status, reason))` refuses. The origin is checked
-/// first, so a page in a browser learns nothing else about the relay.
-fn route(req: &Request, ctx: &WorkerCtx) -> Result<Side, Refusal> {
-    let counted = |refusal: Refusal, kind: Denied| {
-        ctx.access_counts.borrow_mut().count(kind);
-        refusal
-    };
-    let access = ctx.settings.access();
-    access
-        .check_origin(req)
-        .map_err(|r| counted(r, Denied::Origin))?;
-    let origin = req.origin.clone();
-    match req.path.as_str() {
-        "/pub" => match access.publisher(req) {
-            Ok(grant) => {
-                let token = grant.and_then(|i| access.grant_token(i).cloned());
-                let held = Held {
-                    origin,
-                    credential: Credential::Publisher(token),
-                };
-                Ok(Side::Publisher(
-                    grant.map(|i| (Arc::clone(&access), i)),
-                    held,
-                ))
-            }
-            Err(r) => Err(counted(r, Denied::Token)),
-        },
-        "/ws" => {
-            let topics =
-                control::parse_query_topics(req.query_param("topics").unwrap_or(""), ctx.control)
-                    .map_err(|e| (400, format!("topics: {e}")))?;
-            let grant = access
-                .subscriber(req)
-                .map_err(|r| counted(r, Denied::Token))?;
-            if let Some(t) = grant
-                .as_ref()
-                .and_then(|g| g.first_refused(topics.iter().map(String::as_str)))
-            {
-                let reason = format!("topic {t:?} is outside your token's topics");
-                return Err(counted((403, reason), Denied::Topic));
-            }
-            let joining = Joining {
-                first: Control::Subscribe(
-                    topics,
-                    matches!(req.query_param("snapshot"), Some("1" | "true")),
-                ),
-                events: !matches!(req.query_param("events"), Some("0" | "false")),
-            };
-            let token = grant
-                .as_ref()
-                .and_then(|_| presented_token(req).map(str::to_owned));
-            let held = Held {
-                origin,
-                credential: Credential::Subscriber(token),
-            };
-            Ok(Side::Subscriber(joining, grant, held))
-        }
-        other => Err((
-            404,
-            format!("no such path {other:?}: publishers use /pub, subscribers /ws?topics=A,B"),
-        )),
-    }
-}
 
 /// Serves one accepted connection until it ends.
 pub(in crate::relay) async fn serve(
@@ -166,26 +87,24 @@ async fn handshake(
         &ctx.server,
         deadline,
         |req| {
-            let routed = route(req, ctx).inspect_err(|(status, reason)| {
-                let verdict = ctx.refusal_log.refused(std::time::Instant::now());
-                if verdict.left_out > 0 {
-                    tracing::info!(
-                        left_out = verdict.left_out,
-                        "more handshakes were refused in the last second than are logged"
-                    );
-                }
-                if verdict.log {
-                    tracing::info!(%peer, status, reason, "handshake refused");
-                } else {
-                    tracing::debug!(%peer, status, reason, "handshake refused");
-                }
-            })?;
-            let limits = match routed {
-                Side::Publisher(..) => ctx.server.limits,
-                Side::Subscriber(..) => ctx.subscriber_limits,
-            };
-            side = Some(routed);
-            Ok(limits)
+            let routed = route(req, ctx);
+            let side = &mut side;
+            async move {
+                let decided = match routed {
+                    Ok(Routed::Ready(s)) => Ok(s),
+                    Ok(Routed::Verify(pending)) => verify(ctx, pending).await,
+                    Err(refusal) => Err(refusal),
+                };
+                let decided = decided.inspect_err(|(status, reason)| {
+                    log_refusal(ctx, peer, *status, reason);
+                })?;
+                let limits = match decided {
+                    Side::Publisher(..) => ctx.server.limits,
+                    Side::Subscriber(..) => ctx.subscriber_limits,
+                };
+                *side = Some(decided);
+                Ok(limits)
+            }
         },
         |get| match (get.path.as_str(), &ctx.metrics) {
             ("/metrics", Some(m)) if ctx.metrics_on_data_port => Some(
@@ -204,6 +123,23 @@ async fn handshake(
         return Ok(None);
     };
     Ok(Some((driver, side)))
+}
+
+/// Logs a refused handshake at info, at most ten a second per worker (then one line
+/// saying how many were left out), never with the token.
+fn log_refusal(ctx: &WorkerCtx, peer: SocketAddr, status: u16, reason: &str) {
+    let verdict = ctx.refusal_log.refused(std::time::Instant::now());
+    if verdict.left_out > 0 {
+        tracing::info!(
+            left_out = verdict.left_out,
+            "more handshakes were refused in the last second than are logged"
+        );
+    }
+    if verdict.log {
+        tracing::info!(%peer, status, reason, "handshake refused");
+    } else {
+        tracing::debug!(%peer, status, reason, "handshake refused");
+    }
 }
 
 /// Serves an upgraded connection as the side it asked for.

@@ -31,7 +31,7 @@ pub(in crate::relay) struct SubWriter {
     /// It was logged as behind and has not caught up since.
     pub(in crate::relay) behind: Cell<bool>,
     /// The reader is done: the writer stops touching the shard (the id may be reused).
-    pub(super) gone: Cell<bool>,
+    pub(in crate::relay) gone: Cell<bool>,
     /// The writer has ended (after FIN, or after a failed write).
     pub(super) finished: WakeFlag,
     pub(super) finished_flag: Cell<bool>,

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::refresh::{self, GrantCell, MAX_REFRESHES_PER_SECOND};
 use super::sub_writer::{close_when_expired, SubWriter};
 use super::writer::write_loop;
 use crate::io::driver::server::{serve as serve_driver, Ended, ServeOptions, Service, Transmit};
@@ -23,7 +24,7 @@ use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::metrics::now_ns;
 use crate::relay::access::jwt::SubscriberGrant;
-use crate::relay::access::revocation::{Credential, Held};
+use crate::relay::access::revocation::Held;
 use crate::relay::conn::per_second::{PerSecond, Verdict};
 use crate::relay::core::compression::{Demand, FrameCompressor};
 use crate::relay::core::control::{self, control_frame, Control};
@@ -77,7 +78,7 @@ pub(in crate::relay) async fn serve(
         ctx: Rc::clone(ctx),
         id,
         writer: Rc::clone(&writer),
-        grant,
+        grant: Rc::new(GrantCell::new(grant)),
         refreshes: PerSecond::default(),
         controls: PerSecond::default(),
     };
@@ -164,17 +165,13 @@ struct Subscriber {
     ctx: Rc<WorkerCtx>,
     id: SubId,
     writer: Rc<SubWriter>,
-    /// What its token allows (`None`: no `[jwt]`, any topic).
-    grant: Option<SubscriberGrant>,
+    /// What its token allows, and whether a refresh is being checked.
+    grant: Rc<GrantCell>,
     /// `refresh` requests in the current second.
     refreshes: PerSecond,
     /// Control messages in the current second.
     controls: PerSecond,
 }
-
-/// `refresh` requests a subscriber may send per second; more get an error without
-/// being verified (an RS256 or ES256 verification costs tens of µs of the worker).
-pub const MAX_REFRESHES_PER_SECOND: u32 = 4;
 
 impl Subscriber {
     /// Acts on a control request, queueing its reply (a `subscribed` reply waits until
@@ -212,22 +209,19 @@ impl Subscriber {
 
     /// Answers a control request with `{"event":"error"}` (the connection stays).
     fn reply_error(&self, reason: &str) {
-        let mut shard = self.ctx.shard.borrow_mut();
-        shard.stats.control_errors += 1;
-        shard.reply(self.id, control_frame(&control::reply_error(reason)));
+        refresh::reply_error(&self.ctx, self.id, reason);
     }
 
     /// The reason to refuse subscribing to `topics`, if the token does not allow one.
     fn outside_grant<'t>(&self, topics: impl Iterator<Item = &'t String>) -> Option<String> {
-        let grant = self.grant.as_ref()?;
+        let grant = self.grant.grant.borrow();
         grant
+            .as_ref()?
             .first_refused(topics.map(String::as_str))
             .map(|t| format!("topic {t:?} is outside your token's topics"))
     }
 
-    /// `{"op":"refresh","token":".."}`: a valid token that expires later and allows
-    /// every current subscription replaces the old one; otherwise an error and the
-    /// old token stays in force.
+    /// `{"op":"refresh","token":".."}`: verified off the worker ([`refresh`]).
     fn refresh(&mut self, token: &str) {
         if self
             .refreshes
@@ -239,44 +233,7 @@ impl Subscriber {
                 "refresh: at most {MAX_REFRESHES_PER_SECOND} a second"
             ));
         }
-        let outcome = self
-            .ctx
-            .settings
-            .access()
-            .verify_subscriber_token(token)
-            .and_then(|new| {
-                if self
-                    .grant
-                    .as_ref()
-                    .is_some_and(|old| new.expires <= old.expires)
-                {
-                    return Err("the new token does not expire later than the current one".into());
-                }
-                let shard = self.ctx.shard.borrow();
-                let held = shard.subscriber_topics(self.id);
-                match new.first_refused(held.iter().map(String::as_str)) {
-                    Some(t) => Err(format!(
-                        "the new token does not allow {t:?}; unsubscribe from it first"
-                    )),
-                    None => Ok(new),
-                }
-            });
-        match outcome {
-            Ok(new) => {
-                self.writer.held.borrow_mut().credential =
-                    Credential::Subscriber(Some(token.to_owned()));
-                self.writer.expires.set(Some(new.expires));
-                self.writer.expiry.raise();
-                let secs = new
-                    .expires
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                self.grant = Some(new);
-                let reply = control_frame(&control::reply_refreshed(secs));
-                self.ctx.shard.borrow_mut().reply(self.id, reply);
-            }
-            Err(reason) => self.reply_error(&reason),
-        }
+        refresh::start(&self.ctx, self.id, &self.writer, &self.grant, token);
     }
 }
 

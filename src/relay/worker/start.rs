@@ -12,6 +12,7 @@ use super::links::WorkerLinks;
 use super::state::{new_ctx, Shared, Tracked, WorkerCtx, WorkerNats};
 use super::telemetry::{MetricsLink, WorkerSummary};
 use crate::io::listener::{accept_until_shutdown, drain_connections};
+use crate::io::offload::Offload;
 use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
@@ -48,6 +49,8 @@ pub(in crate::relay) struct WorkerSetup {
     pub deflate_demand: Arc<AtomicUsize>,
     /// Subscription state over all workers.
     pub subscription_budget: Arc<SubscriptionBudget>,
+    /// Helper threads for signature checks.
+    pub offload: Offload,
     /// Its ends of the NATS hand-offs (`[nats]`).
     pub nats: WorkerNats,
 }
@@ -68,10 +71,12 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         settings,
         deflate_demand,
         subscription_budget,
+        offload,
         nats,
     } = setup;
     let shared = Shared {
         admission,
+        offload,
         settings,
         deflate_demand,
         subscription_budget,
@@ -140,7 +145,7 @@ async fn follow_reloads(ctx: Rc<WorkerCtx>) {
             seen = now;
             let policies = (*ctx.settings.topic_policies()).clone();
             ctx.shard.borrow_mut().set_topic_policies(policies);
-            super::revoke::revoke_disallowed(&ctx);
+            super::revoke::revoke_disallowed(&ctx).await;
         }
     }
 }

@@ -17,6 +17,7 @@ use slab::Slab;
 use crate::io::driver::server::ServerConfig;
 use crate::io::driver::Driver;
 use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
+use crate::io::offload::Offload;
 use crate::io::IoError;
 use crate::metrics::{now_ns, Hop, HopHistograms};
 use crate::relay::access::admission::Admission;
@@ -106,6 +107,8 @@ pub(in crate::relay) struct WorkerCtx {
     pub(super) grace: Duration,
     /// Who may start a handshake (shared by the workers).
     pub(in crate::relay) admission: Arc<Admission>,
+    /// Helper threads for signature checks (shared by the workers).
+    pub(in crate::relay) offload: Offload,
     /// What may be replaced while running: the listener's TLS, the access rules.
     pub(in crate::relay) settings: Arc<ReloadableSettings>,
     /// What `access` refused.
@@ -254,6 +257,7 @@ impl WorkerNats {
 /// What every worker holds a reference to.
 pub(super) struct Shared {
     pub(super) admission: Arc<Admission>,
+    pub(super) offload: Offload,
     pub(super) settings: Arc<ReloadableSettings>,
     pub(super) deflate_demand: Arc<AtomicUsize>,
     pub(super) subscription_budget: Arc<SubscriptionBudget>,
@@ -271,6 +275,7 @@ pub(super) fn new_ctx(
 ) -> Result<WorkerCtx, IoError> {
     let Shared {
         admission,
+        offload,
         settings: live_settings,
         deflate_demand,
         subscription_budget,
@@ -336,6 +341,7 @@ pub(super) fn new_ctx(
         idle_timeout: config.idle_timeout(),
         grace: Duration::from_millis(config.shutdown_grace_ms),
         admission,
+        offload,
         settings: live_settings,
         access_counts: RefCell::new(AccessCounts::default()),
         refusal_log: RefusalLog::default(),
