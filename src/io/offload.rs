@@ -4,9 +4,11 @@
 //! helper thread it delays only the handshake that needs it.
 //!
 //! The queue is bounded ([`Offload::run`] says [`Busy`] when it is full, and the
-//! caller refuses the request rather than wait or do the work inline), and the helpers
-//! are not pinned: the scheduler runs them where the workers leave room. They stop when
-//! the last [`Offload`] handle is dropped.
+//! caller refuses the request rather than wait or do the work inline). The helpers keep
+//! off the workers' cores (any other online core; where there is none, anywhere): a
+//! helper sharing a worker's core would take it for a whole scheduler slice, worse for
+//! the worker's sockets than the check done inline (measured, `tuning/RESULTS.md`).
+//! They stop when the last [`Offload`] handle is dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,14 +32,32 @@ pub struct Offload {
 pub struct Busy;
 
 impl Offload {
-    /// `threads` helpers named `name`, taking at most `queue` waiting jobs.
-    pub fn start(threads: usize, queue: usize, name: &str) -> Result<Offload, IoError> {
+    /// `threads` helpers named `name`, taking at most `queue` waiting jobs, on any
+    /// online core but those in `avoid` (the workers').
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        name: &str,
+        avoid: &[usize],
+    ) -> Result<Offload, IoError> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|c| !avoid.contains(c))
+            .collect();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
+            let allowed = allowed.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
+                    if !allowed.is_empty() {
+                        if let Err(e) = super::worker::pin_current_thread(&allowed) {
+                            tracing::warn!("{e}; the helper runs where the scheduler puts it");
+                        }
+                    }
                     for job in rx {
                         job();
                     }
@@ -130,7 +150,7 @@ mod tests {
 
     #[test]
     fn work_runs_on_a_helper_and_wakes_the_task() {
-        let off = Offload::start(1, 4, "test-offload").unwrap();
+        let off = Offload::start(1, 4, "test-offload", &[]).unwrap();
         let done = crate::io::ring::Ring::new().unwrap().block_on(async move {
             off.run(|| std::thread::current().name().map(str::to_owned))
                 .unwrap()
@@ -141,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_says_busy() {
-        let off = Offload::start(1, 1, "test-offload-busy").unwrap();
+        let off = Offload::start(1, 1, "test-offload-busy", &[]).unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         // One running (blocked on the channel), one queued: the next is refused.
         let _running = off

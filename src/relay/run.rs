@@ -296,7 +296,13 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     let admission = Admission::new(config.admission_limits());
     let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subscription_budget = SubscriptionBudget::new(config.max_subscription_bytes);
-    let offload = Offload::start(VERIFY_THREADS, VERIFY_QUEUE, "feedrelay-verify")?;
+    let worker_cores: Vec<usize> = (0..workers).filter_map(|i| map.core(i)).collect();
+    let offload = Offload::start(
+        VERIFY_THREADS,
+        VERIFY_QUEUE,
+        "feedrelay-verify",
+        &worker_cores,
+    )?;
     let rings: Vec<_> = (0..workers).map(|i| config.ring_options(i)).collect();
     let summaries = run_workers_with(
         map,
