@@ -1,7 +1,9 @@
 //! Events the relay sends subscribers on its own account (not relayed messages): a
 //! feed gone `stale` or `live` again, and a sequence `gap` no line could fill. Each is
 //! one text frame, sent once per change to every subscriber of the topics concerned
-//! (that has not opted out with `events=0`), never per message.
+//! (that has not opted out with `events=0`), never per message. A `stale`/`live` event
+//! names the topics the subscriber holds (all of them for a `*` subscriber): a feed of
+//! 10,000 topics going stale sends a subscriber of two a frame naming two, not 10,000.
 //!
 //! ```text
 //! {"event":"stale","feed":"nasdaq","topics":["AAPL","MSFT"]}
@@ -11,6 +13,58 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+
+use super::control::control_frame;
+
+/// An event to deliver, as the shards see it (shared between workers).
+#[derive(Debug)]
+pub struct Notice {
+    /// The topics it concerns.
+    pub topics: Vec<Bytes>,
+    /// The event naming all of them (for `*` subscribers, and subscribers of all).
+    pub frame: Bytes,
+    /// For a health event, its name (`stale`, `live`) and feed: a subscriber of only
+    /// some of the topics gets an event naming just those.
+    pub health: Option<(&'static str, String)>,
+}
+
+impl Notice {
+    /// A `stale`/`live` event of `feed` over `topics`.
+    pub fn health(event: &'static str, feed: String, topics: Vec<Bytes>) -> Notice {
+        let frame = control_frame(&health(event, &feed, &topics));
+        Notice {
+            topics,
+            frame,
+            health: Some((event, feed)),
+        }
+    }
+
+    /// A `gap` event of `topic`.
+    pub fn gap(topic: Bytes, from: u64, to: u64) -> Notice {
+        let frame = control_frame(&gap(&topic, from, to));
+        Notice {
+            topics: vec![topic],
+            frame,
+            health: None,
+        }
+    }
+
+    /// The frame for a subscriber holding the topics at `held` (indexes into
+    /// `topics`): the shared one when it holds all of them (or this is not a health
+    /// event), else one naming only those.
+    pub fn frame_for(&self, held: &[u32]) -> Bytes {
+        match &self.health {
+            Some((event, feed)) if held.len() < self.topics.len() => {
+                let topics: Vec<Bytes> = held
+                    .iter()
+                    .filter_map(|&i| self.topics.get(i as usize).cloned())
+                    .collect();
+                control_frame(&health(event, feed, &topics))
+            }
+            _ => self.frame.clone(),
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct Health<'a> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::metrics::{now_ns, Hop};
-use crate::relay::core::control::control_frame;
+use crate::relay::core::events::Notice;
 use crate::relay::core::shard::{Handoff, Relayed};
 use crate::relay::core::topic::TopicLookup;
 use crate::relay::feed::line::{FeedEvent, FeedSink};
@@ -25,28 +25,17 @@ impl FeedSink for WorkerCtx {
     }
 
     fn feed_event(&self, event: FeedEvent) {
-        let (topics, text) = match event {
+        let notice = Arc::new(match event {
             FeedEvent::Health {
                 change,
                 feed,
                 topics,
-            } => {
-                let text = crate::relay::core::events::health(change.name(), &feed, &topics);
-                (topics, text)
-            }
-            FeedEvent::Gap { topic, from, to } => {
-                let text = crate::relay::core::events::gap(&topic, from, to);
-                (vec![topic], text)
-            }
-        };
-        let frame = control_frame(&text);
-        let topics = Arc::new(topics);
-        let mut shard = self.shard.borrow_mut();
-        shard.notify(&topics, &frame);
-        shard.broadcast(|| Handoff::Event {
-            topics: Arc::clone(&topics),
-            frame: frame.clone(),
+            } => Notice::health(change.name(), feed, topics),
+            FeedEvent::Gap { topic, from, to } => Notice::gap(topic, from, to),
         });
+        let mut shard = self.shard.borrow_mut();
+        shard.notify(&notice);
+        shard.broadcast(|| Handoff::Event(Arc::clone(&notice)));
         drop(shard);
         self.flush();
     }

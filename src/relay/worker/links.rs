@@ -104,7 +104,7 @@ impl WorkerLinks {
             Handoff::Interest { .. }
             | Handoff::InterestAck { .. }
             | Handoff::SnapshotRequest { .. }
-            | Handoff::Event { .. }
+            | Handoff::Event(_)
             | Handoff::Snapshot { .. } => control,
         };
         let seq = &self.sent[to];

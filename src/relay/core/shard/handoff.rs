@@ -61,12 +61,7 @@ pub enum Handoff {
     },
     /// An event of the relay's own for the subscribers of `topics` (see
     /// [`events`](super::events)): each gets `frame` once.
-    Event {
-        /// The topics it concerns.
-        topics: std::sync::Arc<Vec<Bytes>>,
-        /// The event, framed.
-        frame: Bytes,
-    },
+    Event(std::sync::Arc<crate::relay::core::events::Notice>),
     /// Worker `origin`'s last values for a [`Handoff::SnapshotRequest`].
     Snapshot {
         /// The subscriber.

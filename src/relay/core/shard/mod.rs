@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::core::control::WILDCARD;
+use crate::relay::core::events::Notice;
 use crate::relay::core::last_value::LastValues;
 use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use crate::relay::core::routing::{Interest, RoutingTable, SubId, WorkerMask};
@@ -419,26 +420,31 @@ impl Shard {
             || self.routing.remote_workers(topic) != 0
     }
 
-    /// Queues `frame` once for every subscriber (with events on) of any of `topics`,
-    /// and every `*` subscriber.
-    pub fn notify(&mut self, topics: &[Bytes], frame: &Bytes) {
-        let wanted: Vec<SubId> = self
-            .subs
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| Some((id, s.as_ref()?)))
-            .filter(|(_, s)| {
-                s.events
-                    && (s.wildcard
-                        || topics
-                            .iter()
-                            .any(|t| s.topics.contains(&Interest::Topic(t.clone()))))
-            })
-            .map(|(id, _)| id)
-            .collect();
-        for id in wanted {
-            self.stats.events += 1;
-            self.reply(id, frame.clone());
+    /// Queues the notice once for every subscriber (with events on) of any of its
+    /// topics, and every `*` subscriber. Found through the routing table: the work is
+    /// the topics plus the (subscriber, topic) pairs that match, never subscribers ×
+    /// topics.
+    pub fn notify(&mut self, notice: &Notice) {
+        let mut held: HashMap<SubId, Vec<u32>> = HashMap::new();
+        for (i, t) in notice.topics.iter().enumerate() {
+            for &id in self.routing.topic_subscribers(t) {
+                held.entry(id).or_default().push(i as u32);
+            }
+        }
+        let wildcard: Vec<SubId> = self.routing.wildcard_subscribers().to_vec();
+        let wants = |s: &Option<Subscriber>| s.as_ref().is_some_and(|s| s.events);
+        for id in wildcard {
+            held.remove(&id);
+            if self.subs.get(id).is_some_and(wants) {
+                self.stats.events += 1;
+                self.reply(id, notice.frame.clone());
+            }
+        }
+        for (id, topics) in held {
+            if self.subs.get(id).is_some_and(wants) {
+                self.stats.events += 1;
+                self.reply(id, notice.frame_for(&topics));
+            }
         }
     }
 
@@ -470,7 +476,7 @@ impl Shard {
                         .push((from, Handoff::InterestAck { sub, generation }));
                 }
             }
-            Handoff::Event { topics, frame } => self.notify(&topics, &frame),
+            Handoff::Event(notice) => self.notify(&notice),
             Handoff::SnapshotRequest {
                 from,
                 sub,

@@ -2,6 +2,7 @@
 //! two shards with the hand-offs carried by hand.
 
 use super::*;
+use crate::relay::core::events::Notice;
 
 fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
     ShardSettings {
@@ -291,18 +292,38 @@ fn events_go_once_to_each_subscriber_of_their_topics_that_wants_them() {
     for id in [both, other, all, off] {
         drain(&mut s, id);
     }
-    let event = Bytes::from_static(b"stale");
-    s.notify(
-        &[Bytes::from_static(b"A"), Bytes::from_static(b"B")],
-        &event,
-    );
+    let topics = vec![Bytes::from_static(b"A"), Bytes::from_static(b"B")];
+    let notice = Notice::health("stale", "f".into(), topics);
+    s.notify(&notice);
+    let named = |m: &Bytes| String::from_utf8_lossy(&m[2..]).into_owned();
+    let got: Vec<String> = drain(&mut s, both).iter().map(named).collect();
     assert_eq!(
-        drain(&mut s, both),
-        vec![event.clone()],
+        got,
+        vec![r#"{"event":"stale","feed":"f","topics":["A","B"]}"#],
         "once, not per topic"
     );
-    assert_eq!(drain(&mut s, all), vec![event]);
+    assert_eq!(drain(&mut s, all), vec![notice.frame.clone()]);
     assert!(drain(&mut s, other).is_empty());
     assert!(drain(&mut s, off).is_empty(), "events=0");
     assert_eq!(s.stats.events, 2);
+    // A subscriber of only some of the topics hears of those alone.
+    let notice = Notice::health(
+        "live",
+        "f".into(),
+        strs(&["A", "C", "D"])
+            .into_iter()
+            .map(Bytes::from)
+            .collect(),
+    );
+    s.notify(&notice);
+    let got: Vec<String> = drain(&mut s, both).iter().map(named).collect();
+    assert_eq!(got, vec![r#"{"event":"live","feed":"f","topics":["A"]}"#]);
+    let got: Vec<String> = drain(&mut s, other).iter().map(named).collect();
+    assert_eq!(got, vec![r#"{"event":"live","feed":"f","topics":["C"]}"#]);
+    let got: Vec<String> = drain(&mut s, all).iter().map(named).collect();
+    assert_eq!(
+        got,
+        vec![r#"{"event":"live","feed":"f","topics":["A","C","D"]}"#]
+    );
+    assert_eq!(s.stats.events, 5);
 }
