@@ -94,6 +94,8 @@ pub(super) async fn write_loop(
                             Some(&mut batch.times),
                             MAX_WRITE_BATCH,
                         );
+                        // A streamed snapshot's next frames, for the next write.
+                        sub.refill();
                         Next::Frames
                     }
                 },

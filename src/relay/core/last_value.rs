@@ -1,13 +1,21 @@
 //! The last message of each topic a worker ingested: what a subscriber that asks for a
 //! snapshot receives before the live stream.
 //!
-//! Bounded in topics and bytes (`last_value_max_topics`, `last_value_max_bytes`): a
-//! new topic that does not fit is not cached, and counted. Each entry is a copy of the
+//! Bounded in topics and bytes (`last_value_max_topics`, `last_value_max_bytes`): an
+//! update that does not fit evicts the least recently updated topics until it does
+//! (counted), so the cache never serves an older message of a topic as its latest. A
+//! frame larger than the whole byte bound is not cached, and the topic's older entry
+//! is dropped with it (counted). Each entry is a copy of the
 //! frame, never the frame itself (a relayed frame is a slice of a 64 KiB arena chunk
 //! that it would keep alive); the copy's memory is reused in place when no queue still
 //! holds the previous one, so updating a topic's entry allocates nothing.
+//!
+//! Recency is a queue of (update number, topic) with lazy removal: each update pushes
+//! one record (a reference count, no allocation once the queue has grown to its
+//! working size), stale records are skipped when evicting and swept out when the queue
+//! holds more than twice the topics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,17 +33,27 @@ struct Entry {
     frame: Bytes,
     /// The memory the next copy goes into (reclaimed once `frame`'s clones are gone).
     spare: BytesMut,
+    /// The update number of its last update (its record in the recency queue).
+    updated: u64,
+    /// Its topic (the map's key, shared), for the recency record.
+    key: Bytes,
 }
 
 /// One worker's last-value cache.
 #[derive(Debug)]
 pub struct LastValues {
     by_topic: HashMap<Bytes, Entry>,
+    /// (update number, topic) in update order; a record is stale when the topic's
+    /// entry has a later number (or is gone).
+    recency: VecDeque<(u64, Bytes)>,
+    updates: u64,
     bytes: usize,
     max_topics: usize,
     max_bytes: usize,
-    /// Updates not cached because the cache was full (a new topic, or a larger frame).
+    /// Updates not cached: a frame larger than the whole byte bound.
     pub refused: u64,
+    /// Topics evicted to make room for an update.
+    pub evicted: u64,
 }
 
 impl LastValues {
@@ -43,10 +61,13 @@ impl LastValues {
     pub fn new(max_topics: usize, max_bytes: usize) -> Self {
         LastValues {
             by_topic: HashMap::new(),
+            recency: VecDeque::new(),
+            updates: 0,
             bytes: 0,
             max_topics,
             max_bytes,
             refused: 0,
+            evicted: 0,
         }
     }
 
@@ -65,18 +86,34 @@ impl LastValues {
         self.by_topic.is_empty()
     }
 
-    /// Records `frame` as the last of `topic`.
+    /// Records `frame` as the last of `topic`, evicting the least recently updated
+    /// topics if it does not fit.
     pub fn update(&mut self, topic: &Bytes, frame: &[u8]) {
         if !self.enabled() {
             return;
         }
-        match self.by_topic.get_mut(topic) {
+        if frame.len() > self.max_bytes {
+            // Can never fit: the older message must not stay to be served as the latest.
+            self.refused += 1;
+            if let Some(e) = self.by_topic.remove(&topic[..]) {
+                self.bytes -= e.frame.len();
+            }
+            return;
+        }
+        let old = self.by_topic.get(&topic[..]).map(|e| e.frame.len());
+        let new_topic = old.is_none();
+        while self.bytes - old.unwrap_or(0) + frame.len() > self.max_bytes
+            || (new_topic && self.by_topic.len() >= self.max_topics)
+        {
+            if !self.evict_oldest(topic) {
+                break;
+            }
+        }
+        self.updates += 1;
+        let updated = self.updates;
+        match self.by_topic.get_mut(&topic[..]) {
             Some(e) => {
                 let old = e.frame.len();
-                if self.bytes - old + frame.len() > self.max_bytes {
-                    self.refused += 1;
-                    return;
-                }
                 // Drop our reference first, so the spare reclaims its memory when no
                 // queue holds the old frame any more.
                 e.frame = Bytes::new();
@@ -85,24 +122,59 @@ impl LastValues {
                 }
                 e.spare.extend_from_slice(frame);
                 e.frame = e.spare.split().freeze();
+                e.updated = updated;
                 self.bytes = self.bytes - old + frame.len();
+                self.recency.push_back((updated, e.key.clone()));
             }
             None => {
-                if self.by_topic.len() >= self.max_topics
-                    || self.bytes + frame.len() > self.max_bytes
-                {
-                    self.refused += 1;
-                    return;
-                }
                 let mut spare = BytesMut::with_capacity(room_for(frame.len()));
                 spare.extend_from_slice(frame);
                 let frame = spare.split().freeze();
                 self.bytes += frame.len();
                 // The key is a copy too: a topic slice of a frame would pin its chunk.
                 let key = Bytes::copy_from_slice(topic);
-                self.by_topic.insert(key, Entry { frame, spare });
+                self.recency.push_back((updated, key.clone()));
+                self.by_topic.insert(
+                    key.clone(),
+                    Entry {
+                        frame,
+                        spare,
+                        updated,
+                        key,
+                    },
+                );
             }
         }
+        if self.recency.len() > 2 * self.by_topic.len() + 64 {
+            let by_topic = &self.by_topic;
+            self.recency
+                .retain(|(n, t)| by_topic.get(t).is_some_and(|e| e.updated == *n));
+        }
+    }
+
+    /// Evicts the least recently updated topic other than `keep`; false if there is
+    /// none to evict.
+    fn evict_oldest(&mut self, keep: &[u8]) -> bool {
+        while let Some((n, t)) = self.recency.pop_front() {
+            let current = self.by_topic.get(&t).is_some_and(|e| e.updated == n);
+            if !current {
+                continue;
+            }
+            if &t[..] == keep {
+                // The topic being updated keeps its place (its record comes back).
+                self.recency.push_back((n, t));
+                if self.recency.len() == 1 {
+                    return false;
+                }
+                continue;
+            }
+            if let Some(e) = self.by_topic.remove(&t) {
+                self.bytes -= e.frame.len();
+                self.evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// The last frame of `topic`, if cached.
@@ -131,18 +203,27 @@ mod tests {
         c.update(&t("A"), b"a2");
         c.update(&t("B"), b"b1");
         c.update(&t("C"), b"c1");
-        assert_eq!(c.get(b"A").as_deref(), Some(&b"a2"[..]));
+        assert_eq!(c.get(b"A"), None, "the least recently updated made room");
         assert_eq!(c.get(b"B").as_deref(), Some(&b"b1"[..]));
-        assert_eq!(c.get(b"C"), None, "a third topic does not fit");
-        assert_eq!(c.refused, 1);
+        assert_eq!(c.get(b"C").as_deref(), Some(&b"c1"[..]));
+        assert_eq!((c.evicted, c.refused), (1, 0));
         c.update(&t("B"), &[7u8; 99]);
-        assert_eq!(c.refused, 2, "over the byte bound: the old entry stays");
-        assert_eq!(c.get(b"B").as_deref(), Some(&b"b1"[..]));
+        assert_eq!(c.get(b"C"), None, "C evicted so B's larger frame fits");
+        assert_eq!(
+            c.get(b"B").map(|f| f.len()),
+            Some(99),
+            "never the older one"
+        );
+        c.update(&t("B"), &[7u8; 101]);
+        assert_eq!(c.refused, 1);
+        assert_eq!(
+            c.get(b"B"),
+            None,
+            "larger than the bound: the old entry goes too"
+        );
         c.update(&t("B"), &[7u8; 98]);
         assert_eq!(c.get(b"B").map(|f| f.len()), Some(98));
-        let mut all: Vec<Bytes> = c.all().collect();
-        all.sort();
-        assert_eq!(all.len(), 2);
+        assert_eq!(c.all().count(), 1);
         assert!(!LastValues::new(0, 100).enabled());
     }
 
@@ -156,5 +237,20 @@ mod tests {
         }
         assert_eq!(&held[..], b"first");
         assert_eq!(c.get(b"A").as_deref(), Some(&b"update 999"[..]));
+    }
+
+    /// Many updates over a few topics keep the recency queue near their number (stale
+    /// records are swept), and eviction follows update order.
+    #[test]
+    fn recency_stays_bounded_and_evicts_in_update_order() {
+        let mut c = LastValues::new(3, 1 << 20);
+        for i in 0..10_000u32 {
+            c.update(&t(["A", "B", "C"][(i % 3) as usize]), &i.to_le_bytes());
+        }
+        assert!(c.recency.len() <= 2 * 3 + 64 + 1, "{}", c.recency.len());
+        c.update(&t("A"), b"a");
+        c.update(&t("D"), b"d");
+        assert_eq!(c.get(b"B"), None, "B was updated least recently");
+        assert!(c.get(b"A").is_some() && c.get(b"C").is_some() && c.get(b"D").is_some());
     }
 }

@@ -19,7 +19,9 @@ use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, Subscribe
 use crate::relay::core::routing::{Interest, RoutingTable, SubId, WorkerMask};
 use crate::relay::core::snapshot::{Offered, PendingSnapshot};
 use crate::ws::CloseCode;
+use backlog::Backlog;
 
+mod backlog;
 pub mod handoff;
 pub mod stats;
 
@@ -69,6 +71,21 @@ pub struct Subscriber {
     pending_reply: Option<Bytes>,
     /// A subscription with a snapshot being put together.
     snapshot: Option<Box<PendingSnapshot>>,
+    /// A snapshot's tail (and what came after it) waiting for room in the queue.
+    backlog: Option<Box<Backlog>>,
+}
+
+impl Subscriber {
+    /// Moves frames waiting behind a streamed snapshot into the queue as far as they
+    /// fit (the writer calls this after taking what was queued).
+    pub fn refill(&mut self) {
+        if let Some(b) = self.backlog.as_mut() {
+            self.drops += b.refill(&mut self.queue);
+            if b.is_empty() {
+                self.backlog = None;
+            }
+        }
+    }
 }
 
 /// One worker's relay state.
@@ -154,6 +171,7 @@ impl Shard {
             generation: 0,
             pending_reply: None,
             snapshot: None,
+            backlog: None,
         };
         match self.free.pop() {
             Some(id) => {
@@ -337,10 +355,30 @@ impl Shard {
             .collect()
     }
 
-    /// Queues a complete snapshot: the reply, the last values, what was held.
+    /// Queues a complete snapshot: the reply, the last values, what was held. What
+    /// does not fit in the queue is streamed ([`backlog`]) as the writer drains it.
     fn finish_snapshot(&mut self, id: SubId, pending: PendingSnapshot) {
-        for frame in pending.into_frames() {
-            self.reply(id, frame);
+        let max_live = self.settings.queue.max_messages;
+        let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let was_empty = sub.queue.is_empty();
+        let mut frames = pending.into_frames();
+        if let Some(b) = sub.backlog.as_mut() {
+            // Still streaming an earlier one: this one goes behind it.
+            frames.for_each(|f| b.push_control(f));
+            return;
+        }
+        for frame in frames.by_ref() {
+            if !sub.queue.push_control(frame.clone()) {
+                let rest = std::iter::once(frame).chain(frames);
+                sub.backlog = Some(Box::new(Backlog::new(rest, max_live)));
+                sub.refill();
+                break;
+            }
+        }
+        if was_empty {
+            self.dirty.push(id);
         }
     }
 
@@ -385,6 +423,11 @@ impl Shard {
         if sub.closing {
             return;
         }
+        if let Some(b) = sub.backlog.as_mut() {
+            // Behind a streamed snapshot: in order, after it.
+            b.push_control(frame);
+            return;
+        }
         let was_empty = sub.queue.is_empty();
         if !sub.queue.push_control(frame) {
             sub.queue.clear();
@@ -404,6 +447,8 @@ impl Shard {
     pub fn publish(&mut self, msg: Relayed, now_ns: u64) {
         self.stats.messages_in += 1;
         self.cache.update(&msg.topic, &msg.frame);
+        self.stats.last_value_refused = self.cache.refused;
+        self.stats.last_value_evicted = self.cache.evicted;
         let mut remote: WorkerMask = self.routing.remote_workers(&msg.topic);
         while remote != 0 {
             let w = remote.trailing_zeros() as usize;
@@ -622,6 +667,17 @@ impl Shard {
                 Some(deflated) if sub.deflate => deflated,
                 _ => &msg.frame,
             };
+            if let Some(b) = sub.backlog.as_mut() {
+                // Behind a streamed snapshot: waits its turn, bounded.
+                if b.push_live(frame.clone()) {
+                    stats.messages_queued += 1;
+                } else {
+                    stats.dropped_queue_full += 1;
+                    sub.drops += 1;
+                    stats.count_drop(&msg.topic, max_drop_topics);
+                }
+                continue;
+            }
             match sub.queue.push(&msg.topic, frame.clone(), policy, now_ns) {
                 Push::Queued => {
                     stats.messages_queued += 1;

@@ -47,8 +47,10 @@ pub struct ShardStats {
     pub snapshots: u64,
     /// Events (stale, live, gap) queued for subscribers.
     pub events: u64,
-    /// Messages the last-value cache could not keep (full in topics or bytes).
+    /// Messages the last-value cache could not keep (larger than its byte bound).
     pub last_value_refused: u64,
+    /// Topics the last-value cache evicted (least recently updated) to make room.
+    pub last_value_evicted: u64,
     /// `refresh` requests past a subscriber's per-second budget, refused unverified.
     pub refreshes_refused: u64,
     /// Control messages past a subscriber's per-second budget, ignored unparsed.
@@ -80,6 +82,7 @@ impl ShardStats {
             ("max_fragments", self.too_many_fragments),
             ("max_drop_topics", self.drops_other_topics),
             ("last_value_max", self.last_value_refused),
+            ("last_value_evicted", self.last_value_evicted),
             ("max_refreshes_per_second", self.refreshes_refused),
             ("max_control_per_second", self.controls_refused),
             ("max_subscription_bytes", self.subscription_budget_refused),
@@ -118,6 +121,7 @@ impl ShardStats {
         self.snapshots += other.snapshots;
         self.events += other.events;
         self.last_value_refused += other.last_value_refused;
+        self.last_value_evicted += other.last_value_evicted;
         self.refreshes_refused += other.refreshes_refused;
         self.controls_refused += other.controls_refused;
         self.subscription_budget_refused += other.subscription_budget_refused;

@@ -327,3 +327,48 @@ fn events_go_once_to_each_subscriber_of_their_topics_that_wants_them() {
     );
     assert_eq!(s.stats.events, 5);
 }
+
+fn at_topic(topic: &str, body: &str) -> Relayed {
+    Relayed {
+        topic: Bytes::from(topic.to_owned()),
+        frame: Bytes::from(body.to_owned()),
+        deflated: None,
+        routed_ns: 1,
+        origin: 0,
+    }
+}
+
+/// A `*` snapshot larger than the subscriber's queue is streamed as the queue drains,
+/// not a 1008: the reply, every cached frame, then the live messages that came
+/// meanwhile, in order, none lost within the bound.
+#[test]
+fn a_snapshot_larger_than_the_queue_is_streamed() {
+    let mut s = Shard::new(0, 1, settings(4, SlowConsumerPolicy::Disconnect));
+    for i in 0..10 {
+        s.publish(at_topic(&format!("T{i}"), &format!("v{i}")), 0);
+    }
+    let id = s.add_subscriber(false, true);
+    s.subscribe(id, &strs(&["*"]), Bytes::from_static(b"ok"), true)
+        .unwrap();
+    s.publish(at_topic("T3", "live1"), 0);
+    s.publish(at_topic("T4", "live2"), 0);
+    let mut got: Vec<Bytes> = Vec::new();
+    for _ in 0..10 {
+        let sub = s.subscriber(id).unwrap();
+        assert!(sub.close.is_none(), "not closed: {:?}", sub.close);
+        sub.queue.drain_into(&mut got, 100);
+        sub.refill();
+    }
+    assert_eq!(got.len(), 13, "{got:?}");
+    assert_eq!(got[0], Bytes::from_static(b"ok"));
+    let mut snapshot: Vec<Bytes> = got[1..11].to_vec();
+    snapshot.sort();
+    let want: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("v{i}"))).collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(snapshot, want_sorted);
+    assert_eq!(
+        &got[11..],
+        &[Bytes::from_static(b"live1"), Bytes::from_static(b"live2")]
+    );
+}
