@@ -19,6 +19,7 @@
 //! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
 //!   hand-offs to and from the workers.
 //! - [`offload`]: CPU work (signature checks) on helper threads, awaited by a task.
+//! - [`proxy`]: the PROXY protocol v2 header a load balancer puts before a stream.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
 //! - [`local`]: a wake-up flag and a lock for tasks on one worker thread.
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod local;
 pub mod nats;
 pub mod offload;
+pub mod proxy;
 pub mod resolve;
 pub mod ring;
 pub mod rt;

@@ -133,6 +133,12 @@ pub struct Config {
     /// `Origin` values a handshake may carry (`scheme://host[:port]`); any other gets
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
+    /// Addresses (or CIDR blocks) of load balancers whose connections start with a
+    /// PROXY protocol v2 header: the client's address in it is the one per-source
+    /// limits, logs and metrics see. A connection from one of them without a valid
+    /// header is closed. Empty (the default): no header is read from anyone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy_protocol_from: Vec<String>,
     /// Tokens publishers must present, each with the topics it may publish
     /// (`[[publisher_tokens]]`). None: anyone who reaches the port may publish.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -226,6 +232,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             allowed_origins: Vec::new(),
+            proxy_protocol_from: Vec::new(),
             publisher_tokens: Vec::new(),
             metrics_token: None,
             metrics_token_file: None,
@@ -372,6 +379,8 @@ impl Config {
             field,
             reason,
         };
+        self.trusted_proxies()
+            .map_err(|why| bad("proxy_protocol_from", why))?;
         if let Some(w) = self.workers {
             if w == 0 || w > MAX_WORKERS {
                 return Err(bad(
@@ -552,6 +561,11 @@ impl Config {
     /// Write timeout.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// The load balancers whose connections start with a PROXY v2 header.
+    pub fn trusted_proxies(&self) -> Result<crate::io::proxy::TrustedProxies, String> {
+        crate::io::proxy::TrustedProxies::parse(&self.proxy_protocol_from)
     }
 
     /// The admission limits.

@@ -13,10 +13,11 @@ use super::state::{new_ctx, Shared, Tracked, WorkerCtx, WorkerNats};
 use super::telemetry::{MetricsLink, WorkerSummary};
 use crate::io::listener::{accept_until_shutdown, drain_connections};
 use crate::io::offload::Offload;
+use crate::io::ring::TcpStream;
 use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
-use crate::relay::access::admission::Admission;
+use crate::relay::access::admission::{Admission, Admitted};
 use crate::relay::config::Config;
 use crate::relay::core::budget::SubscriptionBudget;
 use crate::relay::feed::line::run_line_supervised;
@@ -160,6 +161,23 @@ async fn accept_until_done(
     let for_each = shutdown.clone();
     let gate = Arc::clone(&ctx.admission);
     let result = accept_until_shutdown(listener, shutdown, &gate, |stream, peer: SocketAddr| {
+        let (tracked, shutdown) = (Tracked::enter(&ctx), for_each.clone());
+        if ctx.trusted_proxies.trusts(peer.ip()) {
+            // Behind a load balancer: the client's address comes first, then admission.
+            rt::spawn(async move {
+                let ctx = Rc::clone(&tracked.0);
+                let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
+                match crate::io::proxy::read_v2(&stream, deadline).await {
+                    Ok(client) => serve_admitted(&ctx, stream, client.unwrap_or(peer), shutdown).await,
+                    Err(e) => {
+                        ctx.admission.count_bad_proxy_header();
+                        tracing::info!(%peer, error = %e, "closed: a trusted load balancer's connection without a valid PROXY v2 header");
+                    }
+                }
+                drop(tracked);
+            });
+            return;
+        }
         let admitted = match ctx.admission.admit(peer) {
             Ok(a) => a,
             Err(refusal) => {
@@ -168,14 +186,9 @@ async fn accept_until_done(
                 return;
             }
         };
-        let (tracked, shutdown) = (Tracked::enter(&ctx), for_each.clone());
         rt::spawn(async move {
             let ctx = Rc::clone(&tracked.0);
-            if let Err(e) =
-                crate::relay::conn::session::serve(&ctx, stream, peer, admitted, shutdown).await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_with(&ctx, stream, peer, admitted, shutdown).await;
             drop(tracked);
         });
     })
@@ -188,4 +201,34 @@ async fn accept_until_done(
     ctx.done.set(true);
     ctx.links.parker(ctx.id).release();
     result
+}
+
+/// Admits a connection whose source is `peer` (the client's, for a proxied one) and
+/// serves it.
+async fn serve_admitted(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+) {
+    match ctx.admission.admit(peer) {
+        Ok(admitted) => serve_with(ctx, stream, peer, admitted, shutdown).await,
+        Err(refusal) => {
+            tracing::debug!(%peer, reason = refusal.name(), "connection refused at accept");
+        }
+    }
+}
+
+/// Serves an admitted connection until it ends.
+async fn serve_with(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    shutdown: Shutdown,
+) {
+    if let Err(e) = crate::relay::conn::session::serve(ctx, stream, peer, admitted, shutdown).await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }

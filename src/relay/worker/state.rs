@@ -18,6 +18,7 @@ use crate::io::driver::server::ServerConfig;
 use crate::io::driver::Driver;
 use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
 use crate::io::offload::Offload;
+use crate::io::proxy::TrustedProxies;
 use crate::io::IoError;
 use crate::metrics::{now_ns, Hop, HopHistograms};
 use crate::relay::access::admission::Admission;
@@ -107,6 +108,8 @@ pub(in crate::relay) struct WorkerCtx {
     pub(super) grace: Duration,
     /// Who may start a handshake (shared by the workers).
     pub(in crate::relay) admission: Arc<Admission>,
+    /// Load balancers whose connections start with a PROXY v2 header.
+    pub(in crate::relay) trusted_proxies: TrustedProxies,
     /// Helper threads for signature checks (shared by the workers).
     pub(in crate::relay) offload: Offload,
     /// What may be replaced while running: the listener's TLS, the access rules.
@@ -340,6 +343,7 @@ pub(super) fn new_ctx(
         keepalive: config.keepalive(),
         idle_timeout: config.idle_timeout(),
         grace: Duration::from_millis(config.shutdown_grace_ms),
+        trusted_proxies: config.trusted_proxies().unwrap_or_default(),
         admission,
         offload,
         settings: live_settings,

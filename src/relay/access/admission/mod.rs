@@ -76,6 +76,8 @@ pub enum Refusal {
     AddressRate,
     /// Its handshake slot was given to a source holding fewer (the fair share).
     Evicted,
+    /// It came from a trusted load balancer without a valid PROXY v2 header.
+    ProxyHeader,
 }
 
 impl Refusal {
@@ -87,16 +89,18 @@ impl Refusal {
             Refusal::Full => "full",
             Refusal::AddressRate => "address_rate",
             Refusal::Evicted => "evicted",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 
     /// Every reason, in label order.
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::AddressConnections,
         Refusal::AddressPending,
         Refusal::Full,
         Refusal::AddressRate,
         Refusal::Evicted,
+        Refusal::ProxyHeader,
     ];
 }
 
@@ -387,6 +391,11 @@ impl Admission {
             self.pending.fetch_add(1, Ordering::AcqRel);
             t.grant();
         }
+    }
+
+    /// Counts a connection from a trusted load balancer closed for a bad PROXY header.
+    pub fn count_bad_proxy_header(&self) {
+        self.count(Refusal::ProxyHeader);
     }
 
     /// Counts a held connection closed because no slot freed in time.
