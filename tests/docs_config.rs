@@ -145,3 +145,37 @@ fn every_documented_key_is_known() {
     let e = Config::parse("[nats]\nno_such_key = 0\n", "doc.toml").unwrap_err();
     assert!(e.to_string().contains("unknown field"), "{e}");
 }
+
+/// Every test `docs/security.md` names for a probe exists: a renamed or removed test
+/// fails here instead of leaving the page pointing at nothing.
+#[test]
+fn the_security_page_names_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/security.md")).unwrap();
+    let table = page
+        .split("## The probes and the tests that hold them")
+        .nth(1)
+        .expect("the probes section");
+    let mut named = 0;
+    for row in table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| probe"))
+    {
+        let cells: Vec<&str> = row.split('`').collect();
+        // `path` `fn` pairs: a path ends in .rs, the backticked word after it is a fn.
+        for pair in cells.windows(3) {
+            let (path, fun) = (pair[0], pair[2]);
+            if !path.ends_with(".rs") || fun.contains(' ') || fun.is_empty() || fun.contains('/') {
+                continue;
+            }
+            let text =
+                std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(
+                text.contains(&format!("fn {fun}(")),
+                "{path} has no fn {fun}"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 15, "only {named} tests named");
+}
