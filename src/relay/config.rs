@@ -426,40 +426,8 @@ impl Config {
                 }
             }
         }
-        let positive: [(&'static str, u64); 19] = [
-            ("queue_max_messages", self.queue_max_messages as u64),
-            ("queue_max_bytes", self.queue_max_bytes as u64),
-            ("keepalive_interval_ms", self.keepalive_interval_ms),
-            ("idle_timeout_ms", self.idle_timeout_ms),
-            ("handshake_timeout_ms", self.handshake_timeout_ms),
-            ("max_frame_bytes", self.max_frame_bytes as u64),
-            ("max_message_bytes", self.max_message_bytes as u64),
-            ("max_subscriptions", self.max_subscriptions as u64),
-            ("max_subscription_bytes", self.max_subscription_bytes as u64),
-            (
-                "max_control_per_second",
-                u64::from(self.max_control_per_second),
-            ),
-            ("max_fragments", self.max_fragments as u64),
-            ("max_control_bytes", self.max_control_bytes as u64),
-            ("max_topic_bytes", self.max_topic_bytes as u64),
-            ("max_drop_topics", self.max_drop_topics as u64),
-            ("write_timeout_ms", self.write_timeout_ms),
-            ("max_connections", self.max_connections as u64),
-            ("max_pending_handshakes", self.max_pending_handshakes as u64),
-            (
-                "max_connections_per_address",
-                self.max_connections_per_address as u64,
-            ),
-            (
-                "max_pending_per_address",
-                self.max_pending_per_address as u64,
-            ),
-        ];
-        for (field, v) in positive {
-            if v == 0 {
-                return Err(bad(field, "must be greater than 0".into()));
-            }
+        if let Some(field) = self.first_zero_limit() {
+            return Err(bad(field, "must be greater than 0".into()));
         }
         if self.max_topic_bytes > MAX_TOPIC_BYTES_LIMIT {
             return Err(bad(
@@ -497,6 +465,44 @@ impl Config {
             self.metrics_token.as_ref(),
         )
         .map_err(|e| access_error(origin, e))
+    }
+
+    /// The first of the limits that must be positive that is 0.
+    fn first_zero_limit(&self) -> Option<&'static str> {
+        let positive: [(&'static str, u64); 19] = [
+            ("queue_max_messages", self.queue_max_messages as u64),
+            ("queue_max_bytes", self.queue_max_bytes as u64),
+            ("keepalive_interval_ms", self.keepalive_interval_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("max_frame_bytes", self.max_frame_bytes as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_subscriptions", self.max_subscriptions as u64),
+            ("max_subscription_bytes", self.max_subscription_bytes as u64),
+            (
+                "max_control_per_second",
+                u64::from(self.max_control_per_second),
+            ),
+            ("max_fragments", self.max_fragments as u64),
+            ("max_control_bytes", self.max_control_bytes as u64),
+            ("max_topic_bytes", self.max_topic_bytes as u64),
+            ("max_drop_topics", self.max_drop_topics as u64),
+            ("write_timeout_ms", self.write_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("max_pending_handshakes", self.max_pending_handshakes as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            (
+                "max_pending_per_address",
+                self.max_pending_per_address as u64,
+            ),
+        ];
+        positive
+            .iter()
+            .find(|(_, v)| *v == 0)
+            .map(|(field, _)| *field)
     }
 
     /// Where the relay can be reached: the data port, and where metrics are served.

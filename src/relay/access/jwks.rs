@@ -10,9 +10,7 @@
 //! one, and no two may share a `kid`. At most [`MAX_KEYS`].
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
-use jsonwebtoken::DecodingKey;
-
-use super::jwt::JwtAlgorithm;
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 /// Keys a set may hold at most.
 pub const MAX_KEYS: usize = 64;
@@ -25,8 +23,9 @@ pub struct KeyEntry {
     pub key: DecodingKey,
 }
 
-/// Parses a JWK Set for `algorithm`; `Err` says which key is wrong and why.
-pub fn parse_jwks(text: &str, algorithm: JwtAlgorithm) -> Result<Vec<KeyEntry>, String> {
+/// Parses a JWK Set for `algorithm` (HS256, RS256 or ES256); `Err` says which key is
+/// wrong and why.
+pub fn parse_jwks(text: &str, algorithm: Algorithm) -> Result<Vec<KeyEntry>, String> {
     let mut bytes = text.as_bytes().to_vec();
     let set: JwkSet = simd_json::serde::from_slice(&mut bytes)
         .map_err(|e| format!("not a JWK Set ({{\"keys\":[..]}}): {e}"))?;
@@ -42,17 +41,18 @@ pub fn parse_jwks(text: &str, algorithm: JwtAlgorithm) -> Result<Vec<KeyEntry>, 
         let name = kid.clone().unwrap_or_else(|| format!("key {i}"));
         let wrong = |why: &str| Err(format!("{name}: {why}"));
         let want = match algorithm {
-            JwtAlgorithm::HS256 => KeyAlgorithm::HS256,
-            JwtAlgorithm::RS256 => KeyAlgorithm::RS256,
-            JwtAlgorithm::ES256 => KeyAlgorithm::ES256,
+            Algorithm::HS256 => KeyAlgorithm::HS256,
+            Algorithm::RS256 => KeyAlgorithm::RS256,
+            Algorithm::ES256 => KeyAlgorithm::ES256,
+            other => return Err(format!("{other:?} is not offered")),
         };
         if jwk.common.key_algorithm.is_some_and(|a| a != want) {
             return wrong(&format!("its `alg` is not the configured {algorithm:?}"));
         }
         let fits = match (&jwk.algorithm, algorithm) {
-            (AlgorithmParameters::OctetKey(_), JwtAlgorithm::HS256) => true,
-            (AlgorithmParameters::RSA(_), JwtAlgorithm::RS256) => true,
-            (AlgorithmParameters::EllipticCurve(p), JwtAlgorithm::ES256) => {
+            (AlgorithmParameters::OctetKey(_), Algorithm::HS256) => true,
+            (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
+            (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => {
                 p.curve == EllipticCurve::P256
             }
             _ => false,
@@ -67,7 +67,7 @@ pub fn parse_jwks(text: &str, algorithm: JwtAlgorithm) -> Result<Vec<KeyEntry>, 
             return wrong("this `kid` is given twice");
         }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{name}: {e}"))?;
-        if algorithm == JwtAlgorithm::HS256 && key_bytes_too_short(jwk) {
+        if algorithm == Algorithm::HS256 && key_bytes_too_short(jwk) {
             return wrong("an HS256 secret is at least 32 bytes");
         }
         keys.push(KeyEntry { kid, key });
@@ -123,7 +123,7 @@ mod tests {
         let s = [0x11u8; 32];
         let keys = parse_jwks(
             &set(&[oct(Some("a"), &s), oct(Some("b"), &s)]),
-            JwtAlgorithm::HS256,
+            Algorithm::HS256,
         )
         .unwrap();
         assert!(select(&keys, Some("b")).is_ok());
@@ -135,7 +135,7 @@ mod tests {
             select(&keys, None).is_err(),
             "several keys: a kid is needed"
         );
-        let one = parse_jwks(&set(&[oct(None, &s)]), JwtAlgorithm::HS256).unwrap();
+        let one = parse_jwks(&set(&[oct(None, &s)]), Algorithm::HS256).unwrap();
         assert!(select(&one, None).is_ok());
     }
 
@@ -143,28 +143,25 @@ mod tests {
     fn bad_sets_say_which_key_and_why() {
         let s = [0x11u8; 32];
         let err = |text: &str, alg| parse_jwks(text, alg).err().unwrap();
-        assert!(err("{}", JwtAlgorithm::HS256).contains("JWK Set"));
-        assert!(err(&set(&[]), JwtAlgorithm::HS256).contains("1..="));
-        let e = err(&set(&[oct(Some("a"), &s)]), JwtAlgorithm::RS256);
+        assert!(err("{}", Algorithm::HS256).contains("JWK Set"));
+        assert!(err(&set(&[]), Algorithm::HS256).contains("1..="));
+        let e = err(&set(&[oct(Some("a"), &s)]), Algorithm::RS256);
         assert!(e.contains("a: not a RS256 key"), "{e}");
         let mut wrong_alg = oct(Some("a"), &s);
         wrong_alg["alg"] = "HS512".into();
-        assert!(err(&set(&[wrong_alg]), JwtAlgorithm::HS256).contains("`alg`"));
-        let e = err(
-            &set(&[oct(Some("a"), &s), oct(None, &s)]),
-            JwtAlgorithm::HS256,
-        );
+        assert!(err(&set(&[wrong_alg]), Algorithm::HS256).contains("`alg`"));
+        let e = err(&set(&[oct(Some("a"), &s), oct(None, &s)]), Algorithm::HS256);
         assert!(e.contains("needs a `kid`"), "{e}");
         let e = err(
             &set(&[oct(Some("a"), &s), oct(Some("a"), &s)]),
-            JwtAlgorithm::HS256,
+            Algorithm::HS256,
         );
         assert!(e.contains("twice"), "{e}");
-        let e = err(&set(&[oct(Some("a"), b"short")]), JwtAlgorithm::HS256);
+        let e = err(&set(&[oct(Some("a"), b"short")]), Algorithm::HS256);
         assert!(e.contains("32 bytes"), "{e}");
         let many: Vec<_> = (0..=MAX_KEYS)
             .map(|i| oct(Some(&i.to_string()), &s))
             .collect();
-        assert!(err(&set(&many), JwtAlgorithm::HS256).contains("1..="));
+        assert!(err(&set(&many), Algorithm::HS256).contains("1..="));
     }
 }

@@ -140,7 +140,7 @@ impl JwtConfig {
         };
         let keys = if field == "jwks_file" {
             let text = std::str::from_utf8(key).map_err(|e| bad(e.to_string()))?;
-            parse_jwks(text, self.algorithm).map_err(bad)?
+            parse_jwks(text, algorithm).map_err(bad)?
         } else {
             let one = match self.algorithm {
                 JwtAlgorithm::HS256 if key.len() < 32 => {

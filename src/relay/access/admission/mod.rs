@@ -28,11 +28,12 @@
 //! message).
 
 mod rate;
+mod source;
 mod ticket;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ use slab::Slab;
 
 use crate::io::listener::AcceptGate;
 use rate::ConnectRate;
+pub use source::AddressKey;
 use ticket::Ticket;
 pub use ticket::{Evicted, Granted};
 
@@ -144,33 +146,6 @@ pub struct Admission {
     refused: [AtomicU64; Refusal::ALL.len()],
     /// Accept loops paused for room, woken when a connection closes.
     waiting: Mutex<Slab<Waker>>,
-}
-
-/// A source as the per-address limits see it: an IPv4 address, or an IPv6 /64
-/// (IPv4-mapped IPv6 addresses count as their IPv4 address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddressKey {
-    /// An IPv4 address.
-    V4([u8; 4]),
-    /// The first 64 bits of an IPv6 address.
-    V6([u8; 8]),
-}
-
-impl AddressKey {
-    /// The key of `ip`.
-    pub fn of(ip: IpAddr) -> AddressKey {
-        match ip {
-            IpAddr::V4(v4) => AddressKey::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => AddressKey::V4(v4.octets()),
-                None => {
-                    let mut prefix = [0u8; 8];
-                    prefix.copy_from_slice(&v6.octets()[..8]);
-                    AddressKey::V6(prefix)
-                }
-            },
-        }
-    }
 }
 
 /// A connection let in: it holds its place in the counts until dropped (so a panic or

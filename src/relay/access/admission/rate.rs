@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::AddressKey;
+use super::source::AddressKey;
 
 /// How often full buckets are swept out.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

@@ -23,6 +23,7 @@ use backlog::Backlog;
 
 mod backlog;
 pub mod handoff;
+mod snapshots;
 pub mod stats;
 
 pub use handoff::{Handoff, Relayed};
@@ -301,87 +302,6 @@ impl Shard {
         Ok(())
     }
 
-    /// [`subscribe`](Self::subscribe) with a snapshot of `new` (see
-    /// [`snapshot`](crate::relay::core::snapshot)): this worker's last values now, the others' on
-    /// their answers; the reply, the snapshot and the held messages once all are in.
-    fn subscribe_with_snapshot(
-        &mut self,
-        id: SubId,
-        new: Vec<Interest>,
-        generation: u64,
-        reply: Bytes,
-    ) {
-        let frames = self.cached(&new);
-        let others: WorkerMask = (0..self.workers)
-            .filter(|&w| w != self.worker)
-            .fold(0, |m, w| m | 1 << w);
-        for interest in &new {
-            if self.routing.subscribe(id, interest) {
-                self.outbox_interest(interest.clone(), true, None);
-            }
-        }
-        for w in (0..self.workers).filter(|&w| w != self.worker) {
-            self.outbox.push((
-                w,
-                Handoff::SnapshotRequest {
-                    from: self.worker,
-                    sub: id,
-                    generation,
-                    interests: new.clone(),
-                },
-            ));
-        }
-        let max_held = self.settings.queue.max_messages;
-        let pending = PendingSnapshot::new(generation, others, &new, frames, reply, max_held);
-        self.stats.snapshots += 1;
-        if others == 0 {
-            self.finish_snapshot(id, pending);
-        } else if let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) {
-            sub.snapshot = Some(Box::new(pending));
-        }
-    }
-
-    /// The last values this worker has for `interests` (every topic for `*`).
-    fn cached(&self, interests: &[Interest]) -> Vec<Bytes> {
-        if interests.contains(&Interest::All) {
-            return self.cache.all().collect();
-        }
-        interests
-            .iter()
-            .filter_map(|i| match i {
-                Interest::Topic(t) => self.cache.get(t),
-                Interest::All => None,
-            })
-            .collect()
-    }
-
-    /// Queues a complete snapshot: the reply, the last values, what was held. What
-    /// does not fit in the queue is streamed ([`backlog`]) as the writer drains it.
-    fn finish_snapshot(&mut self, id: SubId, pending: PendingSnapshot) {
-        let max_live = self.settings.queue.max_messages;
-        let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
-            return;
-        };
-        let was_empty = sub.queue.is_empty();
-        let mut frames = pending.into_frames();
-        if let Some(b) = sub.backlog.as_mut() {
-            // Still streaming an earlier one: this one goes behind it.
-            frames.for_each(|f| b.push_control(f));
-            return;
-        }
-        for frame in frames.by_ref() {
-            if !sub.queue.push_control(frame.clone()) {
-                let rest = std::iter::once(frame).chain(frames);
-                sub.backlog = Some(Box::new(Backlog::new(rest, max_live)));
-                sub.refill();
-                break;
-            }
-        }
-        if was_empty {
-            self.dirty.push(id);
-        }
-    }
-
     /// Unsubscribes `id` from `topics` and queues `reply`.
     pub fn unsubscribe(&mut self, id: SubId, topics: &[String], reply: Bytes) {
         let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
@@ -527,38 +447,13 @@ impl Shard {
                 sub,
                 generation,
                 interests,
-            } => {
-                let frames = self.cached(&interests);
-                let origin = self.worker;
-                self.outbox.push((
-                    from,
-                    Handoff::Snapshot {
-                        sub,
-                        generation,
-                        origin,
-                        frames,
-                    },
-                ));
-            }
+            } => self.answer_snapshot_request(from, sub, generation, &interests),
             Handoff::Snapshot {
                 sub,
                 generation,
                 origin,
                 frames,
-            } => {
-                let Some(s) = self.subs.get_mut(sub).and_then(Option::as_mut) else {
-                    return;
-                };
-                let complete = match s.snapshot.as_mut() {
-                    Some(p) if p.generation == generation => p.answered(origin, frames),
-                    _ => return,
-                };
-                if complete {
-                    if let Some(p) = s.snapshot.take() {
-                        self.finish_snapshot(sub, *p);
-                    }
-                }
-            }
+            } => self.snapshot_answered(sub, generation, origin, frames),
             Handoff::InterestAck { sub, generation } => {
                 let Some(s) = self.subs.get_mut(sub).and_then(Option::as_mut) else {
                     return;
