@@ -51,7 +51,7 @@ fn connect(server: &Server, topic: usize) -> TcpStream {
 fn ten_thousand_idle_subscribers_cost_at_most_16_kib_each() {
     raise_fd_limit();
     let server = Server::relay(&["--workers", "2"], Some(
-            "max_connections = 12000\nmax_connections_per_address = 12000\nmax_pending_per_address = 12000\nmax_pending_handshakes = 12000\n",
+            "max_connections = 12000\nmax_connections_per_address = 12000\nmax_pending_per_address = 12000\nmax_pending_handshakes = 12000\nmax_new_connections_per_address_per_second = 0\n",
         ));
     let pid = server.child.id();
     // Warm up: the first connections pay for one-time allocations.

@@ -224,7 +224,7 @@ impl Default for Config {
             max_pending_handshakes: 1_024,
             max_connections_per_address: 1_024,
             max_pending_per_address: 64,
-            max_new_connections_per_address_per_second: 1_000,
+            max_new_connections_per_address_per_second: 2_048,
             shutdown_grace_ms: 2_000,
             subprotocols: Vec::new(),
             compression: CompressionConfig::default(),

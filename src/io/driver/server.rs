@@ -80,6 +80,10 @@ pub trait Service {
     /// With [`Transmit::Handoff`]: frames the connection must send (pongs, close), to be
     /// queued behind what the service already queued.
     fn on_transmit(&mut self, _frames: Vec<u8>) {}
+
+    /// The server is shutting down: the close (1001) follows at once, behind whatever
+    /// the service queues here (a last word to the peer).
+    fn on_shutdown(&mut self) {}
 }
 
 /// Who writes what the connection transmits.
@@ -406,6 +410,7 @@ async fn wait_for_read<S: Service>(
             }
             Wake::Shutdown => {
                 timers.stop = None;
+                service.on_shutdown();
                 driver.close(CloseCode::GOING_AWAY, "server shutting down");
                 transmit(driver, service, options).await?;
             }

@@ -281,6 +281,17 @@ impl Service for Subscriber {
         self.ctx.shard.borrow_mut().stats.count_limit(error);
     }
 
+    fn on_shutdown(&mut self) {
+        let mut shard = self.ctx.shard.borrow_mut();
+        if shard.subscriber(self.id).is_some_and(|s| s.events()) {
+            let spread = crate::relay::core::events::RECONNECT_SPREAD_MS;
+            let hint = rt::random_u64() % spread;
+            let event = crate::relay::core::events::shutdown(hint);
+            shard.stats.events += 1;
+            shard.reply(self.id, control_frame(&event));
+        }
+    }
+
     fn on_transmit(&mut self, frames: Vec<u8>) {
         let mut shard = self.ctx.shard.borrow_mut();
         if self.writer.driver.state() == State::Open {

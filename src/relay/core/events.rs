@@ -9,7 +9,13 @@
 //! {"event":"stale","feed":"nasdaq","topics":["AAPL","MSFT"]}
 //! {"event":"live","feed":"nasdaq","topics":["AAPL","MSFT"]}
 //! {"event":"gap","topic":"AAPL","from":1201,"to":1204}
+//! {"event":"shutdown","reconnect_in_ms":412}
 //! ```
+//!
+//! `shutdown` comes last, just before the close (1001), when the relay is stopped
+//! (SIGTERM/SIGINT): reconnect after `reconnect_in_ms` (spread over a second, so that
+//! every client of a restarted relay does not come back in the same instant), to the
+//! same address (a rolling restart has another process there already).
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -93,6 +99,14 @@ pub fn health(event: &str, feed: &str, topics: &[Bytes]) -> String {
         topics,
     })
     .unwrap_or_default()
+}
+
+/// How far the `shutdown` event's reconnect hints are spread, ms.
+pub const RECONNECT_SPREAD_MS: u64 = 1_000;
+
+/// `{"event":"shutdown","reconnect_in_ms":N}`.
+pub fn shutdown(reconnect_in_ms: u64) -> String {
+    format!(r#"{{"event":"shutdown","reconnect_in_ms":{reconnect_in_ms}}}"#)
 }
 
 /// `{"event":"gap","topic":..,"from":A,"to":B}`: `from..=to` were never delivered.

@@ -77,6 +77,11 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// Whether it gets the relay's events (not `events=0`).
+    pub fn events(&self) -> bool {
+        self.events
+    }
+
     /// Moves frames waiting behind a streamed snapshot into the queue as far as they
     /// fit (the writer calls this after taking what was queued).
     pub fn refill(&mut self) {
