@@ -29,6 +29,7 @@ fn shard() -> Shard {
             max_drop_topics: 16,
             last_value_max_topics: 0,
             last_value_max_bytes: 0,
+            epoch_base: 0,
         },
     );
     for i in 0..SUBSCRIBERS {

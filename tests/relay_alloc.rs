@@ -106,7 +106,7 @@ fn start_relay(
 
 #[test]
 fn no_allocation_per_message_per_subscriber() {
-    allocations_per_message(false, None);
+    allocations_per_message(false, None, false);
 }
 
 /// The same while every message is also exported to a real nats-server: the worker
@@ -115,14 +115,22 @@ fn no_allocation_per_message_per_subscriber() {
 #[test]
 fn no_allocation_per_message_with_nats_export() {
     let nats = common::nats::NatsServer::start(0);
-    allocations_per_message(false, Some(&nats));
+    allocations_per_message(false, Some(&nats), false);
 }
 
 /// The same with permessage-deflate both ways: the publisher's messages are inflated,
 /// each is compressed once for every subscriber; buffers and codecs are reused.
 #[test]
 fn no_allocation_per_message_with_compression() {
-    allocations_per_message(true, None);
+    allocations_per_message(true, None, false);
+}
+
+/// The same with every subscriber taking sequence envelopes (`seq=1`): each message's
+/// envelope is framed once into the worker's arena, its head written into a kept
+/// buffer.
+#[test]
+fn no_allocation_per_message_with_sequence_envelopes() {
+    allocations_per_message(false, None, true);
 }
 
 /// Two workers on loopback, compressing and exporting to `nats` as asked.
@@ -141,13 +149,18 @@ fn config(deflate: bool, nats: Option<&common::nats::NatsServer>) -> Config {
     config
 }
 
-fn allocations_per_message(deflate: bool, nats: Option<&common::nats::NatsServer>) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let config = config(deflate, nats);
-    let options = feedrelay::io::driver::client::ConnectOptions {
+/// What the clients offer: permessage-deflate when `deflate`.
+fn client_options(deflate: bool) -> feedrelay::io::driver::client::ConnectOptions {
+    feedrelay::io::driver::client::ConnectOptions {
         deflate: deflate.then(Default::default),
         ..Default::default()
-    };
+    }
+}
+
+fn allocations_per_message(deflate: bool, nats: Option<&common::nats::NatsServer>, seq: bool) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = config(deflate, nats);
+    let options = client_options(deflate);
     let exporting = config.nats.is_some();
     let (addr, trigger, relay, collector) = start_relay(config);
     if exporting {
@@ -161,16 +174,17 @@ fn allocations_per_message(deflate: bool, nats: Option<&common::nats::NatsServer
         // Messages each reader has received so far.
         let received = std::rc::Rc::new(vec![std::cell::Cell::new(0usize); SUBSCRIBERS]);
         for i in 0..SUBSCRIBERS {
-            let mut c = WsClient::connect_with(&format!("{url}ws?topics=*"), &options)
-                .await
-                .unwrap();
+            let query = format!("{url}ws?topics=*{}", ["", "&seq=1"][usize::from(seq)]);
+            let mut c = WsClient::connect_with(&query, &options).await.unwrap();
             assert_eq!(c.deflate().is_some(), deflate);
             assert!(matches!(c.recv().await.unwrap(), Incoming::Message(..)));
             let received = std::rc::Rc::clone(&received);
             readers.push(feedrelay::io::rt::spawn(async move {
                 for _ in 0..WARMUP + MEASURED {
                     match c.recv().await.unwrap() {
-                        Incoming::Message(MessageKind::Text, _) => {}
+                        Incoming::Message(MessageKind::Text, m) => {
+                            assert_eq!(m.starts_with(b"{\"topic\":"), seq)
+                        }
                         other => panic!("{other:?}"),
                     }
                     received[i].set(received[i].get() + 1);

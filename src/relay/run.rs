@@ -295,6 +295,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
     );
     let admission = Admission::new(config.admission_limits());
     let deflate_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seq_demand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subscription_budget = SubscriptionBudget::new(config.max_subscription_bytes);
     let worker_cores: Vec<usize> = (0..workers).filter_map(|i| map.core(i)).collect();
     let offload = Offload::start(
@@ -324,6 +325,7 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
                 shutdown: shutdown.clone(),
                 settings: Arc::clone(&settings),
                 deflate_demand: Arc::clone(&deflate_demand),
+                seq_demand: Arc::clone(&seq_demand),
                 subscription_budget: Arc::clone(&subscription_budget),
                 offload: offload.clone(),
                 nats,

@@ -81,6 +81,7 @@ pub(super) fn route(req: &Request, ctx: &WorkerCtx) -> Result<Routed, Refusal> {
                     matches!(req.query_param("snapshot"), Some("1" | "true")),
                 ),
                 events: !matches!(req.query_param("events"), Some("0" | "false")),
+                sequenced: matches!(req.query_param("seq"), Some("1" | "true")),
             };
             Ok(match token {
                 None => Routed::Ready(Side::Subscriber(

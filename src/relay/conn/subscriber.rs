@@ -39,6 +39,8 @@ pub(in crate::relay) struct Joining {
     pub(in crate::relay) first: Control,
     /// The relay's events (stale, live, gap): on unless `events=0`.
     pub(in crate::relay) events: bool,
+    /// Text messages in their sequence envelope: `seq=1`.
+    pub(in crate::relay) sequenced: bool,
 }
 
 /// Serves a subscriber from its first subscription to its close.
@@ -50,7 +52,11 @@ pub(in crate::relay) async fn serve(
     held: Held,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
-    let Joining { first, events } = joining;
+    let Joining {
+        first,
+        events,
+        sequenced,
+    } = joining;
     let deflate = driver.deflate();
     let shared = ctx.compression.takes_shared(deflate);
     let demand = shared.then(|| Demand::enter(&ctx.deflate_demand));
@@ -59,6 +65,11 @@ pub(in crate::relay) async fn serve(
         .filter(|_| ctx.compression.per_subscriber)
         .map(|(bits, fresh)| FrameCompressor::new(&ctx.compression, bits, fresh));
     let id = ctx.shard.borrow_mut().add_subscriber(shared, events);
+    // While it is connected, every worker builds envelopes for the messages it ingests.
+    let _enveloped = sequenced.then(|| {
+        ctx.shard.borrow_mut().set_sequenced(id);
+        Demand::enter(&ctx.seq_demand)
+    });
     let writer = Rc::new(SubWriter::new(
         Rc::clone(&driver),
         grant.as_ref().map(|g| g.expires),

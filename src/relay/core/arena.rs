@@ -70,6 +70,36 @@ impl FrameArena {
         self.current.split().freeze()
     }
 
+    /// The frame whose payload is `parts` one after the other (an envelope around a
+    /// message), framed like [`frame`](Self::frame) without assembling the payload first.
+    pub fn frame_parts(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Bytes {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let header = crate::ws::FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: len as u64,
+        };
+        let mut head = [0u8; crate::ws::FrameHeader::MAX_SIZE];
+        let h = header.encode(&mut head);
+        let n = h + len;
+        let out = if n > CHUNK_BYTES / 4 {
+            let mut own = BytesMut::with_capacity(n);
+            own.extend_from_slice(&head[..h]);
+            parts.iter().for_each(|p| own.extend_from_slice(p));
+            return own.freeze();
+        } else {
+            if self.current.capacity() < n {
+                self.next_chunk(n);
+            }
+            &mut self.current
+        };
+        out.extend_from_slice(&head[..h]);
+        parts.iter().for_each(|p| out.extend_from_slice(p));
+        self.current.split().freeze()
+    }
+
     /// Moves to a chunk with room for `n` bytes: a spare one all of whose frames are
     /// gone, or a new one.
     fn next_chunk(&mut self, n: usize) {

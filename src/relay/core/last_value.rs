@@ -19,6 +19,8 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::sequence::Numbered;
+
 /// The memory an entry takes for a frame of `len` bytes: the next power of two, so a
 /// topic whose messages grow by a byte now and then (a counter gaining a digit) does
 /// not allocate each time. The byte bound counts frames, so memory is at most twice it.
@@ -37,6 +39,8 @@ struct Entry {
     updated: u64,
     /// Its topic (the map's key, shared), for the recency record.
     key: Bytes,
+    /// The topic's relay sequence: this entry's count ([`sequence`](super::sequence)).
+    number: Numbered,
 }
 
 /// One worker's last-value cache.
@@ -54,6 +58,8 @@ pub struct LastValues {
     pub refused: u64,
     /// Topics evicted to make room for an update.
     pub evicted: u64,
+    /// The next entry's epoch (each new entry takes one; random per worker at start).
+    next_epoch: u64,
 }
 
 impl LastValues {
@@ -68,7 +74,15 @@ impl LastValues {
             max_bytes,
             refused: 0,
             evicted: 0,
+            next_epoch: 0,
         }
+    }
+
+    /// These bounds, with entries' epochs counted from `base` (random per worker and
+    /// start, so a restarted relay's epochs differ from the last one's).
+    pub fn with_epoch_base(mut self, base: u64) -> Self {
+        self.next_epoch = base;
+        self
     }
 
     /// Whether it caches anything at all.
@@ -87,10 +101,13 @@ impl LastValues {
     }
 
     /// Records `frame` as the last of `topic`, evicting the least recently updated
-    /// topics if it does not fit.
-    pub fn update(&mut self, topic: &Bytes, frame: &[u8]) {
+    /// topics if it does not fit; returns the message's place in the topic's sequence
+    /// (`None`: not cached, so not numbered). Only text frames are counted (a binary
+    /// message cannot carry its number, so it must not take one).
+    pub fn update(&mut self, topic: &Bytes, frame: &[u8]) -> Option<Numbered> {
+        let counted = u64::from(frame.first().is_some_and(|b| b & 0x0f == 0x1));
         if !self.enabled() {
-            return;
+            return None;
         }
         if frame.len() > self.max_bytes {
             // Can never fit: the older message must not stay to be served as the latest.
@@ -98,7 +115,7 @@ impl LastValues {
             if let Some(e) = self.by_topic.remove(&topic[..]) {
                 self.bytes -= e.frame.len();
             }
-            return;
+            return None;
         }
         let old = self.by_topic.get(&topic[..]).map(|e| e.frame.len());
         let new_topic = old.is_none();
@@ -123,8 +140,12 @@ impl LastValues {
                 e.spare.extend_from_slice(frame);
                 e.frame = e.spare.split().freeze();
                 e.updated = updated;
+                e.number.seq += counted;
+                let number = e.number;
                 self.bytes = self.bytes - old + frame.len();
                 self.recency.push_back((updated, e.key.clone()));
+                self.sweep_recency();
+                Some(number)
             }
             None => {
                 let mut spare = BytesMut::with_capacity(room_for(frame.len()));
@@ -134,6 +155,11 @@ impl LastValues {
                 // The key is a copy too: a topic slice of a frame would pin its chunk.
                 let key = Bytes::copy_from_slice(topic);
                 self.recency.push_back((updated, key.clone()));
+                let number = Numbered {
+                    epoch: self.next_epoch,
+                    seq: counted,
+                };
+                self.next_epoch = self.next_epoch.wrapping_add(1);
                 self.by_topic.insert(
                     key.clone(),
                     Entry {
@@ -141,10 +167,17 @@ impl LastValues {
                         spare,
                         updated,
                         key,
+                        number,
                     },
                 );
+                self.sweep_recency();
+                Some(number)
             }
         }
+    }
+
+    /// Drops stale recency records once they are more than the live ones.
+    fn sweep_recency(&mut self) {
         if self.recency.len() > 2 * self.by_topic.len() + 64 {
             let by_topic = &self.by_topic;
             self.recency
@@ -180,6 +213,20 @@ impl LastValues {
     /// The last frame of `topic`, if cached.
     pub fn get(&self, topic: &[u8]) -> Option<Bytes> {
         self.by_topic.get(topic).map(|e| e.frame.clone())
+    }
+
+    /// The last frame of `topic` with its place in the sequence, if cached.
+    pub fn get_numbered(&self, topic: &[u8]) -> Option<(Bytes, Numbered)> {
+        self.by_topic
+            .get(topic)
+            .map(|e| (e.frame.clone(), e.number))
+    }
+
+    /// Every cached frame with its topic and place, in no particular order.
+    pub fn all_numbered(&self) -> impl Iterator<Item = (&Bytes, Bytes, Numbered)> + '_ {
+        self.by_topic
+            .iter()
+            .map(|(k, e)| (k, e.frame.clone(), e.number))
     }
 
     /// Every cached frame (for a `*` snapshot), in no particular order.
@@ -252,5 +299,29 @@ mod tests {
         c.update(&t("D"), b"d");
         assert_eq!(c.get(b"B"), None, "B was updated least recently");
         assert!(c.get(b"A").is_some() && c.get(b"C").is_some() && c.get(b"D").is_some());
+    }
+
+    /// Each topic is numbered from 1 with no gap; a topic evicted and cached again
+    /// starts a new epoch.
+    #[test]
+    fn topics_are_numbered_and_a_new_entry_is_a_new_epoch() {
+        let mut c = LastValues::new(2, 1 << 20).with_epoch_base(100);
+        let a1 = c.update(&t("A"), b"\x81a").unwrap();
+        let a2 = c.update(&t("A"), b"\x81a").unwrap();
+        let b1 = c.update(&t("B"), b"\x81b").unwrap();
+        assert_eq!((a1.epoch, a1.seq, a2.epoch, a2.seq), (100, 1, 100, 2));
+        assert_eq!((b1.epoch, b1.seq), (101, 1));
+        c.update(&t("C"), b"\x81c"); // evicts A
+        let a = c.update(&t("A"), b"\x81a").unwrap();
+        assert_eq!(
+            (a.seq, a.epoch != 100),
+            (1, true),
+            "history lost: a new epoch"
+        );
+        assert_eq!(c.get_numbered(b"A").unwrap().1, a);
+        assert_eq!(LastValues::new(0, 1).update(&t("A"), b"\x81a"), None);
+        let bin = c.update(&t("A"), b"\x82bin").unwrap();
+        assert_eq!(bin.seq, 1, "a binary message takes no number");
+        assert_eq!(c.update(&t("A"), b"\x81a").unwrap().seq, 2);
     }
 }

@@ -15,6 +15,7 @@
 //! - [`control`]: subscribe/unsubscribe requests, the replies and their frames.
 //! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
 //! - [`jump`]: sequence numbers too far from the last one to believe.
+//! - [`sequence`]: the relay's own sequence per topic, and its envelope.
 //! - [`events`]: the relay's own events (`stale`, `live`, `gap`) as JSON.
 
 pub mod arena;
@@ -26,6 +27,7 @@ pub mod jump;
 pub mod last_value;
 pub mod queue;
 pub mod routing;
+pub mod sequence;
 pub mod shard;
 pub mod snapshot;
 pub mod topic;

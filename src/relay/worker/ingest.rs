@@ -3,12 +3,14 @@
 //! is published to the worker's shard (which queues it for local subscribers and names
 //! the other workers that want it).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::metrics::{now_ns, Hop};
 use crate::relay::core::events::Notice;
+use crate::relay::core::sequence::envelope_frame;
 use crate::relay::core::shard::{Handoff, Relayed};
 use crate::relay::core::topic::TopicLookup;
 use crate::relay::feed::line::{FeedEvent, FeedSink};
@@ -97,13 +99,27 @@ impl WorkerCtx {
             self.nats_offered.set(true);
         }
         let deflated = self.deflate(kind, &topic, payload, compressed);
+        let numbered = self.shard.borrow_mut().record_last_value(&topic, &frame);
+        let sequenced = match numbered {
+            Some(n) if kind == MessageKind::Text && self.seq_demand.load(Ordering::Relaxed) > 0 => {
+                Some(envelope_frame(
+                    &mut self.frames.borrow_mut(),
+                    &mut self.seq_scratch.borrow_mut(),
+                    &topic,
+                    n,
+                    payload,
+                ))
+            }
+            _ => None,
+        };
         let now = now_ns();
         self.record(Hop::Ingress, now.saturating_sub(read_ns));
-        self.shard.borrow_mut().publish(
+        self.shard.borrow_mut().publish_recorded(
             Relayed {
                 topic,
                 frame,
                 deflated,
+                sequenced,
                 routed_ns: now,
                 origin: self.id,
             },

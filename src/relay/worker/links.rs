@@ -95,6 +95,9 @@ pub enum SendFailed {
 impl WorkerLinks {
     /// Sends `handoff` to worker `to` without waiting; the receiver is not woken yet (see
     /// [`wake`](Self::wake)). Only a message can come back `Full`.
+    // The hop comes back whole to be counted by topic; boxing it would allocate on the
+    // overload path, when the channel is full.
+    #[allow(clippy::result_large_err)]
     pub fn send(&self, to: usize, handoff: Handoff) -> Result<(), SendFailed> {
         let Some(Some((control, data))) = self.outgoing.get(to) else {
             return Err(SendFailed::Gone);
@@ -221,6 +224,7 @@ mod tests {
                 max_drop_topics: 8,
                 last_value_max_topics: 8,
                 last_value_max_bytes: 1 << 16,
+                epoch_base: 0,
             },
         )
     }
@@ -228,6 +232,7 @@ mod tests {
     fn message(topic: &'static str) -> Relayed {
         Relayed {
             deflated: None,
+            sequenced: None,
             origin: 0,
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(b"\x81\x01x"),

@@ -48,6 +48,8 @@ pub(in crate::relay) struct WorkerSetup {
     pub settings: Arc<ReloadableSettings>,
     /// Subscribers, over all workers, that take shared compressed frames.
     pub deflate_demand: Arc<AtomicUsize>,
+    /// Subscribers, over all workers, that take sequence envelopes (`seq=1`).
+    pub seq_demand: Arc<AtomicUsize>,
     /// Subscription state over all workers.
     pub subscription_budget: Arc<SubscriptionBudget>,
     /// Helper threads for signature checks.
@@ -71,6 +73,7 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         mut shutdown,
         settings,
         deflate_demand,
+        seq_demand,
         subscription_budget,
         offload,
         nats,
@@ -80,6 +83,7 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         offload,
         settings,
         deflate_demand,
+        seq_demand,
         subscription_budget,
         nats,
     };

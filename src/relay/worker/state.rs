@@ -141,6 +141,11 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) compressor: Option<RefCell<MessageCompressor>>,
     /// Subscribers, over all workers, that take shared compressed frames.
     pub(in crate::relay) deflate_demand: Arc<AtomicUsize>,
+    /// Subscribers, over all workers, that take sequence envelopes: envelopes are built
+    /// only while there is one.
+    pub(in crate::relay) seq_demand: Arc<AtomicUsize>,
+    /// Where an envelope's head is written (kept, so no allocation per message).
+    pub(in crate::relay) seq_scratch: RefCell<Vec<u8>>,
     /// What this worker compressed, once per message or per subscriber.
     pub(in crate::relay) deflate_stats: RefCell<CompressionStats>,
     /// A subscriber this far behind is logged (once per episode).
@@ -263,6 +268,7 @@ pub(super) struct Shared {
     pub(super) offload: Offload,
     pub(super) settings: Arc<ReloadableSettings>,
     pub(super) deflate_demand: Arc<AtomicUsize>,
+    pub(super) seq_demand: Arc<AtomicUsize>,
     pub(super) subscription_budget: Arc<SubscriptionBudget>,
     pub(super) nats: WorkerNats,
 }
@@ -281,6 +287,7 @@ pub(super) fn new_ctx(
         offload,
         settings: live_settings,
         deflate_demand,
+        seq_demand,
         subscription_budget,
         nats,
     } = shared;
@@ -300,6 +307,7 @@ pub(super) fn new_ctx(
         max_drop_topics: config.max_drop_topics,
         last_value_max_topics: config.last_value_max_topics,
         last_value_max_bytes: config.last_value_max_bytes,
+        epoch_base: crate::io::rt::random_u64(),
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;
@@ -362,6 +370,8 @@ pub(super) fn new_ctx(
         compression,
         compressor,
         deflate_demand,
+        seq_demand,
+        seq_scratch: RefCell::new(Vec::with_capacity(256)),
         deflate_stats: RefCell::new(CompressionStats::default()),
         slow_subscriber_log: Duration::from_millis(config.slow_subscriber_log_ms),
         list_subscribers: config.metrics_listen.is_some(),

@@ -16,6 +16,9 @@ pub struct Relayed {
     /// The same message compressed (RSV1 set), for subscribers that negotiated
     /// permessage-deflate with a window as large as the relay's; `None`: not compressed.
     pub deflated: Option<Bytes>,
+    /// The same message in its sequence envelope, for `seq=1` subscribers; `None`: no
+    /// such subscriber, a binary message, or not numbered.
+    pub sequenced: Option<Bytes>,
     /// When it was routed (metrics clock, ns): the start of the `queue` handoff.
     pub routed_ns: u64,
     /// The worker that ingested it.
@@ -58,6 +61,8 @@ pub enum Handoff {
         generation: u64,
         /// The topics.
         interests: Vec<Interest>,
+        /// The subscriber takes sequence envelopes (`seq=1`).
+        sequenced: bool,
     },
     /// An event of the relay's own for the subscribers of `topics` (see
     /// [`events`](super::events)): each gets `frame` once.

@@ -17,6 +17,7 @@ use crate::relay::core::events::Notice;
 use crate::relay::core::last_value::LastValues;
 use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use crate::relay::core::routing::{Interest, RoutingTable, SubId, WorkerMask};
+use crate::relay::core::sequence::Numbered;
 use crate::relay::core::snapshot::{Offered, PendingSnapshot};
 use crate::ws::CloseCode;
 use backlog::Backlog;
@@ -48,6 +49,8 @@ pub struct ShardSettings {
     pub last_value_max_topics: usize,
     /// Bytes of frames the last-value cache holds at most.
     pub last_value_max_bytes: usize,
+    /// Where this worker's topic epochs start (random per worker and start).
+    pub epoch_base: u64,
 }
 
 /// A subscriber as the relay sees it.
@@ -59,6 +62,8 @@ pub struct Subscriber {
     deflate: bool,
     /// It gets the relay's events (`events=0` in its URL turns them off).
     events: bool,
+    /// It gets text messages in their sequence envelope (`seq=1`).
+    sequenced: bool,
     topics: HashSet<Interest>,
     wildcard: bool,
     /// Messages dropped for this subscriber.
@@ -141,7 +146,8 @@ impl Shard {
         let cache = LastValues::new(
             settings.last_value_max_topics,
             settings.last_value_max_bytes,
-        );
+        )
+        .with_epoch_base(settings.epoch_base);
         Shard {
             worker,
             workers,
@@ -168,6 +174,7 @@ impl Shard {
             queue: SubscriberQueue::new(self.settings.queue),
             deflate,
             events,
+            sequenced: false,
             topics: HashSet::new(),
             wildcard: false,
             drops: 0,
@@ -188,6 +195,13 @@ impl Shard {
                 self.subs.push(Some(sub));
                 self.subs.len() - 1
             }
+        }
+    }
+
+    /// `id` gets text messages in their sequence envelope from now on (`seq=1`).
+    pub fn set_sequenced(&mut self, id: SubId) {
+        if let Some(s) = self.subs.get_mut(id).and_then(Option::as_mut) {
+            s.sequenced = true;
         }
     }
 
@@ -370,10 +384,22 @@ impl Shard {
     /// A message published on this worker: delivered to local subscribers, and handed
     /// to every other worker that has subscribers for its topic.
     pub fn publish(&mut self, msg: Relayed, now_ns: u64) {
-        self.stats.messages_in += 1;
-        self.cache.update(&msg.topic, &msg.frame);
+        self.record_last_value(&msg.topic, &msg.frame);
+        self.publish_recorded(msg, now_ns);
+    }
+
+    /// Keeps `frame` as `topic`'s last value; its place in the topic's sequence
+    /// (`None`: not cached, so not numbered).
+    pub fn record_last_value(&mut self, topic: &Bytes, frame: &[u8]) -> Option<Numbered> {
+        let n = self.cache.update(topic, frame);
         self.stats.last_value_refused = self.cache.refused;
         self.stats.last_value_evicted = self.cache.evicted;
+        n
+    }
+
+    /// [`publish`](Self::publish) of a message whose last value is already recorded.
+    pub fn publish_recorded(&mut self, msg: Relayed, now_ns: u64) {
+        self.stats.messages_in += 1;
         let mut remote: WorkerMask = self.routing.remote_workers(&msg.topic);
         while remote != 0 {
             let w = remote.trailing_zeros() as usize;
@@ -452,7 +478,8 @@ impl Shard {
                 sub,
                 generation,
                 interests,
-            } => self.answer_snapshot_request(from, sub, generation, &interests),
+                sequenced,
+            } => self.answer_snapshot_request(from, sub, generation, &interests, sequenced),
             Handoff::Snapshot {
                 sub,
                 generation,
@@ -563,8 +590,9 @@ impl Shard {
                 }
             }
             let was_empty = sub.queue.is_empty();
-            let frame = match &msg.deflated {
-                Some(deflated) if sub.deflate => deflated,
+            let frame = match (&msg.sequenced, &msg.deflated) {
+                (Some(enveloped), _) if sub.sequenced => enveloped,
+                (_, Some(deflated)) if sub.deflate && !sub.sequenced => deflated,
                 _ => &msg.frame,
             };
             if let Some(b) = sub.backlog.as_mut() {

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use super::backlog::Backlog;
 use super::{Handoff, Shard};
 use crate::relay::core::routing::{Interest, SubId, WorkerMask};
+use crate::relay::core::sequence::{envelope_owned, Numbered};
 use crate::relay::core::snapshot::PendingSnapshot;
+use crate::ws::OpCode;
 
 impl Shard {
     /// [`subscribe`](Self::subscribe) with a snapshot of `new` (see
@@ -21,7 +23,12 @@ impl Shard {
         generation: u64,
         reply: Bytes,
     ) {
-        let frames = self.cached(&new);
+        let sequenced = self
+            .subs
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| s.sequenced);
+        let frames = self.cached(&new, sequenced);
         let others: WorkerMask = (0..self.workers)
             .filter(|&w| w != self.worker)
             .fold(0, |m, w| m | 1 << w);
@@ -38,6 +45,7 @@ impl Shard {
                     sub: id,
                     generation,
                     interests: new.clone(),
+                    sequenced,
                 },
             ));
         }
@@ -52,14 +60,35 @@ impl Shard {
     }
 
     /// The last values this worker has for `interests` (every topic for `*`).
-    fn cached(&self, interests: &[Interest]) -> Vec<Bytes> {
+    /// In sequence envelopes for a `seq=1` subscriber (text messages; binary ones as
+    /// they are), so the snapshot tells it where each topic's count stands.
+    fn cached(&self, interests: &[Interest], sequenced: bool) -> Vec<Bytes> {
+        if !sequenced {
+            if interests.contains(&Interest::All) {
+                return self.cache.all().collect();
+            }
+            return interests
+                .iter()
+                .filter_map(|i| match i {
+                    Interest::Topic(t) => self.cache.get(t),
+                    Interest::All => None,
+                })
+                .collect();
+        }
         if interests.contains(&Interest::All) {
-            return self.cache.all().collect();
+            return self
+                .cache
+                .all_numbered()
+                .map(|(t, f, n)| enveloped(t, &f, n))
+                .collect();
         }
         interests
             .iter()
             .filter_map(|i| match i {
-                Interest::Topic(t) => self.cache.get(t),
+                Interest::Topic(t) => {
+                    let (f, n) = self.cache.get_numbered(t)?;
+                    Some(enveloped(t, &f, n))
+                }
                 Interest::All => None,
             })
             .collect()
@@ -99,8 +128,9 @@ impl Shard {
         sub: SubId,
         generation: u64,
         interests: &[Interest],
+        sequenced: bool,
     ) {
-        let frames = self.cached(interests);
+        let frames = self.cached(interests, sequenced);
         let origin = self.worker;
         self.outbox.push((
             from,
@@ -133,5 +163,15 @@ impl Shard {
                 self.finish_snapshot(sub, *p);
             }
         }
+    }
+}
+
+/// A cached frame of `topic` in its sequence envelope, if it is a text message.
+fn enveloped(topic: &[u8], frame: &Bytes, n: Numbered) -> Bytes {
+    match crate::ws::FrameHeader::parse(frame) {
+        Ok(Some((h, header_len))) if h.opcode == OpCode::Text => {
+            envelope_owned(topic, n, &frame[header_len..])
+        }
+        _ => frame.clone(),
     }
 }

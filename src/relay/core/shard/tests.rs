@@ -17,6 +17,7 @@ fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
         max_drop_topics: 2,
         last_value_max_topics: 16,
         last_value_max_bytes: 1 << 16,
+        epoch_base: 0,
     }
 }
 
@@ -25,6 +26,7 @@ fn msg(topic: &'static str, body: &'static str) -> Relayed {
         topic: Bytes::from_static(topic.as_bytes()),
         frame: Bytes::from_static(body.as_bytes()),
         deflated: None,
+        sequenced: None,
         routed_ns: 1,
         origin: 0,
     }
@@ -333,6 +335,7 @@ fn at_topic(topic: &str, body: &str) -> Relayed {
         topic: Bytes::from(topic.to_owned()),
         frame: Bytes::from(body.to_owned()),
         deflated: None,
+        sequenced: None,
         routed_ns: 1,
         origin: 0,
     }

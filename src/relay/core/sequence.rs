@@ -1,0 +1,176 @@
+//! The relay's own sequence per topic, for subscribers that ask for it (`seq=1`):
+//! each text message of a topic goes to them inside an envelope
+//!
+//! ```text
+//! {"topic":"BTC-USD","epoch":"5f1c0a9e3b7d2c41","seq":1042,"msg":<the message as sent>}
+//! ```
+//!
+//! `seq` counts the topic's text messages from 1, with no gap, on the relay's worker
+//! the topic enters on; `epoch` names that count: it changes when the relay loses it (a
+//! restart, the topic evicted from the last-value cache, which holds the count), and
+//! `seq` starts again at 1. So a client that sees `seq` jump, or `epoch` change, knows
+//! it missed messages of that topic. Built once per message, into the worker's arena
+//! like the frame itself, and only while some subscriber anywhere asked for it; other
+//! subscribers get the message's bytes unchanged. Binary messages are not wrapped (a
+//! JSON envelope cannot hold them) and not counted: they go out as they are.
+//!
+//! Limits: the count lives in the last-value cache's entry, so a topic the cache does
+//! not hold (`last_value_max_topics = 0`, or a message larger than
+//! `last_value_max_bytes`) goes out unwrapped; and a topic published through more than
+//! one worker (publishers that landed on different workers) is counted per worker, each
+//! count with its own epoch. A desk that needs one count per topic publishes each
+//! topic from one connection (a feed line is one). There is no history yet: a client
+//! that reconnects learns from the snapshot's `seq` how many it missed, not what they
+//! were.
+
+use bytes::Bytes;
+
+use crate::relay::core::arena::FrameArena;
+use crate::ws::OpCode;
+
+/// A message's place in its topic's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbered {
+    /// Names the count (see the module docs).
+    pub epoch: u64,
+    /// From 1.
+    pub seq: u64,
+}
+
+/// Writes the envelope's head (`{"topic":..,"epoch":..,"seq":..,"msg":`) into `out`
+/// (cleared first); the message and a closing `}` follow it.
+pub fn envelope_head(topic: &[u8], n: Numbered, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"{\"topic\":\"");
+    for &b in topic {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            // Topics with control characters are refused before this.
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(b"\",\"epoch\":\"");
+    out.extend_from_slice(format_hex(n.epoch).as_slice());
+    out.extend_from_slice(b"\",\"seq\":");
+    let mut digits = itoa_u64(n.seq);
+    out.extend_from_slice(digits.as_slice());
+    out.extend_from_slice(b",\"msg\":");
+    digits.clear();
+}
+
+/// The envelope frame of a text message `payload` of `topic`, framed into `arena`;
+/// `scratch` holds the head (kept by the caller, so no allocation once it has grown).
+pub fn envelope_frame(
+    arena: &mut FrameArena,
+    scratch: &mut Vec<u8>,
+    topic: &[u8],
+    n: Numbered,
+    payload: &[u8],
+) -> Bytes {
+    envelope_head(topic, n, scratch);
+    arena.frame_parts(OpCode::Text, &[scratch, payload, b"}"])
+}
+
+/// The envelope frame of a message, allocated (for snapshots, not per message).
+pub fn envelope_owned(topic: &[u8], n: Numbered, payload: &[u8]) -> Bytes {
+    let mut text = Vec::with_capacity(payload.len() + topic.len() + 64);
+    envelope_head(topic, n, &mut text);
+    text.extend_from_slice(payload);
+    text.push(b'}');
+    Bytes::from(crate::ws::server_frame(OpCode::Text, &text))
+}
+
+/// 16 lowercase hex digits.
+fn format_hex(v: u64) -> SmallBuf {
+    let mut b = SmallBuf::default();
+    for i in (0..16).rev() {
+        let d = ((v >> (i * 4)) & 0xf) as u8;
+        b.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+    }
+    b
+}
+
+/// Decimal digits of `v`.
+fn itoa_u64(mut v: u64) -> SmallBuf {
+    let mut rev = SmallBuf::default();
+    loop {
+        rev.push(b'0' + (v % 10) as u8);
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut b = SmallBuf::default();
+    for i in (0..rev.len).rev() {
+        b.push(rev.buf[i]);
+    }
+    b
+}
+
+/// A few bytes on the stack (a u64 in hex or decimal).
+#[derive(Default)]
+struct SmallBuf {
+    buf: [u8; 20],
+    len: usize,
+}
+
+impl SmallBuf {
+    fn push(&mut self, b: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_is_json_around_the_message_as_sent() {
+        let n = Numbered {
+            epoch: 0x5f1c_0a9e_3b7d_2c41,
+            seq: 1042,
+        };
+        let f = envelope_owned(br#"a"b\c"#, n, br#"{"px":1}"#);
+        let text = std::str::from_utf8(&f[2..]).unwrap();
+        assert_eq!(
+            text,
+            r#"{"topic":"a\"b\\c","epoch":"5f1c0a9e3b7d2c41","seq":1042,"msg":{"px":1}}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["topic"], "a\"b\\c");
+        let mut arena = FrameArena::new();
+        let mut scratch = Vec::new();
+        let g = envelope_frame(&mut arena, &mut scratch, br#"a"b\c"#, n, br#"{"px":1}"#);
+        assert_eq!(
+            f, g,
+            "the arena's frame and the owned one are the same bytes"
+        );
+        let zero = envelope_owned(b"T", Numbered { epoch: 0, seq: 0 }, b"1");
+        assert!(std::str::from_utf8(&zero[2..])
+            .unwrap()
+            .contains(r#""epoch":"0000000000000000","seq":0,"#));
+        let max = envelope_owned(
+            b"T",
+            Numbered {
+                epoch: u64::MAX,
+                seq: u64::MAX,
+            },
+            b"1",
+        );
+        assert!(std::str::from_utf8(&max[2..])
+            .unwrap()
+            .contains("18446744073709551615"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The relay's own sequence (`seq=1`): text messages arrive in an envelope with the
+//! topic's `epoch` and `seq`, counted from 1 with no gap, across workers; other
+//! subscribers get the bytes as published; a snapshot tells where the count stands;
+//! a restarted relay counts in a new epoch.
+
+mod common;
+
+use common::{Raw, Server};
+
+fn envelope(m: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(m).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(m)))
+}
+
+/// Reads until a data frame (not a reply or event) arrives.
+fn next_data(sub: &mut Raw) -> (u8, Vec<u8>) {
+    loop {
+        let (op, m) = sub.recv().expect("a frame");
+        let text = String::from_utf8_lossy(&m);
+        if op == 0x81 && text.starts_with("{\"event\"") {
+            continue;
+        }
+        return (op, m);
+    }
+}
+
+#[test]
+fn subscribers_that_ask_get_envelopes_the_others_the_bytes_as_sent() {
+    let server = Server::relay(&["--workers", "2"], None);
+    let addr = server.addr;
+    // Several of each, so both workers hold some.
+    let mut numbered: Vec<Raw> = (0..4)
+        .map(|_| Raw::handshake(addr, "/ws?topics=T&seq=1", "").0)
+        .collect();
+    let mut plain: Vec<Raw> = (0..4).map(|_| Raw::subscribe(addr, "T")).collect();
+    for s in &mut numbered {
+        let (_, reply) = s.recv().expect("reply");
+        assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
+    }
+    let mut publ = Raw::publish(addr);
+    for i in 1..=5 {
+        publ.send(0x81, format!(r#"{{"s":"T","px":{i}}}"#).as_bytes());
+    }
+    publ.send(0x82, br#"{"s":"T","bin":1}"#);
+    let mut epochs = std::collections::HashSet::new();
+    for s in &mut numbered {
+        for i in 1..=5u64 {
+            let (op, m) = next_data(s);
+            assert_eq!(op, 0x81);
+            let v = envelope(&m);
+            assert_eq!(v["topic"], "T");
+            assert_eq!(v["seq"], i, "{v}");
+            assert_eq!(v["msg"]["px"], i);
+            epochs.insert(v["epoch"].as_str().unwrap().to_owned());
+        }
+        let (op, m) = next_data(s);
+        assert_eq!(
+            (op, m.as_slice()),
+            (0x82, &br#"{"s":"T","bin":1}"#[..]),
+            "binary unwrapped"
+        );
+    }
+    assert_eq!(epochs.len(), 1, "one count for the topic: {epochs:?}");
+    assert_eq!(epochs.iter().next().unwrap().len(), 16);
+    for s in &mut plain {
+        for i in 1..=5 {
+            let (_, m) = next_data(s);
+            assert_eq!(m, format!(r#"{{"s":"T","px":{i}}}"#).as_bytes());
+        }
+    }
+    // A snapshot tells where the count stands.
+    let (mut late, _) = Raw::handshake(addr, "/ws?topics=T&seq=1&snapshot=1", "");
+    let (_, reply) = late.recv().expect("reply");
+    assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
+    let (op, m) = late.recv().expect("the snapshot");
+    // The last value is the binary message: as it was sent.
+    assert_eq!((op, m.as_slice()), (0x82, &br#"{"s":"T","bin":1}"#[..]));
+    publ.send(0x81, br#"{"s":"T","px":6}"#);
+    let v = envelope(&next_data(&mut late).1);
+    assert_eq!(v["seq"], 6, "seq counts the topic's text messages: {v}");
+    let (mut snap, _) = Raw::handshake(addr, "/ws?topics=T&seq=1&snapshot=1", "");
+    let _ = snap.recv().expect("reply");
+    let v = envelope(&snap.recv().expect("the snapshot").1);
+    assert_eq!(
+        (v["seq"].as_u64(), v["msg"]["px"].as_u64()),
+        (Some(6), Some(6))
+    );
+}
+
+#[test]
+fn a_restarted_relay_counts_in_a_new_epoch() {
+    let epoch_of = || {
+        let server = Server::relay(&["--workers", "1"], None);
+        let (mut s, _) = Raw::handshake(server.addr, "/ws?topics=T&seq=1", "");
+        let _ = s.recv().expect("reply");
+        Raw::publish(server.addr).send(0x81, br#"{"s":"T"}"#);
+        let v = envelope(&next_data(&mut s).1);
+        assert_eq!(v["seq"], 1);
+        v["epoch"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(epoch_of(), epoch_of());
+}
