@@ -81,6 +81,18 @@ pub fn envelope_owned(topic: &[u8], n: Numbered, payload: &[u8]) -> Bytes {
     Bytes::from(crate::ws::server_frame(OpCode::Text, &text))
 }
 
+/// `frame` (a whole server frame of `topic`) in its envelope if it is a text message
+/// with a number; otherwise `frame` itself. Allocated: for snapshots and the messages
+/// ingested before a worker knew of a `seq=1` subscriber, not per message.
+pub fn enveloped_frame(topic: &[u8], frame: &Bytes, number: Option<Numbered>) -> Bytes {
+    match (crate::ws::FrameHeader::parse(frame), number) {
+        (Ok(Some((h, header_len))), Some(n)) if h.opcode == OpCode::Text => {
+            envelope_owned(topic, n, &frame[header_len..])
+        }
+        _ => frame.clone(),
+    }
+}
+
 /// 16 lowercase hex digits.
 fn format_hex(v: u64) -> SmallBuf {
     let mut b = SmallBuf::default();

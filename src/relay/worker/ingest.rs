@@ -120,6 +120,7 @@ impl WorkerCtx {
                 frame,
                 deflated,
                 sequenced,
+                number: numbered,
                 routed_ns: now,
                 origin: self.id,
             },

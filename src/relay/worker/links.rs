@@ -233,6 +233,7 @@ mod tests {
         Relayed {
             deflated: None,
             sequenced: None,
+            number: None,
             origin: 0,
             topic: Bytes::from_static(topic.as_bytes()),
             frame: Bytes::from_static(b"\x81\x01x"),

@@ -19,6 +19,9 @@ pub struct Relayed {
     /// The same message in its sequence envelope, for `seq=1` subscribers; `None`: no
     /// such subscriber, a binary message, or not numbered.
     pub sequenced: Option<Bytes>,
+    /// Its place in its topic's sequence (`None`: not numbered), so a worker can wrap it
+    /// for a `seq=1` subscriber when the ingesting worker did not (it had none yet).
+    pub number: Option<crate::relay::core::sequence::Numbered>,
     /// When it was routed (metrics clock, ns): the start of the `queue` handoff.
     pub routed_ns: u64,
     /// The worker that ingested it.

@@ -590,8 +590,17 @@ impl Shard {
                 }
             }
             let was_empty = sub.queue.is_empty();
+            let late_envelope;
             let frame = match (&msg.sequenced, &msg.deflated) {
                 (Some(enveloped), _) if sub.sequenced => enveloped,
+                (None, _) if sub.sequenced && msg.number.is_some() => {
+                    // Ingested before the first seq=1 subscriber was counted: wrapped
+                    // here, once per such message, so the subscriber never sees it bare.
+                    late_envelope = crate::relay::core::sequence::enveloped_frame(
+                        &msg.topic, &msg.frame, msg.number,
+                    );
+                    &late_envelope
+                }
                 (_, Some(deflated)) if sub.deflate && !sub.sequenced => deflated,
                 _ => &msg.frame,
             };

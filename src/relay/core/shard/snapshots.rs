@@ -8,9 +8,8 @@ use bytes::Bytes;
 use super::backlog::Backlog;
 use super::{Handoff, Shard};
 use crate::relay::core::routing::{Interest, SubId, WorkerMask};
-use crate::relay::core::sequence::{envelope_owned, Numbered};
+use crate::relay::core::sequence::enveloped_frame;
 use crate::relay::core::snapshot::PendingSnapshot;
-use crate::ws::OpCode;
 
 impl Shard {
     /// [`subscribe`](Self::subscribe) with a snapshot of `new` (see
@@ -79,7 +78,7 @@ impl Shard {
             return self
                 .cache
                 .all_numbered()
-                .map(|(t, f, n)| enveloped(t, &f, n))
+                .map(|(t, f, n)| enveloped_frame(t, &f, Some(n)))
                 .collect();
         }
         interests
@@ -87,7 +86,7 @@ impl Shard {
             .filter_map(|i| match i {
                 Interest::Topic(t) => {
                     let (f, n) = self.cache.get_numbered(t)?;
-                    Some(enveloped(t, &f, n))
+                    Some(enveloped_frame(t, &f, Some(n)))
                 }
                 Interest::All => None,
             })
@@ -163,15 +162,5 @@ impl Shard {
                 self.finish_snapshot(sub, *p);
             }
         }
-    }
-}
-
-/// A cached frame of `topic` in its sequence envelope, if it is a text message.
-fn enveloped(topic: &[u8], frame: &Bytes, n: Numbered) -> Bytes {
-    match crate::ws::FrameHeader::parse(frame) {
-        Ok(Some((h, header_len))) if h.opcode == OpCode::Text => {
-            envelope_owned(topic, n, &frame[header_len..])
-        }
-        _ => frame.clone(),
     }
 }

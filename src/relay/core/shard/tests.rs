@@ -27,6 +27,7 @@ fn msg(topic: &'static str, body: &'static str) -> Relayed {
         frame: Bytes::from_static(body.as_bytes()),
         deflated: None,
         sequenced: None,
+        number: None,
         routed_ns: 1,
         origin: 0,
     }
@@ -336,6 +337,7 @@ fn at_topic(topic: &str, body: &str) -> Relayed {
         frame: Bytes::from(body.to_owned()),
         deflated: None,
         sequenced: None,
+        number: None,
         routed_ns: 1,
         origin: 0,
     }
