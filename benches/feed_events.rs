@@ -30,6 +30,7 @@ fn shard() -> Shard {
             last_value_max_topics: 0,
             last_value_max_bytes: 0,
             epoch_base: 0,
+            history_per_topic: 0,
         },
     );
     for i in 0..SUBSCRIBERS {

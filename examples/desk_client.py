@@ -3,19 +3,23 @@
 
 It subscribes with `seq=1` (each message arrives as
 `{"topic":..,"epoch":..,"seq":N,"msg":<the message>}`) and `snapshot=1` (the last message
-of each topic first), keeps `(epoch, seq)` per topic, and on every (re)connect learns from
-the snapshot what it missed:
+of each topic first), and keeps `(epoch, seq)` per topic. On every reconnect it resumes
+(`{"op":"subscribe","topics":[..],"resume":{"T":[epoch,seq],..}}`): the relay sends
+what came after each position from its history, then the live stream, so nothing is
+missed; when it cannot (its history does not reach back, or another epoch: a
+restarted relay) it says so with `{"event":"reset",..}` and the last message:
 
-- same epoch, seq jumped by k > 1:  k - 1 messages of that topic were missed;
-- another epoch (the relay restarted, or lost that topic's count): a reset, the count
-  starts again; what was missed in between is unknown;
+- `reset`, or a message of another epoch: the count starts again; what came between
+  is not known (count it as a gap in the desk's books);
+- same epoch, seq jumped by k > 1 (should not happen while resuming works): k - 1
+  messages were missed;
 - `{"event":"shutdown"}`: the relay is stopping; reconnect after `reconnect_in_ms`
   (a rolling restart has another relay on the same address already);
 - `stale` / `live` / `gap`: the feed behind a topic went quiet, came back, or skipped
   numbers no line filled.
 
-The relay keeps no history yet: a client learns exactly *that* and *how much* it
-missed, never silently, but cannot replay it.
+Nothing is ever missed silently: every message arrives once, in order, or the client
+knows the range it did not get.
 
     python3 examples/desk_client.py ws://127.0.0.1:9001 BTC-USD,ETH-USD
 
@@ -65,17 +69,23 @@ class Topic:
 
 async def run(url, topics, seconds, cut_after, out):
     state = {t: Topic() for t in topics}
-    events = {"shutdown": 0, "stale": 0, "live": 0, "gap": 0, "connects": 0}
+    events = {"shutdown": 0, "stale": 0, "live": 0, "gap": 0, "reset": 0, "connects": 0}
     deadline = time.monotonic() + seconds
     cut_at = time.monotonic() + cut_after if cut_after else None
     backoff = 0.05
-    query = f"{url.rstrip('/')}/ws?topics={','.join(topics)}&seq=1&snapshot=1"
+    base = url.rstrip("/")
     while time.monotonic() < deadline:
         wait = backoff
+        positions = {n: [t.epoch, t.seq] for n, t in state.items() if t.epoch is not None}
+        query = f"{base}/ws?seq=1" if positions else \
+            f"{base}/ws?topics={','.join(topics)}&seq=1&snapshot=1"
         try:
             async with websockets.connect(query, max_size=None, open_timeout=5) as ws:
                 events["connects"] += 1
                 backoff = 0.05
+                if positions:
+                    await ws.send(json.dumps({"op": "subscribe", "topics": topics,
+                                              "resume": positions}))
                 snapshot = True  # until the first live message per topic
                 seen_live = set()
                 while time.monotonic() < deadline:
@@ -98,6 +108,12 @@ async def run(url, topics, seconds, cut_after, out):
                         if kind == "shutdown":
                             wait = m.get("reconnect_in_ms", 0) / 1000
                             break
+                        if kind == "reset" and m.get("topic") in state:
+                            # The next message starts the topic's count again.
+                            t = state[m["topic"]]
+                            t.resets += 1
+                            t.epoch, t.first, t.seq = m["epoch"], m["seq"], m["seq"] - 1
+                            t.received = t.missed = 0
                         continue
                     t = state.get(m.get("topic"))
                     if t is None or "seq" not in m:

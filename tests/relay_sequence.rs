@@ -99,3 +99,80 @@ fn a_restarted_relay_counts_in_a_new_epoch() {
     };
     assert_ne!(epoch_of(), epoch_of());
 }
+
+/// Resume: a subscriber that reconnects with where it left a topic gets exactly what
+/// came after (no gap, no copy), then the live stream; one whose position the history
+/// no longer reaches (or of another epoch) gets a `reset` event and the last message.
+#[test]
+fn a_reconnecting_subscriber_resumes_where_it_left_off() {
+    let server = Server::relay(
+        &["--workers", "2"],
+        Some("history_messages_per_topic = 16\n"),
+    );
+    let addr = server.addr;
+    let (mut first, _) = Raw::handshake(addr, "/ws?topics=T&seq=1", "");
+    let _ = first.recv().expect("reply");
+    let mut publ = Raw::publish(addr);
+    let send = |p: &mut Raw, from: u64, to: u64| {
+        for i in from..=to {
+            p.send(0x81, format!(r#"{{"s":"T","px":{i}}}"#).as_bytes());
+        }
+    };
+    send(&mut publ, 1, 5);
+    let mut epoch = String::new();
+    for i in 1..=5u64 {
+        let v = envelope(&next_data(&mut first).1);
+        assert_eq!(v["seq"], i);
+        epoch = v["epoch"].as_str().unwrap().to_owned();
+    }
+    drop(first); // a network cut: it knows it has up to seq 5
+    send(&mut publ, 6, 12);
+    let (mut again, _) = Raw::handshake(addr, "/ws?seq=1", "");
+    again.send(
+        0x81,
+        format!(r#"{{"op":"subscribe","topics":["T"],"resume":{{"T":["{epoch}",5]}}}}"#).as_bytes(),
+    );
+    let (_, reply) = again.recv().expect("reply");
+    assert!(String::from_utf8_lossy(&reply).contains("subscribed"));
+    send(&mut publ, 13, 14);
+    for i in 6..=14u64 {
+        let v = envelope(&next_data(&mut again).1);
+        assert_eq!(
+            (v["seq"].as_u64(), v["msg"]["px"].as_u64()),
+            (Some(i), Some(i)),
+            "{v}"
+        );
+        assert_eq!(v["epoch"], epoch.as_str());
+    }
+    // Past what the history holds (16): a reset, then the last message, then live.
+    send(&mut publ, 15, 40);
+    // (Once the relay has them all: `again` has seen the 40th.)
+    while envelope(&next_data(&mut again).1)["seq"] != 40 {}
+    let (mut late, _) = Raw::handshake(addr, "/ws?seq=1", "");
+    late.send(
+        0x81,
+        format!(r#"{{"op":"subscribe","topics":["T"],"resume":{{"T":["{epoch}",3]}}}}"#).as_bytes(),
+    );
+    let _ = late.recv().expect("reply");
+    let (_, reset) = late.recv().expect("the reset");
+    let r: serde_json::Value = serde_json::from_slice(&reset).unwrap();
+    assert_eq!(
+        (r["event"].as_str(), r["topic"].as_str()),
+        (Some("reset"), Some("T")),
+        "{r}"
+    );
+    assert_eq!(r["seq"], 40);
+    let v = envelope(&late.recv().expect("the last message").1);
+    assert_eq!(v["seq"], 40);
+    send(&mut publ, 41, 41);
+    assert_eq!(envelope(&next_data(&mut late).1)["seq"], 41);
+    // Another epoch (a restarted relay's, say): a reset too.
+    let (mut other, _) = Raw::handshake(addr, "/ws?seq=1", "");
+    other.send(
+        0x81,
+        br#"{"op":"subscribe","topics":["T"],"resume":{"T":["0123456789abcdef",41]}}"#,
+    );
+    let _ = other.recv().expect("reply");
+    let (_, reset) = other.recv().expect("the reset");
+    assert!(String::from_utf8_lossy(&reset).contains(r#""event":"reset""#));
+}

@@ -25,6 +25,9 @@ use crate::relay::nats::config::NatsConfig;
 use crate::ws::handshake::is_token;
 use crate::ws::Limits;
 
+/// Most messages a topic's history may keep (`history_messages_per_topic`).
+pub const MAX_HISTORY_PER_TOPIC: usize = 65_536;
+
 /// The largest `max_topic_bytes` accepted: topic names are keys, copied per route.
 pub const MAX_TOPIC_BYTES_LIMIT: usize = 4096;
 
@@ -90,6 +93,10 @@ pub struct Config {
     /// Topics whose last message each worker keeps for snapshots (`snapshot=1`); a
     /// message of a new topic past it is not kept, and counted. 0: no snapshots.
     pub last_value_max_topics: usize,
+    /// Text messages each topic keeps, beside its last value, for subscribers that
+    /// resume (`{"op":"subscribe",..,"resume":{..}}`); counted against
+    /// `last_value_max_bytes`. 0: no history (a resume gets a `reset` and the last value).
+    pub history_messages_per_topic: usize,
     /// Bytes of last messages each worker keeps at most.
     pub last_value_max_bytes: usize,
     /// A subscriber whose oldest queued message has waited this long (ms) is logged,
@@ -218,6 +225,7 @@ impl Default for Config {
             max_drop_topics: 1024,
             last_value_max_topics: 10_000,
             last_value_max_bytes: 64 << 20,
+            history_messages_per_topic: 0,
             slow_subscriber_log_ms: 1000,
             write_timeout_ms: 10_000,
             max_connections: 10_000,
@@ -433,6 +441,12 @@ impl Config {
             return Err(bad(
                 "max_topic_bytes",
                 format!("must be at most {MAX_TOPIC_BYTES_LIMIT}"),
+            ));
+        }
+        if self.history_messages_per_topic > MAX_HISTORY_PER_TOPIC {
+            return Err(bad(
+                "history_messages_per_topic",
+                format!("must be at most {MAX_HISTORY_PER_TOPIC}"),
             ));
         }
         if self.max_frame_bytes > self.max_message_bytes {

@@ -66,7 +66,7 @@ pub(in crate::relay) async fn serve(
         .map(|(bits, fresh)| FrameCompressor::new(&ctx.compression, bits, fresh));
     let id = ctx.shard.borrow_mut().add_subscriber(shared, events);
     // While it is connected, every worker builds envelopes for the messages it ingests.
-    let _enveloped = sequenced.then(|| {
+    let enveloped = sequenced.then(|| {
         ctx.shard.borrow_mut().set_sequenced(id);
         Demand::enter(&ctx.seq_demand)
     });
@@ -92,6 +92,7 @@ pub(in crate::relay) async fn serve(
         grant: Rc::new(GrantCell::new(grant)),
         refreshes: PerSecond::default(),
         controls: PerSecond::default(),
+        sequenced: enveloped,
     };
     if matches!(&first, Control::Subscribe(topics, _) if !topics.is_empty()) {
         service.control(first);
@@ -182,6 +183,8 @@ struct Subscriber {
     refreshes: PerSecond,
     /// Control messages in the current second.
     controls: PerSecond,
+    /// Its place in the demand for sequence envelopes, once it asked for them.
+    sequenced: Option<Demand>,
 }
 
 impl Subscriber {
@@ -202,6 +205,24 @@ impl Subscriber {
                     let ok = control_frame(&control::reply("subscribed", &topics));
                     let mut shard = self.ctx.shard.borrow_mut();
                     shard.subscribe(self.id, &topics, ok, snapshot).err()
+                })
+            }
+            Control::Resume(topics, positions) => {
+                self.outside_grant(topics.iter()).or_else(|| {
+                    let ok = control_frame(&control::reply("subscribed", &topics));
+                    let positions: std::collections::HashMap<_, _> = positions
+                        .into_iter()
+                        .map(|(t, n)| (Bytes::from(t), n))
+                        .collect();
+                    let mut shard = self.ctx.shard.borrow_mut();
+                    // Resuming speaks in sequence envelopes.
+                    shard.set_sequenced(self.id);
+                    if self.sequenced.is_none() {
+                        self.sequenced = Some(Demand::enter(&self.ctx.seq_demand));
+                    }
+                    shard
+                        .resume(self.id, &topics, ok, std::sync::Arc::new(positions))
+                        .err()
                 })
             }
             Control::Unsubscribe(topics) => {

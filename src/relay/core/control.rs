@@ -14,6 +14,7 @@
 //! names ([`ControlLimits::max_topics`]) and each name's length and characters. Work
 //! on a request is linear in its size.
 
+use crate::relay::core::sequence::{parse_epoch, Numbered};
 use serde::{Deserialize, Serialize};
 
 use bytes::Bytes;
@@ -51,6 +52,9 @@ pub const WILDCARD: &str = "*";
 pub enum Control {
     /// Add these topics; with `true`, the last message of each comes first (a snapshot).
     Subscribe(Vec<String>, bool),
+    /// Add these topics, resuming each named in the positions from there (what came
+    /// after it, or a `reset` and the last message); the others get a snapshot.
+    Resume(Vec<String>, Vec<(String, Numbered)>),
     /// Remove these topics.
     Unsubscribe(Vec<String>),
     /// A newer subscriber token (`[jwt]`) before the current one expires.
@@ -69,6 +73,9 @@ struct Request {
     token: Option<String>,
     #[serde(default)]
     snapshot: bool,
+    /// `{"T":["<epoch>",seq],..}`: where a reconnecting subscriber left each topic.
+    #[serde(default)]
+    resume: Option<std::collections::HashMap<String, (String, u64)>>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +112,19 @@ pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
         format!(r#"expected {{"op":"subscribe"|"unsubscribe","topics":[..]}} or {{"op":"refresh","token":".."}}: {e}"#)
     })?;
     match (req.op.as_str(), req.topics, req.token) {
+        ("subscribe", Some(topics), None) if req.resume.is_some() => {
+            check_topics(&topics, limits)?;
+            let mut positions = Vec::new();
+            for (topic, (epoch, seq)) in req.resume.unwrap_or_default() {
+                if !topics.contains(&topic) {
+                    return Err(format!("resume: {topic:?} is not among the topics"));
+                }
+                let epoch = parse_epoch(&epoch)
+                    .ok_or_else(|| format!("resume: {topic:?}: the epoch is 16 hex digits"))?;
+                positions.push((topic, Numbered { epoch, seq }));
+            }
+            Ok(Control::Resume(topics, positions))
+        }
         ("subscribe", Some(topics), None) => {
             check_topics(&topics, limits)?;
             Ok(Control::Subscribe(topics, req.snapshot))

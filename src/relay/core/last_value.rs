@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::history::History;
 use super::sequence::Numbered;
 
 /// The memory an entry takes for a frame of `len` bytes: the next power of two, so a
@@ -41,6 +42,27 @@ struct Entry {
     key: Bytes,
     /// The topic's relay sequence: this entry's count ([`sequence`](super::sequence)).
     number: Numbered,
+    /// Its last text messages, to resume from ([`history`](super::history)).
+    history: History,
+}
+
+impl Entry {
+    /// The bytes it counts against the bound: its frame and its history.
+    fn bytes(&self) -> usize {
+        self.frame.len() + self.history.bytes()
+    }
+}
+
+/// Where a subscriber that resumes from a position picks up, from one worker's cache.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Since {
+    /// The messages after the position (none if it is up to date), oldest first.
+    Messages(Vec<(u64, Bytes)>),
+    /// The history does not reach back, or the epoch is another: the count now, and the
+    /// last message (to be sent after a `reset` event).
+    Reset(Numbered, Bytes),
+    /// This worker does not hold the topic.
+    Unknown,
 }
 
 /// One worker's last-value cache.
@@ -60,6 +82,8 @@ pub struct LastValues {
     pub evicted: u64,
     /// The next entry's epoch (each new entry takes one; random per worker at start).
     next_epoch: u64,
+    /// Text messages each topic keeps to resume from (0: none).
+    history_max: usize,
 }
 
 impl LastValues {
@@ -75,7 +99,15 @@ impl LastValues {
             refused: 0,
             evicted: 0,
             next_epoch: 0,
+            history_max: 0,
         }
+    }
+
+    /// These bounds, each topic also keeping its last `max` text messages to resume
+    /// from (counted against the byte bound).
+    pub fn with_history(mut self, max: usize) -> Self {
+        self.history_max = max;
+        self
     }
 
     /// These bounds, with entries' epochs counted from `base` (random per worker and
@@ -113,13 +145,25 @@ impl LastValues {
             // Can never fit: the older message must not stay to be served as the latest.
             self.refused += 1;
             if let Some(e) = self.by_topic.remove(&topic[..]) {
-                self.bytes -= e.frame.len();
+                self.bytes -= e.bytes();
             }
             return None;
         }
-        let old = self.by_topic.get(&topic[..]).map(|e| e.frame.len());
+        let (k, keep) = (self.history_max, counted == 1 && self.history_max > 0);
+        let (old, grows) = match self.by_topic.get(&topic[..]) {
+            Some(e) => (
+                Some(e.frame.len()),
+                if keep {
+                    e.history.growth(frame.len(), k)
+                } else {
+                    0
+                },
+            ),
+            None => (None, if keep { frame.len() as isize } else { 0 }),
+        };
         let new_topic = old.is_none();
-        while self.bytes - old.unwrap_or(0) + frame.len() > self.max_bytes
+        let need = |bytes: usize| (bytes - old.unwrap_or(0) + frame.len()) as isize + grows;
+        while need(self.bytes) > self.max_bytes as isize
             || (new_topic && self.by_topic.len() >= self.max_topics)
         {
             if !self.evict_oldest(topic) {
@@ -142,7 +186,11 @@ impl LastValues {
                 e.updated = updated;
                 e.number.seq += counted;
                 let number = e.number;
-                self.bytes = self.bytes - old + frame.len();
+                let history_before = e.history.bytes();
+                if keep {
+                    e.history.push(number.seq, frame, k);
+                }
+                self.bytes = self.bytes - old + frame.len() + e.history.bytes() - history_before;
                 self.recency.push_back((updated, e.key.clone()));
                 self.sweep_recency();
                 Some(number)
@@ -160,6 +208,11 @@ impl LastValues {
                     seq: counted,
                 };
                 self.next_epoch = self.next_epoch.wrapping_add(1);
+                let mut history = History::default();
+                if keep {
+                    history.push(number.seq, &frame, k);
+                }
+                self.bytes += history.bytes();
                 self.by_topic.insert(
                     key.clone(),
                     Entry {
@@ -168,6 +221,7 @@ impl LastValues {
                         updated,
                         key,
                         number,
+                        history,
                     },
                 );
                 self.sweep_recency();
@@ -202,7 +256,7 @@ impl LastValues {
                 continue;
             }
             if let Some(e) = self.by_topic.remove(&t) {
-                self.bytes -= e.frame.len();
+                self.bytes -= e.bytes();
                 self.evicted += 1;
                 return true;
             }
@@ -220,6 +274,20 @@ impl LastValues {
         self.by_topic
             .get(topic)
             .map(|e| (e.frame.clone(), e.number))
+    }
+
+    /// Where a subscriber at `from` (a position it was given before) picks up.
+    pub fn since(&self, topic: &[u8], from: Numbered) -> Since {
+        let Some(e) = self.by_topic.get(topic) else {
+            return Since::Unknown;
+        };
+        let resumed = (e.number.epoch == from.epoch)
+            .then(|| e.history.since(from.seq, e.number.seq))
+            .flatten();
+        match resumed {
+            Some(messages) if from.seq <= e.number.seq => Since::Messages(messages),
+            _ => Since::Reset(e.number, e.frame.clone()),
+        }
     }
 
     /// Every cached frame with its topic and place, in no particular order.

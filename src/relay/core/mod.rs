@@ -15,7 +15,8 @@
 //! - [`control`]: subscribe/unsubscribe requests, the replies and their frames.
 //! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
 //! - [`jump`]: sequence numbers too far from the last one to believe.
-//! - [`sequence`]: the relay's own sequence per topic, and its envelope.
+//! - [`sequence`]: the relay's own sequence per topic, and its envelope; [`history`]:
+//!   a topic's last messages, to resume from.
 //! - [`events`]: the relay's own events (`stale`, `live`, `gap`) as JSON.
 
 pub mod arena;
@@ -23,6 +24,7 @@ pub mod budget;
 pub mod compression;
 pub mod control;
 pub mod events;
+pub mod history;
 pub mod jump;
 pub mod last_value;
 pub mod queue;

@@ -28,6 +28,31 @@ use bytes::Bytes;
 use crate::relay::core::arena::FrameArena;
 use crate::ws::OpCode;
 
+/// Where a resuming subscriber left each topic (`{"T":["<epoch>",seq]}`), shared
+/// with the workers asked for what came after.
+pub type Positions = std::sync::Arc<std::collections::HashMap<Bytes, Numbered>>;
+
+/// Reads an epoch as the envelope writes it (16 hex digits).
+pub fn parse_epoch(hex: &str) -> Option<u64> {
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+/// `{"event":"reset","topic":..,"epoch":..,"seq":N}`: a resuming subscriber's position
+/// cannot be resumed from (another epoch, or the history no longer reaches back);
+/// the topic's last message follows, in its envelope, and the stream after it.
+pub fn reset_event(topic: &[u8], now: Numbered) -> Bytes {
+    let mut text = Vec::with_capacity(topic.len() + 80);
+    envelope_head(topic, now, &mut text);
+    // The envelope's head ends with `"msg":`; a reset names no message.
+    text.truncate(text.len() - ",\"msg\":".len());
+    let mut out = b"{\"event\":\"reset\",".to_vec();
+    out.extend_from_slice(&text[1..]);
+    out.push(b'}');
+    Bytes::from(crate::ws::server_frame(OpCode::Text, &out))
+}
+
 /// A message's place in its topic's sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Numbered {

@@ -225,6 +225,7 @@ mod tests {
                 last_value_max_topics: 8,
                 last_value_max_bytes: 1 << 16,
                 epoch_base: 0,
+                history_per_topic: 0,
             },
         )
     }

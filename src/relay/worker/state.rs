@@ -308,6 +308,7 @@ pub(super) fn new_ctx(
         last_value_max_topics: config.last_value_max_topics,
         last_value_max_bytes: config.last_value_max_bytes,
         epoch_base: crate::io::rt::random_u64(),
+        history_per_topic: config.history_messages_per_topic,
     };
     let pointer = JsonPointer::parse(&config.topic_pointer)
         .map_err(|e| IoError::Config(format!("topic_pointer: {e}")))?;

@@ -66,6 +66,8 @@ pub enum Handoff {
         interests: Vec<Interest>,
         /// The subscriber takes sequence envelopes (`seq=1`).
         sequenced: bool,
+        /// Where it resumes from, per topic (empty: a plain snapshot).
+        positions: crate::relay::core::sequence::Positions,
     },
     /// An event of the relay's own for the subscribers of `topics` (see
     /// [`events`](super::events)): each gets `frame` once.

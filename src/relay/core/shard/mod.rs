@@ -17,7 +17,7 @@ use crate::relay::core::events::Notice;
 use crate::relay::core::last_value::LastValues;
 use crate::relay::core::queue::{Push, QueueLimits, SlowConsumerPolicy, SubscriberQueue};
 use crate::relay::core::routing::{Interest, RoutingTable, SubId, WorkerMask};
-use crate::relay::core::sequence::Numbered;
+use crate::relay::core::sequence::{Numbered, Positions};
 use crate::relay::core::snapshot::{Offered, PendingSnapshot};
 use crate::ws::CloseCode;
 use backlog::Backlog;
@@ -51,6 +51,8 @@ pub struct ShardSettings {
     pub last_value_max_bytes: usize,
     /// Where this worker's topic epochs start (random per worker and start).
     pub epoch_base: u64,
+    /// Text messages each topic keeps to resume from (0: none).
+    pub history_per_topic: usize,
 }
 
 /// A subscriber as the relay sees it.
@@ -147,7 +149,8 @@ impl Shard {
             settings.last_value_max_topics,
             settings.last_value_max_bytes,
         )
-        .with_epoch_base(settings.epoch_base);
+        .with_epoch_base(settings.epoch_base)
+        .with_history(settings.history_per_topic);
         Shard {
             worker,
             workers,
@@ -260,6 +263,31 @@ impl Shard {
         reply: Bytes,
         snapshot: bool,
     ) -> Result<(), String> {
+        self.subscribe_from(id, topics, reply, snapshot.then(Default::default))
+    }
+
+    /// [`subscribe`](Self::subscribe) of a subscriber that resumes: for each topic in
+    /// `positions`, what came after it (or a `reset` event and the last message), for
+    /// the others a snapshot; then the live stream.
+    pub fn resume(
+        &mut self,
+        id: SubId,
+        topics: &[String],
+        reply: Bytes,
+        positions: Positions,
+    ) -> Result<(), String> {
+        self.subscribe_from(id, topics, reply, Some(positions))
+    }
+
+    /// With `from`: a snapshot, resumed where `from` says.
+    fn subscribe_from(
+        &mut self,
+        id: SubId,
+        topics: &[String],
+        reply: Bytes,
+        from: Option<Positions>,
+    ) -> Result<(), String> {
+        let snapshot = from.is_some();
         let max = self.settings.max_subscriptions;
         let over = || format!("at most {max} subscriptions per connection");
         let Some(sub) = self.subs.get_mut(id).and_then(Option::as_mut) else {
@@ -298,8 +326,8 @@ impl Shard {
         let generation = sub.generation;
         sub.wildcard |= seen.contains(&Interest::All);
         sub.topics.extend(new.iter().cloned());
-        if snapshot {
-            self.subscribe_with_snapshot(id, new, generation, reply);
+        if let Some(from) = from {
+            self.subscribe_with_snapshot(id, new, generation, reply, from);
             return Ok(());
         }
         let mut acks = 0;
@@ -479,7 +507,9 @@ impl Shard {
                 generation,
                 interests,
                 sequenced,
-            } => self.answer_snapshot_request(from, sub, generation, &interests, sequenced),
+                positions,
+            } => self
+                .answer_snapshot_request(from, sub, generation, &interests, sequenced, &positions),
             Handoff::Snapshot {
                 sub,
                 generation,
@@ -577,19 +607,6 @@ impl Shard {
             if sub.close.is_some() || sub.closing {
                 continue;
             }
-            if let Some(p) = sub.snapshot.as_mut() {
-                match p.offer(msg.origin, &msg.topic, &msg.frame) {
-                    Offered::NotCovered => {}
-                    Offered::Skipped | Offered::Held => continue,
-                    Offered::Dropped => {
-                        stats.dropped_queue_full += 1;
-                        sub.drops += 1;
-                        stats.count_drop(&msg.topic, max_drop_topics);
-                        continue;
-                    }
-                }
-            }
-            let was_empty = sub.queue.is_empty();
             let late_envelope;
             let frame = match (&msg.sequenced, &msg.deflated) {
                 (Some(enveloped), _) if sub.sequenced => enveloped,
@@ -604,6 +621,20 @@ impl Shard {
                 (_, Some(deflated)) if sub.deflate && !sub.sequenced => deflated,
                 _ => &msg.frame,
             };
+            if let Some(p) = sub.snapshot.as_mut() {
+                // Held as this subscriber takes it (its envelope, its compression).
+                match p.offer(msg.origin, &msg.topic, frame) {
+                    Offered::NotCovered => {}
+                    Offered::Skipped | Offered::Held => continue,
+                    Offered::Dropped => {
+                        stats.dropped_queue_full += 1;
+                        sub.drops += 1;
+                        stats.count_drop(&msg.topic, max_drop_topics);
+                        continue;
+                    }
+                }
+            }
+            let was_empty = sub.queue.is_empty();
             if let Some(b) = sub.backlog.as_mut() {
                 // Behind a streamed snapshot: waits its turn, bounded.
                 if b.push_live(frame.clone()) {

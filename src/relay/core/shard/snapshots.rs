@@ -7,8 +7,9 @@ use bytes::Bytes;
 
 use super::backlog::Backlog;
 use super::{Handoff, Shard};
+use crate::relay::core::last_value::Since;
 use crate::relay::core::routing::{Interest, SubId, WorkerMask};
-use crate::relay::core::sequence::enveloped_frame;
+use crate::relay::core::sequence::{enveloped_frame, reset_event, Numbered, Positions};
 use crate::relay::core::snapshot::PendingSnapshot;
 
 impl Shard {
@@ -21,13 +22,14 @@ impl Shard {
         new: Vec<Interest>,
         generation: u64,
         reply: Bytes,
+        positions: Positions,
     ) {
         let sequenced = self
             .subs
             .get(id)
             .and_then(Option::as_ref)
             .is_some_and(|s| s.sequenced);
-        let frames = self.cached(&new, sequenced);
+        let frames = self.cached(&new, sequenced, &positions);
         let others: WorkerMask = (0..self.workers)
             .filter(|&w| w != self.worker)
             .fold(0, |m, w| m | 1 << w);
@@ -45,6 +47,7 @@ impl Shard {
                     generation,
                     interests: new.clone(),
                     sequenced,
+                    positions: Positions::clone(&positions),
                 },
             ));
         }
@@ -61,7 +64,12 @@ impl Shard {
     /// The last values this worker has for `interests` (every topic for `*`).
     /// In sequence envelopes for a `seq=1` subscriber (text messages; binary ones as
     /// they are), so the snapshot tells it where each topic's count stands.
-    fn cached(&self, interests: &[Interest], sequenced: bool) -> Vec<Bytes> {
+    /// A topic in `positions` resumes from there: what came after, or a `reset` event
+    /// and the last message.
+    fn cached(&self, interests: &[Interest], sequenced: bool, positions: &Positions) -> Vec<Bytes> {
+        if !positions.is_empty() {
+            return self.resumed(interests, positions);
+        }
         if !sequenced {
             if interests.contains(&Interest::All) {
                 return self.cache.all().collect();
@@ -128,8 +136,9 @@ impl Shard {
         generation: u64,
         interests: &[Interest],
         sequenced: bool,
+        positions: &Positions,
     ) {
-        let frames = self.cached(interests, sequenced);
+        let frames = self.cached(interests, sequenced, positions);
         let origin = self.worker;
         self.outbox.push((
             from,
@@ -162,5 +171,34 @@ impl Shard {
                 self.finish_snapshot(sub, *p);
             }
         }
+    }
+
+    /// [`cached`](Self::cached) for a resuming subscriber (always `seq=1`).
+    fn resumed(&self, interests: &[Interest], positions: &Positions) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        for i in interests {
+            let Interest::Topic(t) = i else { continue };
+            let Some(&from) = positions.get(t) else {
+                if let Some((f, n)) = self.cache.get_numbered(t) {
+                    frames.push(enveloped_frame(t, &f, Some(n)));
+                }
+                continue;
+            };
+            match self.cache.since(t, from) {
+                Since::Messages(after) => frames.extend(after.into_iter().map(|(seq, f)| {
+                    let n = Numbered {
+                        epoch: from.epoch,
+                        seq,
+                    };
+                    enveloped_frame(t, &f, Some(n))
+                })),
+                Since::Reset(now, last) => {
+                    frames.push(reset_event(t, now));
+                    frames.push(enveloped_frame(t, &last, Some(now)));
+                }
+                Since::Unknown => {}
+            }
+        }
+        frames
     }
 }

@@ -18,6 +18,7 @@ fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
         last_value_max_topics: 16,
         last_value_max_bytes: 1 << 16,
         epoch_base: 0,
+        history_per_topic: 0,
     }
 }
 
