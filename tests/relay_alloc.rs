@@ -133,6 +133,13 @@ fn no_allocation_per_message_with_sequence_envelopes() {
     allocations_per_message(false, None, true);
 }
 
+/// The same with each topic keeping a history of 64 messages to resume from: its
+/// slots are reused in place once full.
+#[test]
+fn no_allocation_per_message_with_history() {
+    allocations_per_message_with(false, None, true, 64);
+}
+
 /// Two workers on loopback, compressing and exporting to `nats` as asked.
 fn config(deflate: bool, nats: Option<&common::nats::NatsServer>) -> Config {
     let mut config = Config {
@@ -158,8 +165,19 @@ fn client_options(deflate: bool) -> feedrelay::io::driver::client::ConnectOption
 }
 
 fn allocations_per_message(deflate: bool, nats: Option<&common::nats::NatsServer>, seq: bool) {
+    allocations_per_message_with(deflate, nats, seq, 0);
+}
+
+/// [`allocations_per_message`] with each topic keeping `history` messages.
+fn allocations_per_message_with(
+    deflate: bool,
+    nats: Option<&common::nats::NatsServer>,
+    seq: bool,
+    history: usize,
+) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let config = config(deflate, nats);
+    let mut config = config(deflate, nats);
+    config.history_messages_per_topic = history;
     let options = client_options(deflate);
     let exporting = config.nats.is_some();
     let (addr, trigger, relay, collector) = start_relay(config);

@@ -151,6 +151,10 @@ pub struct BenchArgs {
     /// relay's config decides whether it is accepted. Publishers always send plain.
     #[arg(long)]
     pub deflate: bool,
+    /// Subscribers ask for the relay's sequence (`seq=1`): each message arrives in its
+    /// envelope (what this costs the relay, beside a run without).
+    #[arg(long)]
+    pub seq: bool,
     /// What pads each message to `--size`: `x` (one repeated byte: compresses to
     /// almost nothing) or `book` (price levels with varying digits, as order-book
     /// updates look; about 2.5:1 under deflate).

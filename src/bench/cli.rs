@@ -232,6 +232,7 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
         topics: a.topics,
         size: a.size,
         deflate: a.deflate,
+        seq: a.seq,
         book_payload: a.payload == Payload::Book,
         relay_pids: pids,
         floor: matches!(mode, Variant::Floor),

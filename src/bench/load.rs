@@ -53,6 +53,8 @@ pub struct LoadSpec {
     pub size: usize,
     /// Subscribers offer permessage-deflate.
     pub deflate: bool,
+    /// Subscribers take sequence envelopes (`seq=1`).
+    pub seq: bool,
     /// Pad messages with order-book-like text instead of one repeated byte.
     pub book_payload: bool,
     /// The relays' process ids, to read their CPU time from /proc (summed).
@@ -350,7 +352,11 @@ async fn subscribe_all(
     }));
     let mut clients = Vec::with_capacity(spec.subs);
     for _ in 0..spec.subs {
-        let url = format!("{}ws?topics=*", spec.target);
+        let url = format!(
+            "{}ws?topics=*{}",
+            spec.target,
+            ["", "&seq=1"][usize::from(spec.seq)]
+        );
         match WsClient::connect_with(&url, &subscriber_options(&spec)).await {
             Ok(mut c) => {
                 if !spec.floor {
@@ -392,10 +398,15 @@ async fn subscribe_all(
                     _ => break,
                 };
                 let now = realtime_ns();
+                // In an envelope, the message is what follows `"msg":`.
+                let msg: &[u8] = match msg.windows(6).position(|w| w == b"\"msg\":") {
+                    Some(at) => &msg[at..],
+                    None => &msg,
+                };
                 let (Some(ts), Some(seq), Some(topic)) = (
-                    field_u64(&msg, b"\"ts\":"),
-                    field_u64(&msg, b"\"seq\":"),
-                    topic_of(&msg),
+                    field_u64(msg, b"\"ts\":"),
+                    field_u64(msg, b"\"seq\":"),
+                    topic_of(msg),
                 ) else {
                     continue;
                 };
