@@ -176,3 +176,65 @@ fn a_reconnecting_subscriber_resumes_where_it_left_off() {
     let (_, reset) = other.recv().expect("the reset");
     assert!(String::from_utf8_lossy(&reset).contains(r#""event":"reset""#));
 }
+
+/// `*` resumes too: every topic the relay holds, each from its position (or a
+/// snapshot when the subscriber gives none for it).
+#[test]
+fn a_wildcard_subscriber_resumes_each_topic() {
+    let server = Server::relay(
+        &["--workers", "2"],
+        Some("history_messages_per_topic = 16\n"),
+    );
+    let addr = server.addr;
+    let (mut first, _) = Raw::handshake(addr, "/ws?topics=*&seq=1", "");
+    let _ = first.recv().expect("reply");
+    let mut publ = Raw::publish(addr);
+    for i in 1..=3 {
+        publ.send(0x81, format!(r#"{{"s":"A","n":{i}}}"#).as_bytes());
+        publ.send(0x81, format!(r#"{{"s":"B","n":{i}}}"#).as_bytes());
+    }
+    let mut epochs = std::collections::HashMap::new();
+    for _ in 0..6 {
+        let v = envelope(&next_data(&mut first).1);
+        epochs.insert(
+            v["topic"].as_str().unwrap().to_owned(),
+            v["epoch"].as_str().unwrap().to_owned(),
+        );
+    }
+    drop(first);
+    for i in 4..=6 {
+        publ.send(0x81, format!(r#"{{"s":"A","n":{i}}}"#).as_bytes());
+    }
+    publ.send(0x81, br#"{"s":"C","n":1}"#);
+    // Wait until the relay has them all (a probe sees C).
+    let mut probe = Raw::subscribe(addr, "C");
+    publ.send(0x81, br#"{"s":"C","n":2}"#);
+    while !String::from_utf8_lossy(&probe.recv().unwrap().1).contains(r#""n":2"#) {}
+    let (mut again, _) = Raw::handshake(addr, "/ws?seq=1", "");
+    let resume = format!(
+        r#"{{"op":"subscribe","topics":["*"],"resume":{{"A":["{}",2],"B":["{}",3]}}}}"#,
+        epochs["A"], epochs["B"]
+    );
+    again.send(0x81, resume.as_bytes());
+    let _ = again.recv().expect("reply");
+    let mut got: Vec<(String, u64)> = Vec::new();
+    while got.len() < 5 {
+        let v = envelope(&next_data(&mut again).1);
+        got.push((
+            v["topic"].as_str().unwrap().to_owned(),
+            v["seq"].as_u64().unwrap(),
+        ));
+    }
+    got.sort();
+    let want: Vec<(String, u64)> = vec![
+        ("A".into(), 3),
+        ("A".into(), 4),
+        ("A".into(), 5),
+        ("A".into(), 6),
+        ("C".into(), 2),
+    ];
+    assert_eq!(
+        got, want,
+        "A after 2, nothing of B (up to date), C's last value"
+    );
+}

@@ -116,7 +116,7 @@ pub fn parse(payload: &[u8], limits: ControlLimits) -> Result<Control, String> {
             check_topics(&topics, limits)?;
             let mut positions = Vec::new();
             for (topic, (epoch, seq)) in req.resume.unwrap_or_default() {
-                if !topics.contains(&topic) {
+                if !topics.contains(&topic) && !topics.iter().any(|t| t == WILDCARD) {
                     return Err(format!("resume: {topic:?} is not among the topics"));
                 }
                 let epoch = parse_epoch(&epoch)

@@ -176,7 +176,20 @@ impl Shard {
     /// [`cached`](Self::cached) for a resuming subscriber (always `seq=1`).
     fn resumed(&self, interests: &[Interest], positions: &Positions) -> Vec<Bytes> {
         let mut frames = Vec::new();
-        for i in interests {
+        // `*`: every topic this worker holds (named ones among them), each resumed where
+        // the positions say.
+        let all: Vec<Interest>;
+        let topics = if interests.contains(&Interest::All) {
+            all = self
+                .cache
+                .all_numbered()
+                .map(|(t, _, _)| Interest::Topic(t.clone()))
+                .collect();
+            &all[..]
+        } else {
+            interests
+        };
+        for i in topics {
             let Interest::Topic(t) = i else { continue };
             let Some(&from) = positions.get(t) else {
                 if let Some((f, n)) = self.cache.get_numbered(t) {
