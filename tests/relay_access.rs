@@ -189,16 +189,7 @@ fn a_relay_open_in_one_role_refuses_to_start_and_names_it() {
     // Metrics on a non-loopback --metrics address count too.
     let path = dir.join("both.toml");
     std::fs::write(&path, format!("{tokens}{jwt}")).unwrap();
-    let out = common::feedrelay([
-        "run",
-        "--listen",
-        "0.0.0.0:0",
-        "--metrics",
-        "0.0.0.0:0",
-        "--print-config",
-        "--config",
-        path.to_str().unwrap(),
-    ]);
+    let out = print_open_config(&path);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"metrics\""));
 }
 
@@ -519,18 +510,7 @@ fn the_metrics_paths_need_the_metrics_token_when_one_is_set() {
         format!("allow_anonymous = [\"publish\", \"subscribe\"]\nmetrics_token = \"{TOKEN}\"\n"),
     )
     .unwrap();
-    let args = |p: &std::path::Path| {
-        common::feedrelay([
-            "run",
-            "--listen",
-            "0.0.0.0:0",
-            "--metrics",
-            "0.0.0.0:0",
-            "--print-config",
-            "--config",
-            p.to_str().unwrap(),
-        ])
-    };
+    let args = print_open_config;
     common::succeeded(&args(&open));
     std::fs::write(&open, "allow_anonymous = [\"publish\", \"subscribe\"]\n").unwrap();
     let out = args(&open);
@@ -538,4 +518,19 @@ fn the_metrics_paths_need_the_metrics_token_when_one_is_set() {
     std::fs::write(&open, "allow_anonymous = true\nmetrics_token = \"short\"\n").unwrap();
     let out = args(&open);
     assert_eq!(out.status.code(), Some(2), "a short token is refused");
+}
+
+/// `run --print-config` with the data port and metrics on every address: the start-up
+/// checks run, nothing is bound.
+fn print_open_config(config: &std::path::Path) -> std::process::Output {
+    common::feedrelay([
+        "run",
+        "--listen",
+        "0.0.0.0:0",
+        "--metrics",
+        "0.0.0.0:0",
+        "--print-config",
+        "--config",
+        config.to_str().unwrap(),
+    ])
 }

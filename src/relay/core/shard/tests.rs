@@ -23,15 +23,7 @@ fn settings(max_messages: usize, policy: SlowConsumerPolicy) -> ShardSettings {
 }
 
 fn msg(topic: &'static str, body: &'static str) -> Relayed {
-    Relayed {
-        topic: Bytes::from_static(topic.as_bytes()),
-        frame: Bytes::from_static(body.as_bytes()),
-        deflated: None,
-        sequenced: None,
-        number: None,
-        routed_ns: 1,
-        origin: 0,
-    }
+    at_topic(topic, body)
 }
 
 fn drain(shard: &mut Shard, id: SubId) -> Vec<Bytes> {
