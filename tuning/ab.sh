@@ -12,7 +12,7 @@
 # Needs both builds done before it starts: compiling during a round perturbs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-old_bin="${1:?the previous build's feedrelay binary}"
+old_bin="${1:?usage: tuning/ab.sh OLD_BINARY [OUT_DIR]}"
 out="${2:-target/ab}"
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.txt
