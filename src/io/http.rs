@@ -26,6 +26,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered at once; more are answered 503 on the spot.
 pub const MAX_CONCURRENT: usize = 8;
 
+/// The token of an `Authorization: Bearer TOKEN` header value (the scheme in any case).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// A plain `GET`: its path (without the query) and the credential it presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlainGet {
@@ -57,11 +63,7 @@ pub fn plain_get(buf: &[u8]) -> Option<PlainGet> {
         if !h.name.eq_ignore_ascii_case("authorization") {
             return None;
         }
-        let v = std::str::from_utf8(h.value).ok()?;
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned())
+        bearer_token(std::str::from_utf8(h.value).ok()?).map(str::to_owned)
     });
     let in_query = || {
         query

@@ -454,10 +454,9 @@ impl Access {
 
 /// The token from `Authorization: Bearer TOKEN`, else from `?token=TOKEN`.
 pub fn presented_token(req: &Request) -> Option<&str> {
-    let bearer = req.header("authorization").and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
+    let bearer = req
+        .header("authorization")
+        .and_then(crate::io::http::bearer_token);
     bearer.or_else(|| req.query_param("token"))
 }
 

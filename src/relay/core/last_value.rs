@@ -51,6 +51,31 @@ impl Entry {
     fn bytes(&self) -> usize {
         self.frame.len() + self.history.bytes()
     }
+
+    /// Takes `frame` as the topic's last (and into its history, kept to `history`
+    /// messages when given), as update number `updated`; its place in the sequence.
+    fn take(
+        &mut self,
+        frame: &[u8],
+        counted: u64,
+        history: Option<usize>,
+        updated: u64,
+    ) -> Numbered {
+        // Drop our reference first, so the spare reclaims its memory when no queue
+        // holds the old frame any more.
+        self.frame = Bytes::new();
+        if !self.spare.try_reclaim(frame.len()) {
+            self.spare = BytesMut::with_capacity(room_for(frame.len()));
+        }
+        self.spare.extend_from_slice(frame);
+        self.frame = self.spare.split().freeze();
+        self.updated = updated;
+        self.number.seq += counted;
+        if let Some(k) = history {
+            self.history.push(self.number.seq, frame, k);
+        }
+        self.number
+    }
 }
 
 /// Where a subscriber that resumes from a position picks up, from one worker's cache.
@@ -150,16 +175,27 @@ impl LastValues {
             return None;
         }
         let (k, keep) = (self.history_max, counted == 1 && self.history_max > 0);
+        let history = keep.then_some(k);
+        // The common case, a known topic whose update fits: one lookup.
+        if let Some(e) = self.by_topic.get_mut(&topic[..]) {
+            let grows = history.map_or(0, |k| e.history.growth(frame.len(), k));
+            let need = (self.bytes - e.frame.len() + frame.len()) as isize + grows;
+            if need <= self.max_bytes as isize {
+                self.updates += 1;
+                let before = e.bytes();
+                let number = e.take(frame, counted, history, self.updates);
+                self.bytes = self.bytes - before + e.bytes();
+                self.recency.push_back((self.updates, e.key.clone()));
+                self.sweep_recency();
+                return Some(number);
+            }
+        }
         let (old, grows) = match self.by_topic.get(&topic[..]) {
             Some(e) => (
                 Some(e.frame.len()),
-                if keep {
-                    e.history.growth(frame.len(), k)
-                } else {
-                    0
-                },
+                history.map_or(0, |k| e.history.growth(frame.len(), k)),
             ),
-            None => (None, if keep { frame.len() as isize } else { 0 }),
+            None => (None, history.map_or(0, |_| frame.len() as isize)),
         };
         let new_topic = old.is_none();
         let need = |bytes: usize| (bytes - old.unwrap_or(0) + frame.len()) as isize + grows;
@@ -174,23 +210,9 @@ impl LastValues {
         let updated = self.updates;
         match self.by_topic.get_mut(&topic[..]) {
             Some(e) => {
-                let old = e.frame.len();
-                // Drop our reference first, so the spare reclaims its memory when no
-                // queue holds the old frame any more.
-                e.frame = Bytes::new();
-                if !e.spare.try_reclaim(frame.len()) {
-                    e.spare = BytesMut::with_capacity(room_for(frame.len()));
-                }
-                e.spare.extend_from_slice(frame);
-                e.frame = e.spare.split().freeze();
-                e.updated = updated;
-                e.number.seq += counted;
-                let number = e.number;
-                let history_before = e.history.bytes();
-                if keep {
-                    e.history.push(number.seq, frame, k);
-                }
-                self.bytes = self.bytes - old + frame.len() + e.history.bytes() - history_before;
+                let before = e.bytes();
+                let number = e.take(frame, counted, history, updated);
+                self.bytes = self.bytes - before + e.bytes();
                 self.recency.push_back((updated, e.key.clone()));
                 self.sweep_recency();
                 Some(number)
@@ -208,11 +230,11 @@ impl LastValues {
                     seq: counted,
                 };
                 self.next_epoch = self.next_epoch.wrapping_add(1);
-                let mut history = History::default();
-                if keep {
-                    history.push(number.seq, &frame, k);
+                let mut kept = History::default();
+                if let Some(k) = history {
+                    kept.push(number.seq, &frame, k);
                 }
-                self.bytes += history.bytes();
+                self.bytes += kept.bytes();
                 self.by_topic.insert(
                     key.clone(),
                     Entry {
@@ -221,7 +243,7 @@ impl LastValues {
                         updated,
                         key,
                         number,
-                        history,
+                        history: kept,
                     },
                 );
                 self.sweep_recency();
@@ -296,11 +318,6 @@ impl LastValues {
             .iter()
             .map(|(k, e)| (k, e.frame.clone(), e.number))
     }
-
-    /// Every cached frame (for a `*` snapshot), in no particular order.
-    pub fn all(&self) -> impl Iterator<Item = Bytes> + '_ {
-        self.by_topic.values().map(|e| e.frame.clone())
-    }
 }
 
 #[cfg(test)]
@@ -338,7 +355,7 @@ mod tests {
         );
         c.update(&t("B"), &[7u8; 98]);
         assert_eq!(c.get(b"B").map(|f| f.len()), Some(98));
-        assert_eq!(c.all().count(), 1);
+        assert_eq!(c.all_numbered().count(), 1);
         assert!(!LastValues::new(0, 100).enabled());
     }
 

@@ -43,14 +43,10 @@ pub fn parse_epoch(hex: &str) -> Option<u64> {
 /// cannot be resumed from (another epoch, or the history no longer reaches back);
 /// the topic's last message follows, in its envelope, and the stream after it.
 pub fn reset_event(topic: &[u8], now: Numbered) -> Bytes {
-    let mut text = Vec::with_capacity(topic.len() + 80);
-    envelope_head(topic, now, &mut text);
-    // The envelope's head ends with `"msg":`; a reset names no message.
-    text.truncate(text.len() - ",\"msg\":".len());
-    let mut out = b"{\"event\":\"reset\",".to_vec();
-    out.extend_from_slice(&text[1..]);
-    out.push(b'}');
-    Bytes::from(crate::ws::server_frame(OpCode::Text, &out))
+    let mut text = b"{\"event\":\"reset\",".to_vec();
+    named_position(topic, now, &mut text);
+    text.push(b'}');
+    Bytes::from(crate::ws::server_frame(OpCode::Text, &text))
 }
 
 /// A message's place in its topic's sequence.
@@ -66,7 +62,16 @@ pub struct Numbered {
 /// (cleared first); the message and a closing `}` follow it.
 pub fn envelope_head(topic: &[u8], n: Numbered, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(b"{\"topic\":\"");
+    out.extend_from_slice(b"{");
+    named_position(topic, n, out);
+    out.extend_from_slice(b",\"msg\":");
+}
+
+/// `"topic":"..","epoch":"..","seq":N` (the topic escaped; the numbers written into
+/// `out` as they are, no allocation once `out` has grown).
+fn named_position(topic: &[u8], n: Numbered, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.extend_from_slice(b"\"topic\":\"");
     for &b in topic {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -75,13 +80,8 @@ pub fn envelope_head(topic: &[u8], n: Numbered, out: &mut Vec<u8>) {
             _ => out.push(b),
         }
     }
-    out.extend_from_slice(b"\",\"epoch\":\"");
-    out.extend_from_slice(format_hex(n.epoch).as_slice());
-    out.extend_from_slice(b"\",\"seq\":");
-    let mut digits = itoa_u64(n.seq);
-    out.extend_from_slice(digits.as_slice());
-    out.extend_from_slice(b",\"msg\":");
-    digits.clear();
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "\",\"epoch\":\"{:016x}\",\"seq\":{}", n.epoch, n.seq);
 }
 
 /// The envelope frame of a text message `payload` of `topic`, framed into `arena`;
@@ -115,57 +115,6 @@ pub fn enveloped_frame(topic: &[u8], frame: &Bytes, number: Option<Numbered>) ->
             envelope_owned(topic, n, &frame[header_len..])
         }
         _ => frame.clone(),
-    }
-}
-
-/// 16 lowercase hex digits.
-fn format_hex(v: u64) -> SmallBuf {
-    let mut b = SmallBuf::default();
-    for i in (0..16).rev() {
-        let d = ((v >> (i * 4)) & 0xf) as u8;
-        b.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
-    }
-    b
-}
-
-/// Decimal digits of `v`.
-fn itoa_u64(mut v: u64) -> SmallBuf {
-    let mut rev = SmallBuf::default();
-    loop {
-        rev.push(b'0' + (v % 10) as u8);
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let mut b = SmallBuf::default();
-    for i in (0..rev.len).rev() {
-        b.push(rev.buf[i]);
-    }
-    b
-}
-
-/// A few bytes on the stack (a u64 in hex or decimal).
-#[derive(Default)]
-struct SmallBuf {
-    buf: [u8; 20],
-    len: usize,
-}
-
-impl SmallBuf {
-    fn push(&mut self, b: u8) {
-        if self.len < self.buf.len() {
-            self.buf[self.len] = b;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
     }
 }
 

@@ -596,6 +596,8 @@ impl Shard {
             .iter()
             .map(|&id| (id, false));
         let wildcard = routing.wildcard_subscribers().iter().map(|&id| (id, true));
+        // Its envelope, made here at most once, if the ingesting worker did not (see below).
+        let mut late_envelope: Option<Bytes> = None;
         for (id, via_wildcard) in by_topic.chain(wildcard) {
             let Some(sub) = subs.get_mut(id).and_then(Option::as_mut) else {
                 continue;
@@ -607,16 +609,16 @@ impl Shard {
             if sub.close.is_some() || sub.closing {
                 continue;
             }
-            let late_envelope;
             let frame = match (&msg.sequenced, &msg.deflated) {
                 (Some(enveloped), _) if sub.sequenced => enveloped,
                 (None, _) if sub.sequenced && msg.number.is_some() => {
                     // Ingested before the first seq=1 subscriber was counted: wrapped
                     // here, once per such message, so the subscriber never sees it bare.
-                    late_envelope = crate::relay::core::sequence::enveloped_frame(
-                        &msg.topic, &msg.frame, msg.number,
-                    );
-                    &late_envelope
+                    late_envelope.get_or_insert_with(|| {
+                        crate::relay::core::sequence::enveloped_frame(
+                            &msg.topic, &msg.frame, msg.number,
+                        )
+                    })
                 }
                 (_, Some(deflated)) if sub.deflate && !sub.sequenced => deflated,
                 _ => &msg.frame,

@@ -70,32 +70,22 @@ impl Shard {
         if !positions.is_empty() {
             return self.resumed(interests, positions);
         }
-        if !sequenced {
-            if interests.contains(&Interest::All) {
-                return self.cache.all().collect();
-            }
-            return interests
-                .iter()
-                .filter_map(|i| match i {
-                    Interest::Topic(t) => self.cache.get(t),
-                    Interest::All => None,
-                })
-                .collect();
-        }
+        // As the subscriber takes it: in its envelope for `seq=1`, as it came otherwise.
+        let taken = |t: &Bytes, f: Bytes, n| match sequenced {
+            true => enveloped_frame(t, &f, Some(n)),
+            false => f,
+        };
         if interests.contains(&Interest::All) {
             return self
                 .cache
                 .all_numbered()
-                .map(|(t, f, n)| enveloped_frame(t, &f, Some(n)))
+                .map(|(t, f, n)| taken(t, f, n))
                 .collect();
         }
         interests
             .iter()
             .filter_map(|i| match i {
-                Interest::Topic(t) => {
-                    let (f, n) = self.cache.get_numbered(t)?;
-                    Some(enveloped_frame(t, &f, Some(n)))
-                }
+                Interest::Topic(t) => self.cache.get_numbered(t).map(|(f, n)| taken(t, f, n)),
                 Interest::All => None,
             })
             .collect()
