@@ -461,7 +461,8 @@ impl Config {
         if let Err((field, why)) = self.compression.check() {
             return Err(bad(field, why));
         }
-        if let Some(Err((field, why))) = self.nats.as_ref().map(NatsConfig::check) {
+        let history = self.history_messages_per_topic;
+        if let Some(Err((field, why))) = self.nats.as_ref().map(|n| n.check(history)) {
             return Err(bad(field, why));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {

@@ -275,7 +275,11 @@ pub fn run_relay(map: &CoreMap, start: RelayStart) -> Result<Vec<WorkerSummary>,
         Some(n) => {
             let parkers = links.first().map(|l| l.parkers()).unwrap_or_default();
             let ledgers = crate::relay::nats::ledger::relay_ledgers(&n.subject_prefix);
-            Some(crate::io::nats::start(n.options(), parkers, ledgers)?)
+            Some(crate::io::nats::start(
+                n.options(config.history_messages_per_topic),
+                parkers,
+                ledgers,
+            )?)
         }
         None => None,
     };

@@ -12,9 +12,12 @@ use tokio::sync::Notify;
 
 use super::backoff::backoff;
 use super::error::NatsError;
-use super::handoff::{bump, Exporter, ImportQueue, Imported, NatsCounters, Outgoing};
+use super::handoff::{bump, Exporter, ImportQueue, Imported, NatsCounters, Outgoing, Position};
+use super::history::Filled;
 use super::ledger::{ExportLedger, ImportLedger, Ledgers, Seen, SubjectName};
-use super::options::{NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER};
+use super::options::{
+    NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, POSITION_HEADER, SEQ_HEADER,
+};
 use crate::io::idle::Parker;
 
 /// Messages the client's own command channel holds (async-nats' default is 2,048):
@@ -40,6 +43,7 @@ const FLUSH_ON_STOP: Duration = Duration::from_secs(1);
 pub struct NatsBridge {
     exporter: Option<Exporter>,
     imports: Vec<Option<ImportQueue>>,
+    history: Vec<Vec<Imported>>,
     counters: Arc<NatsCounters>,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -54,6 +58,15 @@ impl NatsBridge {
     /// Worker `worker`'s import queue (`None` unless importing; once per worker).
     pub fn take_imports(&mut self, worker: usize) -> Option<ImportQueue> {
         self.imports.get_mut(worker)?.take()
+    }
+
+    /// What the stream's history held for worker `worker`, oldest first, to take
+    /// before its first connection (`[nats] history`; empty otherwise; once per worker).
+    pub fn take_history(&mut self, worker: usize) -> Vec<Imported> {
+        self.history
+            .get_mut(worker)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// What the client counted so far.
@@ -136,8 +149,8 @@ pub fn start(
             })
             .map_err(|e| NatsError::Setup(format!("thread: {e}")))?
     };
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
+    let history = match ready_rx.recv() {
+        Ok(Ok(filled)) => filled.per_worker,
         Ok(Err(e)) => {
             let _ = thread.join();
             return Err(e);
@@ -148,25 +161,27 @@ pub fn start(
                 "the client's thread ended at start".into(),
             ));
         }
-    }
+    };
     Ok(NatsBridge {
         exporter,
         imports,
+        history,
         counters,
         stop,
         thread: Some(thread),
     })
 }
 
-/// The NATS thread: a current-thread runtime, the client set up on it (reported on
-/// `ready`), then [`ClientLoops::run`] with the ledgers until `stop`; the runtime is shut down within
+/// The NATS thread: a current-thread runtime, the client set up on it, the import
+/// subscriptions made and the stream's history read (reported on `ready`), then
+/// [`ClientLoops::run`] with the ledgers until `stop`; the runtime is shut down within
 /// [`FLUSH_ON_STOP`] (a host name still being resolved is not waited for).
 fn run_thread(
     connect: ConnectOptions,
     urls: Vec<String>,
     work: impl FnOnce(Client) -> (ClientLoops, Ledgers),
     stop: &Notify,
-    ready: std::sync::mpsc::Sender<Result<(), NatsError>>,
+    ready: std::sync::mpsc::Sender<Result<Filled, NatsError>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -181,9 +196,13 @@ fn run_thread(
     rt.block_on(async move {
         match connect.connect(urls).await {
             Ok(client) => {
-                let _ = ready.send(Ok(()));
                 let (loops, ledgers) = work(client);
-                loops.run(ledgers, stop).await;
+                // Subscribed before the history is read: nothing falls between them.
+                let subs = loops.subscribe().await;
+                let filled = loops.read_history().await;
+                bump(&loops.counters.history_read, filled.messages);
+                let _ = ready.send(Ok(filled));
+                loops.run(ledgers, subs, stop).await;
             }
             Err(e) => {
                 let _ = ready.send(Err(NatsError::Setup(e.to_string())));
@@ -298,13 +317,19 @@ struct ImportHandOff {
 }
 
 impl ImportHandOff {
-    /// Gives `m` to the worker its subject maps to (one subject, one worker: its
-    /// order is kept) and wakes that worker; full or stopped: dropped and counted.
+    /// The worker `subject`'s messages go to (one subject, one worker: its order is
+    /// kept).
+    fn worker_for(&self, subject: &str) -> usize {
+        (fnv1a(subject.as_bytes()) % self.txs.len().max(1) as u64) as usize
+    }
+
+    /// Gives `m` to the worker its subject maps to and wakes that worker; full or
+    /// stopped: dropped and counted.
     fn hand(&self, subject: &str, m: Imported) {
         if self.txs.is_empty() {
             return;
         }
-        let w = (fnv1a(subject.as_bytes()) % self.txs.len() as u64) as usize;
+        let w = self.worker_for(subject);
         match self.txs[w].try_send(m) {
             Ok(()) => {
                 bump(&self.counters.imported, 1);
@@ -336,13 +361,38 @@ struct ClientLoops {
 }
 
 impl ClientLoops {
-    /// Export and import until `stop`, then a bounded flush of what was exported.
-    async fn run(self, ledgers: Ledgers, stop: &Notify) {
+    /// Subscribes to every import pattern (none unless importing).
+    async fn subscribe(&self) -> Vec<async_nats::Subscriber> {
+        let mut subs = Vec::new();
+        for pattern in &self.options.import {
+            match self.client.subscribe(pattern.clone()).await {
+                Ok(s) => subs.push(s),
+                Err(e) => tracing::error!("nats: subscribe to {pattern:?}: {e}; not importing it"),
+            }
+        }
+        subs
+    }
+
+    /// The stream's history for each worker (`[nats] history`; nothing otherwise).
+    async fn read_history(&self) -> Filled {
+        let Some(h) = &self.options.history else {
+            return Filled::default();
+        };
+        let workers = self.hand_off.txs.len();
+        super::history::prepare(&self.client, h, &self.options.import, workers, |s| {
+            self.hand_off.worker_for(s)
+        })
+        .await
+    }
+
+    /// Export and import (from `subs`) until `stop`, then a bounded flush of what was
+    /// exported.
+    async fn run(self, ledgers: Ledgers, subs: Vec<async_nats::Subscriber>, stop: &Notify) {
         let Ledgers { export, import } = ledgers;
         let w = &self;
         let said = say_if_unreachable(&w.counters, w.options.connect_timeout);
         let export = export_loop(w, export);
-        let import = import_loop(w, import);
+        let import = import_loop(w, import, subs);
         tokio::select! {
             () = stop.notified() => {}
             () = async { tokio::join!(said, export, import); } => {}
@@ -411,7 +461,7 @@ async fn export_loop(w: &ClientLoops, mut ledger: Box<dyn ExportLedger>) {
                     .untracked
                     .store(ledger.untracked(), Ordering::Relaxed);
             }
-            let headers = headers(&o.origin, seq, m.binary);
+            let headers = headers(&o.origin, seq, m.binary, m.position);
             let size = header_bytes(&headers) + m.payload.len();
             let sent_ok = if max_payload > 0 && size > max_payload {
                 Err(format!(
@@ -460,11 +510,14 @@ fn header_bytes(h: &HeaderMap) -> usize {
 }
 
 /// The headers of an exported message.
-fn headers(origin: &str, seq: Option<u64>, binary: bool) -> HeaderMap {
+fn headers(origin: &str, seq: Option<u64>, binary: bool, at: Option<Position>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(ORIGIN_HEADER, origin);
     if let Some(n) = seq {
         h.insert(SEQ_HEADER, n.to_string());
+    }
+    if let Some(at) = at {
+        h.insert(POSITION_HEADER, at.to_header());
     }
     if binary {
         h.insert(KIND_HEADER, "binary");
@@ -472,18 +525,15 @@ fn headers(origin: &str, seq: Option<u64>, binary: bool) -> HeaderMap {
     h
 }
 
-/// Subscribes to every import pattern and hands what comes to the workers.
-async fn import_loop(w: &ClientLoops, mut ledger: Box<dyn ImportLedger>) {
-    let (client, o, counters, hand_off) = (&w.client, &w.options, &*w.counters, &w.hand_off);
-    if o.import.is_empty() {
+/// Hands what comes on the import subscriptions to the workers.
+async fn import_loop(
+    w: &ClientLoops,
+    mut ledger: Box<dyn ImportLedger>,
+    subs: Vec<async_nats::Subscriber>,
+) {
+    let (o, counters, hand_off) = (&w.options, &*w.counters, &w.hand_off);
+    if subs.is_empty() {
         return std::future::pending().await;
-    }
-    let mut subs = Vec::new();
-    for pattern in &o.import {
-        match client.subscribe(pattern.clone()).await {
-            Ok(s) => subs.push(s),
-            Err(e) => tracing::error!("nats: subscribe to {pattern:?}: {e}; not importing it"),
-        }
     }
     let mut all = futures_util::stream::select_all(subs);
     while let Some(msg) = all.next().await {
@@ -525,6 +575,7 @@ async fn import_loop(w: &ClientLoops, mut ledger: Box<dyn ImportLedger>) {
                 binary,
                 received,
                 origin,
+                position: header(POSITION_HEADER).and_then(Position::parse),
             },
         );
     }
@@ -553,6 +604,7 @@ mod tests {
             binary: false,
             received: Instant::now(),
             origin: None,
+            position: None,
         };
         for _ in 0..4 {
             h.hand("feedrelay.A", m());
@@ -574,17 +626,21 @@ mod tests {
     #[test]
     fn header_bytes_are_what_goes_on_the_wire() {
         // NATS/1.0\r\n + Feedrelay-Origin: box-a\r\n + Feedrelay-Seq: 7\r\n + \r\n
-        let h = headers("box-a", Some(7), false);
+        let h = headers("box-a", Some(7), false, None);
         assert_eq!(header_bytes(&h), 10 + 25 + 18 + 2);
+        let at = Position { epoch: 1, seq: 2 };
+        let h = headers("box-a", Some(7), false, Some(at));
+        // + Feedrelay-Position: 0000000000000001:2\r\n
+        assert_eq!(header_bytes(&h), 10 + 25 + 18 + 40 + 2);
     }
 
     #[test]
     fn headers_say_origin_number_and_binary() {
-        let h = headers("box-a", Some(7), true);
+        let h = headers("box-a", Some(7), true, None);
         assert_eq!(h.get(ORIGIN_HEADER).map(|v| v.as_str()), Some("box-a"));
         assert_eq!(h.get(SEQ_HEADER).map(|v| v.as_str()), Some("7"));
         assert_eq!(h.get(KIND_HEADER).map(|v| v.as_str()), Some("binary"));
-        let h = headers("box-a", None, false);
+        let h = headers("box-a", None, false, None);
         assert!(h.get(SEQ_HEADER).is_none() && h.get(KIND_HEADER).is_none());
     }
 }

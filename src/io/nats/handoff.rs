@@ -15,6 +15,38 @@ pub(super) struct Outgoing {
     pub(super) topic: Bytes,
     pub(super) payload: Bytes,
     pub(super) binary: bool,
+    pub(super) position: Option<Position>,
+}
+
+/// A text message's place in its topic's count at the relay that first ingested it
+/// (the relay's own numbering: an epoch naming the count, a number from 1), carried in
+/// [`POSITION_HEADER`](super::POSITION_HEADER) as `<16 hex digits>:<number>` so that
+/// importing relays, and a stream's history, number the topic as its origin did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Names the count.
+    pub epoch: u64,
+    /// From 1.
+    pub seq: u64,
+}
+
+impl Position {
+    /// The header's value.
+    pub fn to_header(self) -> String {
+        format!("{:016x}:{}", self.epoch, self.seq)
+    }
+
+    /// A header's value, if it is one this relay writes.
+    pub fn parse(value: &str) -> Option<Position> {
+        let (epoch, seq) = value.split_once(':')?;
+        if epoch.len() != 16 {
+            return None;
+        }
+        Some(Position {
+            epoch: u64::from_str_radix(epoch, 16).ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
 }
 
 /// A message imported from NATS, for a worker to ingest.
@@ -30,6 +62,8 @@ pub struct Imported {
     /// ([`ImportLedger::origin_index`](super::ImportLedger::origin_index)); `None`
     /// without an origin header, or past the ledger's bound.
     pub origin: Option<usize>,
+    /// Its place in its topic's count at its origin, when it carried one.
+    pub position: Option<Position>,
 }
 
 /// One worker's end of the import hand-off.
@@ -60,6 +94,8 @@ pub struct NatsCounters {
     /// Imported copies dropped by arbitration across exporting relays (counted by the
     /// workers).
     pub(super) import_duplicates: AtomicU64,
+    /// Messages read back from the stream's history at start.
+    pub(super) history_read: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64, n: u64) {
@@ -93,7 +129,14 @@ impl NatsCounters {
             ("import_implausible", get(&self.import_implausible)),
             ("import_duplicates", get(&self.import_duplicates)),
             ("untracked", get(&self.untracked)),
+            ("history_read", get(&self.history_read)),
         ]
+    }
+
+    /// A worker dropped an imported message it already had at its place (the stream's
+    /// history and the live import overlap at start): counted as late.
+    pub fn count_import_late(&self) {
+        bump(&self.import_late, 1);
     }
 
     /// A worker dropped an imported copy another exporting relay delivered first.
@@ -121,7 +164,13 @@ pub struct Exporter {
 impl Exporter {
     /// Offers a message for export without waiting; `false` if it was dropped (and
     /// counted): the client is not connected, or the channel is full.
-    pub fn offer(&self, topic: Bytes, payload: Bytes, binary: bool) -> bool {
+    pub fn offer(
+        &self,
+        topic: Bytes,
+        payload: Bytes,
+        binary: bool,
+        position: Option<Position>,
+    ) -> bool {
         if !self.counters.connected() {
             bump(&self.counters.export_dropped_disconnected, 1);
             return false;
@@ -130,6 +179,7 @@ impl Exporter {
             topic,
             payload,
             binary,
+            position,
         }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -152,6 +202,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_position_reads_back_as_written_and_nothing_else_reads() {
+        let p = Position {
+            epoch: 0x5f1c_0a9e_3b7d_2c41,
+            seq: 1042,
+        };
+        assert_eq!(p.to_header(), "5f1c0a9e3b7d2c41:1042");
+        assert_eq!(Position::parse(&p.to_header()), Some(p));
+        let max = Position {
+            epoch: u64::MAX,
+            seq: u64::MAX,
+        };
+        assert_eq!(Position::parse(&max.to_header()), Some(max));
+        for bad in [
+            "",
+            "1042",
+            "5f1c0a9e3b7d2c4:1",
+            "5f1c0a9e3b7d2c41:",
+            "5f1c0a9e3b7d2c41:-1",
+            "zzzzzzzzzzzzzzzz:1",
+            "5f1c0a9e3b7d2c41:1:2",
+        ] {
+            assert_eq!(Position::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn an_exporter_drops_and_counts_when_disconnected_or_full() {
         let (tx, rx) = crossbeam_channel::bounded(2);
         let counters = Arc::new(NatsCounters::default());
@@ -160,7 +236,10 @@ mod tests {
             notify: Arc::default(),
             counters: Arc::clone(&counters),
         };
-        let offer = || e.offer(Bytes::from_static(b"t"), Bytes::from_static(b"{}"), false);
+        let offer = || {
+            let (t, p) = (Bytes::from_static(b"t"), Bytes::from_static(b"{}"));
+            e.offer(t, p, false, None)
+        };
         assert!(!offer(), "not connected yet");
         counters.connected.store(true, Ordering::Relaxed);
         assert!(offer() && offer());

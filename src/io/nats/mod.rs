@@ -17,6 +17,10 @@
 //!   that worker is unparked. Numbers from other feedrelays are checked: what never
 //!   came is counted (`import_gap`); what came late or twice is counted
 //!   (`import_late`) and not relayed.
+//! - **History** (`[nats] history = "jetstream"`, [`history`]): a text message's place
+//!   in its topic's count at its origin goes with it ([`POSITION_HEADER`]); a JetStream
+//!   stream keeps each subject's last messages, and a relay that starts reads them back
+//!   before it takes connections ([`NatsBridge::take_history`]).
 //! - **Connection.** Every URL is tried in turn, then the servers the cluster
 //!   announces; a relay that cannot reach any at start serves locally and says so, and
 //!   keeps trying, as it does after losing a server: the first attempt at once, then
@@ -30,12 +34,15 @@ mod backoff;
 mod bridge;
 pub mod error;
 pub mod handoff;
+pub mod history;
 pub mod ledger;
 pub mod options;
 
 pub use backoff::backoff;
 pub use bridge::{start, NatsBridge};
 pub use error::NatsError;
-pub use handoff::{Exporter, ImportQueue, Imported, NatsCounters};
+pub use handoff::{Exporter, ImportQueue, Imported, NatsCounters, Position};
 pub use ledger::{ExportLedger, ImportLedger, Ledgers, Seen, SubjectName};
-pub use options::{NatsAuth, NatsOptions, KIND_HEADER, ORIGIN_HEADER, SEQ_HEADER};
+pub use options::{
+    NatsAuth, NatsOptions, StreamHistory, KIND_HEADER, ORIGIN_HEADER, POSITION_HEADER, SEQ_HEADER,
+};

@@ -10,6 +10,26 @@ pub const ORIGIN_HEADER: &str = "Feedrelay-Origin";
 pub const SEQ_HEADER: &str = "Feedrelay-Seq";
 /// Header present (`binary`) when the message was a binary WebSocket message.
 pub const KIND_HEADER: &str = "Feedrelay-Kind";
+/// Header holding a text message's place in its topic's count at its origin
+/// ([`Position`](super::handoff::Position)).
+pub const POSITION_HEADER: &str = "Feedrelay-Position";
+
+/// `[nats] history = "jetstream"`: a JetStream stream keeps each subject's last
+/// messages, and a relay that imports reads them back at start, so its history holds
+/// what came before it started (see [`history`](super::history)).
+#[derive(Debug, Clone)]
+pub struct StreamHistory {
+    /// The stream's name.
+    pub stream: String,
+    /// The subjects it captures, when this relay creates it.
+    pub subjects: Vec<String>,
+    /// Messages it keeps per subject, when this relay creates it.
+    pub per_subject: usize,
+    /// Most payload bytes read back at start; past it the rest is not read (said).
+    pub max_fill_bytes: usize,
+    /// How long start waits for the stream; past it the relay starts without.
+    pub fill_timeout: Duration,
+}
 
 /// How the relay proves who it is to the NATS servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,4 +71,6 @@ pub struct NatsOptions {
     pub reconnect_max: Duration,
     /// Pin the NATS thread to this core (`None`: wherever the process may run).
     pub core: Option<usize>,
+    /// A JetStream stream that keeps history (`None`: none).
+    pub history: Option<StreamHistory>,
 }

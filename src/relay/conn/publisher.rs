@@ -9,6 +9,7 @@ use crate::io::driver::Reply;
 use crate::metrics::now_ns;
 use crate::relay::access::rules::Access;
 use crate::relay::core::topic::{TopicLookup, TopicReader};
+use crate::relay::worker::ingest::Arrival;
 use crate::relay::worker::state::WorkerCtx;
 use crate::ws::{MessageKind, WsError};
 
@@ -102,8 +103,9 @@ impl Service for Publisher {
         let lookup = self.topics.lookup(payload);
         if self.may_publish(payload, &lookup) {
             let reuse = compressed.filter(|_| self.reuse_compressed);
+            let local = Arrival::Local { compressed: reuse };
             self.ctx
-                .ingest_with(kind, payload, lookup, self.read_ns, reuse, true);
+                .ingest_with(kind, payload, lookup, self.read_ns, local);
         }
     }
 

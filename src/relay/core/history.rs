@@ -39,6 +39,12 @@ impl History {
         len as isize - dropped as isize
     }
 
+    /// Forgets every kept message (their memory goes with them).
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.bytes = 0;
+    }
+
     /// Keeps `frame` as message `seq`, dropping the oldest beyond `max`.
     pub fn push(&mut self, seq: u64, frame: &[u8], max: usize) {
         if max == 0 {

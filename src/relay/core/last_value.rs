@@ -29,6 +29,11 @@ fn room_for(len: usize) -> usize {
     len.next_power_of_two().max(64)
 }
 
+/// Whether `frame` (a whole server frame) is a text message.
+fn is_text(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 0x0f == 0x1)
+}
+
 /// One topic's entry.
 #[derive(Debug)]
 struct Entry {
@@ -54,13 +59,7 @@ impl Entry {
 
     /// Takes `frame` as the topic's last (and into its history, kept to `history`
     /// messages when given), as update number `updated`; its place in the sequence.
-    fn take(
-        &mut self,
-        frame: &[u8],
-        counted: u64,
-        history: Option<usize>,
-        updated: u64,
-    ) -> Numbered {
+    fn take(&mut self, frame: &[u8], next: Next, history: Option<usize>, updated: u64) -> Numbered {
         // Drop our reference first, so the spare reclaims its memory when no queue
         // holds the old frame any more.
         self.frame = Bytes::new();
@@ -70,12 +69,31 @@ impl Entry {
         self.spare.extend_from_slice(frame);
         self.frame = self.spare.split().freeze();
         self.updated = updated;
-        self.number.seq += counted;
+        match next {
+            Next::Count(counted) => self.number.seq += counted,
+            Next::At(at) => {
+                // Another count, or a hole in this one: what is kept no longer runs
+                // without a gap up to `at`, so a resume from before it must be a reset.
+                if at.epoch != self.number.epoch || at.seq != self.number.seq + 1 {
+                    self.history.clear();
+                }
+                self.number = at;
+            }
+        }
         if let Some(k) = history {
             self.history.push(self.number.seq, frame, k);
         }
         self.number
     }
+}
+
+/// How an update takes its place in the topic's sequence.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// The next of this worker's own count (by 1 for text, 0 for binary).
+    Count(u64),
+    /// The place its origin gave it (an import that carried its exporter's position).
+    At(Numbered),
 }
 
 /// Where a subscriber that resumes from a position picks up, from one worker's cache.
@@ -162,7 +180,30 @@ impl LastValues {
     /// (`None`: not cached, so not numbered). Only text frames are counted (a binary
     /// message cannot carry its number, so it must not take one).
     pub fn update(&mut self, topic: &Bytes, frame: &[u8]) -> Option<Numbered> {
-        let counted = u64::from(frame.first().is_some_and(|b| b & 0x0f == 0x1));
+        let counted = u64::from(is_text(frame));
+        self.record(topic, frame, Next::Count(counted))
+    }
+
+    /// Records text `frame` as the last of `topic` at the place `at` its origin gave
+    /// it (an exporting relay's count, carried over NATS or kept in a stream), so this
+    /// relay numbers the topic as its origin does. A new epoch, or a number that skips
+    /// some, empties the topic's history first (what it kept does not lead up to `at`
+    /// without a gap). Call [`is_behind`](Self::is_behind) first: a message at or
+    /// behind the topic's place is not to be recorded (nor relayed) again.
+    pub fn update_at(&mut self, topic: &Bytes, frame: &[u8], at: Numbered) -> Option<Numbered> {
+        self.record(topic, frame, Next::At(at))
+    }
+
+    /// Whether `at` is at or behind `topic`'s place in the same epoch: a copy of a
+    /// message already recorded (a stream's history overlapping the live import).
+    pub fn is_behind(&self, topic: &[u8], at: Numbered) -> bool {
+        self.by_topic
+            .get(topic)
+            .is_some_and(|e| e.number.epoch == at.epoch && at.seq <= e.number.seq)
+    }
+
+    fn record(&mut self, topic: &Bytes, frame: &[u8], next: Next) -> Option<Numbered> {
+        let counted = u64::from(is_text(frame));
         if !self.enabled() {
             return None;
         }
@@ -183,7 +224,7 @@ impl LastValues {
             if need <= self.max_bytes as isize {
                 self.updates += 1;
                 let before = e.bytes();
-                let number = e.take(frame, counted, history, self.updates);
+                let number = e.take(frame, next, history, self.updates);
                 self.bytes = self.bytes - before + e.bytes();
                 self.recency.push_back((self.updates, e.key.clone()));
                 self.sweep_recency();
@@ -211,7 +252,7 @@ impl LastValues {
         match self.by_topic.get_mut(&topic[..]) {
             Some(e) => {
                 let before = e.bytes();
-                let number = e.take(frame, counted, history, updated);
+                let number = e.take(frame, next, history, updated);
                 self.bytes = self.bytes - before + e.bytes();
                 self.recency.push_back((updated, e.key.clone()));
                 self.sweep_recency();
@@ -225,11 +266,16 @@ impl LastValues {
                 // The key is a copy too: a topic slice of a frame would pin its chunk.
                 let key = Bytes::copy_from_slice(topic);
                 self.recency.push_back((updated, key.clone()));
-                let number = Numbered {
-                    epoch: self.next_epoch,
-                    seq: counted,
+                let number = match next {
+                    Next::At(at) => at,
+                    Next::Count(counted) => {
+                        self.next_epoch = self.next_epoch.wrapping_add(1);
+                        Numbered {
+                            epoch: self.next_epoch.wrapping_sub(1),
+                            seq: counted,
+                        }
+                    }
                 };
-                self.next_epoch = self.next_epoch.wrapping_add(1);
                 let mut kept = History::default();
                 if let Some(k) = history {
                     kept.push(number.seq, &frame, k);
@@ -408,5 +454,37 @@ mod tests {
         let bin = c.update(&t("A"), b"\x82bin").unwrap();
         assert_eq!(bin.seq, 1, "a binary message takes no number");
         assert_eq!(c.update(&t("A"), b"\x81a").unwrap().seq, 2);
+    }
+
+    /// A topic numbered by its origin: the place is taken as given, copies at or behind
+    /// it are recognised, and a hole or a new epoch empties the history, so a resume
+    /// from before it is a reset, never a silent gap.
+    #[test]
+    fn a_place_given_by_the_origin_is_kept_and_a_hole_forgets_the_history() {
+        let mut c = LastValues::new(10, 1 << 20).with_history(8);
+        let at = |epoch, seq| Numbered { epoch, seq };
+        for seq in 5..=7 {
+            assert!(!c.is_behind(b"A", at(9, seq)));
+            assert_eq!(c.update_at(&t("A"), b"\x81a", at(9, seq)), Some(at(9, seq)));
+        }
+        assert!(c.is_behind(b"A", at(9, 7)) && c.is_behind(b"A", at(9, 1)));
+        assert!(!c.is_behind(b"A", at(8, 7)), "another epoch is not behind");
+        let seqs = |s: Since| match s {
+            Since::Messages(m) => Some(m.iter().map(|(n, _)| *n).collect::<Vec<_>>()),
+            _ => None,
+        };
+        assert_eq!(seqs(c.since(b"A", at(9, 4))), Some(vec![5, 6, 7]));
+        assert_eq!(seqs(c.since(b"A", at(9, 3))), None, "4 was never held");
+        // 8 and 9 never arrived: what is kept does not lead up to 10.
+        c.update_at(&t("A"), b"\x81a", at(9, 10));
+        assert_eq!(seqs(c.since(b"A", at(9, 6))), None);
+        assert_eq!(seqs(c.since(b"A", at(9, 9))), Some(vec![10]));
+        // The origin started again: its new epoch replaces the old.
+        c.update_at(&t("A"), b"\x81a", at(3, 1));
+        assert!(matches!(c.since(b"A", at(9, 10)), Since::Reset(n, _) if n == at(3, 1)));
+        assert_eq!(c.get_numbered(b"A").unwrap().1, at(3, 1));
+        // A worker's own count goes on from a given place.
+        assert_eq!(c.update(&t("A"), b"\x81a"), Some(at(3, 2)));
+        assert_eq!(seqs(c.since(b"A", at(3, 0))), Some(vec![1, 2]));
     }
 }

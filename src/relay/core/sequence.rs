@@ -19,9 +19,10 @@
 //! `last_value_max_bytes`) goes out unwrapped; and a topic published through more than
 //! one worker (publishers that landed on different workers) is counted per worker, each
 //! count with its own epoch. A desk that needs one count per topic publishes each
-//! topic from one connection (a feed line is one). There is no history yet: a client
-//! that reconnects learns from the snapshot's `seq` how many it missed, not what they
-//! were.
+//! topic from one connection (a feed line is one). A topic imported over NATS takes
+//! the place its exporter gave each message (`LastValues::update_at`), so relays
+//! behind one exporter count it alike. What came after a position is in the topic's
+//! [`history`](super::history), when kept.
 
 use bytes::Bytes;
 

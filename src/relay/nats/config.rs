@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::MAX_ORIGINS;
 use super::subject::check_subject;
-use crate::io::nats::{NatsAuth, NatsOptions};
+use crate::io::nats::{NatsAuth, NatsOptions, StreamHistory};
 use crate::metrics::now_ns;
 use crate::relay::core::topic::JsonPointer;
 use crate::relay::feed::arbiter::Arbiter;
@@ -70,7 +70,32 @@ pub struct NatsConfig {
     /// (a hot standby beside the primary), the first copy of each (topic, number) is
     /// relayed and the other dropped (`import_duplicates`).
     pub seq_pointer: Option<String>,
+    /// Where history outlives the relay: `"none"`, or `"jetstream"` (a JetStream
+    /// stream keeps each subject's last messages; an importing relay reads them back at
+    /// start, so its subscribers resume across its restart). Needs
+    /// `history_messages_per_topic`.
+    pub history: HistoryStore,
+    /// The stream's name (created if missing, capturing `<subject_prefix>.>`).
+    pub history_stream: String,
+    /// How long start waits to read the stream back; past it the relay starts without.
+    pub history_fill_timeout_ms: u64,
+    /// Most payload bytes read back at start; past it the rest is not read (said).
+    pub history_fill_max_bytes: usize,
 }
+
+/// `[nats] history`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryStore {
+    /// History lives in the relay only.
+    #[default]
+    None,
+    /// A JetStream stream keeps it too.
+    Jetstream,
+}
+
+/// Most bytes `history_fill_max_bytes` may name.
+pub const MAX_FILL_BYTES: usize = 16 << 30;
 
 impl Default for NatsConfig {
     fn default() -> Self {
@@ -92,13 +117,18 @@ impl Default for NatsConfig {
             reconnect_max_ms: 2_000,
             core: None,
             seq_pointer: None,
+            history: HistoryStore::None,
+            history_stream: "FEEDRELAY".into(),
+            history_fill_timeout_ms: 10_000,
+            history_fill_max_bytes: 256 << 20,
         }
     }
 }
 
 impl NatsConfig {
-    /// Why the section cannot be used, naming the field.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Why the section cannot be used, naming the field (`history_per_topic`: the
+    /// relay's `history_messages_per_topic`, which a stream's history needs).
+    pub fn check(&self, history_per_topic: usize) -> Result<(), (&'static str, String)> {
         if self.urls.is_empty() {
             return Err(("nats.urls", "lists no server".into()));
         }
@@ -180,6 +210,31 @@ impl NatsConfig {
                 return Err((field, "must be greater than 0".into()));
             }
         }
+        if !is_stream_name(&self.history_stream) {
+            return Err((
+                "nats.history_stream",
+                "must be 1-64 characters of A-Z, a-z, 0-9, _ and -".into(),
+            ));
+        }
+        if self.history == HistoryStore::Jetstream && history_per_topic == 0 {
+            return Err((
+                "nats.history",
+                "\"jetstream\" keeps history for resumes: set history_messages_per_topic too"
+                    .into(),
+            ));
+        }
+        if self.history_fill_timeout_ms == 0 {
+            return Err((
+                "nats.history_fill_timeout_ms",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.history_fill_max_bytes == 0 || self.history_fill_max_bytes > MAX_FILL_BYTES {
+            return Err((
+                "nats.history_fill_max_bytes",
+                format!("must be 1..={MAX_FILL_BYTES}"),
+            ));
+        }
         if self.reconnect_initial_ms > self.reconnect_max_ms {
             return Err((
                 "nats.reconnect_initial_ms",
@@ -189,8 +244,9 @@ impl NatsConfig {
         Ok(())
     }
 
-    /// The client's options; the origin is drawn at random when not configured.
-    pub fn options(&self) -> NatsOptions {
+    /// The client's options; the origin is drawn at random when not configured; a
+    /// stream made for history keeps `history_per_topic` messages per subject.
+    pub fn options(&self, history_per_topic: usize) -> NatsOptions {
         let auth = match (&self.token, &self.user, &self.password, &self.creds_file) {
             (Some(t), ..) => NatsAuth::Token(t.clone()),
             (_, Some(u), Some(p), _) => NatsAuth::UserPassword(u.clone(), p.clone()),
@@ -210,8 +266,24 @@ impl NatsConfig {
             reconnect_initial: Duration::from_millis(self.reconnect_initial_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
             core: self.core,
+            history: (self.history == HistoryStore::Jetstream).then(|| StreamHistory {
+                stream: self.history_stream.clone(),
+                subjects: vec![format!("{}.>", self.subject_prefix)],
+                per_subject: history_per_topic,
+                max_fill_bytes: self.history_fill_max_bytes,
+                fill_timeout: Duration::from_millis(self.history_fill_timeout_ms),
+            }),
         }
     }
+}
+
+/// A JetStream stream name this relay accepts (the server refuses `.`, `*`, `>`,
+/// spaces and path separators; this keeps to a plain subset).
+fn is_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `nats://`, `tls://` or a bare `host:port`, with a port.
@@ -261,8 +333,8 @@ mod tests {
 
     #[test]
     fn a_plain_section_is_accepted() {
-        assert_eq!(ok().check(), Ok(()));
-        let o = ok().options();
+        assert_eq!(ok().check(0), Ok(()));
+        let o = ok().options(0);
         assert_eq!(ok().subject_prefix, "feedrelay");
         assert_eq!(o.auth, NatsAuth::None);
         assert!(
@@ -270,7 +342,7 @@ mod tests {
             "{}",
             o.origin
         );
-        assert_ne!(o.origin, ok().options().origin, "a fresh origin per start");
+        assert_ne!(o.origin, ok().options(0).origin, "a fresh origin per start");
     }
 
     #[test]
@@ -391,7 +463,7 @@ mod tests {
             ),
         ];
         for (field, c) in cases {
-            assert_eq!(c.check().map_err(|(f, _)| f), Err(field), "{c:?}");
+            assert_eq!(c.check(0).map_err(|(f, _)| f), Err(field), "{c:?}");
         }
     }
 
@@ -403,20 +475,20 @@ mod tests {
             ..ok()
         };
         assert_eq!(
-            c.options().auth,
+            c.options(0).auth,
             NatsAuth::UserPassword("u".into(), "p".into())
         );
         let c = NatsConfig {
             token: Some("t".into()),
             ..ok()
         };
-        assert_eq!(c.options().auth, NatsAuth::Token("t".into()));
+        assert_eq!(c.options(0).auth, NatsAuth::Token("t".into()));
         let c = NatsConfig {
             import: vec!["feedrelay.>".into()],
             export: false,
             ..ok()
         };
-        assert_eq!(c.check(), Ok(()));
+        assert_eq!(c.check(0), Ok(()));
         assert!(url_looks_right("nats://u:p@127.0.0.1:4222"));
         assert!(url_looks_right("127.0.0.1:4222"));
     }

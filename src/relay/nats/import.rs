@@ -4,8 +4,10 @@
 
 use crate::io::nats::Imported;
 use crate::metrics::{now_ns, Hop};
+use crate::relay::core::sequence::Numbered;
 use crate::relay::core::topic::TopicLookup;
 use crate::relay::feed::arbiter::Verdict;
+use crate::relay::worker::ingest::Arrival;
 use crate::relay::worker::state::WorkerCtx;
 use crate::ws::MessageKind;
 
@@ -34,7 +36,8 @@ impl WorkerCtx {
             if self.is_copy(&m, &lookup) {
                 continue;
             }
-            self.ingest_imported(kind, &m.payload, lookup, read_ns);
+            let at = self.position_of(&m);
+            self.ingest_with(kind, &m.payload, lookup, read_ns, Arrival::Imported { at });
         }
         if n > 0 {
             self.flush();
@@ -60,6 +63,35 @@ impl WorkerCtx {
             }
         }
         copy
+    }
+
+    /// Messages read back from the stream's history at start, oldest first: recorded
+    /// as their topics' last values and history at their origin's places, not relayed
+    /// (no one is connected yet). Returns how many were taken.
+    pub(in crate::relay) fn replay_history(&self, history: Vec<Imported>) -> usize {
+        let mut taken = 0;
+        for m in history {
+            let kind = match m.binary {
+                true => MessageKind::Binary,
+                false => MessageKind::Text,
+            };
+            let lookup = self.import_topics.borrow_mut().lookup(&m.payload);
+            let at = self.position_of(&m);
+            taken += usize::from(at.is_some());
+            self.ingest_with(kind, &m.payload, lookup, now_ns(), Arrival::Replayed { at });
+        }
+        taken
+    }
+
+    /// The place `m` had in its topic's count at its origin, taken as this relay's
+    /// unless imports are arbitrated across exporting relays (each has its own count:
+    /// the topic is then counted here).
+    fn position_of(&self, m: &Imported) -> Option<Numbered> {
+        let p = m.position.filter(|_| self.import_arbiter.is_none())?;
+        Some(Numbered {
+            epoch: p.epoch,
+            seq: p.seq,
+        })
     }
 
     /// Whether imported messages wait for this worker.

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::io::nats::Position;
 use crate::metrics::{now_ns, Hop};
 use crate::relay::core::events::Notice;
-use crate::relay::core::sequence::envelope_frame;
+use crate::relay::core::sequence::{envelope_frame, Numbered};
 use crate::relay::core::shard::{Handoff, Relayed};
 use crate::relay::core::topic::TopicLookup;
 use crate::relay::feed::line::{FeedEvent, FeedSink};
@@ -19,7 +20,8 @@ use crate::ws::{FrameHeader, MessageKind, RSV1};
 
 impl FeedSink for WorkerCtx {
     fn ingest(&self, kind: MessageKind, payload: &[u8], lookup: TopicLookup, read_ns: u64) {
-        self.ingest_with(kind, payload, lookup, read_ns, None, true);
+        let local = Arrival::Local { compressed: None };
+        self.ingest_with(kind, payload, lookup, read_ns, local);
     }
 
     fn end_batch(&self) {
@@ -43,30 +45,32 @@ impl FeedSink for WorkerCtx {
     }
 }
 
-impl WorkerCtx {
-    /// A message imported from NATS: ingested as a publisher's, never exported again.
-    pub(in crate::relay) fn ingest_imported(
-        &self,
-        kind: MessageKind,
-        payload: &[u8],
-        lookup: TopicLookup,
-        read_ns: u64,
-    ) {
-        self.ingest_with(kind, payload, lookup, read_ns, None, false);
-    }
+/// Where an ingested message came from, and what that makes of it.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::relay) enum Arrival<'a> {
+    /// From a publisher or a feed line on this worker: offered to NATS when exporting.
+    /// `compressed`: as its sender compressed it, when that can be relayed as it came
+    /// (each message compressed on its own, with a window the subscribers take).
+    Local { compressed: Option<&'a [u8]> },
+    /// From NATS (never exported again), at the place its origin gave it in the
+    /// topic's count when it carried one: numbered so here too, and not relayed if
+    /// this worker already has it.
+    Imported { at: Option<Numbered> },
+    /// Read back from the stream's history at start: recorded as the topic's last
+    /// value and history (at its origin's place), not relayed.
+    Replayed { at: Option<Numbered> },
+}
 
-    /// [`FeedSink::ingest`], with the message as its sender compressed it when that
-    /// can be relayed as it came (`compressed`: the sender compressed each message on
-    /// its own, with a window the relay's subscribers take); `export`: offered to NATS
-    /// too (when exporting).
+impl WorkerCtx {
+    /// A message entering the relay: framed once, recorded as its topic's last value
+    /// (numbered), offered to NATS, published to the shard; as `arrival` says.
     pub(in crate::relay) fn ingest_with(
         &self,
         kind: MessageKind,
         payload: &[u8],
         lookup: TopicLookup,
         read_ns: u64,
-        compressed: Option<&[u8]>,
-        export: bool,
+        arrival: Arrival<'_>,
     ) {
         let header_len = FrameHeader::server_header_len(payload.len());
         // The topic is a slice of the shared frame when it appears verbatim in the
@@ -86,20 +90,45 @@ impl WorkerCtx {
                 }
             },
         };
+        // A place is taken as given only for text (binary messages are not counted).
+        let at = match arrival {
+            Arrival::Imported { at } | Arrival::Replayed { at } if kind == MessageKind::Text => at,
+            _ => None,
+        };
         // Framed once, into the worker's arena: a shared slice, no allocation.
         let frame = self.frames.borrow_mut().frame(kind.opcode(), payload);
         let topic = match topic {
             Ok(range) => frame.slice(range),
             Err(t) => t,
         };
-        if let Some(exporter) = self.nats_export.as_ref().filter(|_| export) {
+        if at.is_some_and(|at| self.shard.borrow().last_value_is_behind(&topic, at)) {
+            self.count_repeat(arrival);
+            return;
+        }
+        let numbered = self
+            .shard
+            .borrow_mut()
+            .record_last_value(&topic, &frame, at);
+        let compressed = match arrival {
+            Arrival::Local { compressed } => compressed,
+            Arrival::Imported { .. } => None,
+            Arrival::Replayed { .. } => return,
+        };
+        if let Some(exporter) = self
+            .nats_export
+            .as_ref()
+            .filter(|_| matches!(arrival, Arrival::Local { .. }))
+        {
             // Two reference counts, no copy: the payload is the frame's tail.
             let binary = matches!(kind, MessageKind::Binary);
-            exporter.offer(topic.clone(), frame.slice(header_len..), binary);
+            let position = numbered.filter(|_| !binary).map(|n| Position {
+                epoch: n.epoch,
+                seq: n.seq,
+            });
+            exporter.offer(topic.clone(), frame.slice(header_len..), binary, position);
             self.nats_offered.set(true);
         }
         let deflated = self.deflate(kind, &topic, payload, compressed);
-        let numbered = self.shard.borrow_mut().record_last_value(&topic, &frame);
         let sequenced = match numbered {
             Some(n) if kind == MessageKind::Text && self.seq_demand.load(Ordering::Relaxed) > 0 => {
                 Some(envelope_frame(
@@ -126,6 +155,13 @@ impl WorkerCtx {
             },
             now,
         );
+    }
+
+    /// Counts a message not taken because this worker already had it at its place.
+    fn count_repeat(&self, arrival: Arrival<'_>) {
+        if let (Arrival::Imported { .. }, Some(c)) = (arrival, &self.nats_counters) {
+            c.count_import_late();
+        }
     }
 
     /// The message compressed once for every subscriber that can take it (or as its

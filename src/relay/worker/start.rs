@@ -76,8 +76,9 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         seq_demand,
         subscription_budget,
         offload,
-        nats,
+        mut nats,
     } = setup;
+    let history = std::mem::take(&mut nats.history);
     let shared = Shared {
         admission,
         offload,
@@ -88,6 +89,12 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
         nats,
     };
     let ctx = Rc::new(new_ctx(id, workers, links, &config, shared, metrics)?);
+    if !history.is_empty() {
+        let (read, placed) = (history.len(), ctx.replay_history(history));
+        tracing::debug!(
+            "worker {id}: {read} messages of history from the stream, {placed} at their places"
+        );
+    }
     for plan in feeds {
         for line in start_group(plan, &ctx.pointer, ctx.server.limits, &config)? {
             ctx.feeds.borrow_mut().push(Rc::clone(&line));

@@ -16,7 +16,7 @@ use slab::Slab;
 
 use crate::io::driver::server::ServerConfig;
 use crate::io::driver::Driver;
-use crate::io::nats::{Exporter, ImportQueue, NatsBridge, NatsCounters};
+use crate::io::nats::{Exporter, ImportQueue, Imported, NatsBridge, NatsCounters};
 use crate::io::offload::Offload;
 use crate::io::proxy::TrustedProxies;
 use crate::io::IoError;
@@ -246,6 +246,8 @@ pub(in crate::relay) struct WorkerNats {
     pub imports: Option<ImportQueue>,
     /// The client's counters.
     pub counters: Option<Arc<NatsCounters>>,
+    /// What the stream's history held for this worker, to take before serving.
+    pub history: Vec<Imported>,
 }
 
 impl WorkerNats {
@@ -256,6 +258,7 @@ impl WorkerNats {
                 export: b.exporter(),
                 imports: b.take_imports(id),
                 counters: Some(b.counters()),
+                history: b.take_history(id),
             },
             None => WorkerNats::default(),
         }

@@ -412,17 +412,31 @@ impl Shard {
     /// A message published on this worker: delivered to local subscribers, and handed
     /// to every other worker that has subscribers for its topic.
     pub fn publish(&mut self, msg: Relayed, now_ns: u64) {
-        self.record_last_value(&msg.topic, &msg.frame);
+        self.record_last_value(&msg.topic, &msg.frame, None);
         self.publish_recorded(msg, now_ns);
     }
 
-    /// Keeps `frame` as `topic`'s last value; its place in the topic's sequence
-    /// (`None`: not cached, so not numbered).
-    pub fn record_last_value(&mut self, topic: &Bytes, frame: &[u8]) -> Option<Numbered> {
-        let n = self.cache.update(topic, frame);
+    /// Keeps `frame` as `topic`'s last value, at `at` when its origin gave it a place
+    /// (else counted here); its place in the topic's sequence (`None`: not cached, so
+    /// not numbered).
+    pub fn record_last_value(
+        &mut self,
+        topic: &Bytes,
+        frame: &[u8],
+        at: Option<Numbered>,
+    ) -> Option<Numbered> {
+        let n = match at {
+            Some(at) => self.cache.update_at(topic, frame, at),
+            None => self.cache.update(topic, frame),
+        };
         self.stats.last_value_refused = self.cache.refused;
         self.stats.last_value_evicted = self.cache.evicted;
         n
+    }
+
+    /// Whether this worker already has `topic` at or past `at` (in the same epoch).
+    pub fn last_value_is_behind(&self, topic: &[u8], at: Numbered) -> bool {
+        self.cache.is_behind(topic, at)
     }
 
     /// [`publish`](Self::publish) of a message whose last value is already recorded.
