@@ -32,6 +32,8 @@ struct Watch {
     deadline: Cell<Option<Instant>>,
     /// The sweeper shut the socket down for the armed write.
     expired: Cell<bool>,
+    /// The timeout of the last arming (the ring's sweep interval already allows for it).
+    timeout: Cell<Option<Duration>>,
 }
 
 /// A ring's write watches.
@@ -85,6 +87,7 @@ impl WriteWatch {
             fd,
             deadline: Cell::new(None),
             expired: Cell::new(false),
+            timeout: Cell::new(None),
         });
         let key = with_ring(|r| r.deadlines.watches.borrow_mut().insert(Rc::clone(&watch)));
         WriteWatch { key, watch }
@@ -94,13 +97,17 @@ impl WriteWatch {
     /// returned guard is dropped (hold it across the write, which borrows the socket).
     pub fn arm(&self, timeout: Duration) -> Armed {
         with_ring(|r| {
-            let d = &r.deadlines;
-            self.watch.deadline.set(Some(Instant::now() + timeout));
+            // The ring's time of its last completions, not a clock read per write: the
+            // deadline is early by at most the time the ring's tasks have run since.
+            self.watch.deadline.set(Some(r.now.get() + timeout));
             self.watch.expired.set(false);
-            d.every.set(d.every.get().min((timeout / 4).max(MIN_SWEEP)));
-            if !d.sweeping.replace(true) {
-                // Once per ring: the sweeper lives as long as the ring's tasks do.
-                super::task::spawn(sweeper());
+            if self.watch.timeout.replace(Some(timeout)) != Some(timeout) {
+                let d = &r.deadlines;
+                d.every.set(d.every.get().min((timeout / 4).max(MIN_SWEEP)));
+                if !d.sweeping.replace(true) {
+                    // Once per ring: the sweeper lives as long as the ring's tasks do.
+                    super::task::spawn(sweeper());
+                }
             }
         });
         Armed {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::sub_writer::SubWriter;
 use crate::io::ring::WriteBatch;
 use crate::io::rt;
-use crate::metrics::{now_ns, ns_at, Hop};
+use crate::metrics::{now_ns, Hop};
 use crate::relay::core::compression::FrameCompressor;
 use crate::relay::core::routing::SubId;
 use crate::relay::worker::state::WorkerCtx;
@@ -137,14 +137,16 @@ pub(super) async fn write_loop(
         }
         let frames = batch.frames.len() as u64;
         writer.writing.set(true);
-        let (res, back) = driver.write_frames(batch).await;
+        // Straight to the transport: only whether the write failed matters here, and
+        // the driver's error mapping would be one more future per write.
+        let (res, back) = driver.transport().write_frames(batch).await;
         writer.writing.set(false);
         batch = back;
         if res.is_err() {
             break;
         }
         // When the ring saw the write done (no clock read per write).
-        let now = ns_at(rt::recent_now());
+        let now = ctx.ring_ns(rt::recent_now());
         for &t in batch.times.iter().filter(|&&t| t > 0) {
             ctx.record(Hop::Egress, now.saturating_sub(t));
         }

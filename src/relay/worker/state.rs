@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use slab::Slab;
@@ -146,6 +146,9 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) seq_demand: Arc<AtomicUsize>,
     /// Where an envelope's head is written (kept, so no allocation per message).
     pub(in crate::relay) seq_scratch: RefCell<Vec<u8>>,
+    /// The ring's last completion time and the same on the metrics clock (see
+    /// [`ring_ns`](Self::ring_ns)).
+    ring_clock: Cell<(Instant, u64)>,
     /// What this worker compressed, once per message or per subscriber.
     pub(in crate::relay) deflate_stats: RefCell<CompressionStats>,
     /// A subscriber this far behind is logged (once per episode).
@@ -167,6 +170,18 @@ pub(in crate::relay) struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// `t` (the ring's time of its last completions) on the metrics clock, converted
+    /// once for every writer those completions woke.
+    pub(in crate::relay) fn ring_ns(&self, t: Instant) -> u64 {
+        let (at, ns) = self.ring_clock.get();
+        if at == t && ns > 0 {
+            return ns;
+        }
+        let ns = crate::metrics::ns_at(t);
+        self.ring_clock.set((t, ns));
+        ns
+    }
+
     /// Records a hop latency, if metrics are on.
     pub(in crate::relay) fn record(&self, hop: Hop, ns: u64) {
         if self.metrics.is_some() {
@@ -376,6 +391,7 @@ pub(super) fn new_ctx(
         deflate_demand,
         seq_demand,
         seq_scratch: RefCell::new(Vec::with_capacity(256)),
+        ring_clock: Cell::new((Instant::now(), 0)),
         deflate_stats: RefCell::new(CompressionStats::default()),
         slow_subscriber_log: Duration::from_millis(config.slow_subscriber_log_ms),
         list_subscribers: config.metrics_listen.is_some(),
