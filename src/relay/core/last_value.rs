@@ -49,6 +49,8 @@ struct Entry {
     number: Numbered,
     /// Its last text messages, to resume from ([`history`](super::history)).
     history: History,
+    /// Its count is its origin's (the last update came with a place).
+    adopted: bool,
 }
 
 impl Entry {
@@ -78,12 +80,31 @@ impl Entry {
                     self.history.clear();
                 }
                 self.number = at;
+                self.adopted = true;
             }
         }
         if let Some(k) = history {
             self.history.push(self.number.seq, frame, k);
         }
         self.number
+    }
+}
+
+/// Before a message counted here goes into `e`: an entry whose count was its origin's
+/// starts a count of this worker's own, in a new epoch (`epoch`, then advanced), its
+/// history forgotten (`bytes`: the cache's total, kept). Counting on in the origin's
+/// epoch would give numbers the origin gives too, and its next message would be taken
+/// for a copy already held.
+fn own_count(e: &mut Entry, next: Next, epoch: &mut u64, bytes: &mut usize) {
+    if e.adopted && matches!(next, Next::Count(_)) {
+        *bytes -= e.history.bytes();
+        e.history.clear();
+        e.number = Numbered {
+            epoch: *epoch,
+            seq: 0,
+        };
+        *epoch = epoch.wrapping_add(1);
+        e.adopted = false;
     }
 }
 
@@ -219,6 +240,7 @@ impl LastValues {
         let history = keep.then_some(k);
         // The common case, a known topic whose update fits: one lookup.
         if let Some(e) = self.by_topic.get_mut(&topic[..]) {
+            own_count(e, next, &mut self.next_epoch, &mut self.bytes);
             let grows = history.map_or(0, |k| e.history.growth(frame.len(), k));
             let need = (self.bytes - e.frame.len() + frame.len()) as isize + grows;
             if need <= self.max_bytes as isize {
@@ -251,6 +273,7 @@ impl LastValues {
         let updated = self.updates;
         match self.by_topic.get_mut(&topic[..]) {
             Some(e) => {
+                own_count(e, next, &mut self.next_epoch, &mut self.bytes);
                 let before = e.bytes();
                 let number = e.take(frame, next, history, updated);
                 self.bytes = self.bytes - before + e.bytes();
@@ -290,6 +313,7 @@ impl LastValues {
                         key,
                         number,
                         history: kept,
+                        adopted: matches!(next, Next::At(_)),
                     },
                 );
                 self.sweep_recency();
@@ -483,8 +507,17 @@ mod tests {
         c.update_at(&t("A"), b"\x81a", at(3, 1));
         assert!(matches!(c.since(b"A", at(9, 10)), Since::Reset(n, _) if n == at(3, 1)));
         assert_eq!(c.get_numbered(b"A").unwrap().1, at(3, 1));
-        // A worker's own count goes on from a given place.
-        assert_eq!(c.update(&t("A"), b"\x81a"), Some(at(3, 2)));
-        assert_eq!(seqs(c.since(b"A", at(3, 0))), Some(vec![1, 2]));
+        // A message counted here (a publisher on this relay) starts a count of its
+        // own, so the origin's next message is not taken for a copy.
+        let own = c.update(&t("A"), b"\x81a").unwrap();
+        assert!(own.epoch != 3 && own.seq == 1, "{own:?}");
+        assert!(!c.is_behind(b"A", at(3, 2)));
+        assert_eq!(c.update_at(&t("A"), b"\x81a", at(3, 2)), Some(at(3, 2)));
+        assert_eq!(seqs(c.since(b"A", at(3, 1))), Some(vec![2]));
+        assert_eq!(
+            seqs(c.since(b"A", at(3, 0))),
+            None,
+            "1 was forgotten with the switch"
+        );
     }
 }
