@@ -241,3 +241,32 @@ fn a_bad_history_setting_is_refused_naming_the_field() {
         assert!(out.contains(field), "{line}: {out}");
     }
 }
+
+#[test]
+fn with_no_server_at_start_the_relay_starts_within_the_connect_timeout() {
+    let port = common::nats::free_port();
+    let toml = format!(
+        "topic_pointer = \"/topic\"\nhistory_messages_per_topic = 8\n\
+         [nats]\nurls = [\"nats://127.0.0.1:{port}\"]\nimport = [\"feedrelay.>\"]\n\
+         history = \"jetstream\"\nconnect_timeout_ms = 500\nhistory_fill_timeout_ms = 30000\n"
+    );
+    let started = Instant::now();
+    let relay = Server::relay(&[], Some(&toml));
+    assert!(
+        relay.wait_for_log(
+            "no server reached within connect_timeout_ms",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        relay.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not held for the fill timeout: {:?}",
+        started.elapsed()
+    );
+    // It serves locally meanwhile.
+    let mut p = Raw::publish(relay.addr);
+    let mut sub = Raw::subscribe(relay.addr, "A");
+    publish_until_relayed(&mut p, &mut sub, br#"{"topic":"A"}"#, &relay);
+}

@@ -378,6 +378,16 @@ impl ClientLoops {
         let Some(h) = &self.options.history else {
             return Filled::default();
         };
+        // No server reached within the connect timeout (none up at start): the relay
+        // starts then, without the stream, as it starts without NATS.
+        let until = Instant::now() + self.options.connect_timeout;
+        while !self.counters.connected() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !self.counters.connected() {
+            tracing::warn!("nats: history: no server reached within connect_timeout_ms; starting without it (subscribers that resume get reset)");
+            return Filled::default();
+        }
         let workers = self.hand_off.txs.len();
         super::history::prepare(&self.client, h, &self.options.import, workers, |s| {
             self.hand_off.worker_for(s)
