@@ -575,19 +575,9 @@ async fn import_loop(
                 }
             }
         }
-        let binary = header(KIND_HEADER) == Some("binary")
-            || (header(KIND_HEADER).is_none() && simdutf8::basic::from_utf8(&msg.payload).is_err());
         let origin = origin.and_then(|name| ledger.origin_index(name));
-        hand_off.hand(
-            msg.subject.as_str(),
-            Imported {
-                payload: msg.payload,
-                binary,
-                received,
-                origin,
-                position: header(POSITION_HEADER).and_then(Position::parse),
-            },
-        );
+        let m = Imported::from_nats(msg.payload, headers, received, origin);
+        hand_off.hand(msg.subject.as_str(), m);
     }
 }
 

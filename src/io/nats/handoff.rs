@@ -9,6 +9,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::options::{KIND_HEADER, POSITION_HEADER};
+
 /// A message a worker offers for export.
 #[derive(Debug)]
 pub(super) struct Outgoing {
@@ -64,6 +66,30 @@ pub struct Imported {
     pub origin: Option<usize>,
     /// Its place in its topic's count at its origin, when it carried one.
     pub position: Option<Position>,
+}
+
+impl Imported {
+    /// A message as NATS delivered it, received at `received` from exporting relay
+    /// `origin`: binary when its publisher said so ([`KIND_HEADER`]) or, without that
+    /// header, when it is not UTF-8; at its origin's place when it carries one.
+    pub(super) fn from_nats(
+        payload: Bytes,
+        headers: Option<&async_nats::HeaderMap>,
+        received: Instant,
+        origin: Option<usize>,
+    ) -> Imported {
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        let kind = header(KIND_HEADER);
+        let binary = kind == Some("binary")
+            || (kind.is_none() && simdutf8::basic::from_utf8(&payload).is_err());
+        Imported {
+            position: header(POSITION_HEADER).and_then(Position::parse),
+            payload,
+            binary,
+            received,
+            origin,
+        }
+    }
 }
 
 /// One worker's end of the import hand-off.

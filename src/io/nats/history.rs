@@ -19,8 +19,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_nats::Client;
 use futures_util::StreamExt;
 
-use super::handoff::{Imported, Position};
-use super::options::{StreamHistory, KIND_HEADER, POSITION_HEADER};
+use super::handoff::Imported;
+use super::options::StreamHistory;
 
 /// What reading the stream back gave, per worker in the order the stream kept it.
 #[derive(Debug, Default)]
@@ -144,7 +144,8 @@ async fn read_back(
             }
             let w = worker_for(subject);
             if let Some(queue) = filled.per_worker.get_mut(w) {
-                queue.push(imported(&m.message));
+                let (payload, headers) = (m.message.payload.clone(), m.message.headers.as_ref());
+                queue.push(Imported::from_nats(payload, headers, Instant::now(), None));
                 filled.messages += 1;
             }
         }
@@ -153,25 +154,6 @@ async fn read_back(
         }
     }
     Ok(filled)
-}
-
-/// A message read back, as the workers take an import.
-fn imported(m: &async_nats::Message) -> Imported {
-    let header = |name: &str| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str())
-    };
-    let binary = header(KIND_HEADER) == Some("binary")
-        || (header(KIND_HEADER).is_none() && simdutf8::basic::from_utf8(&m.payload).is_err());
-    Imported {
-        payload: m.payload.clone(),
-        binary,
-        received: Instant::now(),
-        origin: None,
-        position: header(POSITION_HEADER).and_then(Position::parse),
-    }
 }
 
 /// Whether NATS subject `subject` matches `pattern` (`*`: one token, `>`: one or more
