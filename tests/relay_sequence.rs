@@ -23,6 +23,19 @@ fn next_data(sub: &mut Raw) -> (u8, Vec<u8>) {
     }
 }
 
+/// A relay on two workers keeping 16 messages per topic, a `seq=1` subscriber at
+/// `path` (its reply read) and a publisher.
+fn resumable(path: &str) -> (Server, Raw, Raw) {
+    let server = Server::relay(
+        &["--workers", "2"],
+        Some("history_messages_per_topic = 16\n"),
+    );
+    let (mut first, _) = Raw::handshake(server.addr, path, "");
+    let _ = first.recv().expect("reply");
+    let publ = Raw::publish(server.addr);
+    (server, first, publ)
+}
+
 #[test]
 fn subscribers_that_ask_get_envelopes_the_others_the_bytes_as_sent() {
     let server = Server::relay(&["--workers", "2"], None);
@@ -105,14 +118,8 @@ fn a_restarted_relay_counts_in_a_new_epoch() {
 /// no longer reaches (or of another epoch) gets a `reset` event and the last message.
 #[test]
 fn a_reconnecting_subscriber_resumes_where_it_left_off() {
-    let server = Server::relay(
-        &["--workers", "2"],
-        Some("history_messages_per_topic = 16\n"),
-    );
+    let (server, mut first, mut publ) = resumable("/ws?topics=T&seq=1");
     let addr = server.addr;
-    let (mut first, _) = Raw::handshake(addr, "/ws?topics=T&seq=1", "");
-    let _ = first.recv().expect("reply");
-    let mut publ = Raw::publish(addr);
     let send = |p: &mut Raw, from: u64, to: u64| {
         for i in from..=to {
             p.send(0x81, format!(r#"{{"s":"T","px":{i}}}"#).as_bytes());
@@ -181,14 +188,8 @@ fn a_reconnecting_subscriber_resumes_where_it_left_off() {
 /// snapshot when the subscriber gives none for it).
 #[test]
 fn a_wildcard_subscriber_resumes_each_topic() {
-    let server = Server::relay(
-        &["--workers", "2"],
-        Some("history_messages_per_topic = 16\n"),
-    );
+    let (server, mut first, mut publ) = resumable("/ws?topics=*&seq=1");
     let addr = server.addr;
-    let (mut first, _) = Raw::handshake(addr, "/ws?topics=*&seq=1", "");
-    let _ = first.recv().expect("reply");
-    let mut publ = Raw::publish(addr);
     for i in 1..=3 {
         publ.send(0x81, format!(r#"{{"s":"A","n":{i}}}"#).as_bytes());
         publ.send(0x81, format!(r#"{{"s":"B","n":{i}}}"#).as_bytes());

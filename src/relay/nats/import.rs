@@ -2,7 +2,7 @@
 //! batches, arbitrated across exporting relays when `seq_pointer` is set, and
 //! ingested as a publisher's would be (never exported again).
 
-use crate::io::nats::Imported;
+use crate::io::nats::{Imported, Position};
 use crate::metrics::{now_ns, Hop};
 use crate::relay::core::sequence::Numbered;
 use crate::relay::core::topic::TopicLookup;
@@ -28,10 +28,7 @@ impl WorkerCtx {
             // The hand-off is its own hop; `ingress` then covers parse, frame, route.
             let read_ns = now_ns();
             self.record(Hop::Import, m.received.elapsed().as_nanos() as u64);
-            let kind = match m.binary {
-                true => MessageKind::Binary,
-                false => MessageKind::Text,
-            };
+            let kind = kind_of(&m);
             let lookup = self.import_topics.borrow_mut().lookup(&m.payload);
             if self.is_copy(&m, &lookup) {
                 continue;
@@ -71,10 +68,7 @@ impl WorkerCtx {
     pub(in crate::relay) fn replay_history(&self, history: Vec<Imported>) -> usize {
         let mut taken = 0;
         for m in history {
-            let kind = match m.binary {
-                true => MessageKind::Binary,
-                false => MessageKind::Text,
-            };
+            let kind = kind_of(&m);
             let lookup = self.import_topics.borrow_mut().lookup(&m.payload);
             let at = self.position_of(&m);
             taken += usize::from(at.is_some());
@@ -87,15 +81,41 @@ impl WorkerCtx {
     /// unless imports are arbitrated across exporting relays (each has its own count:
     /// the topic is then counted here).
     fn position_of(&self, m: &Imported) -> Option<Numbered> {
-        let p = m.position.filter(|_| self.import_arbiter.is_none())?;
-        Some(Numbered {
-            epoch: p.epoch,
-            seq: p.seq,
-        })
+        m.position
+            .filter(|_| self.import_arbiter.is_none())
+            .map(Numbered::from)
     }
 
     /// Whether imported messages wait for this worker.
     pub(in crate::relay) fn imports_waiting(&self) -> bool {
         self.nats_imports.as_ref().is_some_and(|q| !q.is_empty())
+    }
+}
+
+/// How an imported message goes out: as its publisher sent it.
+fn kind_of(m: &Imported) -> MessageKind {
+    match m.binary {
+        true => MessageKind::Binary,
+        false => MessageKind::Text,
+    }
+}
+
+/// A place carried over NATS is the relay's own numbering, and back: the two types
+/// are one, split only because `io` knows nothing of the relay's core.
+impl From<Position> for Numbered {
+    fn from(p: Position) -> Numbered {
+        Numbered {
+            epoch: p.epoch,
+            seq: p.seq,
+        }
+    }
+}
+
+impl From<Numbered> for Position {
+    fn from(n: Numbered) -> Position {
+        Position {
+            epoch: n.epoch,
+            seq: n.seq,
+        }
     }
 }

@@ -121,10 +121,7 @@ impl WorkerCtx {
         {
             // Two reference counts, no copy: the payload is the frame's tail.
             let binary = matches!(kind, MessageKind::Binary);
-            let position = numbered.filter(|_| !binary).map(|n| Position {
-                epoch: n.epoch,
-                seq: n.seq,
-            });
+            let position = numbered.filter(|_| !binary).map(Position::from);
             exporter.offer(topic.clone(), frame.slice(header_len..), binary, position);
             self.nats_offered.set(true);
         }
