@@ -100,6 +100,12 @@ fn feed_and_ring_settings_are_checked_with_clear_errors() {
         ),
         ("feedheader", feed("headers = { \"X-Key\" = \"a\\r\\nEvil: 1\" }"), "CR, LF or NUL"),
         ("ring", "ring_entries = 100\n".to_owned(), "must be a power of two"),
+        ("sqpoll", "sqpoll = true\nsqpoll_idle_ms = 0\n".to_owned(), "sqpoll_idle_ms"),
+        (
+            "hold",
+            "saturated_write_hold_us = 10001\n".to_owned(),
+            "field `saturated_write_hold_us`: must be at most 10000 µs",
+        ),
         ("buffers", "socket_send_buffer_bytes = 10\n".to_owned(), "socket_send_buffer_bytes"),
         (
             "cafile",

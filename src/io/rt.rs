@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-pub use super::ring::recent_now;
 pub use super::ring::task::{panic_cause, panicked, spawn, spawn_deferred, JoinHandle};
 pub use super::ring::timer::Sleep;
+pub use super::ring::{held_passes, recent_now};
 
 /// Sleeps for `d` (nanosecond resolution, plus the kernel's timer slack).
 pub fn sleep(d: Duration) -> Sleep {

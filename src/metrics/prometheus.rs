@@ -35,6 +35,15 @@ pub fn render(s: &Snapshot) -> String {
         ),
         total(&|c| c.messages_out),
     );
+    single(
+        &mut out,
+        (
+            "feedrelay_write_holds_total",
+            "counter",
+            "Passes of writes held back so writes carry more frames (saturated core).",
+        ),
+        total(&|c| c.write_holds),
+    );
     render_labeled(s, &mut out);
     describe(
         &mut out,

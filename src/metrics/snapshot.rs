@@ -14,6 +14,9 @@ pub struct Counters {
     pub messages_in: u64,
     /// Frames written to subscribers.
     pub messages_out: u64,
+    /// Passes of writes held back while the worker's core was saturated
+    /// (`saturated_write_hold_us`).
+    pub write_holds: u64,
     /// Drops by reason (`queue_full`, `conflated`, `no_topic`, `channel_full`,
     /// `slow_disconnect`).
     pub dropped: Vec<(&'static str, u64)>,

@@ -182,6 +182,9 @@ pub struct Config {
     pub sqpoll: bool,
     /// The SQPOLL thread sleeps after this long without work (ms).
     pub sqpoll_idle_ms: u32,
+    /// While a worker's core is saturated, a pass of writes waits up to this long (µs)
+    /// so each write carries more frames; 0: never (`io::ring::pacing`).
+    pub saturated_write_hold_us: u32,
     /// CPUs for the SQPOLL threads: worker `i`'s on `sqpoll_cpus[i % len]` (empty:
     /// not pinned).
     pub sqpoll_cpus: Vec<usize>,
@@ -253,6 +256,7 @@ impl Default for Config {
             sqpoll: false,
             sqpoll_idle_ms: 1_000,
             sqpoll_cpus: Vec::new(),
+            saturated_write_hold_us: crate::io::ring::pacing::DEFAULT_MAX_HOLD.as_micros() as u32,
             tcp_nodelay: true,
             socket_send_buffer_bytes: None,
             socket_recv_buffer_bytes: None,
@@ -368,6 +372,7 @@ impl Config {
                 0 => None,
                 n => Some(self.sqpoll_cpus[i % n] as u32),
             },
+            max_hold: Duration::from_micros(self.saturated_write_hold_us.into()),
         }
     }
 
@@ -412,17 +417,8 @@ impl Config {
         }
         JsonPointer::parse(&self.topic_pointer).map_err(|e| bad("topic_pointer", e))?;
         check_feeds(&self.feeds).map_err(|e| bad("feeds", e))?;
-        if !self.ring_entries.is_power_of_two() || self.ring_entries > 32_768 {
-            return Err(bad(
-                "ring_entries",
-                format!(
-                    "must be a power of two in 1..=32768, got {}",
-                    self.ring_entries
-                ),
-            ));
-        }
-        if self.sqpoll && self.sqpoll_idle_ms == 0 {
-            return Err(bad("sqpoll_idle_ms", "must be positive".into()));
+        if let Err((field, why)) = self.ring_options(0).check() {
+            return Err(bad(field, why));
         }
         for (field, v) in [
             ("socket_send_buffer_bytes", self.socket_send_buffer_bytes),

@@ -29,6 +29,7 @@ mod context;
 pub mod deadline;
 pub mod net;
 pub mod op;
+pub mod pacing;
 pub mod task;
 pub mod timer;
 
@@ -50,6 +51,7 @@ use slab::Slab;
 
 use super::error::IoError;
 use op::{Slot, CANCEL_TAG};
+use pacing::Pacing;
 use task::{Remote, Tasks};
 use timer::Timers;
 
@@ -93,6 +95,32 @@ pub struct RingOptions {
     pub sqpoll_idle_ms: Option<u32>,
     /// Pin the SQPOLL thread to this CPU.
     pub sqpoll_cpu: Option<u32>,
+    /// While the ring is saturated, a pass of writes waits up to this long so each
+    /// write carries more frames ([`pacing`]); zero: never.
+    pub max_hold: Duration,
+}
+
+impl RingOptions {
+    /// Checks the ranges the kernel and [`pacing`] accept; on failure, the setting
+    /// at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !self.entries.is_power_of_two() || self.entries > 32_768 {
+            let why = format!("must be a power of two in 1..=32768, got {}", self.entries);
+            return Err(("ring_entries", why));
+        }
+        if self.sqpoll_idle_ms == Some(0) {
+            return Err(("sqpoll_idle_ms", "must be positive".into()));
+        }
+        if self.max_hold > pacing::MAX_HOLD_LIMIT {
+            let why = format!(
+                "must be at most {} µs, got {}",
+                pacing::MAX_HOLD_LIMIT.as_micros(),
+                self.max_hold.as_micros()
+            );
+            return Err(("saturated_write_hold_us", why));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RingOptions {
@@ -101,6 +129,7 @@ impl Default for RingOptions {
             entries: RING_ENTRIES,
             sqpoll_idle_ms: None,
             sqpoll_cpu: None,
+            max_hold: Duration::ZERO,
         }
     }
 }
@@ -122,6 +151,8 @@ pub(crate) struct Inner {
     sqpoll: bool,
     /// When completions were last taken (see [`recent_now`]).
     now: Cell<Instant>,
+    /// Whether the next pass of writes waits (see [`pacing`]).
+    pacing: RefCell<Pacing>,
 }
 
 impl Inner {
@@ -185,6 +216,26 @@ impl Inner {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
                 _ => tracing::error!(error = %e, "io_uring_enter failed"),
             }
+        }
+    }
+
+    /// Submits and waits for a completion, the earliest timer or the end of a hold,
+    /// then takes the completions. Time waited with no output pending is idle time
+    /// for [`pacing`].
+    fn wait(&self, held: Option<Instant>, output: bool) {
+        let until = match (self.timers.next_deadline(), held) {
+            (Some(t), Some(h)) => Some(t.min(h)),
+            (t, h) => t.or(h),
+        };
+        let pacing = self.pacing.borrow().enabled();
+        let before = pacing.then(Instant::now);
+        self.enter(Some(until));
+        self.reap();
+        if let Some(before) = before.filter(|_| !output) {
+            let now = self.now.get();
+            self.pacing
+                .borrow_mut()
+                .idled(now.saturating_duration_since(before), now);
         }
     }
 
@@ -309,8 +360,14 @@ impl Ring {
             eventfd_buf: RefCell::new(Some(Box::new(Cell::new(0)))),
             eventfd_armed: Cell::new(false),
             now: Cell::new(Instant::now()),
+            pacing: RefCell::new(Pacing::new(options.max_hold, Instant::now())),
         });
         Ok(Ring { inner })
+    }
+
+    /// How many passes of deferred tasks pacing has held back (see [`pacing`]).
+    pub fn held_passes(&self) -> u64 {
+        self.inner.pacing.borrow().holds()
     }
 
     /// Runs `fut` to completion on this ring; tasks it spawns run here too (those still
@@ -334,19 +391,27 @@ impl Ring {
             inner.take_remote();
             let ran = run_ready(inner);
             inner.arm_eventfd();
+            let output = !inner.tasks.deferred.borrow().is_empty();
+            let held = inner.pacing.borrow_mut().held(inner.now.get());
             let busy = ran >= TASKS_PER_PASS
                 || !inner.tasks.ready.borrow().is_empty()
-                || !inner.tasks.deferred.borrow().is_empty()
+                || (output && held.is_none())
                 || root.woken.load(Ordering::Acquire);
             if busy {
                 inner.enter(None);
+                inner.reap();
             } else {
-                inner.enter(Some(inner.timers.next_deadline()));
+                inner.wait(held, output);
             }
-            inner.reap();
             inner.timers.fire_due(inner.now.get());
         }
     }
+}
+
+/// How many passes of writes this thread's ring has held back (see [`pacing`]); 0
+/// outside a ring.
+pub fn held_passes() -> u64 {
+    context::try_with_ring(|r| r.pacing.borrow().holds()).unwrap_or(0)
 }
 
 /// When this thread's ring last took completions (just before the tasks they woke
@@ -370,6 +435,9 @@ pub fn recent_now() -> Instant {
 /// chunk and nothing waits.
 fn run_ready(inner: &Inner) -> usize {
     let mut ran = 0;
+    let held = inner.pacing.borrow_mut().held(inner.now.get()).is_some();
+    let pass_start = (!held && inner.pacing.borrow().enabled()).then(|| inner.now.get());
+    let mut wrote = false;
     loop {
         while ran < TASKS_PER_PASS {
             let Some(id) = inner.tasks.ready.borrow_mut().pop_front() else {
@@ -377,6 +445,10 @@ fn run_ready(inner: &Inner) -> usize {
             };
             inner.tasks.run(id);
             ran += 1;
+        }
+        if held {
+            // Writes wait (the ring is saturated); input is read meanwhile.
+            return ran;
         }
         let mut chunk = 0;
         while chunk < DEFERRED_CHUNK && ran < TASKS_PER_PASS {
@@ -387,10 +459,14 @@ fn run_ready(inner: &Inner) -> usize {
             chunk += 1;
             ran += 1;
         }
+        wrote |= chunk > 0;
         if chunk < DEFERRED_CHUNK
             || ran >= TASKS_PER_PASS
             || inner.tasks.deferred.borrow().is_empty()
         {
+            if let Some(start) = pass_start.filter(|_| wrote) {
+                inner.pacing.borrow_mut().pass_done(start, Instant::now());
+            }
             return ran;
         }
         // More output to make: send this chunk's, take what came in meanwhile.

@@ -308,3 +308,83 @@ fn deferred_tasks_run_last_in_chunks_with_woken_tasks_between() {
     );
     assert_eq!(order.len(), 2 + 2 * DEFERRED_CHUNK + 1);
 }
+
+/// Gaps between the passes of a deferred task (a writer) that spins `pass` each time
+/// it runs, woken every microsecond by another task (input that never stops: a worker
+/// with no idle time), for `total`; and the passes the ring held.
+fn pass_gaps(max_hold: Duration, pass: Duration, total: Duration) -> (Vec<Duration>, u64) {
+    use crate::io::local::WakeFlag;
+    let ring = Ring::with_options(&RingOptions {
+        max_hold,
+        ..RingOptions::default()
+    })
+    .unwrap();
+    let gaps = ring.block_on(async move {
+        let flag = Rc::new(WakeFlag::new());
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let input = {
+            let (flag, stop) = (Rc::clone(&flag), Rc::clone(&stop));
+            rt::spawn(async move {
+                while !stop.get() {
+                    flag.raise();
+                    rt::sleep(Duration::from_micros(1)).await;
+                }
+            })
+        };
+        let gaps = rt::spawn_deferred(async move {
+            let start = Instant::now();
+            let mut gaps = Vec::new();
+            let mut last_end: Option<Instant> = None;
+            while start.elapsed() < total {
+                flag.wait().await;
+                let begun = Instant::now();
+                if let Some(end) = last_end {
+                    gaps.push(begun - end);
+                }
+                while begun.elapsed() < pass {
+                    std::hint::spin_loop();
+                }
+                last_end = Some(Instant::now());
+            }
+            stop.set(true);
+            gaps
+        })
+        .await
+        .expect("the writer finishes");
+        input.await;
+        gaps
+    });
+    (gaps, ring.held_passes())
+}
+
+/// A ring with no idle time holds each pass of writes for half the last pass's length
+/// (within its bound) once a window shows it saturated; with pacing off it never waits.
+#[test]
+fn a_saturated_ring_spaces_its_passes_of_writes() {
+    let pass = Duration::from_micros(400);
+    let total = 3 * pacing::WINDOW + Duration::from_millis(20);
+    let (gaps, holds) = pass_gaps(Duration::from_millis(5), pass, total);
+    // Skip the first window (not yet known to be saturated) and the one after.
+    let late = &gaps[gaps.len() / 2..];
+    let held = late
+        .iter()
+        .filter(|g| **g >= Duration::from_micros(180))
+        .count();
+    assert!(holds > 0, "no pass was held");
+    assert!(
+        held * 10 >= late.len() * 8,
+        "{held} of {} late gaps were held: {late:?}",
+        late.len()
+    );
+    assert!(
+        late.iter().all(|g| *g < Duration::from_millis(5)),
+        "a hold passed its bound: {late:?}"
+    );
+    let (gaps, holds) = pass_gaps(Duration::ZERO, pass, total);
+    assert_eq!(holds, 0);
+    let quick = gaps
+        .iter()
+        .filter(|g| **g < Duration::from_micros(100))
+        .count();
+    assert!(quick * 10 >= gaps.len() * 8, "off, yet waited: {gaps:?}");
+}
