@@ -16,9 +16,7 @@ old_bin="${1:?usage: tuning/ab.sh OLD_BINARY [OUT_DIR]}"
 out="${2:-target/ab}"
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.txt
-cargo build --release --quiet
-cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+base=$(tuning/baseline.sh)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pn=$(port); po=$(port); pb=$(port)
 taskset -c 0 ./target/release/feedrelay run --listen 127.0.0.1:$pn --workers 1 --cores 0 >"$out/new.log" 2>&1 &

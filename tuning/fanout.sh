@@ -23,9 +23,7 @@ steer_modes="${STEER:-off on}"
 unpinned="${UNPINNED:-5000x100 10000x100 50000x10 10000x10}"
 mkdir -p "$out"
 rm -f "$out"/*.json
-cargo build --release --quiet
-cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+base=$(tuning/baseline.sh)
 rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 old=$(cat "$rps" 2>/dev/null || echo "")
 restore() { if [ -n "$old" ] && [ -w "$rps" ]; then echo "$old" > "$rps"; fi; }

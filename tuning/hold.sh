@@ -7,9 +7,7 @@
 #   tuning/hold.sh [extra bench args]   (about 6 minutes; results/hold-*.{txt,json})
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+base=$(tuning/baseline.sh)
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p results
 args=()

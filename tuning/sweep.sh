@@ -11,9 +11,7 @@
 # Extra arguments go to `feedrelay bench` (e.g. --rounds 3). Results: results/sweep-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+base=$(tuning/baseline.sh)
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p results
 what=${1:-pinned10}
