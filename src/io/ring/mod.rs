@@ -432,7 +432,8 @@ pub fn recent_now() -> Instant {
 /// completions (a publisher's read that just arrived included) are taken, and the
 /// tasks they woke run before the next chunk, so a message that arrives while a
 /// pass's writes go out rides in every write not yet made. On a quiet feed there is one
-/// chunk and nothing waits.
+/// chunk and nothing waits. While [`pacing`] holds (a saturated ring), only the ready
+/// tasks run.
 fn run_ready(inner: &Inner) -> usize {
     let mut ran = 0;
     let held = inner.pacing.borrow_mut().held(inner.now.get()).is_some();
