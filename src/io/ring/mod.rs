@@ -452,7 +452,9 @@ fn run_ready(inner: &Inner) -> usize {
             return ran;
         }
         let mut chunk = 0;
-        while chunk < DEFERRED_CHUNK && ran < TASKS_PER_PASS {
+        // A pass's first chunk runs even when ready tasks used up the pass: writers
+        // are never starved by input that keeps waking itself.
+        while chunk < DEFERRED_CHUNK && (ran < TASKS_PER_PASS || !wrote) {
             let Some(id) = inner.tasks.deferred.borrow_mut().pop_front() else {
                 break;
             };

@@ -388,3 +388,39 @@ fn a_saturated_ring_spaces_its_passes_of_writes() {
         .count();
     assert!(quick * 10 >= gaps.len() * 8, "off, yet waited: {gaps:?}");
 }
+
+/// Ready tasks that keep waking themselves (more than a pass's worth) do not starve
+/// the deferred ones: each pass still runs a chunk of writers.
+#[test]
+fn endless_input_does_not_starve_writers() {
+    let limit = Duration::from_secs(10);
+    let start = Instant::now();
+    let finished = Ring::new().unwrap().block_on(async move {
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let mut inputs = Vec::new();
+        for _ in 0..TASKS_PER_PASS + 10 {
+            let stop = Rc::clone(&stop);
+            inputs.push(rt::spawn(async move {
+                while !stop.get() && start.elapsed() < limit {
+                    rt::yield_now().await;
+                }
+            }));
+        }
+        let writer = {
+            let stop = Rc::clone(&stop);
+            rt::spawn_deferred(async move {
+                for _ in 0..10 {
+                    rt::yield_now().await;
+                }
+                stop.set(true);
+                start.elapsed() < limit
+            })
+        };
+        let finished = writer.await.unwrap_or(false);
+        for i in inputs {
+            i.await;
+        }
+        finished
+    });
+    assert!(finished, "the writer ran only after the inputs gave up");
+}
