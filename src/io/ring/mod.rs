@@ -365,11 +365,6 @@ impl Ring {
         Ok(Ring { inner })
     }
 
-    /// How many passes of deferred tasks pacing has held back (see [`pacing`]).
-    pub fn held_passes(&self) -> u64 {
-        self.inner.pacing.borrow().holds()
-    }
-
     /// Runs `fut` to completion on this ring; tasks it spawns run here too (those still
     /// running when it finishes are dropped with the ring).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {

@@ -319,7 +319,7 @@ fn pass_gaps(max_hold: Duration, pass: Duration, total: Duration) -> (Vec<Durati
         ..RingOptions::default()
     })
     .unwrap();
-    let gaps = ring.block_on(async move {
+    ring.block_on(async move {
         let flag = Rc::new(WakeFlag::new());
         let stop = Rc::new(std::cell::Cell::new(false));
         let input = {
@@ -352,9 +352,8 @@ fn pass_gaps(max_hold: Duration, pass: Duration, total: Duration) -> (Vec<Durati
         .await
         .expect("the writer finishes");
         input.await;
-        gaps
-    });
-    (gaps, ring.held_passes())
+        (gaps, rt::held_passes())
+    })
 }
 
 /// A ring with no idle time holds each pass of writes for half the last pass's length
