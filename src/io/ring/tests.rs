@@ -57,6 +57,32 @@ fn accept_connect_read_write_and_writev_round_trip() {
         let got = reader.await.unwrap();
         assert_eq!(&got[..3], b"abc");
         assert!(got[3..].iter().all(|&b| b == b'z'));
+        // One frame goes as a plain send; taken in parts, its rest is sent again.
+        let client = connect(addr).await.unwrap();
+        // A small send buffer: the kernel takes the frame a part at a time.
+        socket2::SockRef::from(&client)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut batch = back;
+        let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        batch.frames.push(Bytes::from(big.clone()));
+        let reader = rt::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 600_000 {
+                let (n, buf) = read_append(&server, Vec::with_capacity(64 << 10)).await;
+                assert!(n.unwrap() > 0);
+                got.extend_from_slice(&buf);
+            }
+            got
+        });
+        let (res, back) = writev_all(&client, batch).await;
+        res.unwrap();
+        assert!(back.frames.is_empty());
+        assert!(
+            reader.await.unwrap() == big,
+            "the one frame arrives whole, in order"
+        );
     });
 }
 
