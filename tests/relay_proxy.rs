@@ -1,5 +1,5 @@
 //! Behind a load balancer: connections from `proxy_protocol_from` start with a PROXY
-//! protocol v2 header, and the client's address in it is the one per-source limits and
+//! protocol header (v1 or v2), and the client's address in it is the one per-source limits and
 //! `/subscribers` see, not the balancer's. A trusted peer without a valid header is
 //! closed and counted; from anyone else a header is just bytes.
 
@@ -30,11 +30,30 @@ const UPGRADE: &str = "GET /ws?topics=T HTTP/1.1\r\nHost: x\r\nUpgrade: websocke
 /// Connects from 127.0.0.1 (the trusted balancer) as the client `client`; returns the
 /// answer's status line (or what ended it).
 fn via_balancer(relay: SocketAddr, client: &str) -> (TcpStream, String) {
+    via_balancer_sending(relay, &[&header(client.parse().unwrap(), relay)])
+}
+
+/// Connects from 127.0.0.1, writes `parts` 30 ms apart (each its own segment), the
+/// last with the upgrade request right behind it in the same write (so a header read
+/// that takes a byte too many fails the upgrade); returns the answer's status line (or what ended it).
+fn via_balancer_sending(relay: SocketAddr, parts: &[&[u8]]) -> (TcpStream, String) {
     let mut s = TcpStream::connect(relay).unwrap();
+    s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(&header(client.parse().unwrap(), relay))
-        .unwrap();
-    s.write_all(UPGRADE.as_bytes()).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut bytes = part.to_vec();
+        if last {
+            bytes.extend_from_slice(UPGRADE.as_bytes());
+        }
+        if let Err(e) = s.write_all(&bytes) {
+            // Closed by the relay before the rest was written.
+            return (s, format!("closed: {e}"));
+        }
+        if !last {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n") {
@@ -91,6 +110,59 @@ fn the_client_behind_a_trusted_balancer_is_the_source() {
     let bad = "feedrelay_refused_total{reason=\"proxy_header\"}";
     wait_metric(addr, scraper, bad, |n| n == 1);
     drop((a1, a2, a3, b1));
+}
+
+/// The text header nginx and Envoy send by default: the client is the source, a line in
+/// pieces is taken whole and not a byte past it (the upgrade after it succeeds),
+/// `UNKNOWN` keeps the balancer's address, a line past the bound is refused.
+#[test]
+fn a_v1_line_names_the_client_too() {
+    let config = "proxy_protocol_from = [\"127.0.0.1\"]\nmetrics_on_data_port = true\n";
+    let server = Server::relay(
+        &["--workers", "1", "--metrics", "127.0.0.1:0"],
+        Some(config),
+    );
+    let addr = server.addr;
+    let line = format!("PROXY TCP4 198.51.100.9 127.0.0.1 7001 {}\r\n", addr.port());
+    let whole = via_balancer_sending(addr, &[line.as_bytes()]);
+    assert!(whole.1.starts_with("HTTP/1.1 101"), "{}", whole.1);
+    // In three segments, the CR and LF apart: the relay waits for the line's end.
+    let (head, tail) = line.split_at(line.len() - 1);
+    let (start, middle) = head.split_at(9);
+    let split = via_balancer_sending(
+        addr,
+        &[start.as_bytes(), middle.as_bytes(), tail.as_bytes()],
+    );
+    assert!(split.1.starts_with("HTTP/1.1 101"), "{}", split.1);
+    let six = via_balancer_sending(addr, &[b"PROXY TCP6 2001:db8::9 2001:db8::1 7003 443\r\n"]);
+    assert!(six.1.starts_with("HTTP/1.1 101"), "{}", six.1);
+    let unknown = via_balancer_sending(addr, &[b"PROXY UNKNOWN\r\n"]);
+    assert!(unknown.1.starts_with("HTTP/1.1 101"), "{}", unknown.1);
+    let metrics = common::printed_addr(&server, "metrics on http://");
+    let scraper = Some("127.0.0.4".parse::<IpAddr>().unwrap());
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = http_get_from(metrics, "/subscribers", scraper);
+        if listed.contains("[2001:db8::9]:7003") && listed.contains("\"127.0.0.1:") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(listed.contains("198.51.100.9:7001"), "{listed}");
+    assert!(listed.contains("[2001:db8::9]:7003"), "{listed}");
+    assert!(
+        listed.contains("\"127.0.0.1:"),
+        "UNKNOWN keeps the balancer: {listed}"
+    );
+    // No CRLF within 107 bytes, or a malformed line: closed, counted.
+    let long = format!("PROXY UNKNOWN {}\r\n", "x".repeat(100));
+    let refused = via_balancer_sending(addr, &[long.as_bytes()]);
+    assert!(!refused.1.contains("101"), "{}", refused.1);
+    let bad = via_balancer_sending(addr, &[b"PROXY TCP4 198.51.100.9 127.0.0.1 07001 1\r\n"]);
+    assert!(!bad.1.contains("101"), "{}", bad.1);
+    let counted = "feedrelay_refused_total{reason=\"proxy_header\"}";
+    wait_metric(addr, scraper, counted, |n| n == 2);
+    drop((whole, split, six, unknown));
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
 //!   hand-offs to and from the workers.
 //! - [`offload`]: CPU work (signature checks) on helper threads, awaited by a task.
-//! - [`proxy`]: the PROXY protocol v2 header a load balancer puts before a stream.
+//! - [`proxy`]: the PROXY protocol header (v1 or v2) a load balancer puts before a stream.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
 //! - [`local`]: a wake-up flag and a lock for tasks on one worker thread.

@@ -141,7 +141,7 @@ pub struct Config {
     /// 403. Empty: any origin. Clients that send none (not browsers) always pass.
     pub allowed_origins: Vec<String>,
     /// Addresses (or CIDR blocks) of load balancers whose connections start with a
-    /// PROXY protocol v2 header: the client's address in it is the one per-source
+    /// PROXY protocol header (v1 or v2): the client's address in it is the one per-source
     /// limits, logs and metrics see. A connection from one of them without a valid
     /// header is closed. Empty (the default): no header is read from anyone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -580,7 +580,7 @@ impl Config {
         Duration::from_millis(self.write_timeout_ms)
     }
 
-    /// The load balancers whose connections start with a PROXY v2 header.
+    /// The load balancers whose connections start with a PROXY header.
     pub fn trusted_proxies(&self) -> Result<crate::io::proxy::TrustedProxies, String> {
         crate::io::proxy::TrustedProxies::parse(&self.proxy_protocol_from)
     }

@@ -55,7 +55,9 @@ use pacing::Pacing;
 use task::{Remote, Tasks};
 use timer::Timers;
 
-pub use net::{connect, read_append, write_all, writev_all, TcpListener, TcpStream, WriteBatch};
+pub use net::{
+    connect, peek_append, read_append, write_all, writev_all, TcpListener, TcpStream, WriteBatch,
+};
 
 /// Submission queue entries per ring by default (completion queue is twice that).
 pub const RING_ENTRIES: u32 = 256;

@@ -153,7 +153,22 @@ pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Reads into the spare capacity of `buf` (after its `len()`), without zero-filling it.
 /// Returns the number of bytes read (0 at end of stream) and the buffer.
-pub async fn read_append(stream: &TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+pub async fn read_append(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    recv_append(stream, buf, 0).await
+}
+
+/// Like [`read_append`], but the bytes stay in the socket (`MSG_PEEK`): the next read
+/// or peek sees them again. Waits while nothing is there; returns at once when
+/// anything is, however little.
+pub async fn peek_append(stream: &TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    recv_append(stream, buf, libc::MSG_PEEK).await
+}
+
+async fn recv_append(
+    stream: &TcpStream,
+    mut buf: Vec<u8>,
+    flags: i32,
+) -> (io::Result<usize>, Vec<u8>) {
     let len = buf.len();
     let spare = buf.capacity() - len;
     if spare == 0 {
@@ -166,6 +181,7 @@ pub async fn read_append(stream: &TcpStream, mut buf: Vec<u8>) -> (io::Result<us
         at,
         spare.min(u32::MAX as usize) as u32,
     )
+    .flags(flags)
     .build();
     // SAFETY: the buffer is owned by the op until it completes (its heap memory does
     // not move with it); the stream is borrowed for the await.

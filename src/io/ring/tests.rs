@@ -86,6 +86,39 @@ fn accept_connect_read_write_and_writev_round_trip() {
     });
 }
 
+#[test]
+fn a_peek_leaves_the_bytes_for_the_next_read_and_waits_while_there_are_none() {
+    let (mut client, listener, _) = pair();
+    let (server, _) = listener.accept().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        client.write_all(b"PROXY ").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        client.write_all(b"rest").unwrap();
+        client
+    });
+    Ring::new().unwrap().block_on(async move {
+        let server = TcpStream::from_std(server);
+        let start = Instant::now();
+        // Nothing there yet: the peek waits for the first write, not returning empty.
+        let (n, peeked) = peek_append(&server, Vec::with_capacity(64)).await;
+        assert_eq!((n.unwrap(), &peeked[..]), (6, &b"PROXY "[..]));
+        assert!(start.elapsed() >= Duration::from_millis(40));
+        // Peeked again into what is already held: the same bytes, appended.
+        let (n, twice) = peek_append(&server, peeked).await;
+        assert_eq!((n.unwrap(), &twice[..]), (6, &b"PROXY PROXY "[..]));
+        // A read still gets them, then what came after.
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let (n, buf) = read_append(&server, Vec::with_capacity(64)).await;
+            assert!(n.unwrap() > 0);
+            got.extend_from_slice(&buf);
+        }
+        assert_eq!(&got[..], b"PROXY rest");
+    });
+    drop(writer.join().unwrap());
+}
+
 fn client_local(c: &TcpStream) -> std::net::SocketAddr {
     c.local_addr().unwrap()
 }

@@ -178,11 +178,11 @@ async fn accept_until_done(
             rt::spawn(async move {
                 let ctx = Rc::clone(&tracked.0);
                 let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
-                match crate::io::proxy::read_v2(&stream, deadline).await {
+                match crate::io::proxy::read_header(&stream, deadline).await {
                     Ok(client) => serve_admitted(&ctx, stream, client.unwrap_or(peer), shutdown).await,
                     Err(e) => {
                         ctx.admission.count_bad_proxy_header();
-                        tracing::info!(%peer, error = %e, "closed: a trusted load balancer's connection without a valid PROXY v2 header");
+                        tracing::info!(%peer, error = %e, "closed: a trusted load balancer's connection without a valid PROXY header");
                     }
                 }
                 drop(tracked);

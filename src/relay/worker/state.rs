@@ -108,7 +108,7 @@ pub(in crate::relay) struct WorkerCtx {
     pub(super) grace: Duration,
     /// Who may start a handshake (shared by the workers).
     pub(in crate::relay) admission: Arc<Admission>,
-    /// Load balancers whose connections start with a PROXY v2 header.
+    /// Load balancers whose connections start with a PROXY header (v1 or v2).
     pub(in crate::relay) trusted_proxies: TrustedProxies,
     /// Helper threads for signature checks (shared by the workers).
     pub(in crate::relay) offload: Offload,

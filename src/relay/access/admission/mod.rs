@@ -78,7 +78,7 @@ pub enum Refusal {
     AddressRate,
     /// Its handshake slot was given to a source holding fewer (the fair share).
     Evicted,
-    /// It came from a trusted load balancer without a valid PROXY v2 header.
+    /// It came from a trusted load balancer without a valid PROXY header.
     ProxyHeader,
 }
 
