@@ -36,6 +36,15 @@ fi
 export FEEDRELAY_NATS_SERVER="$(command -v nats-server)"
 "$FEEDRELAY_NATS_SERVER" --version
 
+step "haproxy (a real load balancer sends PROXY v1 and v2 headers in tests/interop_haproxy.rs)"
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null
+fi
+export FEEDRELAY_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+"$FEEDRELAY_HAPROXY" -v | head -1
+
 step "promtool and systemd-analyze (deploy/ is checked by tests/deploy.rs)"
 need_pkgs=""
 command -v promtool >/dev/null 2>&1 || need_pkgs="$need_pkgs prometheus"

@@ -372,6 +372,11 @@ impl Raw {
         Raw::upgrade(addr, "/pub").0
     }
 
+    /// [`publish`](Raw::publish) from a source address of our choosing.
+    pub fn publish_from(addr: SocketAddr, source: std::net::IpAddr) -> Raw {
+        Raw::upgrade_from(addr, "/pub", Some(source)).0
+    }
+
     /// A raw relay subscriber to `topics`, handshake done and `subscribed` reply read.
     /// Messages already flowing can arrive before the reply (the subscriber's own worker
     /// routes to it at once; the reply waits for every worker): those are skipped.
