@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::nats::free_port;
-use common::{http_get_from, printed_addr, publish_until_relayed, Raw, Server, TempDir};
+use common::{
+    http_get_from, printed_addr, publish_until_relayed, subscribers_listing, Raw, Server, TempDir,
+};
 
 fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("FEEDRELAY_HAPROXY") {
@@ -108,14 +110,7 @@ fn subscribers_behind_haproxy_are_seen_as_themselves_over_v1_and_v2() {
     // The relay lists the clients' own addresses, not HAProxy's.
     let metrics = printed_addr(&server, "metrics on http://");
     let scraper = Some("127.0.0.4".parse::<IpAddr>().unwrap());
-    let mut listed = String::new();
-    for _ in 0..50 {
-        listed = http_get_from(metrics, "/subscribers", scraper);
-        if listed.contains("\"127.0.0.21:") && listed.contains("\"127.0.0.22:") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let listed = subscribers_listing(metrics, scraper, &["\"127.0.0.21:", "\"127.0.0.22:"]);
     assert!(listed.contains("\"127.0.0.21:"), "v1: {listed}");
     assert!(listed.contains("\"127.0.0.22:"), "v2: {listed}");
     assert!(

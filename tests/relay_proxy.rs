@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{http_get_from, wait_metric, Raw, Server};
+use common::{subscribers_listing, wait_metric, Raw, Server};
 
 /// A v2 PROXY header for TCP over IPv4 from `src` to `dst`.
 fn header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
@@ -84,14 +84,11 @@ fn the_client_behind_a_trusted_balancer_is_the_source() {
     // /subscribers lists the clients, not the balancer.
     let metrics = common::printed_addr(&server, "metrics on http://");
     let scraper = Some("127.0.0.4".parse::<IpAddr>().unwrap());
-    let mut listed = String::new();
-    for _ in 0..50 {
-        listed = http_get_from(metrics, "/subscribers", scraper);
-        if listed.contains("198.51.100.8:6001") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let listed = subscribers_listing(
+        metrics,
+        scraper,
+        &["198.51.100.7:5001", "198.51.100.8:6001"],
+    );
     assert!(
         listed.contains("198.51.100.7:5001") && listed.contains("198.51.100.8:6001"),
         "{listed}"
@@ -140,14 +137,8 @@ fn a_v1_line_names_the_client_too() {
     assert!(unknown.1.starts_with("HTTP/1.1 101"), "{}", unknown.1);
     let metrics = common::printed_addr(&server, "metrics on http://");
     let scraper = Some("127.0.0.4".parse::<IpAddr>().unwrap());
-    let mut listed = String::new();
-    for _ in 0..50 {
-        listed = http_get_from(metrics, "/subscribers", scraper);
-        if listed.contains("[2001:db8::9]:7003") && listed.contains("\"127.0.0.1:") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let wanted = ["198.51.100.9:7001", "[2001:db8::9]:7003", "\"127.0.0.1:"];
+    let listed = subscribers_listing(metrics, scraper, &wanted);
     assert!(listed.contains("198.51.100.9:7001"), "{listed}");
     assert!(listed.contains("[2001:db8::9]:7003"), "{listed}");
     assert!(

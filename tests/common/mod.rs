@@ -656,6 +656,25 @@ pub fn http_get_from(addr: SocketAddr, path: &str, source: Option<std::net::IpAd
     out
 }
 
+/// Reads `/subscribers` at `admin` (from `source`) until it holds every one of `wanted`,
+/// up to 5 s (the list follows connections as they come); returns the last reading,
+/// for the caller's assertions.
+pub fn subscribers_listing(
+    admin: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    wanted: &[&str],
+) -> String {
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = http_get_from(admin, "/subscribers", source);
+        if wanted.iter().all(|w| listed.contains(w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    listed
+}
+
 /// The value of the sample whose line starts with `name` (e.g.
 /// `feedrelay_dropped_total{reason="bad_topic"}`) in a `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<u64> {

@@ -42,15 +42,7 @@ fn accept_connect_read_write_and_writev_round_trip() {
         let mut batch = WriteBatch::with_capacity(2);
         batch.frames.push(Bytes::from_static(b"abc"));
         batch.frames.push(Bytes::from(vec![b'z'; 300_000]));
-        let reader = rt::spawn(async move {
-            let mut got = Vec::new();
-            while got.len() < 300_003 {
-                let (n, buf) = read_append(&server, Vec::with_capacity(64 << 10)).await;
-                assert!(n.unwrap() > 0);
-                got.extend_from_slice(&buf);
-            }
-            got
-        });
+        let reader = rt::spawn(async move { read_at_least(&server, 300_003).await });
         let (res, back) = writev_all(&client, batch).await;
         res.unwrap();
         assert!(back.frames.is_empty());
@@ -67,15 +59,7 @@ fn accept_connect_read_write_and_writev_round_trip() {
         let mut batch = back;
         let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         batch.frames.push(Bytes::from(big.clone()));
-        let reader = rt::spawn(async move {
-            let mut got = Vec::new();
-            while got.len() < 600_000 {
-                let (n, buf) = read_append(&server, Vec::with_capacity(64 << 10)).await;
-                assert!(n.unwrap() > 0);
-                got.extend_from_slice(&buf);
-            }
-            got
-        });
+        let reader = rt::spawn(async move { read_at_least(&server, 600_000).await });
         let (res, back) = writev_all(&client, batch).await;
         res.unwrap();
         assert!(back.frames.is_empty());
@@ -117,6 +101,21 @@ fn a_peek_leaves_the_bytes_for_the_next_read_and_waits_while_there_are_none() {
         assert_eq!(&got[..], b"PROXY rest");
     });
     drop(writer.join().unwrap());
+}
+
+/// Reads from `stream` until at least `n` bytes have come; all of them.
+async fn read_at_least(stream: &TcpStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let (res, buf) = read_append(stream, Vec::with_capacity(64 << 10)).await;
+        assert!(
+            res.unwrap() > 0,
+            "the stream ended after {} bytes",
+            got.len()
+        );
+        got.extend_from_slice(&buf);
+    }
+    got
 }
 
 fn client_local(c: &TcpStream) -> std::net::SocketAddr {
