@@ -1,7 +1,8 @@
 //! A real load balancer in front of the relay: HAProxy (Debian's package) forwarding
 //! TCP with `send-proxy` (the PROXY v1 text line) on one frontend and `send-proxy-v2`
 //! on another. Subscribers dial HAProxy from their own loopback addresses; the relay
-//! must see those addresses, not HAProxy's, and relay messages through both. The binary
+//! must see those addresses, not HAProxy's, and relay messages through both; HAProxy's
+//! health checks, which send a header and close, are not refusals. The binary
 //! is `$FEEDRELAY_HAPROXY` or `haproxy` on the PATH (`scripts/test.sh` installs it); a
 //! test that cannot find it fails, saying so.
 
@@ -95,8 +96,14 @@ fn subscribers_behind_haproxy_are_seen_as_themselves_over_v1_and_v2() {
     let (v1_port, v2_port) = (free_port(), free_port());
     let _haproxy = haproxy(
         server.addr,
-        &[(v1_port, "send-proxy"), (v2_port, "send-proxy-v2")],
+        &[
+            (v1_port, "send-proxy check inter 100ms"),
+            (v2_port, "send-proxy-v2 check inter 100ms"),
+        ],
     );
+    // HAProxy's health checks (a v1 line naming itself, a v2 LOCAL header, then a
+    // close) run all along: they must not count as bad headers (checked at the end).
+    std::thread::sleep(Duration::from_millis(1500));
     let v1_client: IpAddr = "127.0.0.21".parse().unwrap();
     let v2_client: IpAddr = "127.0.0.22".parse().unwrap();
     let front = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
