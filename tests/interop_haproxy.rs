@@ -9,32 +9,13 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::nats::free_port;
 use common::{
-    http_get_from, printed_addr, publish_until_relayed, subscribers_listing, Raw, Server, TempDir,
+    free_port, http_get_from, printed_addr, publish_until_relayed, subscribers_listing, Raw,
+    Server, TempDir,
 };
-
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FEEDRELAY_HAPROXY") {
-        return PathBuf::from(p);
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .chain(["/usr/sbin".into()])
-            .map(|d| d.join("haproxy"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "haproxy not found: set FEEDRELAY_HAPROXY or run scripts/test.sh, \
-             which installs Debian's haproxy"
-        )
-    })
-}
 
 /// HAProxy in the foreground, killed when dropped.
 struct Haproxy {
@@ -65,13 +46,17 @@ fn haproxy(relay: SocketAddr, frontends: &[(u16, &str)]) -> Haproxy {
     }
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).expect("write haproxy.cfg");
-    let child = Command::new(binary())
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
+    let child = Command::new(common::debian_peer(
+        "FEEDRELAY_HAPROXY",
+        "haproxy",
+        "haproxy",
+    ))
+    .args(["-db", "-f"])
+    .arg(&path)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start haproxy");
     let mut proxy = Haproxy { child, _dir: dir };
     let end = Instant::now() + Duration::from_secs(10);
     for (port, _) in frontends {

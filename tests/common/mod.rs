@@ -294,6 +294,34 @@ pub fn localhost_certs(dir: &std::path::Path) -> feedrelay::mock_exchange::certs
     .expect("test certificates")
 }
 
+/// A port no one listens on now (the OS picked it; free again once this returns).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A peer program from Debian's package `package` that `scripts/test.sh` installs:
+/// `$env` if set, else `name` on the PATH or in /usr/sbin. Fails, saying how to get it,
+/// if absent: an interop test that cannot find its peer must not pass in silence.
+pub fn debian_peer(env: &str, name: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    let dirs = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    dirs.into_iter()
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found: set {env} or run scripts/test.sh, \
+                 which installs Debian's {package}"
+            )
+        })
+}
+
 /// The Python with `websockets` that `scripts/test.sh` installs. Fails loudly if absent:
 /// an interop test that cannot find its peer must not pass in silence.
 pub fn python() -> PathBuf {

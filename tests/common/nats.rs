@@ -3,7 +3,7 @@
 //! is `$FEEDRELAY_NATS_SERVER` or `nats-server` on the PATH (`scripts/test.sh`
 //! installs it); a test that cannot find it fails, saying so.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,27 +17,10 @@ pub struct NatsServer {
     pub monitor: u16,
 }
 
-/// A port no one listens on now (the OS picked it; free again once this returns).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
+pub use super::free_port;
 
 fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FEEDRELAY_NATS_SERVER") {
-        return PathBuf::from(p);
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "nats-server not found: set FEEDRELAY_NATS_SERVER or run scripts/test.sh, \
-             which installs Debian's nats-server"
-        )
-    })
+    super::debian_peer("FEEDRELAY_NATS_SERVER", "nats-server", "nats-server")
 }
 
 impl NatsServer {
