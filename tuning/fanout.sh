@@ -9,6 +9,7 @@
 #
 #   tuning/fanout.sh [OUT_DIR]         about 30 minutes with the defaults
 #   ROUNDS=5 LOADS="5000x100 20000x10" STEER="off on" UNPINNED="10000x10" tuning/fanout.sh
+#   (a variable set empty runs none of its part: UNPINNED="" skips the unpinned runs)
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
 # per delivery (ns, /proc/PID/stat), the relay's TCP segments per delivery (counted by
@@ -18,9 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/fanout}"
 rounds="${ROUNDS:-5}"
-loads="${LOADS:-5000x100 10000x100 20000x10 50000x10}"
-steer_modes="${STEER:-off on}"
-unpinned="${UNPINNED:-5000x100 10000x100 50000x10 10000x10}"
+loads="${LOADS-5000x100 10000x100 20000x10 50000x10}"
+steer_modes="${STEER-off on}"
+unpinned="${UNPINNED-5000x100 10000x100 50000x10 10000x10}"
 mkdir -p "$out"
 rm -f "$out"/*.json
 base=$(tuning/baseline.sh)
