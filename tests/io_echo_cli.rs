@@ -42,6 +42,29 @@ fn sigterm_closes_every_connection_with_1001_and_exits_0() {
     assert_eq!(server.terminate().code(), Some(0));
 }
 
+/// A connection part-way through its handshake is closed at shutdown, not waited for
+/// until the handshake timeout (10 s).
+#[test]
+fn sigterm_does_not_wait_for_a_handshake_in_progress() {
+    use std::io::{Read, Write};
+    let mut server = Server::echo(&[]);
+    let mut partial = std::net::TcpStream::connect(server.addr).unwrap();
+    partial.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    assert_eq!(server.terminate().code(), Some(0));
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    let mut buf = [0u8; 256];
+    partial
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    match partial.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "closed without a response"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
 #[test]
 fn sigint_with_no_connections_exits_0() {
     let mut server = Server::echo(&[]);

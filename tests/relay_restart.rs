@@ -41,6 +41,54 @@ fn subscribers_hear_of_the_shutdown_before_the_close() {
     drop(server);
 }
 
+/// A connection that has not finished its handshake has nothing to flush: shutdown
+/// closes it at once instead of waiting out the handshake timeout (10 s), whether it
+/// is part-way through its request or a load balancer's that has not sent its PROXY
+/// header yet.
+#[test]
+fn a_handshake_in_progress_does_not_hold_the_shutdown() {
+    let server = Server::relay(&["--workers", "2"], None);
+    let sub = Raw::subscribe(server.addr, "T");
+    let mut partial = TcpStream::connect(server.addr).unwrap();
+    partial
+        .write_all(b"GET /ws?topics=T HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stops_at_once(server, partial, Some(sub));
+    // From a trusted load balancer, before its PROXY header.
+    let config = "proxy_protocol_from = [\"127.0.0.1\"]\n";
+    let behind = Server::relay(&["--workers", "2"], Some(config));
+    let unheaded = TcpStream::connect(behind.addr).unwrap();
+    stops_at_once(behind, unheaded, None);
+}
+
+/// Terminates `server` while `waiting` is accepted and mid-handshake: the relay exits
+/// within 2 s (`sub`, if any, answering its close at once) and `waiting` is closed
+/// with no response.
+fn stops_at_once(mut server: Server, mut waiting: TcpStream, sub: Option<Raw>) {
+    // Accepted, its read waiting, before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    let killer = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let code = server.terminate().code();
+        (code, started.elapsed())
+    });
+    if let Some(mut sub) = sub {
+        sub.recv().expect("the shutdown event");
+        sub.expect_close(Some(1001));
+    }
+    let (code, took) = killer.join().unwrap();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    match waiting.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
 /// Connects and asks for a subscription; Ok(true) for a 101.
 fn try_subscribe(addr: SocketAddr) -> std::io::Result<bool> {
     let mut s = TcpStream::connect(addr)?;

@@ -119,12 +119,14 @@ pub async fn accept_until_shutdown(
     }
 }
 
-/// Waits until no connection is `live`, or `grace` has passed.
-pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
+/// Waits until no connection is `live`, or `grace` has passed; returns how many were
+/// still live then.
+pub async fn drain_connections(live: &Cell<usize>, grace: Duration) -> usize {
     let deadline = Instant::now() + grace;
     while live.get() > 0 && Instant::now() < deadline {
         rt::sleep(Duration::from_millis(5)).await;
     }
+    live.get()
 }
 
 #[cfg(test)]

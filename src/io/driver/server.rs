@@ -459,7 +459,13 @@ where
         rt::spawn(async move {
             let stream = Transport::plain(stream);
             let limits = config.limits;
-            let accepted = accept_handshake(stream, peer, &config, |_| Ok(limits), |_| None).await;
+            let handshake = accept_handshake(stream, peer, &config, |_| Ok(limits), |_| None);
+            // Not upgraded yet, nothing to flush: shutdown closes it at once.
+            let mut stop = shutdown.clone();
+            let accepted = match rt::race(handshake, stop.wait()).await {
+                Either::Left(accepted) => accepted,
+                Either::Right(()) => Ok(None),
+            };
             if let Ok(Some((_, driver))) = accepted {
                 let options = ServeOptions {
                     idle_timeout: config.idle_timeout,
@@ -474,6 +480,12 @@ where
         });
     })
     .await?;
-    drain_connections(&live, config.limits.close_timeout + config.linger).await;
+    let left = drain_connections(&live, config.limits.close_timeout + config.linger).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "shutdown: connections still open after the close timeout are cut"
+        );
+    }
     Ok(())
 }

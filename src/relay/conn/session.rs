@@ -24,6 +24,10 @@ use crate::relay::worker::revoke::HeldPublisher;
 use crate::relay::worker::state::{Counted, WorkerCtx};
 
 /// Serves one accepted connection until it ends.
+///
+/// Until its upgrade a connection has nothing to flush, so shutdown closes it at once:
+/// a client slow to send its request (or one that never does) cannot hold a restart
+/// for the handshake timeout.
 pub(in crate::relay) async fn serve(
     ctx: &Rc<WorkerCtx>,
     stream: TcpStream,
@@ -31,6 +35,31 @@ pub(in crate::relay) async fn serve(
     mut admitted: Admitted,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
+    let mut stop = shutdown.clone();
+    let upgrading = upgrade(ctx, stream, peer, &mut admitted);
+    let upgraded = match rt::race(upgrading, stop.wait()).await {
+        Either::Left(upgraded) => upgraded?,
+        Either::Right(()) => {
+            tracing::debug!(%peer, "closed mid-handshake: shutting down");
+            return Ok(());
+        }
+    };
+    match upgraded {
+        Some((driver, side)) => serve_side(ctx, driver, side, shutdown).await,
+        None => Ok(()),
+    }
+}
+
+/// Waits for a handshake slot if the connection is held, then upgrades it: the driver
+/// and the side it asked for, or `None` when it was closed before (refused, held too
+/// long, evicted). `admitted` keeps the connection's place in the counts for as long
+/// as the connection lives, so it is only borrowed here.
+async fn upgrade(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: &mut Admitted,
+) -> Result<Option<(Driver, Side)>, DriverError> {
     if admitted.is_held() {
         // Every slot taken (or its address's): wait, holding only the socket, for one,
         // within the handshake timeout.
@@ -40,23 +69,23 @@ pub(in crate::relay) async fn serve(
         {
             ctx.admission.count_held_too_long();
             tracing::debug!(%peer, "closed: held for a handshake slot past the timeout");
-            return Ok(());
+            return Ok(None);
         }
     }
     // The handshake gives its slot up if a source holding fewer needs it.
     let handshake = std::pin::pin!(handshake(ctx, stream, peer));
-    let (driver, side) = match rt::race(handshake, admitted.evicted()).await {
+    let upgraded = match rt::race(handshake, admitted.evicted()).await {
         Either::Left(Ok(Some(done))) => done,
-        Either::Left(Ok(None)) => return Ok(()),
+        Either::Left(Ok(None)) => return Ok(None),
         Either::Left(Err(e)) => return Err(e),
         Either::Right(()) => {
             admitted.count_evicted();
             tracing::debug!(%peer, "closed mid-handshake: its slot went to a source holding fewer");
-            return Ok(());
+            return Ok(None);
         }
     };
     admitted.handshake_done();
-    serve_side(ctx, driver, side, shutdown).await
+    Ok(Some(upgraded))
 }
 
 /// The TLS handshake (if any) and the WebSocket one, within one handshake timeout:
