@@ -110,7 +110,7 @@ impl TcpListener {
         .build();
         // SAFETY: the address and its length live in `addr` (boxed, owned by the op);
         // the listener outlives the op (it is borrowed for the await).
-        let (res, addr) = unsafe { Op::submit(entry, addr) }.await;
+        let (res, addr) = unsafe { Op::submit(entry, addr) }.yields_fd().await;
         let fd = result(res)? as RawFd;
         let stream = TcpStream {
             // SAFETY: a successful accept returns a new descriptor that nothing else owns.

@@ -29,8 +29,12 @@ pub(super) enum Slot {
     /// Completed: the result (`-errno` on failure) and the completion's flags.
     Done { result: i32 },
     /// The future was dropped before its completion: the memory the kernel may still
-    /// touch lives here until the completion arrives.
-    Orphaned { _memory: Box<dyn Any> },
+    /// touch lives here until the completion arrives. `yields_fd`: a successful
+    /// result is a descriptor that nobody will take, closed when it comes.
+    Orphaned {
+        _memory: Box<dyn Any>,
+        yields_fd: bool,
+    },
 }
 
 impl Slot {
@@ -44,7 +48,14 @@ impl Slot {
                 *self = Slot::Done { result };
                 false
             }
-            Slot::Orphaned { .. } => true,
+            Slot::Orphaned { yields_fd, .. } => {
+                if *yields_fd && result >= 0 {
+                    // SAFETY: the completion's descriptor is new and owned by no one
+                    // (its future is gone); closing it is the only thing left to do.
+                    unsafe { libc::close(result) };
+                }
+                true
+            }
             // A second completion for a one-shot op cannot happen; keep the first.
             Slot::Done { .. } => false,
         }
@@ -55,6 +66,8 @@ impl Slot {
 pub struct Op<D: 'static> {
     /// The slot and the memory, until the completion is taken.
     state: Option<(usize, D)>,
+    /// A successful result is a new descriptor (accept): see [`Op::yields_fd`].
+    yields_fd: bool,
     /// Ops belong to the thread (ring) that made them.
     _not_send: PhantomData<*const ()>,
 }
@@ -78,8 +91,16 @@ impl<D: 'static> Op<D> {
         });
         Op {
             state: Some((index, data)),
+            yields_fd: false,
             _not_send: PhantomData,
         }
+    }
+
+    /// Marks an op whose successful result is a new descriptor (accept): if the future
+    /// is dropped before the completion, the ring closes what it returns.
+    pub fn yields_fd(mut self) -> Op<D> {
+        self.yields_fd = true;
+        self
     }
 }
 
@@ -137,6 +158,7 @@ impl<D: 'static> Drop for Op<D> {
                 Some(slot @ Slot::InFlight { .. }) => {
                     *slot = Slot::Orphaned {
                         _memory: Box::new(data),
+                        yields_fd: self.yields_fd,
                     };
                     drop(ops);
                     let cancel = opcode::AsyncCancel::new(index as u64)

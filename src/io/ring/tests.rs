@@ -145,6 +145,33 @@ fn a_read_dropped_in_flight_is_cancelled_and_its_buffer_kept_until_then() {
     });
 }
 
+/// An accept dropped before the ring submitted it still runs (the kernel sees the
+/// entry before the cancel behind it); with a connection waiting it completes with a
+/// descriptor nothing owns. The ring closes it: the client sees the end of the stream
+/// instead of a connection nobody serves until the process exits.
+#[test]
+fn an_accept_that_completes_after_its_future_was_dropped_closes_what_it_accepted() {
+    let (mut client, std_listener, _) = pair();
+    Ring::new().unwrap().block_on(async move {
+        let listener = listener(std_listener);
+        // `accept` is polled first (its entry is queued), then dropped by the race.
+        let r = rt::race(listener.accept(), std::future::ready(())).await;
+        assert!(matches!(r, rt::Either::Right(())));
+        with_ring_ops_empty_soon().await;
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let got = loop {
+        match std::io::Read::read(&mut client, &mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(got, Ok(0)), "{got:?}");
+}
+
 /// Waits until the ring has no op in flight but the one this task awaits next.
 async fn with_ring_ops_empty_soon() {
     let end = Instant::now() + Duration::from_secs(2);
