@@ -89,6 +89,27 @@ fn stops_at_once(mut server: Server, mut waiting: TcpStream, sub: Option<Raw>) {
     }
 }
 
+/// A restart that waits on a slow client says so: a subscriber that answers the close
+/// only after 1.2 s makes the relay log how long its drain took.
+#[test]
+fn a_slow_drain_is_logged_with_how_long_it_took() {
+    let mut server = Server::relay(&[], None);
+    let mut sub = Raw::subscribe(server.addr, "T");
+    let pid = server.child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    sub.recv().expect("the shutdown event");
+    std::thread::sleep(Duration::from_millis(1_200));
+    sub.expect_close(Some(1001));
+    assert_eq!(server.terminate().code(), Some(0));
+    let log = server.log();
+    assert!(
+        log.contains("shutdown: the last connection closed after"),
+        "{log}"
+    );
+}
+
 /// Connects and asks for a subscription; Ok(true) for a 101.
 fn try_subscribe(addr: SocketAddr) -> std::io::Result<bool> {
     let mut s = TcpStream::connect(addr)?;
