@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod client;
 pub mod nats;
+pub mod procinfo;
 
 // Not every test uses every helper.
 #[allow(unused_imports)]
@@ -183,8 +184,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        // What it still holds, before the kill takes it away.
+        let state = procinfo::describe(self.child.id());
         let _ = self.child.kill();
-        panic!("feedrelay did not exit within 5 s of SIGTERM");
+        panic!(
+            "feedrelay did not exit within 5 s of SIGTERM; its threads and sockets then:\n{state}"
+        );
     }
 }
 
