@@ -119,14 +119,30 @@ pub async fn accept_until_shutdown(
     }
 }
 
-/// Waits until no connection is `live`, or `grace` has passed; returns how many were
-/// still live then.
-pub async fn drain_connections(live: &Cell<usize>, grace: Duration) -> usize {
-    let deadline = Instant::now() + grace;
+/// A shutdown's drain taking this long is logged: restarts wait on it.
+const SLOW_DRAIN: Duration = Duration::from_secs(1);
+
+/// Waits until no connection is `live`, or `grace` has passed. Says what it cost: the
+/// connections still open at `grace` (cut when the caller returns) as a warning, a
+/// drain over [`SLOW_DRAIN`] at info.
+pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
+    let start = Instant::now();
+    let deadline = start + grace;
     while live.get() > 0 && Instant::now() < deadline {
         rt::sleep(Duration::from_millis(5)).await;
     }
-    live.get()
+    let took = start.elapsed();
+    if live.get() > 0 {
+        tracing::warn!(
+            left = live.get(),
+            "shutdown: connections still open after {grace:?} are cut"
+        );
+    } else if took >= SLOW_DRAIN {
+        tracing::info!(
+            "shutdown: the last connection closed after {} ms (a client reading its queue, or slow to answer the close)",
+            took.as_millis()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,16 @@ impl Shutdown {
             key: None,
         }
     }
+
+    /// Runs `work` unless shutdown begins first: its output, or `None` (then `work` is
+    /// dropped). For what has nothing to flush, such as a handshake in progress.
+    pub async fn unless<F: Future>(&self, work: F) -> Option<F::Output> {
+        let mut stop = self.clone();
+        match crate::io::rt::race(work, stop.wait()).await {
+            crate::io::rt::Either::Left(out) => Some(out),
+            crate::io::rt::Either::Right(()) => None,
+        }
+    }
 }
 
 /// The future of [`Shutdown::wait`].

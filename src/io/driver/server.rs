@@ -461,12 +461,7 @@ where
             let limits = config.limits;
             let handshake = accept_handshake(stream, peer, &config, |_| Ok(limits), |_| None);
             // Not upgraded yet, nothing to flush: shutdown closes it at once.
-            let mut stop = shutdown.clone();
-            let accepted = match rt::race(handshake, stop.wait()).await {
-                Either::Left(accepted) => accepted,
-                Either::Right(()) => Ok(None),
-            };
-            if let Ok(Some((_, driver))) = accepted {
+            if let Some(Ok(Some((_, driver)))) = shutdown.unless(handshake).await {
                 let options = ServeOptions {
                     idle_timeout: config.idle_timeout,
                     linger: config.linger,
@@ -480,12 +475,6 @@ where
         });
     })
     .await?;
-    let left = drain_connections(&live, config.limits.close_timeout + config.linger).await;
-    if left > 0 {
-        tracing::warn!(
-            left,
-            "shutdown: connections still open after the close timeout are cut"
-        );
-    }
+    drain_connections(&live, config.limits.close_timeout + config.linger).await;
     Ok(())
 }

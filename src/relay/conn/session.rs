@@ -35,16 +35,12 @@ pub(in crate::relay) async fn serve(
     mut admitted: Admitted,
     shutdown: Shutdown,
 ) -> Result<(), DriverError> {
-    let mut stop = shutdown.clone();
     let upgrading = upgrade(ctx, stream, peer, &mut admitted);
-    let upgraded = match rt::race(upgrading, stop.wait()).await {
-        Either::Left(upgraded) => upgraded?,
-        Either::Right(()) => {
-            tracing::debug!(%peer, "closed mid-handshake: shutting down");
-            return Ok(());
-        }
+    let Some(upgraded) = shutdown.unless(upgrading).await else {
+        tracing::debug!(%peer, "closed mid-handshake: shutting down");
+        return Ok(());
     };
-    match upgraded {
+    match upgraded? {
         Some((driver, side)) => serve_side(ctx, driver, side, shutdown).await,
         None => Ok(()),
     }

@@ -14,7 +14,7 @@ use super::telemetry::{MetricsLink, WorkerSummary};
 use crate::io::listener::{accept_until_shutdown, drain_connections};
 use crate::io::offload::Offload;
 use crate::io::ring::TcpStream;
-use crate::io::rt::{self, Either};
+use crate::io::rt;
 use crate::io::shutdown::Shutdown;
 use crate::io::{idle, IoError};
 use crate::relay::access::admission::{Admission, Admitted};
@@ -141,9 +141,6 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
     Ok(summary)
 }
 
-/// A shutdown's drain taking this long is logged: restarts wait on it.
-const SLOW_DRAIN: Duration = Duration::from_secs(1);
-
 /// How often a worker looks for a SIGHUP reload to apply to its own state.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
@@ -181,16 +178,11 @@ async fn accept_until_done(
             rt::spawn(async move {
                 let ctx = Rc::clone(&tracked.0);
                 let deadline = std::time::Instant::now() + ctx.server.handshake_timeout;
-                let mut stop = shutdown.clone();
-                // Shutdown closes it as it would a handshake in progress.
-                let header = match rt::race(
-                    crate::io::proxy::read_header(&stream, deadline),
-                    stop.wait(),
-                )
-                .await
-                {
-                    Either::Left(header) => header,
-                    Either::Right(()) => return, // `tracked` goes with the task
+                // Shutdown closes it as it would a handshake in progress (`tracked`
+                // goes with the task).
+                let reading = crate::io::proxy::read_header(&stream, deadline);
+                let Some(header) = shutdown.unless(reading).await else {
+                    return;
                 };
                 match header {
                     Ok(client) => serve_admitted(&ctx, stream, client.unwrap_or(peer), shutdown).await,
@@ -218,23 +210,11 @@ async fn accept_until_done(
         });
     })
     .await;
-    let bound = ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger;
-    let draining = std::time::Instant::now();
-    let left = drain_connections(&ctx.running, bound).await;
-    let took = draining.elapsed();
-    if left > 0 {
-        tracing::warn!(
-            worker = ctx.id,
-            left,
-            "shutdown: connections still open after {bound:?} are cut"
-        );
-    } else if took >= SLOW_DRAIN {
-        tracing::info!(
-            worker = ctx.id,
-            "shutdown: the last connection closed after {} ms (a client reading its queue, or slow to answer the close)",
-            took.as_millis()
-        );
-    }
+    drain_connections(
+        &ctx.running,
+        ctx.grace + ctx.server.limits.close_timeout + ctx.server.linger,
+    )
+    .await;
     ctx.done.set(true);
     ctx.links.parker(ctx.id).release();
     result
