@@ -58,7 +58,7 @@ out=$(mktemp -d)
 echo_pid=$!
 trap 'kill "$echo_pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out/echo.out" && break; sleep 0.1; done
-url=$(grep -o 'ws://[0-9.:]*' "$out/echo.out" | head -1)
+url=$(grep -o 'ws://[0-9.:]*' "$out/echo.out" | sed -n 1p)
 [ -n "$url" ] || { echo "autobahn: feedrelay echo did not start:" >&2; cat "$out/echo.out" >&2; exit 1; }
 report="${AUTOBAHN_OUT:-$out/report}"
 if [ -z "${WSTEST:-}" ]; then

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 mkdir -p results
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1)
+base=$(ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | sed -n 1p)
 pin=()
 if [ "${PIN:-0}" = 1 ]; then pin=(--relay-cores 0 --bench-cores 1); fi
 stamp=$(date +%Y%m%d-%H%M%S)

@@ -35,7 +35,7 @@ TOML
 ./target/$profile/feedrelay run --config "$dir/soak.toml" > "$dir/relay.out" 2> "$dir/relay.err" &
 relay=$!
 for _ in $(seq 100); do grep -q "listening on" "$dir/relay.out" && break; sleep 0.1; done
-url=$(grep -o 'ws://[0-9.:]*' "$dir/relay.out" | head -1)
+url=$(grep -o 'ws://[0-9.:]*' "$dir/relay.out" | sed -n 1p)
 [ -n "$url" ] || { echo "soak: the relay did not start:" >&2; cat "$dir/relay.err" >&2; exit 1; }
 echo "soak: relay pid $relay at $url for ${duration}s"
 status=0

@@ -25,7 +25,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 export FEEDRELAY_CHROMIUM="$(command -v chromium)"
-"$FEEDRELAY_CHROMIUM" --version 2>/dev/null | head -1
+"$FEEDRELAY_CHROMIUM" --version 2>/dev/null | sed -n 1p
 
 step "nats-server (the NATS backbone's tests start real servers)"
 if ! command -v nats-server >/dev/null 2>&1; then
@@ -43,7 +43,7 @@ if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null
 fi
 export FEEDRELAY_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
-"$FEEDRELAY_HAPROXY" -v | head -1
+"$FEEDRELAY_HAPROXY" -v | sed -n 1p
 
 step "promtool and systemd-analyze (deploy/ is checked by tests/deploy.rs)"
 need_pkgs=""
@@ -57,7 +57,7 @@ if [ -n "$need_pkgs" ]; then
 fi
 export FEEDRELAY_PROMTOOL="$(command -v promtool)"
 export FEEDRELAY_SYSTEMD_ANALYZE="$(command -v systemd-analyze)"
-"$FEEDRELAY_PROMTOOL" --version 2>&1 | head -1
+"$FEEDRELAY_PROMTOOL" --version 2>&1 | sed -n 1p
 
 step "io_uring"
 sysctl kernel.io_uring_disabled 2>/dev/null || echo "kernel.io_uring_disabled not present"

@@ -49,7 +49,7 @@ topo=$("$feedrelay" topology --json --config "$config" --root "${root:-/}") || {
   echo "tune-host: feedrelay topology failed" >&2; exit 2; }
 
 # A JSON array of numbers after "key": as space-separated numbers.
-json_list() { printf '%s' "$topo" | grep -o "\"$1\":\[[0-9, ]*\]" | head -1 | sed 's/.*\[//; s/\]//; s/,/ /g'; }
+json_list() { printf '%s' "$topo" | grep -o "\"$1\":\[[0-9, ]*\]" | sed -n 1p | sed 's/.*\[//; s/\]//; s/,/ /g'; }
 # "a b c" as a compact CPU list: 0-3,8.
 to_cpulist() {
   local out="" start="" prev=""

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench baseline_relay 2>/dev/null
-ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | head -1
+ls -t target/release/deps/baseline_relay-* | grep -v '\.d$' | sed -n 1p

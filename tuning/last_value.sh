@@ -20,7 +20,7 @@ start() { # NAME BINARY [CONFIG]: starts it, its pid added to pids
 }
 url() { # NAME: its address, once it listens
   for _ in $(seq 100); do grep -q "listening on" "$out/$1.log" && break; sleep 0.1; done
-  grep -o 'ws://[0-9.:]*' "$out/$1.log" | head -1
+  grep -o 'ws://[0-9.:]*' "$out/$1.log" | sed -n 1p
 }
 start before "$old"
 start cache_on "$new" tuning/last_value/on.toml
