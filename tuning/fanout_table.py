@@ -33,6 +33,7 @@ COLS = [
     ("sys ns", "sys_ns_per_delivery", "{:.0f}"),
     ("CPU ns", "cpu_ns_per_delivery", "{:.0f}"),
     ("segs", "relay_segments_per_delivery", "{:.3f}"),
+    ("IPIs", "ipis_per_delivery", "{:.4f}"),
     ("lost", "lost", "{:.0f}"),
 ]
 

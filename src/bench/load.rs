@@ -19,7 +19,7 @@ use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{process_cpu_times, CpuTimes};
+use super::procfs::{process_cpu_times, CpuTimes, HostCounters};
 use crate::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use crate::io::ring::Ring;
 use crate::io::rt;
@@ -113,6 +113,10 @@ pub struct LoadResult {
     /// IP bytes the host sent during the measured window (likewise every socket,
     /// headers included): what compression saves shows here.
     pub ip_bytes: Option<u64>,
+    /// Inter-processor (function-call) interrupts every CPU took during the measured
+    /// window: with loopback's receive steered to another core, what handing segments
+    /// to it cost the senders (see [`super::procfs::function_call_interrupts`]).
+    pub ipis: Option<u64>,
     /// Wall time of the measured window.
     pub elapsed: Duration,
 }
@@ -233,8 +237,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     };
     let cpu_before = cpu_of(&spec.relay_pids);
     let sub_segs_before = segs_to_subscribers();
-    let segs_before = super::procfs::tcp_out_segments();
-    let bytes_before = super::procfs::ip_out_octets();
+    let host_before = HostCounters::read();
     let t0 = Instant::now();
     // Progress, once a second, on stderr: deliveries so far against the schedule.
     while Instant::now() < end_at {
@@ -253,8 +256,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     eprintln!();
     let cpu_after = cpu_of(&spec.relay_pids);
     let sub_segs_after = segs_to_subscribers();
-    let segs_after = super::procfs::tcp_out_segments();
-    let bytes_after = super::procfs::ip_out_octets();
+    let host = HostCounters::read().since(host_before);
     let elapsed = t0.elapsed();
     let publisher_lag = publisher
         .join()
@@ -280,14 +282,9 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },
-        tcp_segments: match (segs_before, segs_after) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-            _ => None,
-        },
-        ip_bytes: match (bytes_before, bytes_after) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-            _ => None,
-        },
+        tcp_segments: host.tcp_segments,
+        ip_bytes: host.ip_bytes,
+        ipis: host.ipis,
         elapsed,
     })
 }

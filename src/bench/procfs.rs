@@ -1,5 +1,5 @@
-//! What /proc says: a process's CPU time (user and system apart), and the host's TCP
-//! segments sent, for per-delivery CPU and segment figures.
+//! What /proc says: a process's CPU time (user and system apart), the host's TCP
+//! segments sent and its inter-processor interrupts, for per-delivery figures.
 
 use std::time::Duration;
 
@@ -61,6 +61,38 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     process_cpu_times(pid).map(CpuTimes::total)
 }
 
+/// The host-wide counters a run reads at both ends of its measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    /// [`tcp_out_segments`].
+    pub tcp_segments: Option<u64>,
+    /// [`ip_out_octets`].
+    pub ip_bytes: Option<u64>,
+    /// [`function_call_interrupts`].
+    pub ipis: Option<u64>,
+}
+
+impl HostCounters {
+    /// The counters now (each `None` where /proc does not have it).
+    pub fn read() -> HostCounters {
+        HostCounters {
+            tcp_segments: tcp_out_segments(),
+            ip_bytes: ip_out_octets(),
+            ipis: function_call_interrupts(),
+        }
+    }
+
+    /// What each counter gained since `before` (`None` where either end is missing).
+    pub fn since(self, before: HostCounters) -> HostCounters {
+        let gain = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
+        HostCounters {
+            tcp_segments: gain(self.tcp_segments, before.tcp_segments),
+            ip_bytes: gain(self.ip_bytes, before.ip_bytes),
+            ipis: gain(self.ipis, before.ipis),
+        }
+    }
+}
+
 /// TCP segments this host has sent (`OutSegs` in /proc/net/snmp), all sockets, all
 /// processes: on loopback a segment's receive work lands on its sender, so fewer,
 /// fuller writes are what lowers CPU.
@@ -72,6 +104,27 @@ pub fn tcp_out_segments() -> Option<u64> {
 /// headers included, all sockets: on loopback, every byte a socket sends.
 pub fn ip_out_octets() -> Option<u64> {
     net_counter("/proc/net/netstat", "IpExt:", "OutOctets")
+}
+
+/// Function-call interrupts every CPU of this host has taken (/proc/interrupts: the
+/// `CAL` row on x86, an `IPI` row on arm64): with loopback's receive processing steered
+/// to another core (`rps_cpus`), each burst of segments the sender hands to that core's
+/// backlog costs the sender one of these inter-processor interrupts, which a real NIC
+/// would not (its interrupt goes to the receiving core). In a VM each one is an exit to
+/// the hypervisor, and a large share of the sender's kernel time.
+pub fn function_call_interrupts() -> Option<u64> {
+    call_interrupts_in(&std::fs::read_to_string("/proc/interrupts").ok()?)
+}
+
+/// The sum of the per-CPU counts on the function-call row of a /proc/interrupts text
+/// (one count per CPU of the header line, after the row's label).
+fn call_interrupts_in(text: &str) -> Option<u64> {
+    let cpus = text.lines().next()?.split_whitespace().count();
+    let row = text
+        .lines()
+        .find(|l| l.trim_end().ends_with("Function call interrupts"))?;
+    let mut fields = row.split_whitespace().skip(1);
+    (0..cpus).map(|_| fields.next()?.parse::<u64>().ok()).sum()
 }
 
 /// A counter of a /proc/net table: the line pair starting with `prefix` (names, then
@@ -98,12 +151,60 @@ mod tests {
     }
 
     #[test]
+    fn host_counters_gain_only_where_both_ends_are_known() {
+        let before = HostCounters {
+            tcp_segments: Some(10),
+            ip_bytes: None,
+            ipis: Some(5),
+        };
+        let after = HostCounters {
+            tcp_segments: Some(25),
+            ip_bytes: Some(100),
+            ipis: Some(4),
+        };
+        let gained = after.since(before);
+        assert_eq!(gained.tcp_segments, Some(15));
+        assert_eq!(gained.ip_bytes, None, "unknown at the start");
+        assert_eq!(
+            gained.ipis,
+            Some(0),
+            "a counter that went back gains nothing"
+        );
+    }
+
+    #[test]
     fn counts_ip_bytes_sent() {
         let before = ip_out_octets().unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         std::io::Write::write_all(&mut c, &[0u8; 10_000]).unwrap();
         assert!(ip_out_octets().unwrap() >= before + 10_000);
+    }
+
+    #[test]
+    fn sums_the_function_call_interrupts_of_every_cpu() {
+        let text = "           CPU0       CPU1\n\
+                    \x20 0:         12          0   IO-APIC   2-edge      timer\n\
+                    RES:    4862049    4749391   Rescheduling interrupts\n\
+                    CAL:       8463   14393746   Function call interrupts\n\
+                    TLB:          3          4   TLB shootdowns\n";
+        assert_eq!(call_interrupts_in(text), Some(8463 + 14393746));
+        let arm = "       CPU0       CPU1\n\
+                   IPI0:   5   6       Rescheduling interrupts\n\
+                   IPI1:   7   8       Function call interrupts\n";
+        assert_eq!(call_interrupts_in(arm), Some(15));
+        assert_eq!(
+            call_interrupts_in("CPU0\nRES: 1 Rescheduling interrupts\n"),
+            None
+        );
+        let short = "CPU0 CPU1\nCAL: 1 Function call interrupts\n";
+        assert_eq!(
+            call_interrupts_in(short),
+            None,
+            "a count missing is not zero"
+        );
+        // This host's own (x86 and arm64 kernels both have the row).
+        assert!(function_call_interrupts().is_some());
     }
 
     #[test]

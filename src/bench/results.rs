@@ -27,6 +27,7 @@ pub(super) struct Totals {
     pub(super) wall: Duration,
     pub(super) segments: Option<u64>,
     pub(super) ip_bytes: Option<u64>,
+    pub(super) ipis: Option<u64>,
     pub(super) publisher_lag: Histogram<u64>,
 }
 
@@ -45,6 +46,7 @@ impl Totals {
             wall: r.elapsed,
             segments: r.tcp_segments,
             ip_bytes: r.ip_bytes,
+            ipis: r.ipis,
             publisher_lag: r.publisher_lag,
         }
     }
@@ -65,6 +67,7 @@ impl Totals {
         self.wall += r.elapsed;
         self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
         self.ip_bytes = self.ip_bytes.zip(r.ip_bytes).map(|(a, b)| a + b);
+        self.ipis = self.ipis.zip(r.ipis).map(|(a, b)| a + b);
         self.publisher_lag
             .add(&r.publisher_lag)
             .map_err(|e| anyhow!("{e}"))?;
@@ -92,6 +95,8 @@ struct Row<'a> {
     relay_segments_per_delivery: Option<f64>,
     /// IP bytes the host sent per delivery.
     bytes_per_delivery: Option<f64>,
+    /// Inter-processor interrupts the host took per delivery.
+    ipis_per_delivery: Option<f64>,
     /// p99 of how late the publisher's sends completed (µs).
     publisher_lag_p99: f64,
 }
@@ -113,6 +118,7 @@ impl<'a> Row<'a> {
             segments_per_delivery: t.segments.map(|s| s as f64 / received),
             relay_segments_per_delivery: t.relay_segments.map(|s| s as f64 / received),
             bytes_per_delivery: t.ip_bytes.map(|b| b as f64 / received),
+            ipis_per_delivery: t.ipis.map(|i| i as f64 / received),
             publisher_lag_p99: percentiles_us(&t.publisher_lag)[2],
         }
     }
@@ -133,8 +139,11 @@ impl<'a> Row<'a> {
         let relay_segs = self
             .relay_segments_per_delivery
             .map_or("null".to_owned(), |s| format!("{s:.3}"));
+        let ipis = self
+            .ipis_per_delivery
+            .map_or("null".to_owned(), |i| format!("{i:.4}"));
         format!(
-            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"publisher_lag_p99_us":{:.1}}}"#,
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"ipis_per_delivery":{ipis},"publisher_lag_p99_us":{:.1}}}"#,
             self.label,
             self.rate,
             p[0],
@@ -222,6 +231,7 @@ pub(super) fn report(
             "segs/delivery",
             "relay segs",
             "wire B/delivery",
+            "IPIs/delivery",
             "pub lag p99 us",
         ]);
         for (m, mode) in modes.iter().enumerate() {
@@ -250,6 +260,8 @@ pub(super) fn report(
                     .map_or("-".into(), |s| format!("{s:.3}")),
                 row.bytes_per_delivery
                     .map_or("-".into(), |b| format!("{b:.0}")),
+                row.ipis_per_delivery
+                    .map_or("-".into(), |i| format!("{i:.4}")),
                 format!("{:.1}", row.publisher_lag_p99),
             ]);
             table.row(&row.label, &t.latency, &extra);
