@@ -148,6 +148,79 @@ pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Runs `drain_connections` on a ring with `live` connections that close after
+    /// `close_after` (never, if `None`), bound `grace`; returns how long it took and
+    /// what it logged.
+    fn drain(live: usize, close_after: Option<Duration>, grace: Duration) -> (Duration, String) {
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let took = tracing::subscriber::with_default(subscriber, || {
+            crate::io::ring::Ring::new().unwrap().block_on(async {
+                let live = std::rc::Rc::new(Cell::new(live));
+                if let Some(after) = close_after {
+                    let l = std::rc::Rc::clone(&live);
+                    rt::spawn(async move {
+                        rt::sleep(after).await;
+                        l.set(0);
+                    });
+                }
+                let start = Instant::now();
+                drain_connections(&live, grace).await;
+                start.elapsed()
+            })
+        });
+        let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        (took, text)
+    }
+
+    #[test]
+    fn connections_open_at_the_bound_are_cut_and_counted_in_a_warning() {
+        let (took, log) = drain(3, None, Duration::from_millis(60));
+        assert!(
+            took >= Duration::from_millis(60),
+            "returned before the bound: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "held past the bound: {took:?}"
+        );
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("left=3"), "{log}");
+        assert!(
+            log.contains("connections still open after 60ms are cut"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_drain_that_ends_in_time_returns_at_once_and_says_nothing() {
+        let (took, log) = drain(2, Some(Duration::from_millis(20)), Duration::from_secs(5));
+        assert!(
+            took < Duration::from_secs(1),
+            "waited for the bound: {took:?}"
+        );
+        assert!(log.is_empty(), "{log}");
+        let (_, log) = drain(0, None, Duration::from_secs(5));
+        assert!(log.is_empty(), "{log}");
+    }
 
     #[test]
     fn port_zero_shares_one_port() {
