@@ -100,6 +100,11 @@ fn feed_and_ring_settings_are_checked_with_clear_errors() {
         ),
         ("feedheader", feed("headers = { \"X-Key\" = \"a\\r\\nEvil: 1\" }"), "CR, LF or NUL"),
         ("ring", "ring_entries = 100\n".to_owned(), "must be a power of two"),
+        (
+            "files",
+            "ring_registered_files = 65537\n".to_owned(),
+            "field `ring_registered_files`: must be at most 65536",
+        ),
         ("sqpoll", "sqpoll = true\nsqpoll_idle_ms = 0\n".to_owned(), "sqpoll_idle_ms"),
         (
             "hold",

@@ -177,6 +177,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Submission queue entries of each worker's ring (a power of two).
     pub ring_entries: u32,
+    /// Slots in each worker's registered file table (`io::ring::files`): sockets named
+    /// by slot skip the kernel's descriptor lookup per operation; beyond it, plain
+    /// descriptors. 0: no table.
+    pub ring_registered_files: u32,
     /// A kernel thread polls each worker's submission queue (SQPOLL): no syscall to
     /// submit while it polls, but it burns a CPU. See tuning/RESULTS.md before use.
     pub sqpoll: bool,
@@ -253,6 +257,7 @@ impl Default for Config {
             metrics_on_data_port: false,
             metrics_listen: None,
             ring_entries: crate::io::ring::RING_ENTRIES,
+            ring_registered_files: crate::io::ring::files::FIXED_FILES,
             sqpoll: false,
             sqpoll_idle_ms: 1_000,
             sqpoll_cpus: Vec::new(),
@@ -373,6 +378,7 @@ impl Config {
                 n => Some(self.sqpoll_cpus[i % n] as u32),
             },
             max_hold: Duration::from_micros(self.saturated_write_hold_us.into()),
+            fixed_files: self.ring_registered_files,
         }
     }
 

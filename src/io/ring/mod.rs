@@ -27,6 +27,7 @@
 
 mod context;
 pub mod deadline;
+pub mod files;
 pub mod net;
 pub mod op;
 pub mod pacing;
@@ -100,6 +101,9 @@ pub struct RingOptions {
     /// While the ring is saturated, a pass of writes waits up to this long so each
     /// write carries more frames ([`pacing`]); zero: never.
     pub max_hold: Duration,
+    /// Slots in the ring's registered file table ([`files`]); zero: none, every
+    /// socket is named by its descriptor. Ignored with SQPOLL.
+    pub fixed_files: u32,
 }
 
 impl RingOptions {
@@ -109,6 +113,14 @@ impl RingOptions {
         if !self.entries.is_power_of_two() || self.entries > 32_768 {
             let why = format!("must be a power of two in 1..=32768, got {}", self.entries);
             return Err(("ring_entries", why));
+        }
+        if self.fixed_files > files::MAX_FIXED_FILES {
+            let why = format!(
+                "must be at most {}, got {}",
+                files::MAX_FIXED_FILES,
+                self.fixed_files
+            );
+            return Err(("ring_registered_files", why));
         }
         if self.sqpoll_idle_ms == Some(0) {
             return Err(("sqpoll_idle_ms", "must be positive".into()));
@@ -132,6 +144,7 @@ impl Default for RingOptions {
             sqpoll_idle_ms: None,
             sqpoll_cpu: None,
             max_hold: Duration::ZERO,
+            fixed_files: files::FIXED_FILES,
         }
     }
 }
@@ -155,6 +168,10 @@ pub(crate) struct Inner {
     now: Cell<Instant>,
     /// Whether the next pass of writes waits (see [`pacing`]).
     pacing: RefCell<Pacing>,
+    /// Tells this ring from others (a registered file's slot is only good here).
+    id: u64,
+    /// The registered file table ([`files`]).
+    files: RefCell<files::FileTable>,
 }
 
 impl Inner {
@@ -218,6 +235,11 @@ impl Inner {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
                 _ => tracing::error!(error = %e, "io_uring_enter failed"),
             }
+        }
+        drop(uring);
+        // Emptied file slots can be given again once no queued entry can name them.
+        if self.files.borrow().cooling() && self.uring.borrow_mut().submission().is_empty() {
+            self.files.borrow_mut().submitted();
         }
     }
 
@@ -338,6 +360,10 @@ impl Ring {
     pub fn with_options(options: &RingOptions) -> Result<Ring, IoError> {
         let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         let uring = build(options)?;
+        let files = match options.sqpoll_idle_ms {
+            None => files::FileTable::new(&uring, options.fixed_files),
+            Some(_) => files::FileTable::default(),
+        };
         // Blocking: a ring read of a non-blocking file fails with EAGAIN instead of
         // waiting. A write blocks only if the counter would pass 2^64 - 2.
         // SAFETY: eventfd(2) with valid flags; the result is checked.
@@ -363,6 +389,8 @@ impl Ring {
             eventfd_armed: Cell::new(false),
             now: Cell::new(Instant::now()),
             pacing: RefCell::new(Pacing::new(options.max_hold, Instant::now())),
+            id: files::next_ring_id(),
+            files: RefCell::new(files),
         });
         Ok(Ring { inner })
     }

@@ -5,6 +5,7 @@
 //! that is why these functions take and return `Vec<u8>` and [`WriteBatch`]. Reads go
 //! into a buffer's spare capacity, never zero-filled.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -13,13 +14,17 @@ use bytes::Bytes;
 use io_uring::{opcode, types::Fd};
 use socket2::SockAddr;
 
+use super::files::{self, FileSlot};
 use super::op::Op;
 
 /// A connected TCP socket driven by the ring. Closing it shuts it down first, so an
-/// operation still in flight on it ends instead of waiting for a peer.
+/// operation still in flight on it ends instead of waiting for a peer. Its reads and
+/// writes name it by a slot in the ring's registered file table when there is one
+/// ([`files`]).
 #[derive(Debug)]
 pub struct TcpStream {
     fd: OwnedFd,
+    pub(super) slot: Cell<FileSlot>,
 }
 
 /// A listening TCP socket driven by the ring.
@@ -44,6 +49,9 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         // SAFETY: shutdown(2) on a descriptor we own; failure (already shut) is fine.
         unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        // The table's reference goes before the descriptor, so closing it closes the
+        // socket.
+        files::release(&self.slot);
     }
 }
 
@@ -58,7 +66,19 @@ fn result(res: i32) -> io::Result<usize> {
 impl TcpStream {
     /// Takes a connected std socket.
     pub fn from_std(s: std::net::TcpStream) -> TcpStream {
-        TcpStream { fd: s.into() }
+        TcpStream::from_owned(s.into())
+    }
+
+    fn from_owned(fd: OwnedFd) -> TcpStream {
+        TcpStream {
+            fd,
+            slot: Cell::new(FileSlot::Untried),
+        }
+    }
+
+    /// How an operation names this socket on this thread's ring (see [`files`]).
+    fn target(&self) -> (Fd, io_uring::squeue::Flags) {
+        files::target(&self.slot, self.fd.as_raw_fd())
     }
 
     /// Sets `TCP_NODELAY`.
@@ -112,10 +132,8 @@ impl TcpListener {
         // the listener outlives the op (it is borrowed for the await).
         let (res, addr) = unsafe { Op::submit(entry, addr) }.yields_fd().await;
         let fd = result(res)? as RawFd;
-        let stream = TcpStream {
-            // SAFETY: a successful accept returns a new descriptor that nothing else owns.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        };
+        // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+        let stream = TcpStream::from_owned(unsafe { OwnedFd::from_raw_fd(fd) });
         // SAFETY: the kernel filled `len` bytes of the storage with the peer's address.
         let peer = unsafe { SockAddr::new(addr.storage, addr.len) };
         let peer = peer
@@ -138,9 +156,7 @@ pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         socket2::Type::STREAM.cloexec(),
         Some(socket2::Protocol::TCP),
     )?;
-    let stream = TcpStream {
-        fd: OwnedFd::from(socket),
-    };
+    let stream = TcpStream::from_owned(OwnedFd::from(socket));
     let addr = Box::new(SockAddr::from(addr));
     let entry =
         opcode::Connect::new(Fd(stream.as_raw_fd()), addr.as_ptr().cast(), addr.len()).build();
@@ -176,13 +192,11 @@ async fn recv_append(
     }
     // SAFETY: the pointer is to `spare` bytes of the Vec's allocation past its length.
     let at = unsafe { buf.as_mut_ptr().add(len) };
-    let entry = opcode::Recv::new(
-        Fd(stream.as_raw_fd()),
-        at,
-        spare.min(u32::MAX as usize) as u32,
-    )
-    .flags(flags)
-    .build();
+    let (fd, fixed) = stream.target();
+    let entry = opcode::Recv::new(fd, at, spare.min(u32::MAX as usize) as u32)
+        .flags(flags)
+        .build()
+        .flags(fixed);
     // SAFETY: the buffer is owned by the op until it completes (its heap memory does
     // not move with it); the stream is borrowed for the await.
     let (res, mut buf) = unsafe { Op::submit(entry, buf) }.await;
@@ -202,13 +216,11 @@ pub async fn write_all(stream: &TcpStream, mut buf: Vec<u8>) -> (io::Result<()>,
     let mut at = 0;
     while at < buf.len() {
         let rest = &buf[at..];
-        let entry = opcode::Send::new(
-            Fd(stream.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len().min(u32::MAX as usize) as u32,
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build();
+        let (fd, fixed) = stream.target();
+        let entry = opcode::Send::new(fd, rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .flags(fixed);
         // SAFETY: as for `read_append`: the op owns the buffer until it completes.
         let (res, back) = unsafe { Op::submit(entry, buf) }.await;
         buf = back;
@@ -268,13 +280,14 @@ impl WriteBatch {
 /// `IORING_OP_SEND`, which skips the kernel's copy of a `msghdr` and of an `iovec`
 /// array; more frames as one `IORING_OP_SENDMSG`.
 fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> Op<WriteBatch> {
-    let fd = Fd(stream.as_raw_fd());
+    let (fd, fixed) = stream.target();
     let flags = libc::MSG_NOSIGNAL;
     if let [frame] = batch.frames.as_slice() {
         let len = frame.len().min(u32::MAX as usize) as u32;
         let entry = opcode::Send::new(fd, frame.as_ptr(), len)
             .flags(flags)
-            .build();
+            .build()
+            .flags(fixed);
         // SAFETY: the frame's bytes are behind a `Bytes` in `batch` (heap memory that
         // does not move with it), which the op owns until the completion arrives.
         return unsafe { Op::submit(entry, batch) };
@@ -290,7 +303,8 @@ fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> Op<WriteBatch> {
     batch.msg.msg_iovlen = batch.iovs.len();
     let entry = opcode::SendMsg::new(fd, &*batch.msg)
         .flags(flags as u32)
-        .build();
+        .build()
+        .flags(fixed);
     // SAFETY: the msghdr, the iovecs it points to and the frames they point to live in
     // `batch` (heap memory that does not move with it), which the op owns until the
     // completion arrives.
