@@ -340,9 +340,9 @@ fn check(config: Option<&std::path::Path>, root: &std::path::Path) -> ExitCode {
         ring: fs
             .is_live()
             .then(|| ring::probe().map_err(|e| e.to_string())),
-        nofile: feedrelay::io::worker::fd_limits(),
+        nofile: feedrelay::io::limits::fd_limits(),
         max_connections: config.max_connections as u64,
-        memlock: feedrelay::io::worker::memlock_limit(),
+        memlock: feedrelay::io::limits::memlock_limit(),
         ring_bytes: config.workers.unwrap_or(config.cores.as_ref().map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             Vec::len,

@@ -40,7 +40,7 @@ fn closed_by_relay(s: &mut TcpStream, within: Duration) -> bool {
 
 #[test]
 fn a_flood_from_one_address_leaves_the_others_served() {
-    feedrelay::io::worker::raise_fd_limit(8192);
+    feedrelay::io::limits::raise_fd_limit(8192);
     let server = Server::relay(&["--workers", "2"], Some(CAPS));
     let addr = server.addr;
     let flooder = ip("127.0.0.1");
@@ -166,7 +166,7 @@ fn a_connection_held_past_the_timeout_is_closed_and_counted() {
 /// may have under way: each is held for a slot and served in turn, none closed.
 #[test]
 fn a_burst_from_one_address_is_served_in_turn_not_cut() {
-    feedrelay::io::worker::raise_fd_limit(8192);
+    feedrelay::io::limits::raise_fd_limit(8192);
     let server = Server::relay(&["--workers", "2"], None);
     let addr = server.addr;
     let start = Instant::now();
@@ -197,7 +197,7 @@ fn a_burst_from_one_address_is_served_in_turn_not_cut() {
 /// goes to the source holding fewest.
 #[test]
 fn sixteen_addresses_cannot_fill_the_pending_budget_for_everyone() {
-    feedrelay::io::worker::raise_fd_limit(8192);
+    feedrelay::io::limits::raise_fd_limit(8192);
     let caps = "max_pending_handshakes = 128\nmax_pending_per_address = 8\nmax_connections_per_address = 16\nhandshake_timeout_ms = 5000\nmetrics_on_data_port = true\n";
     let server = Server::relay(&["--workers", "2"], Some(caps));
     let addr = server.addr;

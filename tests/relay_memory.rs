@@ -22,18 +22,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, owned rlimit.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
+    let hard = feedrelay::io::limits::fd_limits().1;
+    feedrelay::io::limits::raise_fd_limit(hard);
     assert!(
-        lim.rlim_max as usize > SUBSCRIBERS + 100,
+        hard as usize > SUBSCRIBERS + 100,
         "need an open-file limit above {SUBSCRIBERS}"
     );
 }

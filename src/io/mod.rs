@@ -30,6 +30,7 @@ pub mod driver;
 pub mod error;
 pub mod http;
 pub mod idle;
+pub mod limits;
 pub mod listener;
 pub mod local;
 pub mod nats;

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::io::http::Reply;
+use crate::io::limits::raise_fd_limit;
 use crate::io::listener::bind_reuseport_with;
 use crate::io::offload::Offload;
 use crate::io::shutdown::{self, Shutdown};
 use crate::io::sockopt::SocketOptions;
-use crate::io::worker::{raise_fd_limit, run_workers_with, CoreMap};
+use crate::io::worker::{run_workers_with, CoreMap};
 use crate::io::{http, ring, IoError};
 use crate::metrics::admin::subscribers_json;
 use crate::metrics::collector::{Collector, MetricsError};

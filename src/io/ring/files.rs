@@ -65,8 +65,8 @@ impl FileTable {
     /// Sets up a sparse table of up to `want` slots on `uring` (fewer if the
     /// descriptor limit is lower); none if the kernel refuses.
     pub(super) fn new(uring: &IoUring, want: u32) -> FileTable {
-        let limit = soft_nofile_limit();
-        let capacity = want.min(limit);
+        let soft = crate::io::limits::fd_limits().0;
+        let capacity = want.min(soft.min(u64::from(u32::MAX)) as u32);
         if capacity == 0 {
             return FileTable::default();
         }
@@ -131,19 +131,6 @@ impl FileTable {
     pub(super) fn in_use(&self) -> u32 {
         self.next - (self.free.len() + self.cooling.len()) as u32
     }
-}
-
-/// The process's soft limit on open descriptors (a table may not be larger).
-fn soft_nofile_limit() -> u32 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; the result is checked.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    lim.rlim_cur.min(u64::from(u32::MAX)) as u32
 }
 
 /// How an operation on `fd` names it on this thread's ring: by its slot (registering
