@@ -107,16 +107,9 @@ pub struct LoadResult {
     /// TCP segments the relay sent to the subscribers during the measured window,
     /// counted exactly by the subscribers' sockets (`TCP_INFO`), whatever the relay.
     pub relay_segments: Option<u64>,
-    /// TCP segments the host sent during the measured window (every socket: the
-    /// relay's deliveries, the publisher's sends, acknowledgements).
-    pub tcp_segments: Option<u64>,
-    /// IP bytes the host sent during the measured window (likewise every socket,
-    /// headers included): what compression saves shows here.
-    pub ip_bytes: Option<u64>,
-    /// Inter-processor (function-call) interrupts every CPU took during the measured
-    /// window: with loopback's receive steered to another core, what handing segments
-    /// to it cost the senders (see [`super::procfs::function_call_interrupts`]).
-    pub ipis: Option<u64>,
+    /// What the host's own counters gained during the measured window (TCP segments,
+    /// IP bytes, inter-processor interrupts; every socket, not the relay's alone).
+    pub host: HostCounters,
     /// Wall time of the measured window.
     pub elapsed: Duration,
 }
@@ -282,9 +275,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },
-        tcp_segments: host.tcp_segments,
-        ip_bytes: host.ip_bytes,
-        ipis: host.ipis,
+        host,
         elapsed,
     })
 }

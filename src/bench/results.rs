@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use super::args::{BenchArgs, Payload, Variant};
 use super::load::LoadResult;
 use super::plot::{write_curve_svg, write_svg, Curve};
-use super::procfs::CpuTimes;
+use super::procfs::{CpuTimes, HostCounters};
 use crate::metrics::percentiles::{percentiles_us, PercentileTable};
 
 /// One variant's results at one rate, summed over rounds.
@@ -25,9 +25,7 @@ pub(super) struct Totals {
     pub(super) cpu: CpuTimes,
     pub(super) relay_segments: Option<u64>,
     pub(super) wall: Duration,
-    pub(super) segments: Option<u64>,
-    pub(super) ip_bytes: Option<u64>,
-    pub(super) ipis: Option<u64>,
+    pub(super) host: HostCounters,
     pub(super) publisher_lag: Histogram<u64>,
 }
 
@@ -44,9 +42,7 @@ impl Totals {
             cpu: r.relay_cpu.unwrap_or_default(),
             relay_segments: r.relay_segments,
             wall: r.elapsed,
-            segments: r.tcp_segments,
-            ip_bytes: r.ip_bytes,
-            ipis: r.ipis,
+            host: r.host,
             publisher_lag: r.publisher_lag,
         }
     }
@@ -65,9 +61,7 @@ impl Totals {
             .zip(r.relay_segments)
             .map(|(a, b)| a + b);
         self.wall += r.elapsed;
-        self.segments = self.segments.zip(r.tcp_segments).map(|(a, b)| a + b);
-        self.ip_bytes = self.ip_bytes.zip(r.ip_bytes).map(|(a, b)| a + b);
-        self.ipis = self.ipis.zip(r.ipis).map(|(a, b)| a + b);
+        self.host = self.host.plus(r.host);
         self.publisher_lag
             .add(&r.publisher_lag)
             .map_err(|e| anyhow!("{e}"))?;
@@ -115,10 +109,10 @@ impl<'a> Row<'a> {
             cpu_ns_per_delivery: t.cpu.total().as_nanos() as f64 / received,
             user_ns_per_delivery: t.cpu.user.as_nanos() as f64 / received,
             sys_ns_per_delivery: t.cpu.sys.as_nanos() as f64 / received,
-            segments_per_delivery: t.segments.map(|s| s as f64 / received),
+            segments_per_delivery: t.host.tcp_segments.map(|s| s as f64 / received),
             relay_segments_per_delivery: t.relay_segments.map(|s| s as f64 / received),
-            bytes_per_delivery: t.ip_bytes.map(|b| b as f64 / received),
-            ipis_per_delivery: t.ipis.map(|i| i as f64 / received),
+            bytes_per_delivery: t.host.ip_bytes.map(|b| b as f64 / received),
+            ipis_per_delivery: t.host.ipis.map(|i| i as f64 / received),
             publisher_lag_p99: percentiles_us(&t.publisher_lag)[2],
         }
     }
