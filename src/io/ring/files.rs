@@ -76,7 +76,13 @@ impl FileTable {
                 ..FileTable::default()
             },
             Err(e) => {
-                tracing::debug!(error = %e, "no registered file table: plain descriptors");
+                // Asked for (the default) and refused: the operator should know the
+                // setting has no effect (every socket op then looks its descriptor up).
+                tracing::warn!(
+                    error = %e,
+                    slots = capacity,
+                    "the kernel refused a registered file table: ring_registered_files has no effect, sockets use plain descriptors"
+                );
                 FileTable::default()
             }
         }
