@@ -107,6 +107,10 @@ fn bench_spawned_relay_json_and_hlog_agree() {
     // Host-wide (every process's), so only its presence and sign say anything here.
     let ipis = field_as::<f64>(&j, "ipis_per_delivery");
     assert!(ipis >= 0.0, "IPIs per delivery: {j}");
+    // The generator's cores (unpinned here: every CPU) are known, as a share. Tick
+    // sampled, so a light one-second run may show none of the little it did.
+    let gen = field_as::<f64>(&j, "generator_busy_percent");
+    assert!((0.0..=100.0).contains(&gen), "generator busy: {j}");
     let decoded = Command::new(python())
         .arg(script("hlog_counts.py"))
         .arg(&hlog)

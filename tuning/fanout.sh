@@ -13,8 +13,9 @@
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
 # per delivery (ns, /proc/PID/stat), the relay's TCP segments per delivery (counted by
-# the subscribers' own sockets, TCP_INFO), deliveries lost. Ratios are feedrelay over
-# the baseline.
+# the subscribers' own sockets, TCP_INFO), host IPIs per delivery, how busy the
+# generator's cores were (%, /proc/stat: near 100 its own queueing is in the latency),
+# deliveries lost. Ratios are feedrelay over the baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/fanout}"

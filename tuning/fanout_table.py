@@ -34,6 +34,7 @@ COLS = [
     ("CPU ns", "cpu_ns_per_delivery", "{:.0f}"),
     ("segs", "relay_segments_per_delivery", "{:.3f}"),
     ("IPIs", "ipis_per_delivery", "{:.4f}"),
+    ("gen busy %", "generator_busy_percent", "{:.0f}"),
     ("lost", "lost", "{:.0f}"),
 ]
 

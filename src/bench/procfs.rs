@@ -1,5 +1,6 @@
 //! What /proc says: a process's CPU time (user and system apart), the host's TCP
-//! segments sent and its inter-processor interrupts, for per-delivery figures.
+//! segments sent and its inter-processor interrupts, for per-delivery figures; and how
+//! busy the generator's own cores were, to tell a relay's latency from the generator's.
 
 use std::time::Duration;
 
@@ -75,16 +76,30 @@ pub struct HostCounters {
     /// ([`function_call_interrupts`]): with loopback's receive steered to another
     /// core, what handing segments to it cost the senders.
     pub ipis: Option<u64>,
+    /// Busy ticks of the cores the generator may run on ([`own_cores_ticks`]).
+    pub generator_busy: Option<u64>,
+    /// All ticks of those cores, busy or idle.
+    pub generator_ticks: Option<u64>,
 }
 
 impl HostCounters {
     /// The counters now (each `None` where /proc does not have it).
     pub fn read() -> HostCounters {
+        let cores = own_cores_ticks();
         HostCounters {
             tcp_segments: tcp_out_segments(),
             ip_bytes: ip_out_octets(),
             ipis: function_call_interrupts(),
+            generator_busy: cores.map(|(busy, _)| busy),
+            generator_ticks: cores.map(|(_, all)| all),
         }
+    }
+
+    /// How busy the generator's cores were, in percent (`None` if /proc/stat could not
+    /// tell, or no time passed).
+    pub fn generator_busy_percent(&self) -> Option<f64> {
+        let (busy, all) = (self.generator_busy?, self.generator_ticks?);
+        (all > 0).then(|| 100.0 * busy as f64 / all as f64)
     }
 
     /// What each counter gained since `before` (`None` where either end is missing).
@@ -103,8 +118,54 @@ impl HostCounters {
             tcp_segments: both(self.tcp_segments, o.tcp_segments),
             ip_bytes: both(self.ip_bytes, o.ip_bytes),
             ipis: both(self.ipis, o.ipis),
+            generator_busy: both(self.generator_busy, o.generator_busy),
+            generator_ticks: both(self.generator_ticks, o.generator_ticks),
         }
     }
+}
+
+/// Busy and total time, in ticks, of the CPUs the calling thread may run on: the
+/// generator's cores, once `--bench-cores` has pinned it (every CPU otherwise). Busy is
+/// everything but idle and I/O wait, so the softirq work of the segments it receives
+/// counts, and so does time a hypervisor gave to others (`steal`): in both the core was
+/// not the generator's to use. A core near 100% busy means the generator queues
+/// messages itself, and its latency is then in every variant's figures.
+pub fn own_cores_ticks() -> Option<(u64, u64)> {
+    let cpus: Vec<usize> = core_affinity::get_core_ids()?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    cores_ticks_in(&std::fs::read_to_string("/proc/stat").ok()?, &cpus)
+}
+
+/// Busy and total ticks of `cpus` in a /proc/stat text; `None` unless every one of
+/// them has a line.
+fn cores_ticks_in(text: &str, cpus: &[usize]) -> Option<(u64, u64)> {
+    let (mut busy, mut all, mut found) = (0u64, 0u64, 0usize);
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields
+            .next()
+            .and_then(|label| label.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if !cpus.contains(&cpu) {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let ticks: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+        busy += total.saturating_sub(idle);
+        all += total;
+        found += 1;
+    }
+    (found > 0 && found == cpus.len()).then_some((busy, all))
 }
 
 /// TCP segments this host has sent (`OutSegs` in /proc/net/snmp), all sockets, all
@@ -170,11 +231,13 @@ mod tests {
             tcp_segments: Some(10),
             ip_bytes: None,
             ipis: Some(5),
+            ..HostCounters::default()
         };
         let after = HostCounters {
             tcp_segments: Some(25),
             ip_bytes: Some(100),
             ipis: Some(4),
+            ..HostCounters::default()
         };
         let gained = after.since(before);
         assert_eq!(gained.tcp_segments, Some(15));
@@ -224,6 +287,31 @@ mod tests {
         );
         // This host's own (x86 and arm64 kernels both have the row).
         assert!(function_call_interrupts().is_some());
+    }
+
+    #[test]
+    fn busy_time_of_the_generator_cores_only() {
+        let text = "cpu  100 0 50 800 10 0 5 0 0 0\n\
+                    cpu0 60 0 30 0 0 0 5 5 0 0\n\
+                    cpu1 40 0 20 800 10 0 0 0 0 0\n\
+                    intr 12345\n";
+        // cpu1: 60 busy of 870 (idle and I/O wait are not busy).
+        assert_eq!(cores_ticks_in(text, &[1]), Some((60, 870)));
+        // cpu0: softirq and steal count as busy, the aggregate `cpu` line is not a core.
+        assert_eq!(cores_ticks_in(text, &[0]), Some((100, 100)));
+        assert_eq!(cores_ticks_in(text, &[0, 1]), Some((160, 970)));
+        assert_eq!(cores_ticks_in(text, &[2]), None, "a core with no line");
+        assert_eq!(cores_ticks_in(text, &[1, 2]), None, "not every core known");
+        let c = HostCounters {
+            generator_busy: Some(45),
+            generator_ticks: Some(50),
+            ..HostCounters::default()
+        };
+        assert_eq!(c.generator_busy_percent(), Some(90.0));
+        assert_eq!(HostCounters::default().generator_busy_percent(), None);
+        // This host's own.
+        let (busy, all) = own_cores_ticks().unwrap();
+        assert!(all > 0 && busy <= all);
     }
 
     #[test]
