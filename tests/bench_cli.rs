@@ -220,3 +220,28 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
         .expect("run bench");
     assert!(!out.status.success());
 }
+
+/// With `--seq` each message arrives in the relay's envelope: the generator finds it
+/// there and counts every delivery (a message it cannot read is not counted).
+#[test]
+fn bench_reads_messages_inside_the_sequence_envelope() {
+    let dir = common::TempDir::new("bench-seq");
+    let json = dir.join("seq.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .args(["bench", "--spawn", "--seq"])
+        .args(short_run(2))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run bench");
+    common::succeeded(&out);
+    let all = std::fs::read_to_string(&json).expect("json written");
+    let j = row(&all, "park");
+    assert!(field(j, "expected") > 0, "{j}");
+    assert_eq!(field(j, "received"), field(j, "expected"), "{j}");
+    assert_eq!(
+        (field(j, "lost"), field(j, "reordered")),
+        (0, 0),
+        "the relay's sequence read as the generator's: {j}"
+    );
+}
