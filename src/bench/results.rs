@@ -300,17 +300,33 @@ pub(super) fn report(
             json_rows.push(row.json());
         }
         say(&table.render());
-        if !saturated.is_empty() {
-            say(&format!(
-                "note: the generator's cores were at least {GENERATOR_BUSY_WARN_PCT:.0}% busy during {}: its own queueing is in these latencies (give it more cores, or its own: --bench-cores)",
-                saturated.join(", ")
-            ));
+        if let Some(note) = generator_note(a.bench_cores.is_some(), &saturated) {
+            say(&note);
         }
     }
     if rates.len() > 1 {
         say(&capacity_lines(modes, &capacity));
     }
     write_outputs(a, modes, rates, totals, &curves, &json_rows, say)
+}
+
+/// The note under a table whose variants (`saturated`, with their busy share) kept the
+/// generator's cores at least [`GENERATOR_BUSY_WARN_PCT`] busy; none if no variant did.
+fn generator_note(bench_pinned: bool, saturated: &[String]) -> Option<String> {
+    if saturated.is_empty() {
+        return None;
+    }
+    // Unpinned, the generator may run on every CPU, so its "cores" are the host's and
+    // their busy time is the relay's too.
+    let whose = if bench_pinned {
+        "the generator's cores (--bench-cores)"
+    } else {
+        "every CPU (the generator is not pinned, so this counts the relay too)"
+    };
+    Some(format!(
+        "note: {whose} were at least {GENERATOR_BUSY_WARN_PCT:.0}% busy during {}: the generator's own queueing is in these latencies (give it cores of its own: --bench-cores)",
+        saturated.join(", ")
+    ))
 }
 
 /// Capacity per core of each variant, and its ratio to the baseline's.
@@ -368,4 +384,27 @@ fn write_outputs(
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_note_names_the_variants_and_whose_cores() {
+        assert_eq!(
+            generator_note(true, &[]),
+            None,
+            "no note when none saturated"
+        );
+        let pinned = generator_note(true, &["park (91%)".to_owned()]).unwrap();
+        assert!(
+            pinned.contains("generator's cores (--bench-cores)"),
+            "{pinned}"
+        );
+        assert!(pinned.contains("during park (91%)"), "{pinned}");
+        let unpinned = generator_note(false, &["a (85%)".into(), "b (99%)".into()]).unwrap();
+        assert!(unpinned.contains("every CPU"), "{unpinned}");
+        assert!(unpinned.contains("during a (85%), b (99%)"), "{unpinned}");
+    }
 }
