@@ -35,6 +35,20 @@ fn row<'a>(json: &'a str, variant: &str) -> &'a str {
 
 /// A one-second run at 1,000 msg/s to `subs` subscribers after half a second's
 /// warm-up: long enough to measure, short enough for the suite.
+/// Runs `feedrelay bench` with `args` and `--json JSON`; the rows it wrote (the run must
+/// succeed).
+fn bench_rows(args: &[std::ffi::OsString], json: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("run bench");
+    common::succeeded(&out);
+    std::fs::read_to_string(json).expect("json written")
+}
+
 fn short_run(subs: usize) -> Vec<String> {
     [
         "--rate",
@@ -191,21 +205,17 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
     )
     .unwrap();
     std::fs::write(dir.join("plain.toml"), "# defaults\n").unwrap();
-    let json = dir.join("tls.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args(["bench", "--spawn", "--relay-config"])
-        .arg(format!("plain={}", dir.join("plain.toml").display()))
-        .arg("--relay-config")
-        .arg(format!("tls={}", dir.join("tls.toml").display()))
-        .arg("--ca")
-        .arg(&certs.ca)
-        .args(short_run(3))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run bench");
-    common::succeeded(&out);
-    let all = std::fs::read_to_string(&json).expect("json written");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--spawn".into(),
+        "--relay-config".into(),
+        format!("plain={}", dir.join("plain.toml").display()).into(),
+        "--relay-config".into(),
+        format!("tls={}", dir.join("tls.toml").display()).into(),
+        "--ca".into(),
+        certs.ca.clone().into(),
+    ];
+    args.extend(short_run(3).into_iter().map(Into::into));
+    let all = bench_rows(&args, &dir.join("tls.json"));
     for variant in ["park-plain", "park-tls"] {
         let row = row(&all, variant);
         assert_eq!(field(row, "received"), field(row, "expected"), "{row}");
@@ -226,16 +236,13 @@ fn bench_compares_a_tls_relay_with_a_plain_one() {
 #[test]
 fn bench_reads_messages_inside_the_sequence_envelope() {
     let dir = common::TempDir::new("bench-seq");
-    let json = dir.join("seq.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_feedrelay"))
-        .args(["bench", "--spawn", "--seq"])
-        .args(short_run(2))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run bench");
-    common::succeeded(&out);
-    let all = std::fs::read_to_string(&json).expect("json written");
+    let args: Vec<std::ffi::OsString> = ["--spawn", "--seq"]
+        .into_iter()
+        .map(String::from)
+        .chain(short_run(2))
+        .map(Into::into)
+        .collect();
+    let all = bench_rows(&args, &dir.join("seq.json"));
     let j = row(&all, "park");
     assert!(field(j, "expected") > 0, "{j}");
     assert_eq!(field(j, "received"), field(j, "expected"), "{j}");
