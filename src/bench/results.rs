@@ -145,21 +145,11 @@ impl<'a> Row<'a> {
 
     fn json(&self) -> String {
         let (t, p) = (self.t, &self.p);
-        let segs = self
-            .segments_per_delivery
-            .map_or("null".to_owned(), |s| format!("{s:.3}"));
-        let bytes = self
-            .bytes_per_delivery
-            .map_or("null".to_owned(), |b| format!("{b:.1}"));
-        let relay_segs = self
-            .relay_segments_per_delivery
-            .map_or("null".to_owned(), |s| format!("{s:.3}"));
-        let ipis = self
-            .ipis_per_delivery
-            .map_or("null".to_owned(), |i| format!("{i:.4}"));
-        let gen = self
-            .generator_busy_pct
-            .map_or("null".to_owned(), |g| format!("{g:.1}"));
+        let segs = or_absent(self.segments_per_delivery, 3, "null");
+        let bytes = or_absent(self.bytes_per_delivery, 1, "null");
+        let relay_segs = or_absent(self.relay_segments_per_delivery, 3, "null");
+        let ipis = or_absent(self.ipis_per_delivery, 4, "null");
+        let gen = or_absent(self.generator_busy_pct, 1, "null");
         format!(
             r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"ipis_per_delivery":{ipis},"publisher_lag_p99_us":{:.1},"generator_busy_percent":{gen}}}"#,
             self.label,
@@ -184,6 +174,12 @@ impl<'a> Row<'a> {
             self.publisher_lag_p99
         )
     }
+}
+
+/// `v` with `digits` decimals, or `absent` (`null` in JSON, `-` in a table) when the
+/// figure could not be read.
+fn or_absent(v: Option<f64>, digits: usize, absent: &str) -> String {
+    v.map_or_else(|| absent.to_owned(), |v| format!("{v:.digits$}"))
 }
 
 /// The cores a variant's relay ran on, for capacity per core.
@@ -274,17 +270,12 @@ pub(super) fn report(
                 format!("{:.0}", row.cpu_ns_per_delivery),
                 format!("{:.0}", row.user_ns_per_delivery),
                 format!("{:.0}", row.sys_ns_per_delivery),
-                row.segments_per_delivery
-                    .map_or("-".into(), |s| format!("{s:.3}")),
-                row.relay_segments_per_delivery
-                    .map_or("-".into(), |s| format!("{s:.3}")),
-                row.bytes_per_delivery
-                    .map_or("-".into(), |b| format!("{b:.0}")),
-                row.ipis_per_delivery
-                    .map_or("-".into(), |i| format!("{i:.4}")),
+                or_absent(row.segments_per_delivery, 3, "-"),
+                or_absent(row.relay_segments_per_delivery, 3, "-"),
+                or_absent(row.bytes_per_delivery, 0, "-"),
+                or_absent(row.ipis_per_delivery, 4, "-"),
                 format!("{:.1}", row.publisher_lag_p99),
-                row.generator_busy_pct
-                    .map_or("-".into(), |g| format!("{g:.0}")),
+                or_absent(row.generator_busy_pct, 0, "-"),
             ]);
             if let Some(busy) = row.generator_saturated() {
                 saturated.push(format!("{} ({busy:.0}%)", row.label));
@@ -406,5 +397,13 @@ mod tests {
         let unpinned = generator_note(false, &["a (85%)".into(), "b (99%)".into()]).unwrap();
         assert!(unpinned.contains("every CPU"), "{unpinned}");
         assert!(unpinned.contains("during a (85%), b (99%)"), "{unpinned}");
+    }
+
+    #[test]
+    fn absent_figures_print_as_told() {
+        assert_eq!(or_absent(Some(0.12345), 3, "null"), "0.123");
+        assert_eq!(or_absent(Some(86.6), 0, "-"), "87");
+        assert_eq!(or_absent(None, 3, "null"), "null");
+        assert_eq!(or_absent(None, 0, "-"), "-");
     }
 }
