@@ -12,7 +12,8 @@ Against one relay (its URL, its /metrics and its pid):
   many fragments, invalid UTF-8, control messages over the limit;
 - half-open sockets: half a handshake, or half a frame, then silence.
 
-Every few seconds the relay's RSS, open descriptors and connection gauges are sampled.
+Every few seconds the relay's RSS, open descriptors and connection gauges are sampled,
+and its own egress-hop histogram is read at the edges of the first and last window.
 At the end the load stops, the relay is given time to time out what is left, and the
 start and end are compared against stated bounds. Exit status 0 when all hold.
 """
@@ -72,6 +73,34 @@ def connections(m):
     }
 
 
+def hop_buckets(m, hop):
+    """The relay's cumulative histogram for one hop, summed over its workers: {le_us: count}."""
+    out = {}
+    prefix = f'feedrelay_hop_latency_seconds_bucket{{hop="{hop}",'
+    for name, value in m.items():
+        if not name.startswith(prefix):
+            continue
+        le = name.rsplit('le="', 1)[1].rstrip('"}')
+        le_us = float("inf") if le == "+Inf" else float(le) * 1e6
+        out[le_us] = out.get(le_us, 0) + value
+    return out
+
+
+def bucket_quantile(before, after, q):
+    """The upper bound of the bucket holding quantile q of what was recorded between two
+    scrapes of one hop's buckets (NaN when nothing was)."""
+    bounds = sorted(after)
+    if not bounds:
+        return float("nan")
+    total = after[bounds[-1]] - before.get(bounds[-1], 0)
+    if total <= 0:
+        return float("nan")
+    for le in bounds:
+        if after[le] - before.get(le, 0) >= q * total:
+            return le
+    return float("inf")
+
+
 def percentile(samples, q):
     if not samples:
         return float("nan")
@@ -118,6 +147,7 @@ class Soak:
         self.last_seq = {}
         self.lat_start = []
         self.lat_end = []
+        self.egress_marks = []
         self.counts = {k: 0 for k in (
             "churned_subs", "vanished", "churned_pubs", "slow", "storms",
             "garbage", "half_open", "errors")}
@@ -312,6 +342,20 @@ class Soak:
         print(json.dumps(s), flush=True)
         return s
 
+    async def relay_hops(self):
+        """Scrapes the relay's egress hop at the edges of the first and the last window
+        (the collector updates it once a second): the relay's own view of its latency,
+        without the client's scheduling in it."""
+        scrape_egress = lambda: hop_buckets(scrape(self.args.metrics), "egress")
+        window = self.args.window
+        self.egress_marks.append(scrape_egress())
+        await asyncio.sleep(window)
+        self.egress_marks.append(scrape_egress())
+        await asyncio.sleep(max(0.0, self.args.duration - 2 * window))
+        self.egress_marks.append(scrape_egress())
+        await self.stop.wait()
+        self.egress_marks.append(scrape_egress())
+
     async def sampler(self):
         while not self.stop.is_set():
             await asyncio.sleep(5)
@@ -327,7 +371,7 @@ class Soak:
         start = self.sample("start")
         abuse = [asyncio.ensure_future(f()) for f in (
             self.churn_subscribers, self.churn_publishers, self.slow_subscribers,
-            self.storms, self.garbage, self.half_open, self.sampler)]
+            self.storms, self.garbage, self.half_open, self.sampler, self.relay_hops)]
         await asyncio.sleep(self.args.duration)
         self.stop.set()
         await asyncio.gather(pub, *abuse, return_exceptions=True)
@@ -369,9 +413,21 @@ class Soak:
               end["publisher"] == 0 and end["subscriber"] == 0 and end["handshaking"] == 0,
               f"start {start['publisher']}/{start['subscriber']}/{start['handshaking']}, "
               f"end {end['publisher']}/{end['subscriber']}/{end['handshaking']} (pub/sub/handshaking)")
-        s99, e99 = percentile(self.lat_start, 0.99), percentile(self.lat_end, 0.99)
-        check("clean p99 at the end within 2x the start + 2 ms", e99 <= 2 * s99 + 2000,
-              f"{s99:.0f} -> {e99:.0f} us")
+        # Drift. The relay's own egress hop (receipt to write completion) is judged at
+        # p99; the clean subscriber's view at p50, because its tail is this Python
+        # process's scheduling: it shares one event loop with the abusers and two cores
+        # with the relay, and has read a 12 ms p99 with the relay's p99.9 at 0.3 ms.
+        if len(self.egress_marks) == 4:
+            m = self.egress_marks
+            r99s = bucket_quantile(m[0], m[1], 0.99)
+            r99e = bucket_quantile(m[2], m[3], 0.99)
+        else:
+            r99s = r99e = float("nan")
+        check("relay's egress p99 at the end within 2x the start + 2 ms (bucket bounds)",
+              r99e <= 2 * r99s + 2000, f"{r99s:.0f} -> {r99e:.0f} us")
+        s50, e50 = percentile(self.lat_start, 0.5), percentile(self.lat_end, 0.5)
+        check("clean p50 at the end within 2x the start + 2 ms", e50 <= 2 * s50 + 2000,
+              f"{s50:.0f} -> {e50:.0f} us")
         ok = True
         for name, passed, detail in checks:
             print(f"{'ok  ' if passed else 'FAIL'} {name}: {detail}")
