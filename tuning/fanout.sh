@@ -10,12 +10,14 @@
 #   tuning/fanout.sh [OUT_DIR]         about 30 minutes with the defaults
 #   ROUNDS=5 LOADS="5000x100 20000x10" STEER="off on" UNPINNED="10000x10" tuning/fanout.sh
 #   (a variable set empty runs none of its part: UNPINNED="" skips the unpinned runs)
+#   UWS=$(tuning/uws.sh /path/to/uWebSockets) tuning/fanout.sh   adds uWebSockets
+#   (tuning/uws/uws_relay.cpp, one thread) as a third relay in every round
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
 # per delivery (ns, /proc/PID/stat), the relay's TCP segments per delivery (counted by
 # the subscribers' own sockets, TCP_INFO), host IPIs per delivery, how busy the
 # generator's cores were (%, /proc/stat: near 100 its own queueing is in the latency),
-# deliveries lost. Ratios are feedrelay over the baseline.
+# deliveries lost. Ratios are feedrelay over the baseline (and over uWebSockets, with UWS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/fanout}"
@@ -26,6 +28,11 @@ unpinned="${UNPINNED-5000x100 10000x100 50000x10 10000x10}"
 mkdir -p "$out"
 rm -f "$out"/*.json
 base=$(tuning/baseline.sh)
+peers=(--baseline "$base")
+if [ -n "${UWS:-}" ]; then
+  [ -x "$UWS" ] || { echo "fanout.sh: UWS=$UWS is not an executable (build it with tuning/uws.sh)" >&2; exit 2; }
+  peers+=(--baseline "uws=$UWS")
+fi
 rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 old=$(cat "$rps" 2>/dev/null || echo "")
 restore() { if [ -n "$old" ] && [ -w "$rps" ]; then echo "$old" > "$rps"; fi; }
@@ -33,7 +40,7 @@ trap restore EXIT
 run() { # label rate subs round [bench args...]
   local label=$1 rate=$2 subs=$3 r=$4
   shift 4
-  ./target/release/feedrelay bench --spawn --baseline "$base" --subs "$subs" --rate "$rate" \
+  ./target/release/feedrelay bench --spawn "${peers[@]}" --subs "$subs" --rate "$rate" \
     --duration 10 --warmup 2 --rounds 1 --json "$out/$label-${rate}x$subs-r$r.json" "$@" \
     >"$out/$label-${rate}x$subs-r$r.txt" 2>&1 || echo "  (round $r of $label ${rate}x$subs failed: see $out)"
 }

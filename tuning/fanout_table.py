@@ -1,6 +1,6 @@
 """Medians over the rounds `tuning/fanout.sh` wrote (one JSON per round, each with
-every variant of that round), one table per setup, and feedrelay's ratios to the
-baseline."""
+every variant of that round), one table per setup, and feedrelay's ratios to each
+other relay (the baseline, and uWebSockets when it ran)."""
 import collections
 import json
 import pathlib
@@ -55,10 +55,11 @@ for (setup, load), rounds in sorted(runs.items()):
             x = med(rounds, v, key)
             cells.append("-" if x is None else fmt.format(x))
         print(f"| {v} | " + " | ".join(cells) + " |")
-    ours = next((v for v in variants if v not in ("baseline", "floor")), None)
-    if ours and "baseline" in variants:
+    peers = [v for v in ("baseline", "uws") if v in variants]
+    ours = next((v for v in variants if v not in peers and v != "floor"), None)
+    for peer in peers if ours else []:
         ratios = []
         for name, key, _ in COLS[:-1]:
-            a, b = med(rounds, ours, key), med(rounds, "baseline", key)
+            a, b = med(rounds, ours, key), med(rounds, peer, key)
             ratios.append("-" if not a or not b else f"{a / b:.2f}")
-        print(f"| {ours} / baseline | " + " | ".join(ratios) + " | |")
+        print(f"| {ours} / {peer} | " + " | ".join(ratios) + " | |")

@@ -122,10 +122,13 @@ pub struct BenchArgs {
     /// Pin this load generator (every thread) to these cores, e.g. `1`.
     #[arg(long, value_delimiter = ',')]
     pub bench_cores: Option<Vec<usize>>,
-    /// Also start this baseline relay binary (benches/baseline_relay.rs, as `cargo bench
-    /// --no-run` builds it) for every run, as the variant `baseline`.
-    #[arg(long, value_name = "PATH")]
-    pub baseline: Option<std::path::PathBuf>,
+    /// Also start this baseline relay binary for every run, as PATH (the variant
+    /// `baseline`) or NAME=PATH; repeat to compare several. It is started with
+    /// `--listen 127.0.0.1:0` (and `--threads N` when pinned to N cores) and must print
+    /// `listening on ws://ADDR`: benches/baseline_relay.rs (as `cargo bench --no-run`
+    /// builds it) and tuning/uws/uws_relay.cpp do.
+    #[arg(long, value_name = "[NAME=]PATH")]
+    pub baseline: Vec<String>,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -198,8 +201,10 @@ pub enum Variant {
         /// Its process, for CPU time.
         pid: Option<u32>,
     },
-    /// The baseline relay binary, started for each run.
+    /// A baseline relay binary, started for each run.
     Baseline {
+        /// Its label.
+        name: String,
         /// Its path.
         path: std::path::PathBuf,
     },
@@ -251,7 +256,7 @@ impl Variant {
                 l
             }
             Variant::Target { name, .. } => name.clone(),
-            Variant::Baseline { .. } => "baseline".to_owned(),
+            Variant::Baseline { name, .. } => name.clone(),
             Variant::Floor => "floor".to_owned(),
         }
     }

@@ -18,7 +18,7 @@ type BenchRun = (String, Histogram<u64>, SystemTime, Duration);
 
 /// Runs `feedrelay bench`, printing through `say`.
 pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    if !a.spawn && a.target.is_empty() && a.baseline.is_none() && !a.floor {
+    if !a.spawn && a.target.is_empty() && a.baseline.is_empty() && !a.floor {
         anyhow::bail!("give --spawn, --target URL (one or more), --baseline PATH or --floor");
     }
     if let Some(cores) = &a.bench_cores {
@@ -30,9 +30,7 @@ pub fn command(a: BenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         Vec::new()
     };
     modes.extend(target_variants(&a));
-    if let Some(path) = &a.baseline {
-        modes.push(Variant::Baseline { path: path.clone() });
-    }
+    modes.extend(baseline_variants(&a.baseline));
     if a.floor {
         modes.push(Variant::Floor);
     }
@@ -156,6 +154,26 @@ fn target_variants(a: &BenchArgs) -> Vec<Variant> {
         .collect()
 }
 
+/// `--baseline` values, `PATH` or `NAME=PATH`: an unnamed first one is `baseline`, the
+/// others `baselineN`.
+fn baseline_variants(values: &[String]) -> Vec<Variant> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (name, path) = match v.split_once('=') {
+                Some((n, p)) if !n.is_empty() && !n.contains('/') => (n.to_owned(), p),
+                _ if i == 0 => ("baseline".to_owned(), v.as_str()),
+                _ => (format!("baseline{i}"), v.as_str()),
+            };
+            Variant::Baseline {
+                name,
+                path: path.into(),
+            }
+        })
+        .collect()
+}
+
 /// The cores the spawned relays run on, if pinned.
 fn relay_cores(a: &BenchArgs) -> Option<&[usize]> {
     a.relay_cores.as_deref()
@@ -198,7 +216,7 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
             };
             SpawnedRelay::chain(link, spec)?
         }
-        Variant::Baseline { path } => vec![SpawnedRelay::baseline(path, pin)?],
+        Variant::Baseline { path, .. } => vec![SpawnedRelay::baseline(path, pin)?],
         Variant::Target { .. } | Variant::Floor => Vec::new(),
     };
     let (url, publish_to, pids) = match (mode, relays.first(), relays.last()) {
@@ -280,4 +298,37 @@ fn write_hlog(path: &std::path::Path, start: SystemTime, runs: &[BenchRun]) -> a
             .map_err(|e| anyhow!("encoding {label}: {e:?}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels_and_paths(values: &[&str]) -> Vec<(String, String)> {
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        baseline_variants(&values)
+            .into_iter()
+            .map(|v| match v {
+                Variant::Baseline { name, path } => (name, path.display().to_string()),
+                other => panic!("not a baseline: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn baselines_are_named_or_numbered() {
+        assert_eq!(
+            labels_and_paths(&["target/b", "uws=/tmp/uws_relay", "/x/y"]),
+            [
+                ("baseline".to_owned(), "target/b".to_owned()),
+                ("uws".to_owned(), "/tmp/uws_relay".to_owned()),
+                ("baseline2".to_owned(), "/x/y".to_owned()),
+            ]
+        );
+        // A path with '=' in a directory is a path, not a name.
+        assert_eq!(
+            labels_and_paths(&["/opt/a=b/relay"]),
+            [("baseline".to_owned(), "/opt/a=b/relay".to_owned())]
+        );
+    }
 }
