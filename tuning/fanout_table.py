@@ -23,6 +23,10 @@ for f in sorted(out.glob("*.json")):
     flat = []
     for r in rows:
         flat.extend(r if isinstance(r, list) else [r])
+    for r in flat:
+        # Expected deliveries that had not arrived when the drain window closed: a
+        # relay that falls behind leaves them queued without a sequence gap.
+        r["undelivered"] = max(0, r.get("expected", 0) - r.get("received", 0))
     runs[(m.group(1), m.group(2))].append({r["variant"]: r for r in flat})
 
 COLS = [
@@ -36,7 +40,13 @@ COLS = [
     ("IPIs", "ipis_per_delivery", "{:.4f}"),
     ("gen busy %", "generator_busy_percent", "{:.0f}"),
     ("lost", "lost", "{:.0f}"),
+    ("undelivered", "undelivered", "{:.0f}"),
 ]
+
+
+def ratio(x):
+    """Two decimals; a ratio below 0.01 (a peer that fell behind) keeps its size."""
+    return f"{x:.2f}" if x >= 0.01 else f"{x:.0e}"
 
 
 def med(rounds, variant, key):
@@ -59,7 +69,7 @@ for (setup, load), rounds in sorted(runs.items()):
     ours = next((v for v in variants if v not in peers and v != "floor"), None)
     for peer in peers if ours else []:
         ratios = []
-        for name, key, _ in COLS[:-1]:
+        for name, key, _ in COLS[:-2]:
             a, b = med(rounds, ours, key), med(rounds, peer, key)
-            ratios.append("-" if not a or not b else f"{a / b:.2f}")
-        print(f"| {ours} / {peer} | " + " | ".join(ratios) + " | |")
+            ratios.append("-" if not a or not b else ratio(a / b))
+        print(f"| {ours} / {peer} | " + " | ".join(ratios) + " | | |")

@@ -138,9 +138,21 @@ impl<'a> Row<'a> {
             .filter(|&b| b >= GENERATOR_BUSY_WARN_PCT)
     }
 
-    /// Counts toward capacity: p99 within the limit and nothing lost.
+    /// Counts toward capacity: p99 within the limit, nothing lost and everything
+    /// expected delivered.
     fn within_capacity(&self) -> bool {
-        self.p[2] <= CAPACITY_P99_US && self.t.lost == 0 && self.t.received > 0
+        self.p[2] <= CAPACITY_P99_US
+            && self.t.lost == 0
+            && self.t.received > 0
+            && self.undelivered_pct().is_none()
+    }
+
+    /// The share of the expected deliveries (%) that had not arrived when the run's
+    /// drain window closed, if any: a relay that falls behind without gaps (nothing
+    /// `lost`) leaves them queued, and the latency columns count only what arrived.
+    fn undelivered_pct(&self) -> Option<f64> {
+        let missing = self.t.expected.saturating_sub(self.t.received);
+        (missing > 0).then(|| 100.0 * missing as f64 / self.t.expected as f64)
     }
 
     fn json(&self) -> String {
@@ -250,6 +262,7 @@ pub(super) fn report(
             "gen busy %",
         ]);
         let mut saturated = Vec::new();
+        let mut undelivered = Vec::new();
         for (m, mode) in modes.iter().enumerate() {
             let Some(t) = &totals[ri][m] else { continue };
             let row = Row::new(mode.label(), rate, t);
@@ -280,6 +293,9 @@ pub(super) fn report(
             if let Some(busy) = row.generator_saturated() {
                 saturated.push(format!("{} ({busy:.0}%)", row.label));
             }
+            if let Some(pct) = row.undelivered_pct() {
+                undelivered.push(format!("{} ({pct:.1}%)", row.label));
+            }
             table.row(&row.label, &t.latency, &extra);
             if row.within_capacity() {
                 let per_core = row.received_per_s / cores_of(a, mode) as f64;
@@ -292,6 +308,9 @@ pub(super) fn report(
         }
         say(&table.render());
         if let Some(note) = generator_note(a.bench_cores.is_some(), &saturated) {
+            say(&note);
+        }
+        if let Some(note) = undelivered_note(&undelivered) {
             say(&note);
         }
     }
@@ -318,6 +337,17 @@ fn generator_note(bench_pinned: bool, saturated: &[String]) -> Option<String> {
         "note: {whose} were at least {GENERATOR_BUSY_WARN_PCT:.0}% busy during {}: the generator's own queueing is in these latencies (give it cores of its own: --bench-cores)",
         saturated.join(", ")
     ))
+}
+
+/// The note under a table whose variants (`short`, with the share missing) did not
+/// deliver everything expected by the end of the drain window; none if all did.
+fn undelivered_note(short: &[String]) -> Option<String> {
+    (!short.is_empty()).then(|| {
+        format!(
+            "note: not everything expected arrived within the drain window during {}: that relay fell behind (the latency columns count only what arrived, and it does not count toward capacity)",
+            short.join(", ")
+        )
+    })
 }
 
 /// Capacity per core of each variant, and its ratio to the baseline's.
@@ -397,6 +427,45 @@ mod tests {
         let unpinned = generator_note(false, &["a (85%)".into(), "b (99%)".into()]).unwrap();
         assert!(unpinned.contains("every CPU"), "{unpinned}");
         assert!(unpinned.contains("during a (85%), b (99%)"), "{unpinned}");
+    }
+
+    fn totals(expected: u64, received: u64, latency_us: u64) -> Totals {
+        let mut latency = Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for _ in 0..received {
+            latency.record(latency_us * 1_000).unwrap();
+        }
+        Totals {
+            latency,
+            sent: expected,
+            expected,
+            received,
+            lost: 0,
+            duplicated: 0,
+            reordered: 0,
+            cpu: CpuTimes::default(),
+            relay_segments: None,
+            wall: Duration::from_secs(1),
+            host: HostCounters::default(),
+            publisher_lag: Histogram::new(3).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_relay_that_fell_behind_without_gaps_is_told_and_not_within_capacity() {
+        // Everything arrived, fast: within capacity, no note.
+        let all = totals(1_000, 1_000, 100);
+        let row = Row::new("park".into(), 100, &all);
+        assert_eq!(row.undelivered_pct(), None);
+        assert!(row.within_capacity());
+        assert_eq!(undelivered_note(&[]), None);
+        // A third never arrived (no sequence gap, so nothing "lost"), and what did
+        // arrived fast: said, and not counted toward capacity.
+        let behind = totals(1_000, 690, 100);
+        let row = Row::new("uws".into(), 100, &behind);
+        assert_eq!(row.undelivered_pct(), Some(31.0));
+        assert!(!row.within_capacity());
+        let note = undelivered_note(&["uws (31.0%)".into()]).unwrap();
+        assert!(note.contains("during uws (31.0%)"), "{note}");
     }
 
     #[test]
