@@ -8,11 +8,14 @@
 //! So while the ring has been saturated (idle less than [`SATURATED_IDLE_PERMILLE`] of
 //! the last [`WINDOW`]), the next pass of writes waits for half the last pass's length
 //! after it ended, at most `max_hold`: the frames that arrive meanwhile ride in the same
-//! writes. Input is still read during the hold. A ring with idle time never holds, so
-//! a quiet or moderately loaded feed pays no latency for it.
+//! writes. Input is still read during the hold. A ring with a fifth of its time idle
+//! never holds, so a quiet feed pays no latency for it.
 //!
 //! Measured (`tuning/RESULTS.md`, issue #24): at 5k msg/s x 100 subscribers on one
-//! core, segments and CPU per delivery fall by about a third at the same p50.
+//! core, segments and CPU per delivery fall by about a third at the same p50. Known
+//! cost: time spent holding has output pending, so it is not idle time, and a ring
+//! that started holding below saturation keeps holding; at 2k x 100 (82% busy without
+//! holds) that nearly doubled the p50 to save 14% CPU.
 //!
 //! Pure bookkeeping over the times the ring hands in, so it is tested without a ring.
 
