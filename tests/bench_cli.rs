@@ -33,8 +33,6 @@ fn row<'a>(json: &'a str, variant: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {variant} row: {json}"))
 }
 
-/// A one-second run at 1,000 msg/s to `subs` subscribers after half a second's
-/// warm-up: long enough to measure, short enough for the suite.
 /// Runs `feedrelay bench` with `args` and `--json JSON`; the rows it wrote (the run must
 /// succeed).
 fn bench_rows(args: &[std::ffi::OsString], json: &std::path::Path) -> String {
@@ -49,6 +47,8 @@ fn bench_rows(args: &[std::ffi::OsString], json: &std::path::Path) -> String {
     std::fs::read_to_string(json).expect("json written")
 }
 
+/// A one-second run at 1,000 msg/s to `subs` subscribers after half a second's
+/// warm-up: long enough to measure, short enough for the suite.
 fn short_run(subs: usize) -> Vec<String> {
     [
         "--rate",

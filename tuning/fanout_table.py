@@ -44,6 +44,11 @@ COLS = [
 ]
 
 
+# Counts, not costs: no ratio is printed for them.
+COUNTS = ("lost", "undelivered")
+RATIO_COLS = [c for c in COLS if c[1] not in COUNTS]
+
+
 def ratio(x):
     """Two decimals; a ratio below 0.01 (a peer that fell behind) keeps its size."""
     return f"{x:.2f}" if x >= 0.01 else f"{x:.0e}"
@@ -69,7 +74,7 @@ for (setup, load), rounds in sorted(runs.items()):
     ours = next((v for v in variants if v not in peers and v != "floor"), None)
     for peer in peers if ours else []:
         ratios = []
-        for name, key, _ in COLS[:-2]:
+        for name, key, _ in RATIO_COLS:
             a, b = med(rounds, ours, key), med(rounds, peer, key)
             ratios.append("-" if not a or not b else ratio(a / b))
-        print(f"| {ours} / {peer} | " + " | ".join(ratios) + " | | |")
+        print(f"| {ours} / {peer} | " + " | ".join(ratios) + " |" + " |" * len(COUNTS))

@@ -102,7 +102,7 @@ impl Pacing {
     /// one is held.
     pub(super) fn pass_done(&mut self, start: Instant, end: Instant) {
         self.roll(end);
-        if self.saturated && !self.probing && self.enabled() {
+        if self.holding() && self.enabled() {
             let hold = (end.saturating_duration_since(start) / 2).min(self.max_hold);
             if !hold.is_zero() {
                 self.hold_until = Some(end + hold);
@@ -127,13 +127,18 @@ impl Pacing {
         self.holds
     }
 
+    /// Whether passes are held in the current window: saturated, and not a probe.
+    fn holding(&self) -> bool {
+        self.saturated && !self.probing
+    }
+
     /// Closes the window once it has lasted [`WINDOW`].
     fn roll(&mut self, now: Instant) {
         let span = now.saturating_duration_since(self.window_start);
         if span < WINDOW {
             return;
         }
-        if self.saturated && !self.probing {
+        if self.holding() {
             // A held window: its idle time is not the ring's own (see the module doc).
             self.held_windows += 1;
             if self.held_windows >= PROBE_EVERY {
@@ -202,8 +207,7 @@ mod tests {
         let mut t = Instant::now();
         let mut p = Pacing::new(DEFAULT_MAX_HOLD, t);
         run_for(&mut p, &mut t, 400 * US, Duration::ZERO, 3);
-        let start = t;
-        p.pass_done(start - 400 * US, start);
+        p.pass_done(t - 400 * US, t);
         assert_eq!(p.held(t), Some(t + 200 * US), "half of the last pass");
         assert_eq!(p.held(t + 199 * US), Some(t + 200 * US));
         assert_eq!(p.held(t + 200 * US), None, "over when due");
