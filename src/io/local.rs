@@ -90,6 +90,23 @@ impl LocalLock {
         }
     }
 
+    /// Takes the lock now if it is free and nobody waits for it, without a guard (for
+    /// a holder that keeps it across a ring operation rather than a scope); whoever
+    /// took it must [`release`](Self::release) it.
+    pub fn try_hold(&self) -> bool {
+        let ticket = self.next_ticket.get();
+        if self.serving.get() != ticket {
+            return false;
+        }
+        self.next_ticket.set(ticket + 1);
+        true
+    }
+
+    /// Lets go of a lock taken by [`try_hold`](Self::try_hold): the next in line gets it.
+    pub fn release(&self) {
+        self.advance();
+    }
+
     /// Moves on to the next ticket still wanted, and wakes its holder.
     fn advance(&self) {
         let mut serving = self.serving.get() + 1;
@@ -217,6 +234,35 @@ mod tests {
             }
             assert_eq!(*order.borrow(), [0, 1, 2, 3]);
             let _again = lock.lock().await;
+        });
+    }
+
+    /// `try_hold` takes only a free lock nobody waits for; `release` hands it to the
+    /// next in line.
+    #[test]
+    fn try_hold_takes_a_free_lock_and_release_passes_it_on() {
+        Ring::new().unwrap().block_on(async {
+            let lock = Rc::new(LocalLock::new());
+            assert!(lock.try_hold());
+            assert!(!lock.try_hold(), "held");
+            let waiter = {
+                let lock = Rc::clone(&lock);
+                rt::spawn(async move {
+                    let _g = lock.lock().await;
+                })
+            };
+            rt::yield_now().await;
+            assert!(!waiter.is_finished());
+            lock.release();
+            assert_eq!(waiter.await, Some(()));
+            assert!(lock.try_hold(), "free again after the waiter's guard");
+            let g = lock.lock();
+            let mut g = std::pin::pin!(g);
+            let waker = std::task::Waker::noop();
+            let pending = g.as_mut().poll(&mut Context::from_waker(waker));
+            assert!(pending.is_pending(), "a waiter queues behind the holder");
+            lock.release();
+            assert!(!lock.try_hold(), "the waiter's turn comes first");
         });
     }
 }

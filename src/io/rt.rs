@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use super::ring::task::{panic_cause, panicked, spawn, spawn_deferred, JoinHandle};
 pub use super::ring::timer::Sleep;
-pub use super::ring::{held_passes, recent_now};
+pub use super::ring::{chunk_full, held_passes, recent_now, DEFERRED_CHUNK};
 
 /// Sleeps for `d` (nanosecond resolution, plus the kernel's timer slack).
 pub fn sleep(d: Duration) -> Sleep {

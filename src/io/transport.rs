@@ -304,6 +304,40 @@ impl Transport {
         }
     }
 
+    /// For a writer that submits through a completion port
+    /// ([`Port`](ring::port::Port)) rather than [`write_frames`](Self::write_frames):
+    /// the plain TCP socket, with this connection's write turn taken. `None` if TLS, or
+    /// another write holds the turn. The caller writes only to this socket, arms
+    /// [`write_deadline`](Self::write_deadline), and gives the turn back with
+    /// [`end_port_write`](Self::end_port_write) once the write is done.
+    pub fn begin_port_write(&self) -> Option<&TcpStream> {
+        if self.tls.is_some() || !self.write_lock.try_hold() {
+            return None;
+        }
+        Some(&self.tcp)
+    }
+
+    /// Gives back the write turn taken by [`begin_port_write`](Self::begin_port_write).
+    pub fn end_port_write(&self) {
+        self.write_lock.release();
+    }
+
+    /// Arms the write timeout for a write about to be submitted; hand the result to
+    /// [`write_result`](Self::write_result) when it is done.
+    pub fn write_deadline(&self) -> Option<(ring::deadline::Armed, Duration)> {
+        self.watch_write()
+    }
+
+    /// A finished write's result, or `TimedOut` if its deadline passed meanwhile (the
+    /// socket was shut down for it).
+    pub fn write_result(
+        &self,
+        deadline: Option<(ring::deadline::Armed, Duration)>,
+        res: io::Result<()>,
+    ) -> io::Result<()> {
+        self.check_deadline(deadline, res)
+    }
+
     /// Whether this is TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

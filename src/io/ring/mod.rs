@@ -31,6 +31,7 @@ pub mod files;
 pub mod net;
 pub mod op;
 pub mod pacing;
+pub mod port;
 pub mod task;
 pub mod timer;
 
@@ -153,6 +154,9 @@ impl Default for RingOptions {
 pub(crate) struct Inner {
     uring: RefCell<IoUring>,
     ops: RefCell<Slab<Slot>>,
+    /// Slots of completed operations, dropped after a reap lets go of the ring (kept
+    /// for its capacity).
+    freed: RefCell<Vec<Slot>>,
     tasks: Tasks,
     timers: Timers,
     deadlines: deadline::Deadlines,
@@ -168,6 +172,8 @@ pub(crate) struct Inner {
     now: Cell<Instant>,
     /// Whether the next pass of writes waits (see [`pacing`]).
     pacing: RefCell<Pacing>,
+    /// The deferred task running made a chunk's worth of output (see [`chunk_full`]).
+    chunk_full: Cell<bool>,
     /// Tells this ring from others (a registered file's slot is only good here).
     id: u64,
     /// The registered file table ([`files`]).
@@ -270,6 +276,7 @@ impl Inner {
         self.now.set(Instant::now());
         let mut n = 0;
         let mut eventfd_done = false;
+        let mut freed = std::mem::take(&mut *self.freed.borrow_mut());
         {
             let mut uring = self.uring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -281,12 +288,16 @@ impl Inner {
                     index => {
                         let index = index as usize;
                         if ops.get_mut(index).is_some_and(|s| s.complete(cqe.result())) {
-                            ops.remove(index);
+                            // Dropped below, outside the borrows: what a slot keeps
+                            // alive may reach back into the ring when it goes.
+                            freed.push(ops.remove(index));
                         }
                     }
                 }
             }
         }
+        freed.clear();
+        *self.freed.borrow_mut() = freed;
         if eventfd_done {
             self.eventfd_armed.set(false);
         }
@@ -377,6 +388,7 @@ impl Ring {
             sqpoll: options.sqpoll_idle_ms.is_some(),
             uring: RefCell::new(uring),
             ops: RefCell::new(Slab::with_capacity(256)),
+            freed: RefCell::new(Vec::new()),
             tasks: Tasks::new(),
             timers: Timers::default(),
             deadlines: deadline::Deadlines::default(),
@@ -389,6 +401,7 @@ impl Ring {
             eventfd_armed: Cell::new(false),
             now: Cell::new(Instant::now()),
             pacing: RefCell::new(Pacing::new(options.max_hold, Instant::now())),
+            chunk_full: Cell::new(false),
             id: files::next_ring_id(),
             files: RefCell::new(files),
         });
@@ -449,6 +462,14 @@ pub fn recent_now() -> Instant {
     context::try_with_ring(|r| r.now.get()).unwrap_or_else(Instant::now)
 }
 
+/// Called by a deferred task that makes many writes of its own (the relay's fan-out):
+/// the writes it made in this poll fill a chunk, so the ring submits them and reads the
+/// input that arrived before it runs more deferred tasks (see [`run_ready`]). No effect
+/// outside a ring.
+pub fn chunk_full() {
+    let _ = context::try_with_ring(|r| r.chunk_full.set(true));
+}
+
 /// Runs the ready tasks (at most [`TASKS_PER_PASS`]); returns how many ran.
 ///
 /// Input before output, and output chosen late: every ready task runs first, then
@@ -486,6 +507,10 @@ fn run_ready(inner: &Inner) -> usize {
             inner.tasks.run(id);
             chunk += 1;
             ran += 1;
+            if inner.chunk_full.replace(false) {
+                // The task made a chunk's worth of output on its own.
+                chunk = chunk.max(DEFERRED_CHUNK);
+            }
         }
         wrote |= chunk > 0;
         if chunk < DEFERRED_CHUNK

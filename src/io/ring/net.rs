@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use bytes::Bytes;
-use io_uring::{opcode, types::Fd};
+use io_uring::{opcode, squeue, types::Fd};
 use socket2::SockAddr;
 
 use super::files::{self, FileSlot};
@@ -273,64 +273,51 @@ impl WriteBatch {
     }
 }
 
-/// One send of the batch's frames, submitted now (a plain function returning the op,
-/// not an `async fn`: no state machine of its own per write). A send, not a `WRITEV`:
-/// the socket's own path, without the file layer's checks and notifications that a
-/// write to any file takes. One frame (most writes on a feed with idle time) goes as
-/// `IORING_OP_SEND`, which skips the kernel's copy of a `msghdr` and of an `iovec`
-/// array; more frames as one `IORING_OP_SENDMSG`.
-fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> Op<WriteBatch> {
-    let (fd, fixed) = stream.target();
-    let flags = libc::MSG_NOSIGNAL;
-    if let [frame] = batch.frames.as_slice() {
-        let len = frame.len().min(u32::MAX as usize) as u32;
-        let entry = opcode::Send::new(fd, frame.as_ptr(), len)
-            .flags(flags)
+impl WriteBatch {
+    /// One send of the batch's frames on `stream`, as a submission entry that points
+    /// into the batch (which must neither move its frames nor change while the send is
+    /// in flight). A send, not a `WRITEV`: the socket's own path, without the file
+    /// layer's checks and notifications that a write to any file takes. One frame
+    /// (most writes on a feed with idle time) goes as `IORING_OP_SEND`, which skips the
+    /// kernel's copy of a `msghdr` and of an `iovec` array; more frames as one
+    /// `IORING_OP_SENDMSG`.
+    pub fn send_entry(&mut self, stream: &TcpStream) -> squeue::Entry {
+        let (fd, fixed) = stream.target();
+        let flags = libc::MSG_NOSIGNAL;
+        if let [frame] = self.frames.as_slice() {
+            let len = frame.len().min(u32::MAX as usize) as u32;
+            return opcode::Send::new(fd, frame.as_ptr(), len)
+                .flags(flags)
+                .build()
+                .flags(fixed);
+        }
+        self.iovs.clear();
+        for f in &self.frames {
+            self.iovs.push(libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            });
+        }
+        self.msg.msg_iov = self.iovs.as_mut_ptr();
+        self.msg.msg_iovlen = self.iovs.len();
+        opcode::SendMsg::new(fd, &*self.msg)
+            .flags(flags as u32)
             .build()
-            .flags(fixed);
-        // SAFETY: the frame's bytes are behind a `Bytes` in `batch` (heap memory that
-        // does not move with it), which the op owns until the completion arrives.
-        return unsafe { Op::submit(entry, batch) };
+            .flags(fixed)
     }
-    batch.iovs.clear();
-    for f in &batch.frames {
-        batch.iovs.push(libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
-            iov_len: f.len(),
-        });
-    }
-    batch.msg.msg_iov = batch.iovs.as_mut_ptr();
-    batch.msg.msg_iovlen = batch.iovs.len();
-    let entry = opcode::SendMsg::new(fd, &*batch.msg)
-        .flags(flags as u32)
-        .build()
-        .flags(fixed);
-    // SAFETY: the msghdr, the iovecs it points to and the frames they point to live in
-    // `batch` (heap memory that does not move with it), which the op owns until the
-    // completion arrives.
-    unsafe { Op::submit(entry, batch) }
-}
 
-/// Writes every frame in the batch (one operation unless the socket takes only part; a
-/// partly written frame is resubmitted from where it stopped, as a slice, not a copy)
-/// and hands the batch back, empty, for reuse.
-pub async fn writev_all(stream: &TcpStream, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
-    use bytes::Buf;
-    while !batch.frames.is_empty() {
-        let (res, back) = writev_once(stream, batch).await;
-        batch = back;
+    /// Takes the result of a send of this batch: drops the frames written and moves
+    /// past the written part of a frame the socket took only part of (a slice, not a
+    /// copy). `Ok(true)`: everything is written. On failure (a send that wrote nothing
+    /// counts) the frames are dropped.
+    pub fn sent(&mut self, res: i32) -> io::Result<bool> {
+        use bytes::Buf;
         let mut written = match result(res) {
-            Ok(0) => {
-                batch.frames.clear();
-                return (Err(io::ErrorKind::WriteZero.into()), batch);
-            }
-            Ok(n) => n,
-            Err(e) => {
-                batch.frames.clear();
-                return (Err(e), batch);
-            }
-        };
-        let done = batch
+            Ok(0) if !self.frames.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            other => other,
+        }
+        .inspect_err(|_| self.frames.clear())?;
+        let done = self
             .frames
             .iter()
             .take_while(|f| {
@@ -342,9 +329,33 @@ pub async fn writev_all(stream: &TcpStream, mut batch: WriteBatch) -> (io::Resul
                 }
             })
             .count();
-        batch.frames.drain(..done);
-        if let Some(first) = batch.frames.first_mut() {
+        self.frames.drain(..done);
+        if let Some(first) = self.frames.first_mut() {
             first.advance(written);
+        }
+        Ok(self.frames.is_empty())
+    }
+}
+
+/// One send of the batch's frames, submitted now (a plain function returning the op,
+/// not an `async fn`: no state machine of its own per write).
+fn writev_once(stream: &TcpStream, mut batch: WriteBatch) -> Op<WriteBatch> {
+    let entry = batch.send_entry(stream);
+    // SAFETY: the entry points into `batch` (the msghdr and iovecs are boxed and
+    // vector-held, the frames' bytes are behind `Bytes`: heap memory that does not move
+    // with it), which the op owns until the completion arrives.
+    unsafe { Op::submit(entry, batch) }
+}
+
+/// Writes every frame in the batch (one operation unless the socket takes only part; a
+/// partly written frame is resubmitted from where it stopped, as a slice, not a copy)
+/// and hands the batch back, empty, for reuse.
+pub async fn writev_all(stream: &TcpStream, mut batch: WriteBatch) -> (io::Result<()>, WriteBatch) {
+    while !batch.frames.is_empty() {
+        let (res, back) = writev_once(stream, batch).await;
+        batch = back;
+        if let Err(e) = batch.sent(res) {
+            return (Err(e), batch);
         }
     }
     (Ok(()), batch)

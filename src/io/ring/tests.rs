@@ -394,6 +394,40 @@ fn deferred_tasks_run_last_in_chunks_with_woken_tasks_between() {
     assert_eq!(order.len(), 2 + 2 * DEFERRED_CHUNK + 1);
 }
 
+/// A deferred task that makes a chunk of output per poll says so (`chunk_full`): the
+/// ring enters, and runs the input that output woke, before it polls that task again.
+/// Without the call, it would be polled a chunk's worth of times in a row.
+#[test]
+fn a_deferred_task_that_fills_a_chunk_lets_input_run_before_its_next_poll() {
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let input = Rc::new(crate::io::local::WakeFlag::new());
+    Ring::new().unwrap().block_on({
+        let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+        async move {
+            let writer = {
+                let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+                rt::spawn_deferred(async move {
+                    for k in 0..3 {
+                        order.borrow_mut().push(format!("w{k}"));
+                        input.raise();
+                        rt::chunk_full();
+                        rt::yield_now().await;
+                    }
+                })
+            };
+            let (order, input) = (Rc::clone(&order), Rc::clone(&input));
+            let _reader = rt::spawn(async move {
+                loop {
+                    input.wait().await;
+                    order.borrow_mut().push("r".to_owned());
+                }
+            });
+            writer.await;
+        }
+    });
+    assert_eq!(order.borrow()[..5], ["w0", "r", "w1", "r", "w2"]);
+}
+
 /// Gaps between the passes of a deferred task (a writer) that spins `pass` each time
 /// it runs, woken every microsecond by another task (input that never stops: a worker
 /// with no idle time), for `total`; and the passes the ring held.
