@@ -279,3 +279,35 @@ fn a_thousand_subscribers_on_one_relay() {
         }
     });
 }
+
+/// A plain subscriber with nothing else to send is written by the worker's fan-out,
+/// not by its own writer task (which writes the `subscribed` reply); in order, with
+/// nothing lost. Counted in `feedrelay_subscriber_writes_total` by path.
+#[test]
+fn a_plain_subscribers_messages_go_out_through_the_fan_out() {
+    let server = Server::relay(&["--workers", "1"], Some("metrics_on_data_port = true\n"));
+    let url = format!("ws://{}/", server.addr);
+    const N: usize = 40;
+    block_on(async {
+        let mut sub = subscribe(&url, "AAA").await;
+        let publisher = publisher(&url).await;
+        for seq in 0..N {
+            let m = format!(r#"{{"s":"AAA","seq":{seq}}}"#);
+            publisher
+                .send(MessageKind::Text, m.as_bytes())
+                .await
+                .unwrap();
+            // Apart, so each goes out in a write of its own.
+            feedrelay::io::rt::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        for seq in 0..N {
+            let m = next_text(&mut sub).await;
+            assert_eq!(field(&m, "seq"), seq.to_string(), "{m}");
+        }
+    });
+    let fanout = "feedrelay_subscriber_writes_total{path=\"fanout\"}";
+    common::wait_metric(server.addr, None, fanout, |n| n >= N as u64 / 2);
+    let text = common::http_get(server.addr, "/metrics");
+    let writer = common::metric(&text, "feedrelay_subscriber_writes_total{path=\"writer\"}");
+    assert!(writer.is_some_and(|n| n >= 1 && n < N as u64 / 2), "{text}");
+}

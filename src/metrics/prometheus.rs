@@ -214,6 +214,16 @@ fn render_labeled(s: &Snapshot, out: &mut String) {
     by_label(
         s,
         counter(
+            "feedrelay_subscriber_writes_total",
+            "Writes to subscribers, by who made them: the worker's fan-out (plain connections with nothing else to send) or the subscriber's own writer (TLS, per-subscriber compression, replies and closes while it is awake).",
+        ),
+        "path",
+        |c| &c.writes,
+        out,
+    );
+    by_label(
+        s,
+        counter(
             "feedrelay_refused_total",
             "Connections closed before any handshake (at accept, or held for a handshake slot past the timeout), by reason.",
         ),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::io::driver::Driver;
 use crate::io::local::WakeFlag;
+use crate::io::port_write::PortWriter;
 use crate::io::rt;
 use crate::relay::access::revocation::Held;
 use crate::ws::CloseCode;
@@ -38,6 +39,8 @@ pub(in crate::relay) struct SubWriter {
     /// What the subscriber was admitted with (its token follows a `refresh`), for the
     /// re-check after a reload.
     pub(in crate::relay) held: RefCell<Held>,
+    /// Its part in the worker's fan-out.
+    pub(super) direct: Direct,
 }
 
 impl SubWriter {
@@ -80,6 +83,7 @@ impl SubWriter {
     /// `expires`.
     pub(super) fn new(driver: Rc<Driver>, expires: Option<SystemTime>, held: Held) -> SubWriter {
         SubWriter {
+            direct: Direct::new(Rc::clone(&driver)),
             driver,
             notify: WakeFlag::new(),
             last_rx: Cell::new(Instant::now()),
@@ -114,6 +118,32 @@ pub(super) async fn close_when_expired(writer: Rc<SubWriter>, linger: Duration) 
                 writer.close(CloseCode::POLICY_VIOLATION, "token expired", linger);
                 return;
             }
+        }
+    }
+}
+
+/// A subscriber's side of the worker's fan-out ([`fanout`](super::fanout)).
+pub(in crate::relay) struct Direct {
+    /// Its writer task waits with nothing in hand and lets the fan-out write.
+    pub(super) parked: Cell<bool>,
+    /// On the ready list, or with a write in flight.
+    pub(super) listed: Cell<bool>,
+    /// The writer task waits for the fan-out's write in flight to end.
+    pub(super) task_waiting: Cell<bool>,
+    /// A write of the fan-out's failed: the writer task ends the connection.
+    pub(super) failed: Cell<bool>,
+    /// The connection's writes through the fan-out's port.
+    pub(super) port: Rc<PortWriter>,
+}
+
+impl Direct {
+    pub(super) fn new(driver: Rc<Driver>) -> Direct {
+        Direct {
+            parked: Cell::new(false),
+            listed: Cell::new(false),
+            task_waiting: Cell::new(false),
+            failed: Cell::new(false),
+            port: Rc::new(PortWriter::new(driver)),
         }
     }
 }

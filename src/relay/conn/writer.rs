@@ -64,6 +64,25 @@ async fn finish(writer: &SubWriter, linger: Duration) {
     }
 }
 
+/// Waits for the subscriber's queue to fill. On a plain connection whose frames go
+/// out as they are (`direct`), the writer parks: the worker's [`fanout`](super::fanout)
+/// writes for it until something needs the writer again, which then waits for the
+/// fan-out's write in flight. Returns `false` if one of those writes failed.
+async fn park(writer: &SubWriter, direct: bool) -> bool {
+    let d = &writer.direct;
+    d.parked.set(direct && !writer.driver.transport().is_tls());
+    writer.notify.wait().await;
+    d.parked.set(false);
+    if d.port.in_flight() {
+        d.task_waiting.set(true);
+        while d.port.in_flight() {
+            writer.notify.wait().await;
+        }
+        d.task_waiting.set(false);
+    }
+    !d.failed.get()
+}
+
 /// Writes the subscriber's queue as it fills; with `own_compressor`
 /// (`per_subscriber` compression), each data frame is compressed on the way out.
 pub(super) async fn write_loop(
@@ -127,7 +146,10 @@ pub(super) async fn write_loop(
                     finish(&writer, ctx.server.linger).await;
                     break;
                 }
-                writer.notify.wait().await;
+                if !park(&writer, own_compressor.is_none()).await {
+                    // A write of the fan-out's failed.
+                    break;
+                }
                 continue;
             }
             Next::Frames => {}
@@ -151,7 +173,9 @@ pub(super) async fn write_loop(
             ctx.record(Hop::Egress, now.saturating_sub(t));
         }
         batch.times.clear();
-        ctx.shard.borrow_mut().stats.messages_out += frames;
+        let mut shard = ctx.shard.borrow_mut();
+        shard.stats.messages_out += frames;
+        shard.stats.writes_writer += 1;
     }
     writer.finished_flag.set(true);
     writer.finished.raise();

@@ -105,6 +105,8 @@ pub(in crate::relay) async fn run_worker(setup: WorkerSetup) -> Result<WorkerSum
             });
         }
     }
+    // Deferred, like the writer tasks it writes for: after the pass's input.
+    rt::spawn_deferred(crate::relay::conn::fanout::run(Rc::clone(&ctx)));
     rt::spawn(crate::relay::conn::keepalive::sweep(Rc::clone(&ctx)));
     rt::spawn(follow_reloads(Rc::clone(&ctx)));
     if ctx.metrics.is_some() {

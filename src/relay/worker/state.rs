@@ -26,6 +26,7 @@ use crate::relay::access::counts::AccessCounts;
 use crate::relay::access::refusal_log::RefusalLog;
 use crate::relay::access::revocation::Held;
 use crate::relay::config::Config;
+use crate::relay::conn::fanout_list::FanoutList;
 use crate::relay::conn::sub_writer::SubWriter;
 use crate::relay::core::arena::FrameArena;
 use crate::relay::core::budget::SubscriptionBudget;
@@ -94,6 +95,8 @@ pub(in crate::relay) struct WorkerCtx {
     pub(in crate::relay) held_publishers: RefCell<Slab<(Held, Rc<Driver>)>>,
     outbox: RefCell<Vec<(usize, Handoff)>>,
     dirty: RefCell<Vec<SubId>>,
+    /// Writes parked subscribers' queues ([`fanout`](crate::relay::conn::fanout)).
+    pub(in crate::relay) fanout: FanoutList,
     pub(in crate::relay) server: ServerConfig,
     /// Protocol limits of subscribers (who send only control messages).
     pub(in crate::relay) subscriber_limits: Limits,
@@ -227,7 +230,9 @@ impl WorkerCtx {
                     .borrow_mut()
                     .subscriber(id)
                     .is_some_and(|s| s.close.is_some());
-                w.wake(closing, self.server.linger);
+                if closing || !self.fanout.offer(id, w) {
+                    w.wake(closing, self.server.linger);
+                }
             }
         }
     }
@@ -348,6 +353,7 @@ pub(super) fn new_ctx(
         held_publishers: RefCell::new(Slab::new()),
         outbox: RefCell::new(Vec::new()),
         dirty: RefCell::new(Vec::new()),
+        fanout: FanoutList::default(),
         server: ServerConfig {
             limits: config.ws_limits(),
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),

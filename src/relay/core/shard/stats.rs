@@ -16,6 +16,10 @@ pub struct ShardStats {
     pub messages_queued: u64,
     /// Frames written to subscribers.
     pub messages_out: u64,
+    /// Writes to subscribers made by the worker's fan-out (parked writers).
+    pub writes_fanout: u64,
+    /// Writes to subscribers made by their own writer tasks.
+    pub writes_writer: u64,
     /// Dropped because a subscriber's queue was full (`drop`, or `conflate` with no
     /// message of that topic queued).
     pub dropped_queue_full: u64,
@@ -107,6 +111,8 @@ impl ShardStats {
         self.messages_in += other.messages_in;
         self.messages_queued += other.messages_queued;
         self.messages_out += other.messages_out;
+        self.writes_fanout += other.writes_fanout;
+        self.writes_writer += other.writes_writer;
         self.dropped_queue_full += other.dropped_queue_full;
         self.dropped_conflated += other.dropped_conflated;
         self.slow_disconnects += other.slow_disconnects;
