@@ -45,8 +45,12 @@ pub(in crate::relay) async fn run(ctx: Rc<WorkerCtx>) {
         fanout.port.ready().await;
         loop {
             fanout.port.take(&mut done);
-            for (token, res) in done.drain(..) {
-                completed(&ctx, token as usize, res);
+            if !done.is_empty() {
+                // When the ring saw these writes done (one clock conversion for all).
+                let now = ctx.ring_ns(rt::recent_now());
+                for (token, res) in done.drain(..) {
+                    completed(&ctx, token as usize, res, now);
+                }
             }
             for _ in 0..rt::DEFERRED_CHUNK {
                 let next = fanout.ready.borrow_mut().pop_front();
@@ -122,8 +126,9 @@ fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) {
     }
 }
 
-/// A write of the fan-out's completed with `res`.
-fn completed(ctx: &WorkerCtx, token: usize, res: i32) {
+/// A write of the fan-out's completed with `res`, seen by the ring at `now` (metrics
+/// clock).
+fn completed(ctx: &WorkerCtx, token: usize, res: i32, now: u64) {
     let Some((id, writer)) = ctx.fanout.in_flight.borrow().get(token).cloned() else {
         return;
     };
@@ -134,8 +139,6 @@ fn completed(ctx: &WorkerCtx, token: usize, res: i32) {
     };
     ctx.fanout.in_flight.borrow_mut().remove(token);
     writer.writing.set(false);
-    // When the ring saw the write done (no clock read per write).
-    let now = ctx.ring_ns(rt::recent_now());
     let frames = d.port.take_times(|t| {
         if t > 0 && res.is_ok() {
             ctx.record(Hop::Egress, now.saturating_sub(t));
