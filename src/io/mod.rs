@@ -15,8 +15,6 @@
 //! - [`driver`]: the connection driver, with its [`server`](driver::server) side
 //!   (handshake, `serve`) and [`client`](driver::client) side (`WsClient`).
 //! - [`transport`]: plain TCP or TLS (rustls, sans-IO) over the ring.
-//! - [`port_write`]: a connection's writes submitted through a completion port, for
-//!   one task that writes many connections.
 //! - [`http`]: plain `GET` endpoints (`/metrics`) on a thread of their own.
 //! - [`nats`]: the NATS client (async-nats) on a thread of its own, and its bounded
 //!   hand-offs to and from the workers.
@@ -37,7 +35,6 @@ pub mod listener;
 pub mod local;
 pub mod nats;
 pub mod offload;
-pub mod port_write;
 pub mod proxy;
 pub mod resolve;
 pub mod ring;

@@ -4,7 +4,8 @@
 //! allocated once (never zero-filled, never reallocated on the steady path) and an
 //! outgoing buffer. Every kind of connection goes through it: the relay's publishers and
 //! subscribers and the echo service ([`server`]), exchange feeds and load generators
-//! ([`client`]), and the mock exchange. Nothing else in `io` knows WebSocket rules, and
+//! ([`client`]), and the mock exchange; a connection written by a task that writes
+//! many ([`port_write`]). Nothing else in `io` knows WebSocket rules, and
 //! nothing outside `io` touches a socket.
 //!
 //! The driver's cycle, as the protocol core wants it (see [`Connection`]):
@@ -22,6 +23,7 @@
 //! pinned ([`rt::race`](super::rt::race)) instead of dropping it.
 
 pub mod client;
+pub mod port_write;
 pub mod server;
 
 use std::cell::{Cell, RefCell};

@@ -30,7 +30,7 @@ use std::rc::Rc;
 
 use super::sub_writer::SubWriter;
 use super::writer::MAX_WRITE_BATCH;
-use crate::io::port_write::Written;
+use crate::io::driver::port_write::Written;
 use crate::io::rt;
 use crate::metrics::Hop;
 use crate::relay::core::routing::SubId;

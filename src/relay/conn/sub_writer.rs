@@ -6,9 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::io::driver::port_write::PortWriter;
 use crate::io::driver::Driver;
 use crate::io::local::WakeFlag;
-use crate::io::port_write::PortWriter;
 use crate::io::rt;
 use crate::relay::access::revocation::Held;
 use crate::ws::CloseCode;

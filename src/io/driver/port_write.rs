@@ -16,10 +16,10 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::driver::Driver;
-use super::ring::deadline::Armed;
-use super::ring::port::Port;
-use super::ring::WriteBatch;
+use super::Driver;
+use crate::io::ring::deadline::Armed;
+use crate::io::ring::port::Port;
+use crate::io::ring::WriteBatch;
 
 /// A connection's writes through a [`Port`] (see the module docs).
 pub struct PortWriter {
@@ -70,8 +70,8 @@ impl PortWriter {
 
     /// Takes the connection's write turn and gives the (empty) batch to fill; `None`
     /// if the connection is TLS, a write is in flight, or another writer has the turn.
-    /// Follow with [`submit`](Self::submit), or [`abandon`](Self::abandon) if there is
-    /// nothing to write.
+    /// Let go of the batch, then follow with [`submit`](Self::submit), or
+    /// [`abandon`](Self::abandon) if there is nothing to write.
     pub fn begin(&self) -> Option<RefMut<'_, WriteBatch>> {
         if self.holding.get() || self.driver.transport().begin_port_write().is_none() {
             return None;
@@ -80,9 +80,13 @@ impl PortWriter {
         Some(self.batch.borrow_mut())
     }
 
-    /// Gives the turn back without writing (the batch is cleared).
+    /// Gives the turn back without writing (the batch is cleared); nothing while a
+    /// write is in flight.
     pub fn abandon(&self) {
-        if self.holding.replace(false) && !self.in_flight.get() {
+        if self.in_flight.get() {
+            return;
+        }
+        if self.holding.replace(false) {
             let mut batch = self.batch.borrow_mut();
             batch.frames.clear();
             batch.times.clear();
@@ -152,5 +156,121 @@ impl PortWriter {
         let n = batch.times.len();
         batch.times.drain(..).for_each(&mut each);
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::io::ring::{self, Ring};
+    use crate::io::transport::Transport;
+    use crate::ws::{Limits, Role};
+
+    /// A writer over a plain loopback connection, and the peer's end (std).
+    async fn pair() -> (Rc<PortWriter>, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = ring::connect(addr).await.unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let driver = Driver::new(
+            Transport::plain(stream),
+            addr,
+            Role::Server,
+            Limits::default(),
+            Vec::new(),
+        );
+        (Rc::new(PortWriter::new(Rc::new(driver))), peer)
+    }
+
+    /// Waits for the write in flight to end; how many times the socket took part of it.
+    async fn finish(w: &Rc<PortWriter>, port: &Port) -> (io::Result<()>, usize) {
+        let (mut partly, mut got) = (0, Vec::new());
+        loop {
+            port.ready().await;
+            port.take(&mut got);
+            for (token, res) in got.drain(..) {
+                assert_eq!(token, 5);
+                match w.completed(port, token, res) {
+                    Written::Partly => partly += 1,
+                    Written::Done(res) => return (res, partly),
+                }
+            }
+        }
+    }
+
+    /// Frames larger than the socket takes at once go out whole and in order (the rest
+    /// resubmitted from where the socket stopped); the write turn is held meanwhile and
+    /// given back after; the queue times come back once.
+    #[test]
+    fn a_batch_goes_out_whole_through_partial_writes_holding_the_turn() {
+        Ring::new().unwrap().block_on(async {
+            let (w, mut peer) = pair().await;
+            let frames: Vec<Bytes> = (0u8..4).map(|i| Bytes::from(vec![i; 3 << 20])).collect();
+            let total: usize = frames.iter().map(Bytes::len).sum();
+            let reader = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                peer.read_to_end(&mut all).unwrap();
+                all
+            });
+            let port = Port::new();
+            {
+                let mut batch = w.begin().expect("the turn is free");
+                batch.frames.extend(frames.iter().cloned());
+                batch.times.extend([1, 2, 3, 4]);
+            }
+            w.submit(&port, 5);
+            assert!(w.in_flight());
+            assert!(
+                w.begin().is_none(),
+                "no second write while one is in flight"
+            );
+            let (res, partly) = finish(&w, &port).await;
+            res.unwrap();
+            assert!(partly > 0, "12 MiB in one send on loopback");
+            let mut times = Vec::new();
+            assert_eq!(w.take_times(|t| times.push(t)), 4);
+            assert_eq!(times, [1, 2, 3, 4]);
+            assert!(w.begin().is_some(), "the turn is free again");
+            w.abandon();
+            w.driver.transport().shutdown_both_now();
+            let all = reader.join().unwrap();
+            assert_eq!(all.len(), total);
+            let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+            assert!(all == expected, "bytes out of order");
+        });
+    }
+
+    /// A write to a peer that is gone fails, drops its frames and gives the turn back.
+    #[test]
+    fn a_write_to_a_vanished_peer_fails_and_gives_the_turn_back() {
+        Ring::new().unwrap().block_on(async {
+            let (w, peer) = pair().await;
+            drop(peer);
+            let port = Port::new();
+            let mut failed = false;
+            // The first writes may still be taken by the kernel before the reset.
+            for _ in 0..50 {
+                {
+                    let mut batch = w.begin().expect("the turn is free");
+                    batch.frames.push(Bytes::from(vec![7u8; 64 << 10]));
+                    batch.times.push(0);
+                }
+                w.submit(&port, 5);
+                let (res, _) = finish(&w, &port).await;
+                w.take_times(|_| {});
+                if res.is_err() {
+                    failed = true;
+                    break;
+                }
+                crate::io::rt::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            assert!(failed, "writes to a closed peer kept succeeding");
+            let batch = w.begin().expect("the turn is back after a failure");
+            assert!(batch.frames.is_empty());
+        });
     }
 }
