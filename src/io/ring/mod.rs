@@ -464,7 +464,7 @@ pub fn recent_now() -> Instant {
 
 /// Called by a deferred task that makes many writes of its own (the relay's fan-out):
 /// the writes it made in this poll fill a chunk, so the ring submits them and reads the
-/// input that arrived before it runs more deferred tasks (see [`run_ready`]). No effect
+/// input that arrived before it runs more deferred tasks (see `run_ready`). No effect
 /// outside a ring.
 pub fn chunk_full() {
     let _ = context::try_with_ring(|r| r.chunk_full.set(true));
