@@ -280,8 +280,9 @@ impl Transport {
     }
 
     /// Arms the socket's watch for a write about to start under the write timeout
-    /// (`None`: no limit).
-    fn watch_write(&self) -> Option<(ring::deadline::Armed, Duration)> {
+    /// (`None`: no limit); hand it to [`check_deadline`](Self::check_deadline) with the
+    /// write's result.
+    pub fn watch_write(&self) -> Option<(ring::deadline::Armed, Duration)> {
         let limit = self.write_timeout.get()?;
         let watch = self
             .write_watch
@@ -289,8 +290,9 @@ impl Transport {
         Some((watch.arm(limit), limit))
     }
 
-    /// A finished write's result, or `TimedOut` if its deadline passed meanwhile.
-    fn check_deadline(
+    /// A finished write's result, or `TimedOut` if its deadline passed meanwhile (the
+    /// socket was shut down for it).
+    pub fn check_deadline(
         &self,
         deadline: Option<(ring::deadline::Armed, Duration)>,
         res: io::Result<()>,
@@ -308,7 +310,7 @@ impl Transport {
     /// ([`Port`](ring::port::Port)) rather than [`write_frames`](Self::write_frames):
     /// the plain TCP socket, with this connection's write turn taken. `None` if TLS, or
     /// another write holds the turn. The caller writes only to this socket, arms
-    /// [`write_deadline`](Self::write_deadline), and gives the turn back with
+    /// [`watch_write`](Self::watch_write), and gives the turn back with
     /// [`end_port_write`](Self::end_port_write) once the write is done.
     pub fn begin_port_write(&self) -> Option<&TcpStream> {
         if self.tls.is_some() || !self.write_lock.try_hold() {
@@ -320,22 +322,6 @@ impl Transport {
     /// Gives back the write turn taken by [`begin_port_write`](Self::begin_port_write).
     pub fn end_port_write(&self) {
         self.write_lock.release();
-    }
-
-    /// Arms the write timeout for a write about to be submitted; hand the result to
-    /// [`write_result`](Self::write_result) when it is done.
-    pub fn write_deadline(&self) -> Option<(ring::deadline::Armed, Duration)> {
-        self.watch_write()
-    }
-
-    /// A finished write's result, or `TimedOut` if its deadline passed meanwhile (the
-    /// socket was shut down for it).
-    pub fn write_result(
-        &self,
-        deadline: Option<(ring::deadline::Armed, Duration)>,
-        res: io::Result<()>,
-    ) -> io::Result<()> {
-        self.check_deadline(deadline, res)
     }
 
     /// Whether this is TLS.

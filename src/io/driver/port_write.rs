@@ -101,7 +101,7 @@ impl PortWriter {
         if !self.holding.get() || self.in_flight.get() {
             return;
         }
-        *self.deadline.borrow_mut() = self.driver.transport().write_deadline();
+        *self.deadline.borrow_mut() = self.driver.transport().watch_write();
         self.send(port, token);
     }
 
@@ -137,7 +137,7 @@ impl PortWriter {
             return Written::Partly;
         }
         let transport = self.driver.transport();
-        let res = transport.write_result(self.deadline.take(), sent.map(drop));
+        let res = transport.check_deadline(self.deadline.take(), sent.map(drop));
         if res.is_err() {
             self.batch.borrow_mut().frames.clear();
         }

@@ -14,16 +14,14 @@
 //! it in flight). So the caller may forget an operation without cancelling it.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use io_uring::squeue;
 
 use super::context::with_ring;
 use super::op::Slot;
+use crate::io::local::{Wait, WakeFlag};
 
 /// What the ring and the port's task share.
 #[derive(Default)]
@@ -32,23 +30,14 @@ pub(super) struct PortShared {
     /// failure).
     done: RefCell<Vec<(u64, i32)>>,
     /// Raised by [`Port::raise`] (or a completion); lowered by [`Port::ready`].
-    raised: Cell<bool>,
-    waiter: RefCell<Option<Waker>>,
+    ready: WakeFlag,
 }
 
 impl PortShared {
     /// A completion for the submission `token` (called by the ring).
     pub(super) fn complete(&self, token: u64, result: i32) {
         self.done.borrow_mut().push((token, result));
-        self.wake();
-    }
-
-    fn wake(&self) {
-        if !self.raised.replace(true) {
-            if let Some(w) = self.waiter.borrow_mut().take() {
-                w.wake();
-            }
-        }
+        self.ready.raise();
     }
 }
 
@@ -62,7 +51,6 @@ impl std::fmt::Debug for Port {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Port")
             .field("done", &self.shared.done.borrow().len())
-            .field("raised", &self.shared.raised.get())
             .finish()
     }
 }
@@ -96,7 +84,7 @@ impl Port {
 
     /// Wakes the port's task: work other than completions is waiting for it.
     pub fn raise(&self) {
-        self.shared.wake();
+        self.shared.ready.raise();
     }
 
     /// Moves the completions that arrived so far into `into`, in the order they came.
@@ -106,31 +94,8 @@ impl Port {
 
     /// Resolves when the port was raised or a completion arrived since the last time
     /// it resolved (at once if so).
-    pub fn ready(&self) -> Ready<'_> {
-        Ready { port: self }
-    }
-}
-
-/// The future of [`Port::ready`].
-#[derive(Debug)]
-pub struct Ready<'a> {
-    port: &'a Port,
-}
-
-impl Future for Ready<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let shared = &self.port.shared;
-        if shared.raised.replace(false) {
-            return Poll::Ready(());
-        }
-        let mut waiter = shared.waiter.borrow_mut();
-        match waiter.as_ref() {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *waiter = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+    pub fn ready(&self) -> Wait<'_> {
+        self.shared.ready.wait()
     }
 }
 

@@ -81,10 +81,8 @@ fn hand_back(writer: &SubWriter) {
 /// fan-out's to write.
 fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) {
     let d = &writer.direct;
-    if !d.parked.get() || d.task_waiting.get() || writer.gone.get() {
-        return hand_back(&writer);
-    }
-    if writer.driver.state() != State::Open {
+    let ours = d.parked.get() && !d.task_waiting.get() && !writer.gone.get();
+    if !ours || writer.driver.state() != State::Open {
         return hand_back(&writer);
     }
     let Some(mut batch) = d.port.begin() else {
