@@ -10,7 +10,9 @@
 # of uNetworking's uWebSockets with its uSockets submodule in `uSockets/`
 # (`git clone --recursive`), or USOCKETS=/path/to/uSockets beside it. Built as its own
 # Makefile builds it (epoll, no TLS, -O3 with LTO), plus -march=native, into
-# target/uws/; the source tree is not written to. Needs g++ 12+ (C++20) and zlib.
+# target/uws/; the source tree is not written to. Needs g++ 12+ (C++20) and zlib. Our
+# file builds clean with -Wall -Wextra; under LTO g++ may still warn inside
+# uWebSockets' own headers (Utilities.h, -Wstringop-overflow), which are its code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src="${1:?usage: tuning/uws.sh /path/to/uWebSockets}"
@@ -24,6 +26,6 @@ cflags=(-O3 -flto=auto -march=native -DLIBUS_NO_SSL)
 (cd "$out/obj" && rm -f ./*.o && gcc "${cflags[@]}" -std=c11 -I"$usockets/src" -c \
   "$usockets"/src/*.c "$usockets"/src/eventing/*.c "$usockets"/src/crypto/*.c \
   "$usockets"/src/io_uring/*.c)
-g++ "${cflags[@]}" -std=c++20 -w -I"$src/src" -I"$usockets/src" tuning/uws/uws_relay.cpp \
+g++ "${cflags[@]}" -std=c++20 -Wall -Wextra -isystem "$src/src" -isystem "$usockets/src" tuning/uws/uws_relay.cpp \
   "$out"/obj/*.o -lz -o "$out/uws_relay" >&2
 echo "$PWD/$out/uws_relay"

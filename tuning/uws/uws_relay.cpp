@@ -69,15 +69,50 @@ std::vector<std::string> split_topics(std::string_view query) {
     return out;
 }
 
+// Appends `s` as a JSON string: quotes, backslashes and control characters escaped (a
+// topic comes from the client's query string, so it may hold any of them).
+void append_json_string(std::string &out, std::string_view s) {
+    out += '"';
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+            char esc[7];
+            std::snprintf(esc, sizeof esc, "\\u%04x", c);
+            out += esc;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    out += '"';
+}
+
 std::string subscribed_reply(const std::vector<std::string> &topics) {
     std::string reply = "{\"event\":\"subscribed\",\"topics\":[";
     for (size_t i = 0; i < topics.size(); i++) {
-        reply += i ? ",\"" : "\"";
-        reply += topics[i];
-        reply += '"';
+        if (i) {
+            reply += ',';
+        }
+        append_json_string(reply, topics[i]);
     }
     reply += "]}";
     return reply;
+}
+
+// A port number, 0 to 65535, all digits; -1 for anything else.
+int parse_port(std::string_view s) {
+    if (s.empty() || s.size() > 5) {
+        return -1;
+    }
+    int port = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') {
+            return -1;
+        }
+        port = port * 10 + (c - '0');
+    }
+    return port <= 65535 ? port : -1;
 }
 
 [[noreturn]] void usage(const char *why) {
@@ -102,7 +137,10 @@ int main(int argc, char **argv) {
                 usage("--listen wants HOST:PORT");
             }
             host = std::string(value.substr(0, colon));
-            port = std::atoi(std::string(value.substr(colon + 1)).c_str());
+            port = parse_port(value.substr(colon + 1));
+            if (port < 0) {
+                usage("--listen wants a port of 0 to 65535 after the colon");
+            }
         } else if (arg == "--threads") {
             if (value != "1") {
                 usage("a uWebSockets app is one thread: --threads 1 only");
