@@ -13,7 +13,8 @@
 //! - [`arena`]: the chunks relayed frames are encoded into (no allocation per message).
 //! - [`compression`]: permessage-deflate for relayed messages, compressed once.
 //! - [`control`]: subscribe/unsubscribe requests, the replies and their frames.
-//! - [`topic`]: a message's topic (and sequence number) by JSON pointer.
+//! - [`topic`]: a message's topic (and sequence number) by JSON pointer, found by
+//!   [`json_scan`], a single pass that also checks the message is JSON.
 //! - [`jump`]: sequence numbers too far from the last one to believe.
 //! - [`sequence`]: the relay's own sequence per topic, and its envelope; [`history`]:
 //!   a topic's last messages, to resume from.
@@ -25,6 +26,7 @@ pub mod compression;
 pub mod control;
 pub mod events;
 pub mod history;
+pub mod json_scan;
 pub mod jump;
 pub mod last_value;
 pub mod queue;
