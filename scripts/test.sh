@@ -68,6 +68,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "cargo doc --no-deps, warnings denied (every intra-doc link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 # One optimised build serves the tests, the conformance runs and the soak (the `ci`
 # profile: release without whole-crate LTO; see Cargo.toml).
 export FEEDRELAY_PROFILE=ci

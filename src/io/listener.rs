@@ -124,7 +124,7 @@ const SLOW_DRAIN: Duration = Duration::from_secs(1);
 
 /// Waits until no connection is `live`, or `grace` has passed. Says what it cost: the
 /// connections still open at `grace` (cut when the caller returns) as a warning, a
-/// drain over [`SLOW_DRAIN`] at info.
+/// drain over `SLOW_DRAIN` at info.
 pub async fn drain_connections(live: &Cell<usize>, grace: Duration) {
     let start = Instant::now();
     let deadline = start + grace;

@@ -1,4 +1,4 @@
-//! The admin view of a [`Snapshot`](super::snapshot::Snapshot): `/subscribers`, every
+//! The admin view of a [`Snapshot`]: `/subscribers`, every
 //! subscriber with its lag, as JSON, from the workers' latest intervals (at most a
 //! second old).
 

@@ -1,4 +1,4 @@
-//! The Prometheus text exposition of a [`Snapshot`](super::snapshot::Snapshot).
+//! The Prometheus text exposition of a [`Snapshot`].
 
 use std::fmt::Write;
 

@@ -84,11 +84,11 @@ pub enum State {
         deadline: Instant,
     },
     /// The close handshake finished, or the connection failed: once
-    /// [`Connection::poll_transmit`] has nothing left, close the TCP connection.
+    /// [`Connection::poll_transmit`](super::Connection::poll_transmit) has nothing left, close the TCP connection.
     Closed,
 }
 
-/// What [`Connection::handle_input`] found in the bytes.
+/// What [`Connection::handle_input`](super::Connection::handle_input) found in the bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A whole message: in place in the caller's buffer (unmasked) when it came as one
@@ -103,7 +103,7 @@ pub enum Event<'a> {
         /// bytes on when the sender compressed the message on its own.
         compressed: Option<&'a [u8]>,
     },
-    /// A ping; the pong is already queued for [`Connection::poll_transmit`].
+    /// A ping; the pong is already queued for [`Connection::poll_transmit`](super::Connection::poll_transmit).
     Ping(&'a [u8]),
     /// A pong.
     Pong(&'a [u8]),

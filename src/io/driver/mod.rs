@@ -20,7 +20,7 @@
 //! Methods take `&self` so one task can write (a ping, a subscriber's frames) while
 //! another's read is in flight. A read is never cancelled: the ring owns its buffer
 //! until it completes, and dropping it would lose what it read, so callers race it
-//! pinned ([`rt::race`](super::rt::race)) instead of dropping it.
+//! pinned ([`rt::race`]) instead of dropping it.
 
 pub mod client;
 pub mod port_write;

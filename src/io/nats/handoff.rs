@@ -22,7 +22,7 @@ pub(super) struct Outgoing {
 
 /// A text message's place in its topic's count at the relay that first ingested it
 /// (the relay's own numbering: an epoch naming the count, a number from 1), carried in
-/// [`POSITION_HEADER`](super::POSITION_HEADER) as `<16 hex digits>:<number>` so that
+/// [`POSITION_HEADER`] as `<16 hex digits>:<number>` so that
 /// importing relays, and a stream's history, number the topic as its origin did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {

@@ -5,7 +5,7 @@
 //! CPU (`tuning/RESULTS.md`, issue #24).
 //!
 //! A socket takes a slot on its first operation on a ring and keeps it for that ring
-//! only ([`FileSlot`] names the ring): on any other ring its plain descriptor is used.
+//! only (`FileSlot` names the ring): on any other ring its plain descriptor is used.
 //! Dropping the socket empties its slot at once, but the slot is not given to another
 //! socket until the kernel has taken every submission queued before that moment: an
 //! entry still waiting in the submission queue names the slot, and must find it empty

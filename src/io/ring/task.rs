@@ -6,7 +6,7 @@
 //! the ready queue directly; from another thread it goes through the ring's remote
 //! queue and an `eventfd` write that ends the ring's wait.
 //!
-//! Two kinds of task ([`Kind`]): most run as soon as they are woken; a *deferred* task
+//! Two kinds of task (`Kind`): most run as soon as they are woken; a *deferred* task
 //! (one that turns what the others produced into output, such as a subscriber's
 //! writer) waits on a queue of its own that the ring serves after every other ready
 //! task, in chunks, so that what arrives while a pass's writes go out joins the writes

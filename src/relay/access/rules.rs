@@ -396,7 +396,7 @@ impl Access {
         found
     }
 
-    /// Whether subscribers need a token ([`subscriber`](Access::subscriber)).
+    /// Whether subscribers need a token ([`subscriber_token`](Access::subscriber_token)).
     pub fn subscribers_need_tokens(&self) -> bool {
         !matches!(self.subscribers, Subscribers::Open)
     }

@@ -1,5 +1,5 @@
 //! One accepted connection, from its handshake to its close: served ([`session`]) as
-//! the side its path asks for, if it may take it ([`route`]); a publisher
+//! the side its path asks for, if it may take it (`route`); a publisher
 //! ([`publisher`]), a subscriber's reader ([`subscriber`], its token's [`refresh`])
 //! and writer ([`writer`], woken through its [`sub_writer`] handle, or written for by the
 //! worker's [`fanout`], from its [`fanout_list`], while it is parked), the pings and idle closes of every

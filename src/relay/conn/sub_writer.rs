@@ -1,4 +1,4 @@
-//! A subscriber's writer as the others see it ([`SubWriter`]): the reader, the
+//! A subscriber's writer as the others see it (`SubWriter`): the reader, the
 //! worker's flush and the keepalive sweep wake it, close it, and read when it last
 //! heard from its peer. The worker keeps one per local subscriber.
 

@@ -1,7 +1,7 @@
 //! Reading a message's topic from a JSON pointer, without allocating.
 //!
 //! The relay does not otherwise look inside messages. The pointer (RFC 6901, default
-//! `/s`) is followed by [`json_scan`](super::json_scan), one pass that also checks the
+//! `/s`) is followed by [`json_scan`], one pass that also checks the
 //! message is JSON, in place: nothing is copied and no number converted. The topic
 //! comes back as a range into the original payload when the JSON string had no escapes
 //! (the common case), so the caller can slice the shared frame instead of copying the

@@ -1,4 +1,4 @@
-//! The relay's books for the NATS thread ([`RelayLedger`]): each exported topic's
+//! The relay's books for the NATS thread ([`ExportBook`], [`ImportBook`]): each exported topic's
 //! subject (escaped once, [`subject`](super::subject)) and number
 //! ([`Numbering`]), each imported origin's numbers per subject ([`GapCounter`]), and
 //! origins as indexes for arbitration across exporting relays.

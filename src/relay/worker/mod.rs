@@ -1,4 +1,4 @@
-//! One relay worker: its state ([`state::WorkerCtx`]), its start-up and tasks
+//! One relay worker: its state (`state::WorkerCtx`), its start-up and tasks
 //! ([`start`]), how a message enters ([`ingest`]), the channels to the other workers
 //! ([`links`]), its metrics intervals and exit summary ([`telemetry`],
 //! [`intervals`]), and what it closes when a reload's access rules no longer allow a

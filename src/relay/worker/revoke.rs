@@ -3,7 +3,7 @@
 //! allowed are closed with 1008 and the reason, counted (`feedrelay_revoked_total`)
 //! and logged; the rest carry on untouched. Subscribers are found through their
 //! writers; publishers register here for the life of their connection
-//! ([`HeldPublisher`]).
+//! (`HeldPublisher`).
 
 use std::rc::Rc;
 use std::sync::Arc;

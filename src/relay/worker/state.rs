@@ -2,7 +2,7 @@
 //! what it runs: the accept loop, the inbox duty cycle, feeds, keepalive, metrics.
 //!
 //! Everything here is single-threaded (one worker, one ring): `Cell`s and `RefCell`s,
-//! never borrowed across an `.await`. What crosses threads is the [`links`] to other
+//! never borrowed across an `.await`. What crosses threads is the [`links`](super::links) to other
 //! workers and the metrics channel.
 
 use std::cell::{Cell, RefCell};

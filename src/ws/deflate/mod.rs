@@ -11,7 +11,7 @@
 //!   so a small compressed message that would inflate to gigabytes (a deflate bomb)
 //!   fails with [`WsError::MessageTooLarge`](super::WsError) having used at most the
 //!   limit in memory.
-//! - [`session`]: one connection's compressor and inflater, made on first use.
+//! - `session`: one connection's compressor and inflater, made on first use.
 //!
 //! A window of 8 bits (256 bytes) cannot be produced by zlib's deflate (it uses 9), so
 //! a side that may compress only with 8 bits sends its messages uncompressed, which the

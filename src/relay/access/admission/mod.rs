@@ -21,7 +21,7 @@
 //!   the evicted connection's worker to close it.
 //! - `max_connections_per_address` bounds what one source holds open (held ones
 //!   included), and `max_new_connections_per_address_per_second` how fast it may open
-//!   them ([`rate`]); past either, a connection is closed at accept.
+//!   them (`rate`); past either, a connection is closed at accept.
 //!
 //! Every refusal is counted by reason. The counts are shared by the workers (atomics, and
 //! a lock held for a map update per connection opened, handshaken or closed, never per

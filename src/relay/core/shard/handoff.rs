@@ -70,7 +70,7 @@ pub enum Handoff {
         positions: crate::relay::core::sequence::Positions,
     },
     /// An event of the relay's own for the subscribers of `topics` (see
-    /// [`events`](super::events)): each gets `frame` once.
+    /// [`events`](crate::relay::core::events)): each gets `frame` once.
     Event(std::sync::Arc<crate::relay::core::events::Notice>),
     /// Worker `origin`'s last values for a [`Handoff::SnapshotRequest`].
     Snapshot {
