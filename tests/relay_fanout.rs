@@ -169,6 +169,12 @@ fn bad_publisher_input_never_disturbs_the_relay() {
         send_text(&bad, r#"{"s":17}"#).await;
         // One reading of a message: its topic key twice is refused, not routed.
         send_text(&bad, r#"{"s":"T","s":"BIN","px":1}"#).await;
+        // A lone surrogate has no UTF-8 form: not JSON, so no topic.
+        send_text(&bad, r#"{"s":"A","note":"\ud800"}"#).await;
+        // A number of any length is JSON: routed.
+        let big = r#"{"s":"ID","id":123456789012345678901234567890,"f":1e400}"#;
+        send_text(&bad, big).await;
+        assert_eq!(next_text(&mut sub).await, big);
         // Binary messages are relayed as binary, routed by their JSON topic.
         bad.send(MessageKind::Binary, br#"{"s":"BIN"}"#)
             .await
@@ -198,9 +204,9 @@ fn bad_publisher_input_never_disturbs_the_relay() {
     let mut server = server;
     assert_eq!(server.terminate().code(), Some(0));
     let out = server.output();
-    // Not JSON and no topic key: no topic; a topic that is not a string or whose key
-    // appears twice: a bad topic (never routed by one reading of it).
-    assert!(out.contains("no topic 2, bad topic 2"), "{out}");
+    // Not JSON (twice) and no topic key: no topic; a topic that is not a string or
+    // whose key appears twice: a bad topic (never routed by one reading of it).
+    assert!(out.contains("no topic 3, bad topic 2"), "{out}");
 }
 
 #[test]
