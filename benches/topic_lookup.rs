@@ -1,6 +1,10 @@
 //! What reading a message's topic costs, per message shape: the bench generator's
 //! 256 B message (one long string), the same with order-book digits, and an
 //! exchange-style depth update (many short strings in nested arrays).
+//!
+//! Beside each, in the same run, the baseline `simd_json/<shape>`: what the lookup cost
+//! before the scan, a copy into a reused buffer and simd-json's tape parse with reused
+//! buffers (without walking the tape to the pointer, so it flatters simd-json a little).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use feedrelay::relay::core::topic::{JsonPointer, TopicReader};
@@ -34,6 +38,21 @@ fn topic_lookup(c: &mut Criterion) {
             TopicReader::new(JsonPointer::parse("/s").unwrap_or_else(|e| panic!("{e}")));
         group.bench_function(name, |b| {
             b.iter(|| black_box(reader.lookup(black_box(&msg))))
+        });
+        let mut scratch = Vec::new();
+        let mut buffers = simd_json::Buffers::default();
+        let mut tape = Some(simd_json::tape::Tape::null());
+        group.bench_function(format!("simd_json/{name}"), |b| {
+            b.iter(|| {
+                scratch.clear();
+                scratch.extend_from_slice(black_box(&msg));
+                let mut t = tape
+                    .take()
+                    .map_or_else(simd_json::tape::Tape::null, |t| t.reset());
+                let ok = simd_json::fill_tape(&mut scratch, &mut buffers, &mut t).is_ok();
+                tape = Some(t.reset());
+                black_box(ok)
+            })
         });
     }
     group.finish();

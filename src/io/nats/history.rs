@@ -1,7 +1,8 @@
 //! History kept in a JetStream stream (`[nats] history = "jetstream"`): what relays
 //! export is also kept by the server, each subject's last messages with their
-//! positions ([`POSITION_HEADER`](super::POSITION_HEADER)), so a relay that starts, or starts again, reads them
-//! back and resumes its subscribers from where they were instead of resetting them.
+//! positions ([`POSITION_HEADER`](super::POSITION_HEADER)), so a relay that starts, or
+//! starts again, reads them back and resumes its subscribers from where they were
+//! instead of resetting them.
 //!
 //! At start, before the relay takes connections: the stream is created if it does not
 //! exist (capturing the configured subjects, keeping `per_subject` messages each, on

@@ -1,5 +1,6 @@
 //! The worker's fan-out: one task writes every parked subscriber's queue, through one
-//! completion port ([`Port`](crate::io::ring::port::Port)), with no task of the subscriber's own in the loop.
+//! completion port ([`Port`](crate::io::ring::port::Port)), with no task of the
+//! subscriber's own in the loop.
 //!
 //! A subscriber's writer task ([`writer`](super::writer)) owns its connection's
 //! output: replies, close frames, FIN, TLS, per-subscriber compression. But a relayed

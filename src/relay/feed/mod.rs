@@ -1,7 +1,8 @@
 //! Exchange feeds the relay dials: their configuration (`[[feeds]]` tables), checked
 //! at load, and the pieces that run them.
 //!
-//! - [`line`](mod@line): one task per line: dial, subscribe, hand messages to the worker, redial.
+//! - [`line`](mod@line): one task per line: dial, subscribe, hand messages to the
+//!   worker, redial.
 //! - [`plan`]: lines grouped and given to workers before anything listens.
 //! - [`arbiter`]: first copy of each (topic, seq) wins; gaps counted.
 //! - [`backoff`]: exponential reconnect delays with full jitter.

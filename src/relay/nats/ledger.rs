@@ -1,5 +1,5 @@
-//! The relay's books for the NATS thread ([`ExportBook`], [`ImportBook`]): each exported topic's
-//! subject (escaped once, [`subject`](super::subject)) and number
+//! The relay's books for the NATS thread ([`ExportBook`], [`ImportBook`]): each
+//! exported topic's subject (escaped once, [`subject`](super::subject)) and number
 //! ([`Numbering`]), each imported origin's numbers per subject ([`GapCounter`]), and
 //! origins as indexes for arbitration across exporting relays.
 

@@ -2,8 +2,8 @@
 //! what it runs: the accept loop, the inbox duty cycle, feeds, keepalive, metrics.
 //!
 //! Everything here is single-threaded (one worker, one ring): `Cell`s and `RefCell`s,
-//! never borrowed across an `.await`. What crosses threads is the [`links`](super::links) to other
-//! workers and the metrics channel.
+//! never borrowed across an `.await`. What crosses threads is the
+//! [`links`](super::links) to other workers and the metrics channel.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
