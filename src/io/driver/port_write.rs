@@ -10,7 +10,6 @@
 //! deadline (a peer that stops reading gets its socket shut down, which ends the
 //! write). Plain TCP only: TLS records are made by the connection's own tasks.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell, RefMut};
 use std::io;
 use std::rc::Rc;
@@ -39,6 +38,23 @@ impl std::fmt::Debug for PortWriter {
         f.debug_struct("PortWriter")
             .field("in_flight", &self.in_flight.get())
             .finish()
+    }
+}
+
+/// What a write through a [`Port`] keeps alive until it ends: the writer's owner.
+///
+/// The port holds the `K` until the write's completion; the batch and the socket the
+/// kernel uses are the writer's, so `K` must own the writer. A reference handed out
+/// from `&self` of a `'static` type lives as long as `self` (or longer), and the
+/// writer checks, per write, that it is the one `writer` names.
+pub trait OwnsWriter: 'static {
+    /// The writer this owns.
+    fn writer(&self) -> &PortWriter;
+}
+
+impl OwnsWriter for Rc<PortWriter> {
+    fn writer(&self) -> &PortWriter {
+        self
     }
 }
 
@@ -94,47 +110,69 @@ impl PortWriter {
         }
     }
 
-    /// Submits the batch through `port`; its completion comes back as `token`, to be
-    /// handed to [`completed`](Self::completed). Does nothing unless the turn was taken
-    /// with [`begin`](Self::begin) and no write is in flight.
-    pub fn submit(self: &Rc<Self>, port: &Port, token: u64) {
-        if !self.holding.get() || self.in_flight.get() {
-            return;
+    /// Submits the batch through `port`, with `keep` (which owns this writer) held by
+    /// the port until the write ends; returns the token its completion comes back
+    /// with, to be handed to [`completed`](Self::completed). Refused, `keep` handed
+    /// back and nothing submitted (the turn is still held: [`abandon`](Self::abandon)
+    /// it), unless the turn was taken with [`begin`](Self::begin), no write is in
+    /// flight, `keep` is this writer's owner and the port takes it.
+    pub fn submit<K: OwnsWriter>(&self, port: &Port<K>, keep: K) -> Result<usize, K> {
+        if !self.holding.get() || self.in_flight.get() || !std::ptr::eq(keep.writer(), self) {
+            return Err(keep);
         }
         *self.deadline.borrow_mut() = self.driver.transport().watch_write();
-        self.send(port, token);
-    }
-
-    fn send(self: &Rc<Self>, port: &Port, token: u64) {
-        let entry = {
-            let mut batch = self.batch.borrow_mut();
-            batch.send_entry(self.driver.transport().tcp())
-        };
+        let entry = self.entry();
         self.in_flight.set(true);
-        let keep: Rc<dyn Any> = Rc::<PortWriter>::clone(self);
         // SAFETY: the entry points into `self.batch` (frames behind `Bytes`, the iovecs
         // and msghdr in the batch's heap memory), which nothing changes while
-        // `in_flight` is set (`begin` refuses, `completed` clears it first); `keep` is
-        // this writer, which owns the batch and, through its driver, the socket's
-        // descriptor, and the ring holds it until the completion arrives.
-        unsafe { port.submit(entry, token, keep) };
+        // `in_flight` is set (`begin` refuses, `completed` clears it first). `keep`
+        // owns this writer (checked above: `OwnsWriter` hands out a reference that
+        // lives as long as `keep`), which owns the batch and, through its driver, the
+        // socket's descriptor; the port holds `keep` until the completion.
+        match unsafe { port.submit(entry, keep) } {
+            Ok(token) => Ok(token),
+            Err(refused) => {
+                tracing::error!(why = refused.why, "port write refused");
+                self.in_flight.set(false);
+                *self.deadline.borrow_mut() = None;
+                Err(refused.keep)
+            }
+        }
     }
 
-    /// Takes the result of the write in flight (its completion's `res`). A partly
-    /// written batch is resubmitted at once, as `token` again.
-    pub fn completed(self: &Rc<Self>, port: &Port, token: u64, res: i32) -> Written {
+    /// The submission entry for what is left of the batch.
+    fn entry(&self) -> io_uring::squeue::Entry {
+        let mut batch = self.batch.borrow_mut();
+        batch.send_entry(self.driver.transport().tcp())
+    }
+
+    /// Takes the result of the write in flight (its completion's `res`, for `token`). A
+    /// partly written batch is resubmitted at once, as `token` again.
+    pub fn completed<K: OwnsWriter>(&self, port: &Port<K>, token: usize, res: i32) -> Written {
         if !self.in_flight.replace(false) {
             return Written::Done(Ok(()));
         }
-        let sent = self.batch.borrow_mut().sent(res);
+        let mut sent = self.batch.borrow_mut().sent(res);
         let expired = self
             .deadline
             .borrow()
             .as_ref()
             .is_some_and(|(a, _)| a.expired());
         if matches!(sent, Ok(false)) && !expired {
-            self.send(port, token);
-            return Written::Partly;
+            let ours = port
+                .keep(token)
+                .is_some_and(|k| std::ptr::eq(k.writer(), self));
+            let entry = self.entry();
+            self.in_flight.set(true);
+            // SAFETY: as in `submit`: the entry points into the batch, unchanged while
+            // `in_flight` is set, and `token`'s keep (checked to be this writer's owner)
+            // is held by the port until the completion.
+            let resubmitted = ours && unsafe { port.resubmit(entry, token) }.is_ok();
+            if resubmitted {
+                return Written::Partly;
+            }
+            self.in_flight.set(false);
+            sent = Err(io::Error::other("a partly done port write could not go on"));
         }
         let transport = self.driver.transport();
         let res = transport.check_deadline(self.deadline.take(), sent.map(drop));
@@ -186,17 +224,29 @@ mod tests {
         (Rc::new(PortWriter::new(Rc::new(driver))), peer)
     }
 
-    /// Waits for the write in flight to end; how many times the socket took part of it.
-    async fn finish(w: &Rc<PortWriter>, port: &Port) -> (io::Result<()>, usize) {
+    /// Submits `w`'s batch through `port`, waits for the write to end and releases it;
+    /// how it ended, and how many times the socket took part of it.
+    async fn write(w: &Rc<PortWriter>, port: &Port<Rc<PortWriter>>) -> (io::Result<()>, usize) {
+        let Ok(token) = w.submit(port, Rc::clone(w)) else {
+            panic!("the write was refused");
+        };
+        assert!(w.in_flight());
+        assert!(
+            w.begin().is_none(),
+            "no second write while one is in flight"
+        );
         let (mut partly, mut got) = (0, Vec::new());
         loop {
             port.ready().await;
             port.take(&mut got);
-            for (token, res) in got.drain(..) {
-                assert_eq!(token, 5);
+            for (t, res) in got.drain(..) {
+                assert_eq!(t, token);
                 match w.completed(port, token, res) {
                     Written::Partly => partly += 1,
-                    Written::Done(res) => return (res, partly),
+                    Written::Done(res) => {
+                        assert!(port.release(token).is_some(), "the port held the writer");
+                        return (res, partly);
+                    }
                 }
             }
         }
@@ -222,13 +272,7 @@ mod tests {
                 batch.frames.extend(frames.iter().cloned());
                 batch.times.extend([1, 2, 3, 4]);
             }
-            w.submit(&port, 5);
-            assert!(w.in_flight());
-            assert!(
-                w.begin().is_none(),
-                "no second write while one is in flight"
-            );
-            let (res, partly) = finish(&w, &port).await;
+            let (res, partly) = write(&w, &port).await;
             res.unwrap();
             assert!(partly > 0, "12 MiB in one send on loopback");
             let mut times = Vec::new();
@@ -241,6 +285,36 @@ mod tests {
             assert_eq!(all.len(), total);
             let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
             assert!(all == expected, "bytes out of order");
+        });
+    }
+
+    /// A write is refused, nothing submitted and the turn still held, without the turn,
+    /// while one is in flight, or with a keep that does not own the writer.
+    #[test]
+    fn a_write_is_refused_unless_it_is_the_writers_own() {
+        Ring::new().unwrap().block_on(async {
+            let (w, _peer) = pair().await;
+            let (other, _other_peer) = pair().await;
+            let port = Port::new();
+            assert!(w.submit(&port, Rc::clone(&w)).is_err(), "no turn taken");
+            w.begin()
+                .expect("the turn is free")
+                .frames
+                .push(Bytes::from_static(b"x"));
+            assert!(w.submit(&port, Rc::clone(&other)).is_err(), "not its owner");
+            assert!(!w.in_flight());
+            let token = w.submit(&port, Rc::clone(&w)).expect("its own");
+            assert!(w.submit(&port, Rc::clone(&w)).is_err(), "one in flight");
+            let mut got = Vec::new();
+            while got.is_empty() {
+                port.ready().await;
+                port.take(&mut got);
+            }
+            assert!(matches!(
+                w.completed(&port, token, got[0].1),
+                Written::Done(Ok(()))
+            ));
+            assert!(port.release(token).is_some());
         });
     }
 
@@ -259,8 +333,7 @@ mod tests {
                     batch.frames.push(Bytes::from(vec![7u8; 64 << 10]));
                     batch.times.push(0);
                 }
-                w.submit(&port, 5);
-                let (res, _) = finish(&w, &port).await;
+                let (res, _) = write(&w, &port).await;
                 w.take_times(|_| {});
                 if res.is_err() {
                     failed = true;

@@ -178,6 +178,11 @@ pub(crate) struct Inner {
     id: u64,
     /// The registered file table ([`files`]).
     files: RefCell<files::FileTable>,
+    /// Every completion port used on this ring, by the index its operations'
+    /// `user_data` names ([`port`]); kept while the ring lives.
+    ports: RefCell<Vec<Rc<dyn port::Sink>>>,
+    /// The ports' operations in flight.
+    port_ops: Cell<usize>,
 }
 
 impl Inner {
@@ -285,6 +290,13 @@ impl Inner {
                 match cqe.user_data() {
                     EVENTFD_TAG => eventfd_done = true,
                     CANCEL_TAG => {}
+                    tag if tag & port::PORT_BIT != 0 => {
+                        let (port, token) = port::split(tag);
+                        self.port_ops.set(self.port_ops.get().saturating_sub(1));
+                        if let Some(p) = self.ports.borrow().get(port) {
+                            p.complete(token, cqe.result());
+                        }
+                    }
                     index => {
                         let index = index as usize;
                         if ops.get_mut(index).is_some_and(|s| s.complete(cqe.result())) {
@@ -404,6 +416,8 @@ impl Ring {
             chunk_full: Cell::new(false),
             id: files::next_ring_id(),
             files: RefCell::new(files),
+            ports: RefCell::new(Vec::new()),
+            port_ops: Cell::new(0),
         });
         Ok(Ring { inner })
     }
@@ -545,13 +559,12 @@ impl Drop for Ring {
             unsafe { inner.push(cancel) };
         }
         let deadline = Instant::now() + DRAIN_ON_DROP;
-        while (!inner.ops.borrow().is_empty() || inner.eventfd_armed.get())
-            && Instant::now() < deadline
-        {
+        let in_flight = || inner.ops.borrow().len() + inner.port_ops.get();
+        while (in_flight() > 0 || inner.eventfd_armed.get()) && Instant::now() < deadline {
             inner.enter(Some(Some(deadline)));
             inner.reap();
         }
-        let left = inner.ops.borrow().len();
+        let left = in_flight();
         if left > 0 || inner.eventfd_armed.get() {
             // The kernel may still write into these: never free them.
             tracing::warn!(
@@ -559,10 +572,17 @@ impl Drop for Ring {
                 "ring dropped with operations in flight; their memory is leaked"
             );
             std::mem::forget(std::mem::take(&mut *inner.ops.borrow_mut()));
+            if inner.port_ops.get() > 0 {
+                std::mem::forget(std::mem::take(&mut *inner.ports.borrow_mut()));
+            }
             if inner.eventfd_armed.get() {
                 std::mem::forget(inner.eventfd_buf.borrow_mut().take());
             }
         }
+        // What the ports still hold (operations done but never released: their task
+        // went first) goes here, in the ring's context, as the tasks did.
+        let ports = std::mem::take(&mut *inner.ports.borrow_mut());
+        drop(ports);
     }
 }
 

@@ -35,13 +35,6 @@ pub(super) enum Slot {
         _memory: Box<dyn Any>,
         yields_fd: bool,
     },
-    /// Submitted through a [`Port`](super::port::Port): the completion goes on the
-    /// port's list with `token`; `_keep` owns the memory the kernel uses until then.
-    Port {
-        port: std::rc::Rc<super::port::PortShared>,
-        token: u64,
-        _keep: std::rc::Rc<dyn Any>,
-    },
 }
 
 impl Slot {
@@ -61,10 +54,6 @@ impl Slot {
                     // (its future is gone); closing it is the only thing left to do.
                     unsafe { libc::close(result) };
                 }
-                true
-            }
-            Slot::Port { port, token, .. } => {
-                port.complete(*token, result);
                 true
             }
             // A second completion for a one-shot op cannot happen; keep the first.
@@ -140,7 +129,7 @@ impl<D: 'static + Unpin> Future for Op<D> {
                     }
                     None
                 }
-                Slot::Orphaned { .. } | Slot::Port { .. } => Some(-libc::ECANCELED),
+                Slot::Orphaned { .. } => Some(-libc::ECANCELED),
             }
         });
         match (done, self.state.take()) {
@@ -178,7 +167,7 @@ impl<D: 'static> Drop for Op<D> {
                     // SAFETY: a cancel request points to no memory.
                     unsafe { ring.push(cancel) };
                 }
-                Some(Slot::Orphaned { .. } | Slot::Port { .. }) | None => {}
+                Some(Slot::Orphaned { .. }) | None => {}
             }
         });
     }

@@ -29,6 +29,7 @@
 
 use std::rc::Rc;
 
+use super::fanout_list::Writing;
 use super::sub_writer::SubWriter;
 use super::writer::MAX_WRITE_BATCH;
 use crate::io::driver::port_write::Written;
@@ -50,7 +51,7 @@ pub(in crate::relay) async fn run(ctx: Rc<WorkerCtx>) {
                 // When the ring saw these writes done (one clock conversion for all).
                 let now = ctx.ring_ns(rt::recent_now());
                 for (token, res) in done.drain(..) {
-                    completed(&ctx, token as usize, res, now);
+                    completed(&ctx, token, res, now);
                 }
             }
             for _ in 0..rt::DEFERRED_CHUNK {
@@ -106,13 +107,17 @@ fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) {
     drop(batch);
     match drained {
         Some(true) => {
-            let token = ctx
-                .fanout
-                .in_flight
-                .borrow_mut()
-                .insert((id, Rc::clone(&writer)));
-            writer.writing.set(true);
-            d.port.submit(&ctx.fanout.port, token as u64);
+            let keep = Writing {
+                id,
+                writer: Rc::clone(&writer),
+            };
+            match d.port.submit(&ctx.fanout.port, keep) {
+                Ok(_) => writer.writing.set(true),
+                Err(_) => {
+                    d.port.abandon();
+                    hand_back(&writer);
+                }
+            }
         }
         Some(false) => {
             d.port.abandon();
@@ -128,15 +133,19 @@ fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) {
 /// A write of the fan-out's completed with `res`, seen by the ring at `now` (metrics
 /// clock).
 fn completed(ctx: &WorkerCtx, token: usize, res: i32, now: u64) {
-    let Some((id, writer)) = ctx.fanout.in_flight.borrow().get(token).cloned() else {
-        return;
+    let port = &ctx.fanout.port;
+    let written = match port.keep(token) {
+        Some(w) => w.writer.direct.port.completed(port, token, res),
+        None => return,
     };
-    let d = &writer.direct;
-    let res = match d.port.completed(&ctx.fanout.port, token as u64, res) {
+    let res = match written {
         Written::Partly => return,
         Written::Done(res) => res,
     };
-    ctx.fanout.in_flight.borrow_mut().remove(token);
+    let Some(Writing { id, writer }) = port.release(token) else {
+        return;
+    };
+    let d = &writer.direct;
     writer.writing.set(false);
     let frames = d.port.take_times(|t| {
         if t > 0 && res.is_ok() {

@@ -1,24 +1,36 @@
 //! The worker's fan-out list: the parked subscribers with output waiting, in the order
-//! they got it, and the fan-out's writes in flight (see [`fanout`](super::fanout)).
+//! they got it, and the port the fan-out's writes go through, which holds each write's
+//! subscriber until the write ends (see [`fanout`](super::fanout)).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use slab::Slab;
-
 use super::sub_writer::SubWriter;
+use crate::io::driver::port_write::{OwnsWriter, PortWriter};
 use crate::io::ring::port::Port;
 use crate::relay::core::routing::SubId;
 
 /// A worker's fan-out: who has output, and the writes in flight.
 #[derive(Default)]
 pub(in crate::relay) struct FanoutList {
-    pub(super) port: Port,
+    /// The fan-out's writes in flight, each holding its subscriber until it ends.
+    pub(super) port: Port<Writing>,
     /// Parked subscribers with output, in the order they got it.
     pub(super) ready: RefCell<VecDeque<(SubId, Rc<SubWriter>)>>,
-    /// Writes in flight, by the token their completion comes back with.
-    pub(super) in_flight: RefCell<Slab<(SubId, Rc<SubWriter>)>>,
+}
+
+/// A write of the fan-out's in flight: whose it is. The port holds it until the write
+/// ends, and with it the subscriber's writer, whose batch the kernel reads.
+pub(super) struct Writing {
+    pub(super) id: SubId,
+    pub(super) writer: Rc<SubWriter>,
+}
+
+impl OwnsWriter for Writing {
+    fn writer(&self) -> &PortWriter {
+        &self.writer.direct.port
+    }
 }
 
 impl FanoutList {
