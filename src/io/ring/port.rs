@@ -31,7 +31,8 @@ use crate::io::local::{Wait, WakeFlag};
 
 /// The bit that marks a completion's `user_data` as a port's: below it, the port's
 /// index in the ring's registry (bits 32..62) and the token (bits 0..32). The ring's
-/// own tags (all ones) are checked first; its table's indices never reach this bit.
+/// own two tags (`u64::MAX` and one below) are matched first; its table's indices
+/// never reach this bit.
 pub(super) const PORT_BIT: u64 = 1 << 62;
 
 /// Ports one ring can register (the index must fit in bits 32..62).
