@@ -1,0 +1,79 @@
+"""The table of tuning/instructions.sh: instructions per delivery and per fan-out write
+from callgrind's output, for each load, the old build beside the new.
+
+    python3 tuning/instructions_table.py OUT_DIR LOAD...
+"""
+
+import re
+import subprocess
+import sys
+
+
+def annotate(path, *args):
+    return subprocess.run(
+        ["callgrind_annotate", *args, path],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def count(text):
+    return int(text.replace(",", ""))
+
+
+def inclusive(lines, pattern):
+    """The largest inclusive count of a function whose line matches `pattern`."""
+    best = 0
+    for line in lines:
+        if re.search(pattern, line):
+            m = re.match(r"\s*([\d,]+)", line)
+            if m:
+                best = max(best, count(m.group(1)))
+    return best
+
+
+def measure(out, name):
+    path = f"{out}/{name}.cg"
+    with open(f"{out}/{name}.log") as f:
+        m = re.search(r"messages in \d+ out (\d+)", f.read())
+    if not m:
+        raise SystemExit(f"{name}: no delivery count in the relay's log")
+    deliveries = int(m.group(1))
+    incl = annotate(path, "--inclusive=yes").splitlines()
+    total = inclusive(incl, r"PROGRAM TOTALS")
+    collector = inclusive(incl, r"metrics::collector::collect::\{\{closure\}\} \[")
+    fanout = inclusive(incl, r"fanout\.rs:<feedrelay::io::ring::task::Spawned")
+    reap = inclusive(incl, r"io::ring::Inner::reap \[")
+    tree = annotate(path, "--tree=calling", "--inclusive=yes")
+    calls = re.findall(r">\s+\S*fanout::start \(([\d,]+)x\)", tree)
+    writes = max((count(c) for c in calls), default=0)
+    return {
+        "deliveries": deliveries,
+        "per_delivery": (total - collector) / max(deliveries, 1),
+        "writes": writes,
+        "per_write": (fanout + reap) / max(writes, 1),
+    }
+
+
+def main():
+    out, loads = sys.argv[1], sys.argv[2:]
+    print("| load | build | deliveries | instr/delivery | fan-out writes | instr/write |")
+    print("|---|---|---|---|---|---|")
+    for load in loads:
+        got = {v: measure(out, f"{load}-{v}") for v in ("old", "new")}
+        for v in ("old", "new"):
+            g = got[v]
+            print(
+                f"| {load} | {v} | {g['deliveries']:,} | {g['per_delivery']:,.0f} "
+                f"| {g['writes']:,} | {g['per_write']:,.0f} |"
+            )
+        o, n = got["old"], got["new"]
+        print(
+            f"| {load} | new / old | | {n['per_delivery'] / o['per_delivery']:.3f} "
+            f"| | {n['per_write'] / max(o['per_write'], 1e-9):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
