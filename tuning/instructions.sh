@@ -42,8 +42,12 @@ measure() { # name binary rate subs
     echo "instructions.sh: $name: the relay did not start (see $log)" >&2
     exit 1
   fi
-  "$new_bin" bench --target "$url/" --rate "$rate" --subs "$subs" \
-    --duration 10 --warmup 2 --rounds 1 >"$out/$name.bench.txt" 2>&1
+  if ! "$new_bin" bench --target "$url/" --rate "$rate" --subs "$subs" \
+    --duration 10 --warmup 2 --rounds 1 >"$out/$name.bench.txt" 2>&1; then
+    kill "$pid" 2>/dev/null || true
+    echo "instructions.sh: $name: the bench failed (see $out/$name.bench.txt)" >&2
+    exit 1
+  fi
   kill -INT "$pid"
   wait "$pid" || true
 }

@@ -132,7 +132,7 @@ impl PortWriter {
         match unsafe { port.submit(entry, keep) } {
             Ok(token) => Ok(token),
             Err(refused) => {
-                tracing::error!(why = refused.why, "port write refused");
+                tracing::error!(error = %refused.why, "port write refused");
                 self.in_flight.set(false);
                 *self.deadline.borrow_mut() = None;
                 Err(refused.keep)

@@ -54,13 +54,27 @@ pub(super) trait Sink {
     fn complete(&self, token: u32, result: i32);
 }
 
+/// Why a port refused a submission (nothing was submitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// 2^32 operations already in flight on this port.
+    #[error("2^32 operations in flight on one port")]
+    TooManyOperations,
+    /// 2^30 ports already registered with this ring.
+    #[error("2^30 ports on one ring")]
+    TooManyPorts,
+    /// A resubmission of an operation that is in flight or was released.
+    #[error("no such operation to resubmit, or it is in flight")]
+    NotResubmittable,
+}
+
 /// A submission the port refused (a limit, module docs): nothing was submitted.
 #[derive(Debug)]
 pub struct Refused<K> {
     /// What the operation would have kept alive, handed back.
     pub keep: K,
     /// Which limit.
-    pub why: &'static str,
+    pub why: PortError,
 }
 
 /// An operation's entry: what it keeps alive, and whether the kernel still has it.
@@ -152,7 +166,7 @@ impl<K: 'static> Port<K> {
             // SAFETY: the caller's guarantee, and the entry just made holds `keep`
             // until its completion.
             Ok(_) => unsafe { self.push(entry, token) },
-            Err(_) => Err("2^32 operations in flight on one port"),
+            Err(_) => Err(PortError::TooManyOperations),
         };
         match pushed {
             Ok(()) => Ok(token),
@@ -169,10 +183,10 @@ impl<K: 'static> Port<K> {
     /// # Safety
     ///
     /// As for [`submit`](Self::submit), with the `keep` given for `token`.
-    pub unsafe fn resubmit(&self, entry: squeue::Entry, token: usize) -> Result<(), &'static str> {
+    pub unsafe fn resubmit(&self, entry: squeue::Entry, token: usize) -> Result<(), PortError> {
         match self.shared.entries.borrow().get(token) {
             Some(e) if !e.in_flight.get() => e.in_flight.set(true),
-            _ => return Err("no such operation, or one in flight"),
+            _ => return Err(PortError::NotResubmittable),
         }
         // SAFETY: the caller's guarantee; the entry holds its `keep`.
         let pushed = unsafe { self.push(entry, token) };
@@ -190,14 +204,14 @@ impl<K: 'static> Port<K> {
     /// # Safety
     ///
     /// The entry's memory is owned by the `keep` of `token`'s entry.
-    unsafe fn push(&self, entry: squeue::Entry, token: usize) -> Result<(), &'static str> {
+    unsafe fn push(&self, entry: squeue::Entry, token: usize) -> Result<(), PortError> {
         with_ring(|ring| {
             let port = match self.shared.registered.get() {
                 Some((id, port)) if id == ring.id => port,
                 _ => {
                     let mut ports = ring.ports.borrow_mut();
                     if ports.len() >= MAX_PORTS {
-                        return Err("2^30 ports on one ring");
+                        return Err(PortError::TooManyPorts);
                     }
                     ports.push(Rc::clone(&self.shared) as Rc<dyn Sink>);
                     let port = (ports.len() - 1) as u32;
