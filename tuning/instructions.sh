@@ -9,6 +9,11 @@
 #
 #   tuning/instructions.sh OLD_BINARY [OUT_DIR]
 #   LOADS="500x100 2000x10" tuning/instructions.sh /tmp/old/target/release/feedrelay
+#   UWS=$(MARCH=x86-64-v3 tuning/uws.sh /path/to/uWebSockets) tuning/instructions.sh OLD
+#     adds uWebSockets (tuning/uws/uws_relay.cpp, one thread) at the same loads: its
+#     instructions per delivery, every instruction of the process over the deliveries
+#     the open-loop bench planned for warm-up and measurement (it keeps no count of its
+#     own; a run that lost any is refused)
 #
 # Each run: the relay (one worker, `--idle park`) under callgrind, `feedrelay bench`
 # outside it (rate x subscribers, 10 s after 2 s warm-up, 256 B, 10 topics), then
@@ -25,12 +30,17 @@ command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt i
 cargo build --release --quiet
 new_bin=./target/release/feedrelay
 mkdir -p "$out"
-rm -f "$out"/*.cg "$out"/*.log
+rm -f "$out"/*.cg "$out"/*.log "$out"/*.json
+if [ -n "${UWS:-}" ]; then
+  [ -x "$UWS" ] || { echo "instructions.sh: UWS=$UWS is not an executable (tuning/uws.sh)" >&2; exit 2; }
+fi
 
 measure() { # name binary rate subs
   local name=$1 bin=$2 rate=$3 subs=$4 log="$out/$1.log" url="" pid
+  local args=(run --idle park --listen 127.0.0.1:0 --workers 1)
+  [ "${name##*-}" = uws ] && args=(--listen 127.0.0.1:0)
   valgrind --tool=callgrind --callgrind-out-file="$out/$name.cg" \
-    "$bin" run --idle park --listen 127.0.0.1:0 --workers 1 >"$log" 2>&1 &
+    "$bin" "${args[@]}" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 240); do
     url=$(grep -o 'ws://127\.0\.0\.1:[0-9]*' "$log" | sed -n 1p || true)
@@ -43,20 +53,24 @@ measure() { # name binary rate subs
     exit 1
   fi
   if ! "$new_bin" bench --target "$url/" --rate "$rate" --subs "$subs" \
-    --duration 10 --warmup 2 --rounds 1 >"$out/$name.bench.txt" 2>&1; then
+    --duration 10 --warmup 2 --rounds 1 --json "$out/$name.json" >"$out/$name.bench.txt" 2>&1; then
     kill "$pid" 2>/dev/null || true
     echo "instructions.sh: $name: the bench failed (see $out/$name.bench.txt)" >&2
     exit 1
   fi
-  kill -INT "$pid"
+  # SIGINT stops feedrelay; uws_relay has no handler, and a job started in the
+  # background of a script ignores SIGINT, so it gets SIGTERM (callgrind writes its
+  # counts either way).
+  if [ "${name##*-}" = uws ]; then kill -TERM "$pid"; else kill -INT "$pid"; fi
   wait "$pid" || true
 }
 
 for load in ${LOADS:-500x100 2000x10}; do
   rate=${load%x*} subs=${load#*x}
-  for variant in old new; do
+  for variant in old new ${UWS:+uws}; do
     bin=$new_bin
     [ "$variant" = old ] && bin=$old_bin
+    [ "$variant" = uws ] && bin=$UWS
     echo "== $load $variant" >&2
     measure "$load-$variant" "$bin" "$rate" "$subs"
   done

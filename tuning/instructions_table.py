@@ -4,9 +4,14 @@ from callgrind's output, for each load, the old build beside the new.
     python3 tuning/instructions_table.py OUT_DIR LOAD...
 """
 
+import json
+import os
 import re
 import subprocess
 import sys
+
+# instructions.sh's bench: seconds of warm-up, then of measurement.
+WARMUP_S, DURATION_S = 2, 10
 
 
 def annotate(path, *args):
@@ -31,6 +36,20 @@ def inclusive(lines, pattern):
             if m:
                 best = max(best, count(m.group(1)))
     return best
+
+
+def measure_uws(out, name, load):
+    """uWebSockets' instructions per delivery: the whole process (one thread) over the
+    deliveries the open-loop bench planned (rate x subscribers x 12 s of warm-up and
+    measurement), which holds only if the bench lost none."""
+    with open(f"{out}/{name}.json") as f:
+        variants = json.load(f)
+    if any(v["lost"] or v["received"] < v["expected"] for v in variants):
+        raise SystemExit(f"{name}: uWebSockets lost deliveries; its count would be wrong")
+    rate, subs = (int(x) for x in load.split("x"))
+    deliveries = rate * subs * (WARMUP_S + DURATION_S)
+    total = inclusive(annotate(f"{out}/{name}.cg", "--inclusive=yes").splitlines(), r"PROGRAM TOTALS")
+    return {"deliveries": deliveries, "per_delivery": total / deliveries}
 
 
 def measure(out, name):
@@ -73,6 +92,10 @@ def main():
             f"| {load} | new / old | | {n['per_delivery'] / o['per_delivery']:.3f} "
             f"| | {n['per_write'] / max(o['per_write'], 1e-9):.3f} |"
         )
+        if os.path.exists(f"{out}/{load}-uws.cg"):
+            u = measure_uws(out, f"{load}-uws", load)
+            print(f"| {load} | uws | {u['deliveries']:,} (planned) | {u['per_delivery']:,.0f} | | |")
+            print(f"| {load} | new / uws | | {n['per_delivery'] / u['per_delivery']:.2f} | | |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@
 # of uNetworking's uWebSockets with its uSockets submodule in `uSockets/`
 # (`git clone --recursive`), or USOCKETS=/path/to/uSockets beside it. Built as its own
 # Makefile builds it (epoll, no TLS, -O3 with LTO), plus -march=native, into
-# target/uws/; the source tree is not written to. Needs g++ 12+ (C++20) and zlib. Our
+# target/uws/; the source tree is not written to. MARCH=x86-64-v3 builds for that
+# level instead, as target/uws/uws_relay-x86-64-v3: valgrind has no AVX-512, so a
+# native build on a CPU with it stops under callgrind with an illegal instruction
+# (`UWS=... tuning/instructions.sh` wants this one). Needs g++ 12+ (C++20) and zlib. Our
 # file builds clean with -Wall -Wextra; under LTO g++ may still warn inside
 # uWebSockets' own headers (Utilities.h, -Wstringop-overflow), which are its code.
 set -euo pipefail
@@ -21,11 +24,14 @@ usockets="${USOCKETS:-$src/uSockets}"
 [ -f "$usockets/src/libusockets.h" ] || {
   echo "uws.sh: $usockets: no uSockets (clone with --recursive, or set USOCKETS)" >&2; exit 2; }
 out=target/uws
+march="${MARCH:-native}"
+bin="$out/uws_relay"
+[ "$march" = native ] || bin="$out/uws_relay-$march"
 mkdir -p "$out/obj"
-cflags=(-O3 -flto=auto -march=native -DLIBUS_NO_SSL)
+cflags=(-O3 -flto=auto "-march=$march" -DLIBUS_NO_SSL)
 (cd "$out/obj" && rm -f ./*.o && gcc "${cflags[@]}" -std=c11 -I"$usockets/src" -c \
   "$usockets"/src/*.c "$usockets"/src/eventing/*.c "$usockets"/src/crypto/*.c \
   "$usockets"/src/io_uring/*.c)
 g++ "${cflags[@]}" -std=c++20 -Wall -Wextra -isystem "$src/src" -isystem "$usockets/src" tuning/uws/uws_relay.cpp \
-  "$out"/obj/*.o -lz -o "$out/uws_relay" >&2
-echo "$PWD/$out/uws_relay"
+  "$out"/obj/*.o -lz -o "$bin" >&2
+echo "$PWD/$bin"
