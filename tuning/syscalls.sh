@@ -48,7 +48,12 @@ for load in $loads; do
         --bench-cores 1 --json "$out/$name.json" >"$out/$name.bench.txt" 2>&1 &
       bench=$!
       sleep 5
-      perf stat -x, -e "$events" -p "$pid" -o "$out/$name.csv" -- sleep "$window"
+      if ! perf stat -x, -e "$events" -p "$pid" -o "$out/$name.csv" -- sleep "$window"; then
+        kill "$bench" 2>/dev/null || true
+        echo "syscalls.sh: perf could not count $relay (pid $pid): run as root, or set" \
+          "kernel.perf_event_paranoid to 1 or less (perf said why above)" >&2
+        exit 1
+      fi
       wait "$bench" || echo "  (bench $name failed: see $out/$name.bench.txt)"
     done
   done
