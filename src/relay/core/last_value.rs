@@ -249,45 +249,26 @@ impl LastValues {
         }
         let (k, keep) = (self.history_max, counted == 1 && self.history_max > 0);
         let history = keep.then_some(k);
-        let known = self.by_topic.get(&topic[..]).copied();
-        // The common case, a known topic whose update fits: one lookup.
-        if let Some(i) = known {
+        if let Some(&i) = self.by_topic.get(&topic[..]) {
+            // A known topic: one lookup, and in the common case nothing to evict.
             let e = &mut self.entries[i];
             own_count(e, next, &mut self.next_epoch, &mut self.bytes);
             let grows = history.map_or(0, |k| e.history.growth(frame.len(), k));
-            let need = (self.bytes - e.frame.len() + frame.len()) as isize + grows;
-            if need <= self.max_bytes as isize {
-                let before = e.bytes();
-                let number = e.take(frame, next, history);
-                self.bytes = self.bytes - before + e.bytes();
-                self.touch(i);
-                return Some(number);
-            }
-        }
-        let (old, grows) = match known.map(|i| &self.entries[i]) {
-            Some(e) => (
-                Some(e.frame.len()),
-                history.map_or(0, |k| e.history.growth(frame.len(), k)),
-            ),
-            None => (None, history.map_or(0, |_| frame.len() as isize)),
-        };
-        let need = |bytes: usize| (bytes - old.unwrap_or(0) + frame.len()) as isize + grows;
-        while need(self.bytes) > self.max_bytes as isize
-            || (known.is_none() && self.by_topic.len() >= self.max_topics)
-        {
-            if !self.evict_oldest(known) {
-                break;
-            }
-        }
-        if let Some(i) = known {
+            let old = e.frame.len();
+            let need = |bytes: usize| (bytes - old + frame.len()) as isize + grows;
+            while need(self.bytes) > self.max_bytes as isize && self.evict_oldest(Some(i)) {}
             let e = &mut self.entries[i];
-            own_count(e, next, &mut self.next_epoch, &mut self.bytes);
             let before = e.bytes();
             let number = e.take(frame, next, history);
             self.bytes = self.bytes - before + e.bytes();
             self.touch(i);
             return Some(number);
         }
+        let grows = history.map_or(0, |_| frame.len() as isize);
+        while ((self.bytes + frame.len()) as isize + grows > self.max_bytes as isize
+            || self.by_topic.len() >= self.max_topics)
+            && self.evict_oldest(None)
+        {}
         let mut spare = BytesMut::with_capacity(room_for(frame.len()));
         spare.extend_from_slice(frame);
         let frame = spare.split().freeze();
