@@ -269,7 +269,7 @@ fn allocations_per_message_with(
             summaries[0].nats
         );
     }
-    let recorded = collector.finish().unwrap().merged();
+    let recorded = collector.finish().unwrap().snapshot.merged();
     assert!(
         !recorded.get(feedrelay::metrics::Hop::Egress).is_empty(),
         "egress latencies recorded"

@@ -80,3 +80,56 @@ fn not_ready_while_a_feed_group_has_no_line_up() {
     assert_eq!(feeds["ok"], false, "{body}");
     assert_eq!(feeds["detail"], "no line up in group books", "{body}");
 }
+
+/// A full disk under the interval log (`/dev/full` fails every write with ENOSPC)
+/// stops the log, not the metrics: `/readyz` and `/metrics` stay current, the relay
+/// serves, and at the end it prints its totals, names the log as incomplete and exits
+/// non-zero.
+#[test]
+fn a_full_disk_under_the_hlog_stops_the_log_alone() {
+    let mut server = Server::relay(
+        &[
+            "--workers",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+            "--hlog",
+            "/dev/full",
+        ],
+        None,
+    );
+    let addr = common::printed_addr(&server, "metrics on http://");
+    readyz_until(addr, 200);
+    assert!(
+        server.wait_for_log("No space left on device", Duration::from_secs(10)),
+        "the log's failure is not said: {}",
+        server.log()
+    );
+    // Still collecting after the failure: a message published now is counted, and the
+    // worker still reports within the readiness window.
+    let relay: SocketAddr = server.addr;
+    let mut publisher = common::Raw::publish(relay);
+    publisher.send(0x81, br#"{"topic":"t","n":1}"#);
+    common::wait_metric(addr, None, "feedrelay_messages_in_total", |n| n >= 1);
+    std::thread::sleep(Duration::from_millis(3_500));
+    readyz_until(addr, 200);
+    drop(publisher);
+    let status = server.terminate();
+    assert!(
+        !status.success(),
+        "an incomplete log must not end in success"
+    );
+    let out = server.output();
+    assert!(
+        out.contains("messages in 1"),
+        "the summary is printed: {out}"
+    );
+    assert!(
+        out.contains("ingress"),
+        "the latency table is printed: {out}"
+    );
+    assert!(
+        out.contains("per-hop interval log: /dev/full (incomplete: "),
+        "the log is named incomplete: {out}"
+    );
+}

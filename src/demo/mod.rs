@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 
 use backbone::Backbone;
@@ -26,7 +26,7 @@ use subscribers::{run_subscribers, DemoStats};
 use crate::io::listener::bind_reuseport;
 use crate::io::worker::CoreMap;
 use crate::io::{ring, shutdown};
-use crate::metrics::collector::Collector;
+use crate::metrics::collector::{Collector, Finished};
 use crate::metrics::percentiles::PercentileTable;
 use crate::metrics::snapshot::Snapshot;
 use crate::metrics::{Hop, HopHistograms};
@@ -173,9 +173,9 @@ pub fn command(a: DemoArgs, say: &dyn Fn(&str)) -> anyhow::Result<()> {
         l.stop();
         say(&summary(&summaries));
     }
-    let totals = collector.finish()?.merged();
+    let finished = collector.finish()?;
     say(&format!("final:\n{}", live.render(started.elapsed())));
-    finish(&a.hlog, &totals, &stats, say)
+    finish(&a.hlog, finished, &stats, say)
 }
 
 /// Where the demo's messages come from, in words.
@@ -216,13 +216,15 @@ fn outage_step(lines: &mut MockLines, t: Duration, say: &dyn Fn(&str)) {
     }
 }
 
-/// Writes the plot and says where the hlog and the plot are.
+/// Writes the plot and says where the hlog and the plot are; an error if the hlog
+/// could not be written whole.
 fn finish(
     hlog: &std::path::Path,
-    totals: &HopHistograms,
+    finished: Finished,
     stats: &DemoStats,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<()> {
+    let totals = finished.snapshot.merged();
     let plot = hlog.with_extension("svg");
     let e2e = stats.e2e_snapshot();
     let mut series: Vec<(String, &Histogram<u64>)> = Hop::ALL
@@ -237,7 +239,10 @@ fn finish(
         hlog.display()
     ));
     say(&format!("latency plot (SVG): {}", plot.display()));
-    Ok(())
+    // The run and its plot stand; the log they name is not whole.
+    finished
+        .hlog
+        .context("the per-hop interval log is incomplete")
 }
 
 /// The live table: rates since the last render, drops, latency per hop and end to end.

@@ -4,15 +4,24 @@
 //! Rendering happens here, on the collector's thread: a worker answering `/metrics`
 //! copies the latest text ([`Rendered::get`], a lock held for an `Arc` clone) and
 //! never renders or holds a lock across work.
+//!
+//! The interval log is an output beside the metrics, not a condition of them: when
+//! writing it fails (a full disk, a file removed under it), the collector logs why
+//! once, stops the log there and goes on merging, so `/metrics`, `/readyz` and the
+//! status page stay current and the workers keep getting their histograms back.
+//! [`Collector::finish`] hands the failure back with the totals.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogWriterBuilder, IntervalLogWriterError, Tag,
+};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
 use super::hop::{Hop, HopHistograms};
@@ -66,6 +75,18 @@ impl Rendered {
 /// more when they pause).
 const RENDER_EVERY: Duration = Duration::from_millis(200);
 
+/// Where the interval log goes: the file (a test's failing writer).
+type HlogFile = Box<dyn Write + Send>;
+
+/// What a collector ends with.
+#[derive(Debug)]
+pub struct Finished {
+    /// The totals, whole whatever became of the interval log.
+    pub snapshot: Snapshot,
+    /// Why the interval log stopped before the end, if it did.
+    pub hlog: Result<(), MetricsError>,
+}
+
 /// A running collector.
 pub struct Collector {
     tx: Sender<Interval>,
@@ -82,22 +103,30 @@ impl Collector {
     /// Starts the collector thread for `workers` workers, writing `hlog` if given (the
     /// file is created now, so a bad path fails before the relay starts).
     pub fn start(workers: usize, hlog: Option<&Path>) -> Result<Collector, MetricsError> {
+        let file = match hlog {
+            Some(p) => {
+                let f = File::create(p).map_err(|source| MetricsError::Hlog {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Some((p.to_owned(), Box::new(f) as HlogFile))
+            }
+            None => None,
+        };
+        Collector::start_with(workers, file)
+    }
+
+    /// [`start`](Self::start), writing the interval log to `file` (named by its path).
+    fn start_with(
+        workers: usize,
+        file: Option<(PathBuf, HlogFile)>,
+    ) -> Result<Collector, MetricsError> {
         let (tx, rx) = unbounded();
         let (spare_tx, spares) = crossbeam_channel::bounded(workers.max(1) * 2);
         let snapshot = Arc::new(Mutex::new(Snapshot {
             workers: (0..workers).map(|_| Default::default()).collect(),
             reported: vec![None; workers],
         }));
-        let file = match hlog {
-            Some(p) => Some((
-                p.to_owned(),
-                File::create(p).map_err(|source| MetricsError::Hlog {
-                    path: p.to_owned(),
-                    source,
-                })?,
-            )),
-            None => None,
-        };
         let rendered = Arc::new(Rendered::default());
         rendered.set(super::prometheus::render(&lock_or_default(&snapshot)));
         let shared = Arc::clone(&snapshot);
@@ -146,19 +175,18 @@ impl Collector {
         Arc::clone(&self.rendered)
     }
 
-    /// Waits until every worker's sender is gone, then returns the final totals.
-    pub fn finish(self) -> Result<Snapshot, MetricsError> {
+    /// Waits until every worker's sender is gone, then returns the final totals and
+    /// how the interval log fared. `Err` only if the collector's thread panicked.
+    pub fn finish(self) -> Result<Finished, MetricsError> {
         drop(self.tx);
-        match self.thread.join() {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(MetricsError::Encode {
-                    path: PathBuf::new(),
-                    reason: "collector thread panicked".into(),
-                })
-            }
-        }
-        Ok(self.snapshot.lock().map(|s| s.clone()).unwrap_or_default())
+        let hlog = self.thread.join().map_err(|_| MetricsError::Encode {
+            path: PathBuf::new(),
+            reason: "collector thread panicked".into(),
+        })?;
+        Ok(Finished {
+            snapshot: lock_or_default(&self.snapshot),
+            hlog,
+        })
     }
 }
 
@@ -171,7 +199,7 @@ fn collect(
     snapshot: Arc<Mutex<Snapshot>>,
     rendered: Arc<Rendered>,
     recent: Arc<Mutex<RecentHops>>,
-    file: Option<(PathBuf, File)>,
+    file: Option<(PathBuf, HlogFile)>,
     spares: Sender<HopHistograms>,
 ) -> Result<(), MetricsError> {
     let start = SystemTime::now();
@@ -180,27 +208,30 @@ fn collect(
         Some((p, f)) => (p, Some(f)),
         None => (PathBuf::new(), None),
     };
-    let io = |source| MetricsError::Hlog {
-        path: path.clone(),
-        source,
-    };
+    // Why the interval log stopped early: it stops at the first failure, the rest goes on.
+    let mut failed: Result<(), MetricsError> = Ok(());
     // One writer for the whole run: the header (start time, base time, legend) is
     // written once; values are ns, shown in seconds by tools (max value divisor 1e9).
     let mut writer = match file.as_mut() {
-        Some(f) => Some(
-            IntervalLogWriterBuilder::new()
-                .add_comment(
-                    "feedrelay per-hop latency in nanoseconds; tags: ingress, queue, egress",
+        Some(f) => IntervalLogWriterBuilder::new()
+            .add_comment("feedrelay per-hop latency in nanoseconds; tags: ingress, queue, egress")
+            .add_comment(
+                "one entry per worker per interval: sum the entries of a tag for the relay",
+            )
+            .with_start_time(start)
+            .with_base_time(start)
+            .with_max_value_divisor(1e9)
+            .begin_log_with(f, &mut serializer)
+            .map_err(|source| {
+                stop_hlog(
+                    &mut failed,
+                    MetricsError::Hlog {
+                        path: path.clone(),
+                        source,
+                    },
                 )
-                .add_comment(
-                    "one entry per worker per interval: sum the entries of a tag for the relay",
-                )
-                .with_start_time(start)
-                .with_base_time(start)
-                .with_max_value_divisor(1e9)
-                .begin_log_with(f, &mut serializer)
-                .map_err(io)?,
-        ),
+            })
+            .ok(),
         None => None,
     };
     let render = || {
@@ -226,16 +257,26 @@ fn collect(
         };
         if let Some(w) = writer.as_mut() {
             let offset = interval.start.duration_since(start).unwrap_or_default();
-            for hop in Hop::ALL {
+            let written = Hop::ALL.iter().try_for_each(|&hop| {
                 let h = interval.hops.get(hop);
-                if h.is_empty() {
-                    continue;
+                match h.is_empty() {
+                    true => Ok(()),
+                    false => w.write_histogram(h, offset, interval.duration, Tag::new(hop.name())),
                 }
-                w.write_histogram(h, offset, interval.duration, Tag::new(hop.name()))
-                    .map_err(|e| MetricsError::Encode {
+            });
+            if let Err(e) = written {
+                let error = match e {
+                    IntervalLogWriterError::IoError(source) => MetricsError::Hlog {
                         path: path.clone(),
-                        reason: format!("{e:?}"),
-                    })?;
+                        source,
+                    },
+                    other => MetricsError::Encode {
+                        path: path.clone(),
+                        reason: format!("{other:?}"),
+                    },
+                };
+                stop_hlog(&mut failed, error);
+                writer = None;
             }
         }
         let mut hops = interval.hops;
@@ -263,5 +304,157 @@ fn collect(
         }
     }
     render();
-    Ok(())
+    failed
+}
+
+/// Records why the interval log stops (the first failure) and says so once.
+fn stop_hlog(failed: &mut Result<(), MetricsError>, error: MetricsError) {
+    tracing::error!(
+        %error,
+        "the per-hop interval log stops here; metrics, /readyz and the status page go on"
+    );
+    if failed.is_ok() {
+        *failed = Err(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::Counters;
+
+    /// An interval of worker 0 with one ingress latency and `messages_in`.
+    fn interval(messages_in: u64) -> Interval {
+        let mut hops = HopHistograms::default();
+        hops.record(Hop::Ingress, 1_000);
+        Interval {
+            worker: 0,
+            start: SystemTime::now(),
+            duration: Duration::from_secs(1),
+            hops,
+            counters: Counters {
+                messages_in,
+                ..Counters::default()
+            },
+        }
+    }
+
+    /// Waits (bounded) until the snapshot holds `messages_in` for worker 0.
+    fn wait_for(c: &Collector, messages_in: u64) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while lock_or_default(&c.snapshot).workers[0].1.messages_in != messages_in {
+            assert!(
+                Instant::now() < end,
+                "the collector never took {messages_in}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_stops_alone() {
+        // Every write to /dev/full fails with ENOSPC: a full disk.
+        let c = Collector::start(1, Some(Path::new("/dev/full"))).expect("/dev/full opens");
+        let tx = c.sender();
+        let spares = c.spares();
+        for n in [5, 9] {
+            tx.send(interval(n)).expect("the collector takes intervals");
+            wait_for(&c, n);
+            // The histograms still come back cleared, for the worker to reuse.
+            let back = spares
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a spare set after each interval");
+            assert!(back.get(Hop::Ingress).is_empty());
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while !c.rendered().get().contains("feedrelay_messages_in_total 9") {
+            assert!(
+                Instant::now() < end,
+                "/metrics never showed the second interval"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(tx);
+        let finished = c.finish().expect("the thread ends cleanly");
+        assert_eq!(finished.snapshot.workers[0].1.messages_in, 9);
+        assert_eq!(finished.snapshot.merged().get(Hop::Ingress).len(), 2);
+        match finished.hlog {
+            Err(MetricsError::Hlog { path, source }) => {
+                assert_eq!(path, Path::new("/dev/full"));
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
+            }
+            other => panic!("the log's failure is not reported: {other:?}"),
+        }
+    }
+
+    /// A log file whose disk fills once `full` is set.
+    struct Filling {
+        full: Arc<std::sync::atomic::AtomicBool>,
+        written: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.full.load(SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.written.fetch_add(buf.len(), SeqCst);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_that_fills_mid_run_stops_the_log_alone() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let file = Filling {
+            full: Arc::clone(&full),
+            written: Arc::clone(&written),
+        };
+        let path = PathBuf::from("filling.hlog");
+        let c = Collector::start_with(1, Some((path.clone(), Box::new(file)))).expect("starts");
+        let tx = c.sender();
+        tx.send(interval(5)).expect("the collector takes intervals");
+        wait_for(&c, 5);
+        let logged = written.load(SeqCst);
+        assert!(logged > 0, "the header and the first interval were written");
+        full.store(true, SeqCst);
+        for n in [9, 12] {
+            tx.send(interval(n)).expect("the collector takes intervals");
+            wait_for(&c, n);
+        }
+        drop(tx);
+        let finished = c.finish().expect("the thread ends cleanly");
+        assert_eq!(finished.snapshot.merged().get(Hop::Ingress).len(), 3);
+        assert_eq!(written.load(SeqCst), logged, "nothing written once full");
+        match finished.hlog {
+            Err(MetricsError::Hlog { path: p, source }) => {
+                assert_eq!(p, path);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
+            }
+            other => panic!("the log's failure is not reported: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_log_that_is_written_ends_well() {
+        let path =
+            std::env::temp_dir().join(format!("feedrelay-collector-{}.hlog", std::process::id()));
+        let c = Collector::start(1, Some(&path)).expect("a temp file opens");
+        let tx = c.sender();
+        tx.send(interval(3)).expect("the collector takes intervals");
+        wait_for(&c, 3);
+        drop(tx);
+        let finished = c.finish().expect("the thread ends cleanly");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert!(finished.hlog.is_ok(), "{:?}", finished.hlog);
+        assert!(text.contains("Tag=ingress"), "{text}");
+    }
 }

@@ -188,7 +188,8 @@ pub fn run(
     )?;
     say(&summary(&summaries));
     if let Some(c) = collector {
-        let totals = c.finish()?.merged();
+        let finished = c.finish()?;
+        let totals = finished.snapshot.merged();
         let mut table = PercentileTable::new("hop");
         for hop in Hop::ALL {
             if !(hop.optional() && totals.get(hop).is_empty()) {
@@ -197,8 +198,17 @@ pub fn run(
         }
         say(&table.render());
         if let Some(p) = hlog {
-            say(&format!("per-hop interval log: {}", p.display()));
+            match &finished.hlog {
+                Ok(()) => say(&format!("per-hop interval log: {}", p.display())),
+                Err(e) => say(&format!(
+                    "per-hop interval log: {} (incomplete: {e})",
+                    p.display()
+                )),
+            }
         }
+        // Everything else is reported; the run ends in error when the log it was asked
+        // to write is not whole.
+        finished.hlog?;
     }
     Ok(())
 }
