@@ -77,8 +77,17 @@ fn known_difference(text: &str) -> bool {
     let long_digits = text
         .split(|c: char| !c.is_ascii_digit())
         .any(|run| run.len() >= 18);
-    let big_exponent = text.as_bytes().windows(4).any(|w| {
-        matches!(w[0], b'e' | b'E') && w[1..].iter().filter(|b| b.is_ascii_digit()).count() >= 3
+    // Three digits or more after an `e`, past its sign: `1E+2100` is JSON, and no `f64`.
+    let bytes = text.as_bytes();
+    let big_exponent = bytes.iter().enumerate().any(|(i, b)| {
+        let mut rest = match b {
+            b'e' | b'E' => &bytes[i + 1..],
+            _ => return false,
+        };
+        if let [b'+' | b'-', tail @ ..] = rest {
+            rest = tail;
+        }
+        rest.iter().take_while(|d| d.is_ascii_digit()).count() >= 3
     });
     long_digits || big_exponent || text.to_ascii_lowercase().contains("\\ud")
 }
