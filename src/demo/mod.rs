@@ -234,8 +234,12 @@ fn finish(
         .collect();
     series.push(("end2end".to_owned(), &e2e));
     crate::bench::plot::write_svg(&plot, "feedrelay demo: latency by hop", &series)?;
+    let whole = match &finished.hlog {
+        Ok(()) => "",
+        Err(_) => " (incomplete: see the error below)",
+    };
     say(&format!(
-        "per-hop interval log (HdrHistogram V2): {}",
+        "per-hop interval log (HdrHistogram V2): {}{whole}",
         hlog.display()
     ));
     say(&format!("latency plot (SVG): {}", plot.display()));
