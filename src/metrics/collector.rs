@@ -208,6 +208,10 @@ fn collect(
         Some((p, f)) => (p, Some(f)),
         None => (PathBuf::new(), None),
     };
+    let io = |source| MetricsError::Hlog {
+        path: path.clone(),
+        source,
+    };
     // Why the interval log stopped early: it stops at the first failure, the rest goes on.
     let mut failed: Result<(), MetricsError> = Ok(());
     // One writer for the whole run: the header (start time, base time, legend) is
@@ -222,15 +226,7 @@ fn collect(
             .with_base_time(start)
             .with_max_value_divisor(1e9)
             .begin_log_with(f, &mut serializer)
-            .map_err(|source| {
-                stop_hlog(
-                    &mut failed,
-                    MetricsError::Hlog {
-                        path: path.clone(),
-                        source,
-                    },
-                )
-            })
+            .map_err(|source| stop_hlog(&mut failed, io(source)))
             .ok(),
         None => None,
     };
@@ -266,10 +262,7 @@ fn collect(
             });
             if let Err(e) = written {
                 let error = match e {
-                    IntervalLogWriterError::IoError(source) => MetricsError::Hlog {
-                        path: path.clone(),
-                        source,
-                    },
+                    IntervalLogWriterError::IoError(source) => io(source),
                     other => MetricsError::Encode {
                         path: path.clone(),
                         reason: format!("{other:?}"),
