@@ -378,7 +378,9 @@ async fn wait_for_read<S: Service>(
         };
         match woke {
             Wake::Read(Ok(_)) => {
-                timers.last_read = Instant::now();
+                // The ring's time of the read's completion (the idle timeout is in
+                // seconds; a clock read per read would buy nothing).
+                timers.last_read = rt::recent_now();
                 service.on_read();
                 return Ok(None);
             }

@@ -214,6 +214,32 @@ fn timers_fire_in_deadline_order_and_dropped_ones_leave() {
 }
 
 #[test]
+fn a_sleep_past_due_by_the_clock_but_not_by_the_ring_still_ends() {
+    // On a thread of its own, so that a sleep that never ends fails the test instead
+    // of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        Ring::new().unwrap().block_on(async {
+            // The ring last took completions before this; its time stays there while
+            // the task runs without yielding.
+            let deadline = Instant::now() + Duration::from_millis(1);
+            while Instant::now() < deadline + Duration::from_millis(4) {
+                std::hint::spin_loop();
+            }
+            assert!(recent_now() < deadline, "the ring's time is the stale one");
+            // Due by the clock, not yet by the ring's time: the sleep waits one turn
+            // of the ring, whose wait is bounded by this timer, and ends then.
+            rt::sleep_until(deadline).await;
+            assert!(recent_now() >= deadline);
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sleep ended (or its ring's thread panicked)");
+}
+
+#[test]
 fn another_thread_wakes_a_waiting_task() {
     Ring::new().unwrap().block_on(async {
         let flag = Arc::new(std::sync::Mutex::new((false, None::<std::task::Waker>)));

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crate::io::driver::server::Service;
 use crate::io::driver::Reply;
-use crate::metrics::now_ns;
 use crate::relay::access::rules::Access;
 use crate::relay::core::topic::{TopicLookup, TopicReader};
 use crate::relay::worker::ingest::Arrival;
@@ -110,7 +109,9 @@ impl Service for Publisher {
     }
 
     fn on_read(&mut self) {
-        self.read_ns = now_ns();
+        // When the ring took the read's completion: the hop's start as the metrics
+        // define it, and no clock read of its own.
+        self.read_ns = self.ctx.ring_ns(crate::io::rt::recent_now());
     }
 
     fn on_batch_end(&mut self) {
