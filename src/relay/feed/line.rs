@@ -27,7 +27,7 @@ use crate::io::driver::DriverError;
 use crate::io::rt::{self, Either};
 use crate::io::shutdown::Shutdown;
 use crate::io::sockopt::SocketOptions;
-use crate::metrics::now_ns;
+use crate::metrics::ns_at;
 use crate::relay::core::topic::{JsonPointer, TopicLookup, TopicReader};
 use crate::ws::deflate::ClientOffer;
 use crate::ws::{CloseCode, Limits, MessageKind};
@@ -292,7 +292,10 @@ async fn session<S: FeedSink>(
         let mut batch_ns = 0u64;
         let recv = client.recv_each(|kind, payload| {
             if batch_ns == 0 {
-                batch_ns = now_ns();
+                // When the ring took the read's completion: the ingress hop's start, as
+                // for a publisher (the TLS decrypt and the parse fall inside the hop),
+                // and no clock read of its own.
+                batch_ns = ns_at(rt::recent_now());
             }
             accept(sink, line, topics, kind, payload, batch_ns);
         });
