@@ -45,6 +45,18 @@ fi
 export FEEDRELAY_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 "$FEEDRELAY_HAPROXY" -v | sed -n 1p
 
+step "perf events (the bench splits the relay's CPU time into user and kernel by sampling its threads)"
+paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo missing)
+if [ "$paranoid" = missing ]; then
+  echo "test.sh: this kernel has no perf events (/proc/sys/kernel/perf_event_paranoid); src/io/cpu_mode.rs and the bench tests need them" >&2
+  exit 1
+fi
+if [ "$(id -u)" != 0 ] && [ "$paranoid" -gt 1 ]; then
+  echo "kernel.perf_event_paranoid is $paranoid: allowing kernel samples of our own processes (1)"
+  sudo sysctl -q -w kernel.perf_event_paranoid=1
+fi
+echo "perf_event_paranoid $(cat /proc/sys/kernel/perf_event_paranoid), uid $(id -u)"
+
 step "promtool and systemd-analyze (deploy/ is checked by tests/deploy.rs)"
 need_pkgs=""
 command -v promtool >/dev/null 2>&1 || need_pkgs="$need_pkgs prometheus"

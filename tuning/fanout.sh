@@ -14,7 +14,8 @@
 #   (tuning/uws/uws_relay.cpp, one thread) as a third relay in every round
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
-# per delivery (ns, /proc/PID/stat), the relay's TCP segments per delivery (counted by
+# per delivery (ns: the exact total from /proc/PID/stat, split by samples of the
+# relay's threads, docs/benchmarks.md), the relay's TCP segments per delivery (counted by
 # the subscribers' own sockets, TCP_INFO), host IPIs per delivery, how busy the
 # generator's cores were (%, /proc/stat: near 100 its own queueing is in the latency),
 # deliveries lost. Ratios are feedrelay over the baseline (and over uWebSockets, with UWS).

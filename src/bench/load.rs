@@ -19,7 +19,8 @@ use crate::metrics::clock::realtime_ns;
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{process_cpu_times, CpuTimes, HostCounters};
+use super::procfs::{CpuTimes, HostCounters};
+use super::relay_cpu::{CpuSplit, RelayCpu};
 use crate::io::driver::client::{ConnectOptions, Incoming, WsClient};
 use crate::io::ring::Ring;
 use crate::io::rt;
@@ -104,6 +105,8 @@ pub struct LoadResult {
     pub publisher_lag: Histogram<u64>,
     /// Relay CPU time (user and system apart) during the measured window, if known.
     pub relay_cpu: Option<CpuTimes>,
+    /// Where the user/system split of `relay_cpu` came from.
+    pub cpu_split: CpuSplit,
     /// TCP segments the relay sent to the subscribers during the measured window,
     /// counted exactly by the subscribers' sockets (`TCP_INFO`), whatever the relay.
     pub relay_segments: Option<u64>,
@@ -222,11 +225,6 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let _ = sink_tx.send(start_ns);
 
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu_of = |pids: &[u32]| -> Option<CpuTimes> {
-        let mut all = pids.iter().map(|&p| process_cpu_times(p));
-        let first = all.next()??;
-        all.try_fold(first, |sum, t| Some(sum + t?))
-    };
     // Segments the subscribers' sockets received: the relay's segments to them (and
     // its pure ACKs of what they sent: the handshake and pongs, next to nothing).
     let segs_to_subscribers = || -> Option<u64> {
@@ -235,7 +233,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             .map(|&fd| tcp_counts(fd).map(|c| c.segs_in))
             .sum()
     };
-    let cpu_before = cpu_of(&spec.relay_pids);
+    let mut relay_cpu = RelayCpu::start(&spec.relay_pids);
     let sub_segs_before = segs_to_subscribers();
     let host_before = HostCounters::read();
     let t0 = Instant::now();
@@ -246,6 +244,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1)),
         );
+        relay_cpu.drain();
         let t = t0.elapsed().as_secs_f64();
         eprint!(
             "\r  {t:>5.1} s / {:.0} s: {} deliveries received    ",
@@ -254,7 +253,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         );
     }
     eprintln!();
-    let cpu_after = cpu_of(&spec.relay_pids);
+    let (relay_cpu, cpu_split) = relay_cpu.finish();
     let sub_segs_after = segs_to_subscribers();
     let host = HostCounters::read().since(host_before);
     let elapsed = t0.elapsed();
@@ -274,10 +273,8 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         duplicated: shared.duplicated,
         reordered: shared.reordered,
         publisher_lag,
-        relay_cpu: match (cpu_before, cpu_after) {
-            (Some(a), Some(b)) => Some(b.since(a)),
-            _ => None,
-        },
+        relay_cpu,
+        cpu_split,
         relay_segments: match (sub_segs_before, sub_segs_after) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,

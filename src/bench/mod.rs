@@ -9,12 +9,14 @@
 //! - [`spawn`]: relays started for a run.
 //! - [`plot`]: latency-by-percentile SVG.
 //! - [`procfs`]: a process's CPU time and the host's TCP counters, from /proc.
+//! - [`relay_cpu`]: the relay's CPU time over a run, user and kernel split by samples.
 
 pub mod args;
 pub mod cli;
 pub mod load;
 pub mod plot;
 pub mod procfs;
+pub mod relay_cpu;
 pub mod results;
 pub mod spawn;
 

@@ -7,6 +7,11 @@ use std::time::Duration;
 use crate::io::worker::clock_ticks_per_second;
 
 /// A process's CPU time so far: in user space and in the kernel, apart.
+///
+/// From `/proc/PID/stat`, the sum is exact (the kernel scales it to the scheduler's
+/// runtime) but the split is the scheduler tick's, which a load in step with the tick
+/// biases: [`split_by`](Self::split_by) puts sampled shares on the exact sum
+/// ([`crate::io::cpu_mode`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTimes {
     /// `utime`: the process's own code.
@@ -19,6 +24,16 @@ impl CpuTimes {
     /// User and system together.
     pub fn total(self) -> Duration {
         self.user + self.sys
+    }
+
+    /// The same total, split by `user_share` (0 to 1) instead.
+    pub fn split_by(self, user_share: f64) -> CpuTimes {
+        let total = self.total();
+        let user = total.mul_f64(user_share.clamp(0.0, 1.0));
+        CpuTimes {
+            user,
+            sys: total.saturating_sub(user),
+        }
     }
 
     /// What was spent since `before`.
@@ -223,6 +238,23 @@ mod tests {
         while spin.elapsed() < Duration::from_millis(30) {}
         assert!(process_cpu(std::process::id()).is_some_and(|d| d > Duration::ZERO));
         assert!(process_cpu(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_sampled_share_splits_the_exact_total() {
+        let ticks = CpuTimes {
+            user: Duration::from_millis(10),
+            sys: Duration::from_millis(90),
+        };
+        let sampled = ticks.split_by(0.4);
+        assert_eq!(sampled.total(), ticks.total());
+        assert_eq!(sampled.user, Duration::from_millis(40));
+        assert_eq!(
+            ticks.split_by(1.5).sys,
+            Duration::ZERO,
+            "a share is at most 1"
+        );
+        assert_eq!(ticks.split_by(-1.0).user, Duration::ZERO);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::args::{BenchArgs, Payload, Variant};
 use super::load::LoadResult;
 use super::plot::{write_curve_svg, write_svg, Curve};
 use super::procfs::{CpuTimes, HostCounters};
+use super::relay_cpu::CpuSplit;
 use crate::metrics::percentiles::{percentiles_us, PercentileTable};
 
 /// One variant's results at one rate, summed over rounds.
@@ -23,6 +24,9 @@ pub(super) struct Totals {
     pub(super) duplicated: u64,
     pub(super) reordered: u64,
     pub(super) cpu: CpuTimes,
+    /// Why some round's user/system split is the scheduler tick's, not sampled (the
+    /// first reason seen); `None` if every round's was sampled.
+    pub(super) split_from_ticks: Option<String>,
     pub(super) relay_segments: Option<u64>,
     pub(super) wall: Duration,
     pub(super) host: HostCounters,
@@ -40,6 +44,7 @@ impl Totals {
             duplicated: r.duplicated,
             reordered: r.reordered,
             cpu: r.relay_cpu.unwrap_or_default(),
+            split_from_ticks: ticks_reason(&r.cpu_split),
             relay_segments: r.relay_segments,
             wall: r.elapsed,
             host: r.host,
@@ -56,6 +61,9 @@ impl Totals {
         self.duplicated += r.duplicated;
         self.reordered += r.reordered;
         self.cpu = self.cpu + r.relay_cpu.unwrap_or_default();
+        if self.split_from_ticks.is_none() {
+            self.split_from_ticks = ticks_reason(&r.cpu_split);
+        }
         self.relay_segments = self
             .relay_segments
             .zip(r.relay_segments)
@@ -66,6 +74,14 @@ impl Totals {
             .add(&r.publisher_lag)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(())
+    }
+}
+
+/// Why a run's user/system split is the tick's, if it is.
+fn ticks_reason(split: &CpuSplit) -> Option<String> {
+    match split {
+        CpuSplit::Sampled(_) => None,
+        CpuSplit::Ticks(why) => Some(why.clone()),
     }
 }
 
@@ -162,8 +178,13 @@ impl<'a> Row<'a> {
         let relay_segs = or_absent(self.relay_segments_per_delivery, 3, "null");
         let ipis = or_absent(self.ipis_per_delivery, 4, "null");
         let gen = or_absent(self.generator_busy_pct, 1, "null");
+        let split = if t.split_from_ticks.is_some() {
+            "ticks"
+        } else {
+            "samples"
+        };
         format!(
-            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"ipis_per_delivery":{ipis},"publisher_lag_p99_us":{:.1},"generator_busy_percent":{gen}}}"#,
+            r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"cpu_split":"{split}","segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"ipis_per_delivery":{ipis},"publisher_lag_p99_us":{:.1},"generator_busy_percent":{gen}}}"#,
             self.label,
             self.rate,
             p[0],
@@ -263,6 +284,7 @@ pub(super) fn report(
         ]);
         let mut saturated = Vec::new();
         let mut undelivered = Vec::new();
+        let mut ticks = Vec::new();
         for (m, mode) in modes.iter().enumerate() {
             let Some(t) = &totals[ri][m] else { continue };
             let row = Row::new(mode.label(), rate, t);
@@ -296,6 +318,9 @@ pub(super) fn report(
             if let Some(pct) = row.undelivered_pct() {
                 undelivered.push(format!("{} ({pct:.1}%)", row.label));
             }
+            if let Some(why) = &t.split_from_ticks {
+                ticks.push(format!("{} ({why})", row.label));
+            }
             table.row(&row.label, &t.latency, &extra);
             if row.within_capacity() {
                 let per_core = row.received_per_s / cores_of(a, mode) as f64;
@@ -311,6 +336,9 @@ pub(super) fn report(
             say(&note);
         }
         if let Some(note) = undelivered_note(&undelivered) {
+            say(&note);
+        }
+        if let Some(note) = tick_split_note(&ticks) {
             say(&note);
         }
     }
@@ -346,6 +374,17 @@ fn undelivered_note(short: &[String]) -> Option<String> {
         format!(
             "note: not everything expected arrived within the drain window during {}: that relay fell behind (the latency columns count only what arrived, and it does not count toward capacity)",
             short.join(", ")
+        )
+    })
+}
+
+/// The note under a table whose variants (`ticks`, with the reason) had their user and
+/// system CPU split by the scheduler tick rather than by samples; none if none did.
+fn tick_split_note(ticks: &[String]) -> Option<String> {
+    (!ticks.is_empty()).then(|| {
+        format!(
+            "note: the user/sys split of {} is /proc's, made by the scheduler tick, which a load in step with the tick biases (the total is exact); run the bench as root, or with kernel.perf_event_paranoid <= 1, for a sampled split",
+            ticks.join(", ")
         )
     })
 }
@@ -443,6 +482,7 @@ mod tests {
             duplicated: 0,
             reordered: 0,
             cpu: CpuTimes::default(),
+            split_from_ticks: None,
             relay_segments: None,
             wall: Duration::from_secs(1),
             host: HostCounters::default(),
@@ -466,6 +506,19 @@ mod tests {
         assert!(!row.within_capacity());
         let note = undelivered_note(&["uws (31.0%)".into()]).unwrap();
         assert!(note.contains("during uws (31.0%)"), "{note}");
+    }
+
+    #[test]
+    fn a_split_by_the_tick_is_told_and_marked() {
+        assert_eq!(tick_split_note(&[]), None);
+        let note = tick_split_note(&["park (EACCES)".into()]).unwrap();
+        assert!(note.contains("split of park (EACCES) is /proc's"), "{note}");
+        let mut t = totals(10, 10, 100);
+        let json = Row::new("park".into(), 10, &t).json();
+        assert!(json.contains(r#""cpu_split":"samples""#), "{json}");
+        t.split_from_ticks = Some("EACCES".into());
+        let json = Row::new("park".into(), 10, &t).json();
+        assert!(json.contains(r#""cpu_split":"ticks""#), "{json}");
     }
 
     #[test]

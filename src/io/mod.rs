@@ -22,10 +22,13 @@
 //! - [`proxy`]: the PROXY protocol header (v1 or v2) a load balancer puts before a stream.
 //! - [`url`]: `ws://` / `wss://` URLs.
 //! - [`sockopt`]: `TCP_NODELAY` and socket buffer sizes.
+//! - [`cpu_mode`]: which share of some threads' CPU time is user space, sampled
+//!   (perf events), for the bench.
 //! - [`local`]: a wake-up flag and a lock for tasks on one worker thread.
 //! - [`shutdown`]: SIGINT/SIGTERM turned into a signal every task can wait on.
 #![allow(unsafe_code)]
 
+pub mod cpu_mode;
 pub mod driver;
 pub mod error;
 pub mod http;
