@@ -9,8 +9,11 @@
 //! few percent, interrupts taken during a spin take a little off), the tick's split
 //! from /proc, and the sampled split.
 //!
-//!   cargo run --release --example cpu_split -- [rate] [spin_us] [sends] [secs]
+//!   cargo run --release --example cpu_split -- [rate] [spin_us] [sends] [secs] [sample]
 //!   cargo run --release --example cpu_split -- 5000 20 8 10
+//!
+//! `sample` 0 runs the same load without the sampler, to see what sampling costs:
+//! the thread's run time per wake with it against without it.
 //!
 //! Needs two CPUs, and perf events (root, or kernel.perf_event_paranoid <= 1).
 
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             .map_or(Ok(default), |a| Ok(a.parse()?))
     };
     let (rate, spin_us, sends, secs) = (arg(1, 5000)?, arg(2, 20)?, arg(3, 8)?, arg(4, 10)?);
+    let sample = arg(5, 1)? != 0;
     let (mut wake_rx, mut wake_tx) = UnixStream::pair()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut outs = Vec::new();
@@ -92,11 +96,16 @@ fn main() -> anyhow::Result<()> {
     });
     pin(0);
     let tid = thread_id()?;
-    let mut sampler = CpuModeSampler::start(&[tid], PERIOD, DATA_PAGES)?;
+    let mut sampler = if sample {
+        Some(CpuModeSampler::start(&[tid], PERIOD, DATA_PAGES)?)
+    } else {
+        None
+    };
     let (start, end) = (Instant::now(), Instant::now() + Duration::from_secs(secs));
     let (before, mut spun, mut last_drain) = (thread_times(tid)?, Duration::ZERO, start);
     let mut byte = [0u8; 1];
     let frame = [7u8; 256];
+    let mut wakes = 0u64;
     while Instant::now() < end {
         if wake_rx.read(&mut byte)? == 0 || byte[0] == 0 {
             break;
@@ -111,20 +120,22 @@ fn main() -> anyhow::Result<()> {
             out.write_all(&frame)?;
         }
         if last_drain.elapsed() > Duration::from_millis(200) {
-            sampler.drain();
+            sampler.as_mut().map(CpuModeSampler::drain);
             last_drain = Instant::now();
         }
+        wakes += 1;
     }
     let after = thread_times(tid)?;
-    let modes = sampler.drain();
+    let modes = sampler.as_mut().map(CpuModeSampler::drain);
     stop.store(true, Ordering::Relaxed);
     let _ = pacer.join();
     let (utime, stime, run) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     let pct = |share: f64| format!("{:.1}%", 100.0 * share);
     println!(
-        "{rate}/s, {spin_us} µs user spin and {sends} sends each: run {:.2} s of {:.1} s",
+        "{rate}/s, {spin_us} µs user spin and {sends} sends each: run {:.2} s of {:.1} s, {:.2} µs per wake",
         run as f64 / 1e9,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        run as f64 / 1e3 / wakes.max(1) as f64
     );
     println!(
         "  spin (the known user time): {}",
@@ -135,11 +146,13 @@ fn main() -> anyhow::Result<()> {
         pct(utime as f64 / (utime + stime).max(1) as f64),
         utime + stime
     );
-    println!(
-        "  sampled split, user: {} ({} samples, {} lost)",
-        modes.user_share().map_or("-".into(), pct),
-        modes.user + modes.kernel,
-        modes.lost
-    );
+    if let Some(modes) = modes {
+        println!(
+            "  sampled split, user: {} ({} samples, {} lost)",
+            modes.user_share().map_or("-".into(), pct),
+            modes.user + modes.kernel,
+            modes.lost
+        );
+    }
     Ok(())
 }

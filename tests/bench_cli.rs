@@ -172,6 +172,7 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
             "1",
             "--warmup",
             "0.3",
+            "--tick-split",
             "--json",
         ])
         .arg(&json)
@@ -182,6 +183,11 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
     let text = common::succeeded(&out);
     assert!(text.contains("relay cores [0], bench cores [1]"), "{text}");
     assert!(text.contains("capacity per core"), "{text}");
+    // Asked for /proc's split: told under each table, marked in every row.
+    assert!(
+        text.contains("note: the user/sys split of park (--tick-split) is /proc's"),
+        "{text}"
+    );
     let rows = std::fs::read_to_string(&json).expect("json written");
     for rate in [500u64, 1000] {
         let row = rows
@@ -190,6 +196,7 @@ fn a_pinned_rate_sweep_reports_rows_capacity_and_curves() {
             .unwrap_or_else(|| panic!("rate {rate} in {rows}"));
         assert_eq!(field(row, "received"), field(row, "expected"), "{row}");
         assert_eq!(field(row, "lost"), 0, "{row}");
+        assert!(row.contains(r#""cpu_split":"ticks""#), "{row}");
     }
     let svg = std::fs::read_to_string(&plot).expect("curves drawn");
     assert!(svg.contains("park p99") && svg.contains("deliveries per second"));

@@ -54,6 +54,12 @@ pub struct BenchArgs {
     /// publisher writes straight to each subscriber socket), in the same rounds.
     #[arg(long)]
     pub floor: bool,
+    /// Do not sample the relays' threads for the user/system split of their CPU time
+    /// (perf events, about 4,000 samples per second of each thread's CPU time): take
+    /// /proc's split, made by the scheduler tick, instead (the total is exact either
+    /// way).
+    #[arg(long)]
+    pub tick_split: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,

@@ -60,6 +60,9 @@ pub struct LoadSpec {
     pub book_payload: bool,
     /// The relays' process ids, to read their CPU time from /proc (summed).
     pub relay_pids: Vec<u32>,
+    /// Split that CPU time into user and kernel by samples of the relays' threads
+    /// (`false`: /proc's split, the scheduler tick's).
+    pub sample_cpu_modes: bool,
     /// Measure the floor instead: no relay, the publisher writes straight to each
     /// subscriber socket (`target` is ignored).
     pub floor: bool,
@@ -233,7 +236,7 @@ pub fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
             .map(|&fd| tcp_counts(fd).map(|c| c.segs_in))
             .sum()
     };
-    let mut relay_cpu = RelayCpu::start(&spec.relay_pids);
+    let mut relay_cpu = RelayCpu::start(&spec.relay_pids, spec.sample_cpu_modes);
     let sub_segs_before = segs_to_subscribers();
     let host_before = HostCounters::read();
     let t0 = Instant::now();

@@ -28,8 +28,12 @@ pub(super) struct RelayCpu {
 }
 
 impl RelayCpu {
-    pub(super) fn start(pids: &[u32]) -> RelayCpu {
-        let sampler = if pids.is_empty() {
+    /// Reads the relays' CPU time so far and, if `sample`, starts sampling their
+    /// threads.
+    pub(super) fn start(pids: &[u32], sample: bool) -> RelayCpu {
+        let sampler = if !sample {
+            Err("--tick-split".to_string())
+        } else if pids.is_empty() {
             Err("no relay process to sample".to_string())
         } else {
             CpuModeSampler::for_processes(pids).map_err(|e| e.to_string())

@@ -383,7 +383,7 @@ fn undelivered_note(short: &[String]) -> Option<String> {
 fn tick_split_note(ticks: &[String]) -> Option<String> {
     (!ticks.is_empty()).then(|| {
         format!(
-            "note: the user/sys split of {} is /proc's, made by the scheduler tick, which a load in step with the tick biases (the total is exact); run the bench as root, or with kernel.perf_event_paranoid <= 1, for a sampled split",
+            "note: the user/sys split of {} is /proc's, made by the scheduler tick, which a load in step with the tick biases (the total is exact); a sampled split needs perf events (root, or kernel.perf_event_paranoid <= 1) and no --tick-split",
             ticks.join(", ")
         )
     })
