@@ -8,6 +8,7 @@
 #   git worktree add /tmp/old HEAD~3 && (cd /tmp/old && cargo build --release)
 #   tuning/ab.sh /tmp/old/target/release/feedrelay [OUT_DIR]
 #   ROUNDS=5 LOADS="5000x100 20000x10" tuning/ab.sh OLD_BINARY
+#   CPU_SAMPLES=1 tuning/ab.sh OLD   user/sys split by samples (bench --cpu-samples)
 #
 # Needs both builds done before it starts: compiling during a round perturbs it.
 set -euo pipefail
@@ -37,6 +38,7 @@ for load in ${LOADS:-5000x100 20000x10}; do
       --target old=ws://127.0.0.1:$po/ --relay-pid $old_pid \
       --target base=ws://127.0.0.1:$pb/ --relay-pid $base_pid \
       --rate "$rate" --subs "$subs" --duration 10 --warmup 2 --rounds 1 --bench-cores 1 \
+      ${CPU_SAMPLES:+--cpu-samples} \
       --json "$out/$load-r$r.json" >"$out/$load-r$r.txt" 2>&1 || echo "  (round $r failed: see $out)"
   done
 done

@@ -10,12 +10,16 @@
 #   tuning/fanout.sh [OUT_DIR]         about 30 minutes with the defaults
 #   ROUNDS=5 LOADS="5000x100 20000x10" STEER="off on" UNPINNED="10000x10" tuning/fanout.sh
 #   (a variable set empty runs none of its part: UNPINNED="" skips the unpinned runs)
+#   CPU_SAMPLES=1 tuning/fanout.sh     splits user and sys CPU by samples of the relays'
+#   threads (feedrelay bench --cpu-samples): right where /proc's tick split is not, but
+#   it raises the tails a little, so judge latency from a run without it
 #   UWS=$(tuning/uws.sh /path/to/uWebSockets) tuning/fanout.sh   adds uWebSockets
 #   (tuning/uws/uws_relay.cpp, one thread) as a third relay in every round
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
-# per delivery (ns: the exact total from /proc/PID/stat, split by samples of the
-# relay's threads, docs/benchmarks.md), the relay's TCP segments per delivery (counted by
+# per delivery (ns: the exact total from /proc/PID/stat, split by the tick or, with
+# CPU_SAMPLES, by samples of the relay's threads: docs/benchmarks.md), the relay's TCP
+# segments per delivery (counted by
 # the subscribers' own sockets, TCP_INFO), host IPIs per delivery, how busy the
 # generator's cores were (%, /proc/stat: near 100 its own queueing is in the latency),
 # deliveries lost. Ratios are feedrelay over the baseline (and over uWebSockets, with UWS).
@@ -42,7 +46,8 @@ run() { # label rate subs round [bench args...]
   local label=$1 rate=$2 subs=$3 r=$4
   shift 4
   ./target/release/feedrelay bench --spawn "${peers[@]}" --subs "$subs" --rate "$rate" \
-    --duration 10 --warmup 2 --rounds 1 --json "$out/$label-${rate}x$subs-r$r.json" "$@" \
+    --duration 10 --warmup 2 --rounds 1 ${CPU_SAMPLES:+--cpu-samples} \
+    --json "$out/$label-${rate}x$subs-r$r.json" "$@" \
     >"$out/$label-${rate}x$subs-r$r.txt" 2>&1 || echo "  (round $r of $label ${rate}x$subs failed: see $out)"
 }
 for steer in $steer_modes; do

@@ -253,7 +253,7 @@ fn run_variant(a: &BenchArgs, mode: &Variant, rate: u64) -> anyhow::Result<LoadR
         seq: a.seq,
         book_payload: a.payload == Payload::Book,
         relay_pids: pids,
-        sample_cpu_modes: !a.tick_split,
+        sample_cpu_modes: a.cpu_samples,
         floor: matches!(mode, Variant::Floor),
         tls: match &a.ca {
             Some(ca) => Some(

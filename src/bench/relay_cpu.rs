@@ -32,7 +32,7 @@ impl RelayCpu {
     /// threads.
     pub(super) fn start(pids: &[u32], sample: bool) -> RelayCpu {
         let sampler = if !sample {
-            Err("--tick-split".to_string())
+            Err("not asked for: --cpu-samples".to_string())
         } else if pids.is_empty() {
             Err("no relay process to sample".to_string())
         } else {

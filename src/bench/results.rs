@@ -383,7 +383,7 @@ fn undelivered_note(short: &[String]) -> Option<String> {
 fn tick_split_note(ticks: &[String]) -> Option<String> {
     (!ticks.is_empty()).then(|| {
         format!(
-            "note: the user/sys split of {} is /proc's, made by the scheduler tick, which a load in step with the tick biases (the total is exact); a sampled split needs perf events (root, or kernel.perf_event_paranoid <= 1) and no --tick-split",
+            "note: the user/sys split of {} is /proc's, made by the scheduler tick, which a load in step with the tick biases (the total is exact); --cpu-samples splits it by samples of the relay's threads instead (perf events: root, or kernel.perf_event_paranoid <= 1)",
             ticks.join(", ")
         )
     })
@@ -513,6 +513,7 @@ mod tests {
         assert_eq!(tick_split_note(&[]), None);
         let note = tick_split_note(&["park (EACCES)".into()]).unwrap();
         assert!(note.contains("split of park (EACCES) is /proc's"), "{note}");
+        assert!(note.contains("--cpu-samples"), "{note}");
         let mut t = totals(10, 10, 100);
         let json = Row::new("park".into(), 10, &t).json();
         assert!(json.contains(r#""cpu_split":"samples""#), "{json}");

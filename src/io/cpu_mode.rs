@@ -10,8 +10,9 @@
 //! the tick's (5,000, 10,000, 20,000 messages a second) runs in step with it, so the
 //! tick lands at about the same point of every cycle. Then the split says more about
 //! that phase than about the work. Against a thread whose user time was known
-//! (`tuning/RESULTS.md`, issue #24, fifteenth pass), the tick split said 5.5% user
-//! where 36% had been spent spinning in user space; these samples said 40%. The
+//! (`examples/cpu_split.rs`; `tuning/RESULTS.md`, issue #24, fifteenth pass), the tick
+//! split said 100% user in two runs and 0% in a third where 34-40% had been spent
+//! spinning in user space; these samples said 37-42%. The
 //! period here is a prime number of nanoseconds of the thread's own CPU time, so it
 //! falls in step with no load's period.
 //!
