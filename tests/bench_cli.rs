@@ -81,9 +81,12 @@ fn bench_spawned_relay_json_and_hlog_agree() {
         .arg(&plot)
         .output()
         .expect("run bench");
-    common::succeeded(&out);
+    let text = common::succeeded(&out);
+    // Sampled, so no note; the floor has no relay, so no split at all.
+    assert!(!text.contains("user/sys split of"), "{text}");
     let all = std::fs::read_to_string(&json).expect("json written");
     let floor = row(&all, "floor");
+    assert!(floor.contains(r#""cpu_split":"none""#), "floor: {floor}");
     assert_eq!(
         field(floor, "received"),
         field(floor, "expected"),

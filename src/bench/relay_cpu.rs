@@ -15,6 +15,28 @@ pub enum CpuSplit {
     Sampled(u64),
     /// The scheduler tick's split in /proc, and why not samples.
     Ticks(String),
+    /// No relay process to measure (the floor, or no `--relay-pid`).
+    NoRelay,
+}
+
+impl CpuSplit {
+    /// The split of a variant over several rounds: the tick's if any round's was.
+    pub fn and(self, other: CpuSplit) -> CpuSplit {
+        match (self, other) {
+            (CpuSplit::Ticks(why), _) | (_, CpuSplit::Ticks(why)) => CpuSplit::Ticks(why),
+            (CpuSplit::Sampled(a), CpuSplit::Sampled(b)) => CpuSplit::Sampled(a + b),
+            (CpuSplit::NoRelay, other) | (other, CpuSplit::NoRelay) => other,
+        }
+    }
+
+    /// How the JSON names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CpuSplit::Sampled(_) => "samples",
+            CpuSplit::Ticks(_) => "ticks",
+            CpuSplit::NoRelay => "none",
+        }
+    }
 }
 
 /// The relay processes' CPU time over the measured window: the total from /proc
@@ -31,10 +53,10 @@ impl RelayCpu {
     /// Reads the relays' CPU time so far and, if `sample`, starts sampling their
     /// threads.
     pub(super) fn start(pids: &[u32], sample: bool) -> RelayCpu {
-        let sampler = if !sample {
+        let sampler = if pids.is_empty() {
+            Err(String::new())
+        } else if !sample {
             Err("not asked for: --cpu-samples".to_string())
-        } else if pids.is_empty() {
-            Err("no relay process to sample".to_string())
         } else {
             CpuModeSampler::for_processes(pids).map_err(|e| e.to_string())
         };
@@ -75,6 +97,7 @@ impl RelayCpu {
                     CpuSplit::Ticks("no samples: the relay took no CPU time".into()),
                 ),
             },
+            Err(_) if self.pids.is_empty() => (spent, CpuSplit::NoRelay),
             Err(why) => (spent, CpuSplit::Ticks(why)),
         }
     }

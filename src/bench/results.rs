@@ -24,9 +24,9 @@ pub(super) struct Totals {
     pub(super) duplicated: u64,
     pub(super) reordered: u64,
     pub(super) cpu: CpuTimes,
-    /// Why some round's user/system split is the scheduler tick's, not sampled (the
-    /// first reason seen); `None` if every round's was sampled.
-    pub(super) split_from_ticks: Option<String>,
+    /// Where the user/system split came from: the tick's if any round's was (with the
+    /// first reason seen).
+    pub(super) cpu_split: CpuSplit,
     pub(super) relay_segments: Option<u64>,
     pub(super) wall: Duration,
     pub(super) host: HostCounters,
@@ -44,7 +44,7 @@ impl Totals {
             duplicated: r.duplicated,
             reordered: r.reordered,
             cpu: r.relay_cpu.unwrap_or_default(),
-            split_from_ticks: ticks_reason(&r.cpu_split),
+            cpu_split: r.cpu_split,
             relay_segments: r.relay_segments,
             wall: r.elapsed,
             host: r.host,
@@ -61,9 +61,8 @@ impl Totals {
         self.duplicated += r.duplicated;
         self.reordered += r.reordered;
         self.cpu = self.cpu + r.relay_cpu.unwrap_or_default();
-        if self.split_from_ticks.is_none() {
-            self.split_from_ticks = ticks_reason(&r.cpu_split);
-        }
+        self.cpu_split =
+            std::mem::replace(&mut self.cpu_split, CpuSplit::NoRelay).and(r.cpu_split.clone());
         self.relay_segments = self
             .relay_segments
             .zip(r.relay_segments)
@@ -74,14 +73,6 @@ impl Totals {
             .add(&r.publisher_lag)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(())
-    }
-}
-
-/// Why a run's user/system split is the tick's, if it is.
-fn ticks_reason(split: &CpuSplit) -> Option<String> {
-    match split {
-        CpuSplit::Sampled(_) => None,
-        CpuSplit::Ticks(why) => Some(why.clone()),
     }
 }
 
@@ -178,11 +169,7 @@ impl<'a> Row<'a> {
         let relay_segs = or_absent(self.relay_segments_per_delivery, 3, "null");
         let ipis = or_absent(self.ipis_per_delivery, 4, "null");
         let gen = or_absent(self.generator_busy_pct, 1, "null");
-        let split = if t.split_from_ticks.is_some() {
-            "ticks"
-        } else {
-            "samples"
-        };
+        let split = t.cpu_split.name();
         format!(
             r#"{{"variant":"{}","rate":{},"p50_us":{:.1},"p90_us":{:.1},"p99_us":{:.1},"p999_us":{:.1},"p9999_us":{:.1},"max_us":{:.1},"sent":{},"expected":{},"received":{},"lost":{},"duplicated":{},"reordered":{},"received_per_s":{:.0},"relay_cpu_percent":{:.1},"cpu_ns_per_delivery":{:.0},"user_ns_per_delivery":{:.0},"sys_ns_per_delivery":{:.0},"cpu_split":"{split}","segments_per_delivery":{segs},"relay_segments_per_delivery":{relay_segs},"wire_bytes_per_delivery":{bytes},"ipis_per_delivery":{ipis},"publisher_lag_p99_us":{:.1},"generator_busy_percent":{gen}}}"#,
             self.label,
@@ -318,7 +305,7 @@ pub(super) fn report(
             if let Some(pct) = row.undelivered_pct() {
                 undelivered.push(format!("{} ({pct:.1}%)", row.label));
             }
-            if let Some(why) = &t.split_from_ticks {
+            if let CpuSplit::Ticks(why) = &t.cpu_split {
                 ticks.push(format!("{} ({why})", row.label));
             }
             table.row(&row.label, &t.latency, &extra);
@@ -482,7 +469,7 @@ mod tests {
             duplicated: 0,
             reordered: 0,
             cpu: CpuTimes::default(),
-            split_from_ticks: None,
+            cpu_split: CpuSplit::Sampled(1),
             relay_segments: None,
             wall: Duration::from_secs(1),
             host: HostCounters::default(),
@@ -517,9 +504,20 @@ mod tests {
         let mut t = totals(10, 10, 100);
         let json = Row::new("park".into(), 10, &t).json();
         assert!(json.contains(r#""cpu_split":"samples""#), "{json}");
-        t.split_from_ticks = Some("EACCES".into());
+        t.cpu_split = CpuSplit::Ticks("EACCES".into());
         let json = Row::new("park".into(), 10, &t).json();
         assert!(json.contains(r#""cpu_split":"ticks""#), "{json}");
+        t.cpu_split = CpuSplit::NoRelay;
+        let json = Row::new("floor".into(), 10, &t).json();
+        assert!(json.contains(r#""cpu_split":"none""#), "{json}");
+        // Over rounds: the tick's if any round's was; no relay changes nothing.
+        let rounds = CpuSplit::Sampled(5)
+            .and(CpuSplit::NoRelay)
+            .and(CpuSplit::Sampled(2));
+        assert_eq!(rounds, CpuSplit::Sampled(7));
+        let why = CpuSplit::Ticks("x".into());
+        assert_eq!(CpuSplit::Sampled(5).and(why.clone()), why);
+        assert_eq!(why.clone().and(CpuSplit::Sampled(5)), why);
     }
 
     #[test]
