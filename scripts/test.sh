@@ -45,7 +45,7 @@ fi
 export FEEDRELAY_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 "$FEEDRELAY_HAPROXY" -v | sed -n 1p
 
-step "perf events (the bench splits the relay's CPU time into user and kernel by sampling its threads)"
+step "perf events (with --cpu-samples the bench splits a relay's CPU time into user and kernel by sampling its threads)"
 paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo missing)
 if [ "$paranoid" = missing ]; then
   echo "test.sh: this kernel has no perf events (/proc/sys/kernel/perf_event_paranoid); src/io/cpu_mode.rs and the bench tests need them" >&2
