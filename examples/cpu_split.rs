@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use feedrelay::bench::procfs::{thread_cpu_times, CpuTimes};
 use feedrelay::io::cpu_mode::{CpuModeSampler, DATA_PAGES, PERIOD};
 
 /// This thread's id, from `/proc/thread-self` (`PID/task/TID`).
@@ -35,21 +36,17 @@ fn thread_id() -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow!("unreadable /proc/thread-self: {link:?}"))
 }
 
-/// utime and stime (clock ticks) and the exact run time (ns) of thread `tid`.
-fn thread_times(tid: i32) -> anyhow::Result<(u64, u64, u64)> {
+/// /proc's tick-split CPU time and the exact run time (ns) of thread `tid`.
+fn thread_times(tid: i32) -> anyhow::Result<(CpuTimes, u64)> {
     let pid = std::process::id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick =
-        |i: usize| -> anyhow::Result<u64> { Ok(fields.get(i).context("short stat")?.parse()?) };
+    let ticks = thread_cpu_times(pid, tid).context("unreadable thread stat")?;
     let sched = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))?;
     let run = sched
         .split_whitespace()
         .next()
         .context("empty schedstat")?
         .parse()?;
-    Ok((tick(11)?, tick(12)?, run))
+    Ok((ticks, run))
 }
 
 fn pin(core: usize) {
@@ -129,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     let modes = sampler.as_mut().map(CpuModeSampler::drain);
     stop.store(true, Ordering::Relaxed);
     let _ = pacer.join();
-    let (utime, stime, run) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let (ticks, run) = (after.0.since(before.0), after.1 - before.1);
     let pct = |share: f64| format!("{:.1}%", 100.0 * share);
     println!(
         "{rate}/s, {spin_us} µs user spin and {sends} sends each: run {:.2} s of {:.1} s, {:.2} µs per wake",
@@ -142,9 +139,10 @@ fn main() -> anyhow::Result<()> {
         pct(spun.as_nanos() as f64 / run.max(1) as f64)
     );
     println!(
-        "  /proc tick split, user: {} ({utime} of {} ticks)",
-        pct(utime as f64 / (utime + stime).max(1) as f64),
-        utime + stime
+        "  /proc tick split, user: {} ({} of {} ms)",
+        pct(ticks.user.as_secs_f64() / ticks.total().as_secs_f64().max(1e-9)),
+        ticks.user.as_millis(),
+        ticks.total().as_millis()
     );
     if let Some(modes) = modes {
         println!(

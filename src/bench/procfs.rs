@@ -58,7 +58,18 @@ impl std::ops::Add for CpuTimes {
 
 /// CPU time of a process so far, user and system apart, from /proc/PID/stat.
 pub fn process_cpu_times(pid: u32) -> Option<CpuTimes> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_times_in(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of one thread of a process so far, user and system apart, from
+/// /proc/PID/task/TID/stat.
+pub fn thread_cpu_times(pid: u32, tid: i32) -> Option<CpuTimes> {
+    cpu_times_in(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+/// `utime` and `stime` of a `stat` file of /proc.
+fn cpu_times_in(path: &str) -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may contain spaces) start after ") ".
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -46,7 +46,8 @@ impl CpuSplit {
 pub(super) struct RelayCpu {
     pids: Vec<u32>,
     before: Option<CpuTimes>,
-    sampler: Result<CpuModeSampler, String>,
+    /// The sampler, or the split the run gets without one.
+    sampler: Result<CpuModeSampler, CpuSplit>,
 }
 
 impl RelayCpu {
@@ -54,11 +55,11 @@ impl RelayCpu {
     /// threads.
     pub(super) fn start(pids: &[u32], sample: bool) -> RelayCpu {
         let sampler = if pids.is_empty() {
-            Err(String::new())
+            Err(CpuSplit::NoRelay)
         } else if !sample {
-            Err("not asked for: --cpu-samples".to_string())
+            Err(CpuSplit::Ticks("not asked for: --cpu-samples".into()))
         } else {
-            CpuModeSampler::for_processes(pids).map_err(|e| e.to_string())
+            CpuModeSampler::for_processes(pids).map_err(|e| CpuSplit::Ticks(e.to_string()))
         };
         RelayCpu {
             pids: pids.to_vec(),
@@ -97,8 +98,7 @@ impl RelayCpu {
                     CpuSplit::Ticks("no samples: the relay took no CPU time".into()),
                 ),
             },
-            Err(_) if self.pids.is_empty() => (spent, CpuSplit::NoRelay),
-            Err(why) => (spent, CpuSplit::Ticks(why)),
+            Err(split) => (spent, split),
         }
     }
 }
