@@ -70,6 +70,97 @@ fn accept_connect_read_write_and_writev_round_trip() {
     });
 }
 
+/// A send without the ring takes what the socket has room for at once: small frames
+/// whole; of frames larger than the room, a part, the rest left in the batch from
+/// where the socket stopped (nothing written twice, nothing skipped) for a send
+/// through the ring; with no room at all, nothing and no error. On a blocking socket
+/// too: the send never waits.
+#[test]
+fn a_send_now_takes_what_fits_and_leaves_the_rest_in_the_batch() {
+    let (client, listener, _) = pair();
+    let (mut server, _) = listener.accept().unwrap();
+    Ring::new().unwrap().block_on(async move {
+        let client = TcpStream::from_std(client);
+        socket2::SockRef::from(&client)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let mut batch = WriteBatch::with_capacity(4);
+        batch.frames.push(Bytes::from_static(b"one,"));
+        assert!(batch.send_now(&client).unwrap(), "one small frame");
+        batch.frames.push(Bytes::from_static(b"two,"));
+        batch.frames.push(Bytes::from_static(b"three,"));
+        assert!(batch.send_now(&client).unwrap(), "two small frames");
+        assert!(batch.frames.is_empty());
+        let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        let parts: Vec<Bytes> = big.chunks(1_000_000).map(Bytes::copy_from_slice).collect();
+        batch.frames.extend(parts.iter().cloned());
+        assert!(
+            !batch.send_now(&client).unwrap(),
+            "4 MB to a peer not reading"
+        );
+        let left: usize = batch.frames.iter().map(Bytes::len).sum();
+        assert!(left > 0 && left < big.len(), "{left} of {} left", big.len());
+        // The socket is full now: nothing more goes, and nothing fails.
+        let mut tries = 0;
+        while batch.send_now(&client).is_ok_and(|done| !done) && tries < 1000 {
+            let now_left: usize = batch.frames.iter().map(Bytes::len).sum();
+            if now_left == left {
+                break;
+            }
+            tries += 1;
+        }
+        assert!(!batch.frames.is_empty());
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut server, &mut all).unwrap();
+            all
+        });
+        let (res, back) = writev_all(&client, batch).await;
+        res.unwrap();
+        assert!(back.frames.is_empty());
+        drop(client);
+        let all = reader.join().unwrap();
+        assert_eq!(&all[..14], b"one,two,three,");
+        assert!(
+            all[14..] == big[..],
+            "the big frames arrive whole, in order"
+        );
+    });
+}
+
+/// A send without the ring to a peer that is gone fails, and drops the frames.
+#[test]
+fn a_send_now_to_a_vanished_peer_fails_and_drops_the_frames() {
+    let (client, listener, _) = pair();
+    let (server, _) = listener.accept().unwrap();
+    drop(server);
+    let client = TcpStream::from_std(client);
+    let mut batch = WriteBatch::with_capacity(2);
+    // The first sends may still be taken by the kernel before the peer's reset.
+    let mut failed = None;
+    for _ in 0..50 {
+        batch.frames.push(Bytes::from_static(b"x"));
+        batch.frames.push(Bytes::from(vec![7u8; 64 << 10]));
+        match batch.send_now(&client) {
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+            Ok(_) => batch.frames.clear(),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let e = failed.expect("sends to a closed peer kept succeeding");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    assert!(batch.frames.is_empty(), "a failed send drops its frames");
+}
+
 #[test]
 fn a_peek_leaves_the_bytes_for_the_next_read_and_waits_while_there_are_none() {
     let (mut client, listener, _) = pair();
