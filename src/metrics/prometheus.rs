@@ -215,7 +215,7 @@ fn render_labeled(s: &Snapshot, out: &mut String) {
         s,
         counter(
             "feedrelay_subscriber_writes_total",
-            "Writes to subscribers, by how they were made: by the worker's fan-out (plain connections with nothing else to send), taken whole by the socket at once (direct) or through the ring because the socket had no room for all of it (fanout); or by the subscriber's own writer (TLS, per-subscriber compression, replies and closes while it is awake).",
+            "Writes to subscribers, by who made them: the worker's fan-out (plain connections with nothing else to send) or the subscriber's own writer (TLS, per-subscriber compression, replies and closes while it is awake).",
         ),
         "path",
         |c| &c.writes,

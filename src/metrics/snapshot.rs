@@ -14,7 +14,7 @@ pub struct Counters {
     pub messages_in: u64,
     /// Frames written to subscribers.
     pub messages_out: u64,
-    /// Writes to subscribers by how they were made (`direct`, `fanout`, `writer`).
+    /// Writes to subscribers by who made them (`fanout`, `writer`).
     pub writes: Vec<(&'static str, u64)>,
     /// Passes of writes held back while the worker's core was saturated
     /// (`saturated_write_hold_us`).

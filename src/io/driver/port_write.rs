@@ -9,10 +9,6 @@
 //! the connection's write turn (nothing else writes in between) and its write
 //! deadline (a peer that stops reading gets its socket shut down, which ends the
 //! write). Plain TCP only: TLS records are made by the connection's own tasks.
-//!
-//! A write can first go at once, without the ring ([`PortWriter::send_now`]): a
-//! socket with room takes it whole, and the port is only for the rest, which waits
-//! for room.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::io;
@@ -112,28 +108,6 @@ impl PortWriter {
             batch.times.clear();
             self.driver.transport().end_port_write();
         }
-    }
-
-    /// Writes what the socket takes of the batch now, without the ring (see
-    /// [`WriteBatch::send_now`]), after [`begin`](Self::begin). `Some`: the write is
-    /// over, everything written or failed (then the frames are dropped), and the turn
-    /// is given back. `None`: the socket had no room for all of it; the rest is in the
-    /// batch and the turn still held, for [`submit`](Self::submit) (which waits for
-    /// room, under the write deadline). Refused (`None`, nothing sent) without the
-    /// turn or while a write is in flight.
-    pub fn send_now(&self) -> Option<io::Result<()>> {
-        if !self.holding.get() || self.in_flight.get() {
-            return None;
-        }
-        let transport = self.driver.transport();
-        let res = match self.batch.borrow_mut().send_now(transport.tcp()) {
-            Ok(false) => return None,
-            Ok(true) => Ok(()),
-            Err(e) => Err(e),
-        };
-        self.holding.set(false);
-        transport.end_port_write();
-        Some(res)
     }
 
     /// Submits the batch through `port`, with `keep` (which owns this writer) held by
@@ -311,48 +285,6 @@ mod tests {
             assert_eq!(all.len(), total);
             let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
             assert!(all == expected, "bytes out of order");
-        });
-    }
-
-    /// A batch the socket takes whole goes at once and gives the turn back; one larger
-    /// than the socket's room goes in part at once, the rest through the port with the
-    /// turn held meanwhile, whole and in order.
-    #[test]
-    fn a_write_goes_at_once_or_its_rest_through_the_port() {
-        Ring::new().unwrap().block_on(async {
-            let (w, mut peer) = pair().await;
-            {
-                let mut batch = w.begin().expect("the turn is free");
-                batch.frames.push(Bytes::from_static(b"small"));
-                batch.times.push(9);
-            }
-            assert!(matches!(w.send_now(), Some(Ok(()))), "taken at once");
-            assert!(!w.in_flight());
-            let mut times = Vec::new();
-            assert_eq!(w.take_times(|t| times.push(t)), 1);
-            assert_eq!(times, [9]);
-            let frames: Vec<Bytes> = (0u8..4).map(|i| Bytes::from(vec![i; 3 << 20])).collect();
-            {
-                let mut batch = w.begin().expect("the turn is back");
-                batch.frames.extend(frames.iter().cloned());
-                batch.times.extend([1, 2, 3, 4]);
-            }
-            assert!(w.send_now().is_none(), "12 MiB at once on loopback");
-            assert!(w.begin().is_none(), "the turn is still held");
-            let reader = std::thread::spawn(move || {
-                let mut all = Vec::new();
-                peer.read_to_end(&mut all).unwrap();
-                all
-            });
-            let port = Port::new();
-            let (res, _) = write(&w, &port).await;
-            res.unwrap();
-            assert_eq!(w.take_times(|_| {}), 4);
-            w.driver.transport().shutdown_both_now();
-            let all = reader.join().unwrap();
-            let mut expected = b"small".to_vec();
-            expected.extend(frames.iter().flat_map(|f| f.iter().copied()));
-            assert!(all == expected, "bytes lost, doubled or out of order");
         });
     }
 

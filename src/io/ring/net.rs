@@ -291,49 +291,6 @@ impl WriteBatch {
                 .build()
                 .flags(fixed);
         }
-        self.point_msg();
-        opcode::SendMsg::new(fd, &*self.msg)
-            .flags(flags as u32)
-            .build()
-            .flags(fixed)
-    }
-
-    /// Sends what the socket takes of the batch now, without the ring: one
-    /// nonblocking `send`/`sendmsg` (`MSG_DONTWAIT`), as [`sent`](Self::sent) takes
-    /// its result. `Ok(true)`: everything is written; `Ok(false)`: the rest (all of
-    /// it, if the socket's buffer was full) is still in the batch, for a send through
-    /// the ring that waits for room. On failure the frames are dropped.
-    ///
-    /// A write the socket takes at once costs no submission entry, no completion and
-    /// no wake-up; the ring is for the writes that must wait.
-    pub fn send_now(&mut self, stream: &TcpStream) -> io::Result<bool> {
-        let fd = stream.as_raw_fd();
-        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-        let n = if let [frame] = self.frames.as_slice() {
-            // SAFETY: send(2) reads `frame.len()` bytes at `frame`'s address, which the
-            // `Bytes` keeps alive and unchanged for the call; `fd` is the stream's own
-            // open descriptor (borrowed for the call).
-            unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), flags) }
-        } else {
-            self.point_msg();
-            // SAFETY: the msghdr names `self.iovs`, each pointing at a frame that its
-            // `Bytes` keeps alive and unchanged for the call; nothing else is set in it
-            // (no name, no control data). `fd` is the stream's own open descriptor.
-            unsafe { libc::sendmsg(fd, &*self.msg, flags) }
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(false);
-            }
-            self.frames.clear();
-            return Err(e);
-        }
-        self.advance(n as usize)
-    }
-
-    /// Points the msghdr at one iovec per frame.
-    fn point_msg(&mut self) {
         self.iovs.clear();
         for f in &self.frames {
             self.iovs.push(libc::iovec {
@@ -343,6 +300,10 @@ impl WriteBatch {
         }
         self.msg.msg_iov = self.iovs.as_mut_ptr();
         self.msg.msg_iovlen = self.iovs.len();
+        opcode::SendMsg::new(fd, &*self.msg)
+            .flags(flags as u32)
+            .build()
+            .flags(fixed)
     }
 
     /// Takes the result of a send of this batch: drops the frames written and moves
@@ -350,17 +311,12 @@ impl WriteBatch {
     /// copy). `Ok(true)`: everything is written. On failure (a send that wrote nothing
     /// counts) the frames are dropped.
     pub fn sent(&mut self, res: i32) -> io::Result<bool> {
-        let written = result(res).inspect_err(|_| self.frames.clear())?;
-        self.advance(written)
-    }
-
-    /// Drops the `written` bytes' frames (see [`sent`](Self::sent)).
-    fn advance(&mut self, mut written: usize) -> io::Result<bool> {
         use bytes::Buf;
-        if written == 0 && !self.frames.is_empty() {
-            self.frames.clear();
-            return Err(io::ErrorKind::WriteZero.into());
+        let mut written = match result(res) {
+            Ok(0) if !self.frames.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            other => other,
         }
+        .inspect_err(|_| self.frames.clear())?;
         let done = self
             .frames
             .iter()

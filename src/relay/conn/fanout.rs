@@ -17,13 +17,9 @@
 //!   chunk ([`DEFERRED_CHUNK`]) of writes per poll, then lets the ring submit them and
 //!   read what arrived meanwhile, as the writer tasks' chunks did;
 //! - each write drains the queue then (content chosen late), takes the connection's
-//!   write turn, and is sent at once, without the ring: a subscriber that reads has
-//!   room in its socket, and that is the whole write (its egress hops are recorded
-//!   after the chunk, with one clock read for the chunk);
-//! - what the socket had no room for is submitted through the port, under the
-//!   connection's write deadline; the completions come back as a list, one wake of the
-//!   fan-out for all of them;
-//! - a write's end records the egress hop, and lists the subscriber again if more was
+//!   write turn and its write deadline, and is submitted through the port; the
+//!   completions come back as a list, one wake of the fan-out for all of them;
+//! - a completion records the egress hop, and lists the subscriber again if more was
 //!   queued meanwhile;
 //! - anything else (a close to send, the close handshake, the subscriber gone, a write
 //!   that failed) hands the connection back to its writer task, which first waits for
@@ -47,7 +43,6 @@ use crate::ws::State;
 pub(in crate::relay) async fn run(ctx: Rc<WorkerCtx>) {
     let fanout = &ctx.fanout;
     let mut done = Vec::new();
-    let mut sent = Vec::with_capacity(rt::DEFERRED_CHUNK);
     loop {
         fanout.port.ready().await;
         loop {
@@ -64,16 +59,7 @@ pub(in crate::relay) async fn run(ctx: Rc<WorkerCtx>) {
                 let Some((id, writer)) = next else {
                     break;
                 };
-                if let Some(over) = start(&ctx, id, writer) {
-                    sent.push(over);
-                }
-            }
-            if !sent.is_empty() {
-                // The chunk's writes that the sockets took at once (one clock read).
-                let now = ctx.ring_ns(std::time::Instant::now());
-                for (id, writer, res) in sent.drain(..) {
-                    finished(&ctx, id, writer, res, now, Path::Direct);
-                }
+                start(&ctx, id, writer);
             }
             if fanout.ready.borrow().is_empty() {
                 break;
@@ -93,22 +79,16 @@ fn hand_back(writer: &SubWriter) {
     writer.notify.raise();
 }
 
-/// A write that ended as it was made: the subscriber, its writer and how it ended.
-type SentNow = (SubId, Rc<SubWriter>, std::io::Result<()>);
-
-/// Drains subscriber `id`'s queue into one write and makes it, if it is still the
-/// fan-out's to write: what the socket takes at once is sent now (returned, for
-/// [`finished`]); the rest is submitted through the port, to complete later.
-fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) -> Option<SentNow> {
+/// Drains subscriber `id`'s queue into one write and submits it, if it is still the
+/// fan-out's to write.
+fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) {
     let d = &writer.direct;
     let ours = d.parked.get() && !d.task_waiting.get() && !writer.gone.get();
     if !ours || writer.driver.state() != State::Open {
-        hand_back(&writer);
-        return None;
+        return hand_back(&writer);
     }
     let Some(mut batch) = d.port.begin() else {
-        hand_back(&writer);
-        return None;
+        return hand_back(&writer);
     };
     let drained = {
         let mut shard = ctx.shard.borrow_mut();
@@ -127,9 +107,6 @@ fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) -> Option<SentNow> {
     drop(batch);
     match drained {
         Some(true) => {
-            if let Some(res) = d.port.send_now() {
-                return Some((id, writer, res));
-            }
             let keep = Writing {
                 id,
                 writer: Rc::clone(&writer),
@@ -151,7 +128,6 @@ fn start(ctx: &WorkerCtx, id: SubId, writer: Rc<SubWriter>) -> Option<SentNow> {
             hand_back(&writer);
         }
     }
-    None
 }
 
 /// A write of the fan-out's completed with `res`, seen by the ring at `now` (metrics
@@ -169,29 +145,8 @@ fn completed(ctx: &WorkerCtx, token: usize, res: i32, now: u64) {
     let Some(Writing { id, writer }) = port.release(token) else {
         return;
     };
-    writer.writing.set(false);
-    finished(ctx, id, writer, res, now, Path::Ring);
-}
-
-/// How a write of the fan-out went out (counted apart).
-enum Path {
-    /// Whole, as it was made (`path="direct"`).
-    Direct,
-    /// Through the ring: the socket had no room for all of it (`path="fanout"`).
-    Ring,
-}
-
-/// A write of the fan-out ended with `res` at `now` (metrics clock): its frames'
-/// egress hops, and what comes next for the subscriber.
-fn finished(
-    ctx: &WorkerCtx,
-    id: SubId,
-    writer: Rc<SubWriter>,
-    res: std::io::Result<()>,
-    now: u64,
-    path: Path,
-) {
     let d = &writer.direct;
+    writer.writing.set(false);
     let frames = d.port.take_times(|t| {
         if t > 0 && res.is_ok() {
             ctx.record(Hop::Egress, now.saturating_sub(t));
@@ -205,10 +160,7 @@ fn finished(
     let more = {
         let mut shard = ctx.shard.borrow_mut();
         shard.stats.messages_out += frames;
-        match path {
-            Path::Direct => shard.stats.writes_direct += 1,
-            Path::Ring => shard.stats.writes_fanout += 1,
-        }
+        shard.stats.writes_fanout += 1;
         match shard.subscriber(id) {
             Some(sub) if mine && sub.close.is_none() => Some(!sub.queue.is_empty()),
             // Its writer task wants it back, or there is a close to send.

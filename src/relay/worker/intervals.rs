@@ -79,11 +79,7 @@ pub(in crate::relay) fn send_interval(ctx: &WorkerCtx) {
         Counters {
             messages_in: st.messages_in,
             messages_out: st.messages_out,
-            writes: vec![
-                ("direct", st.writes_direct),
-                ("fanout", st.writes_fanout),
-                ("writer", st.writes_writer),
-            ],
+            writes: vec![("fanout", st.writes_fanout), ("writer", st.writes_writer)],
             write_holds: rt::held_passes(),
             dropped: vec![
                 ("queue_full", st.dropped_queue_full),

@@ -16,12 +16,8 @@ pub struct ShardStats {
     pub messages_queued: u64,
     /// Frames written to subscribers.
     pub messages_out: u64,
-    /// Writes to subscribers made by the worker's fan-out (parked writers) through
-    /// the ring: the socket had no room for all of it at once.
+    /// Writes to subscribers made by the worker's fan-out (parked writers).
     pub writes_fanout: u64,
-    /// Writes to subscribers made by the worker's fan-out that the socket took whole
-    /// at once (a direct send, no ring operation).
-    pub writes_direct: u64,
     /// Writes to subscribers made by their own writer tasks.
     pub writes_writer: u64,
     /// Dropped because a subscriber's queue was full (`drop`, or `conflate` with no
@@ -116,7 +112,6 @@ impl ShardStats {
         self.messages_queued += other.messages_queued;
         self.messages_out += other.messages_out;
         self.writes_fanout += other.writes_fanout;
-        self.writes_direct += other.writes_direct;
         self.writes_writer += other.writes_writer;
         self.dropped_queue_full += other.dropped_queue_full;
         self.dropped_conflated += other.dropped_conflated;
