@@ -14,6 +14,11 @@
 #     instructions per delivery, every instruction of the process over the deliveries
 #     the open-loop bench planned for warm-up and measurement (it keeps no count of its
 #     own; a run that lost any is refused)
+#   CALLGRIND_ARGS="--cache-sim=yes" tuning/instructions.sh OLD
+#     passes options to callgrind (there: a simulated cache's misses beside the
+#     instructions; tuning/cache_table.py OUT_DIR LOADS prints them per delivery)
+# A build where `fanout::start` is inlined (scripts/pgo.sh's) has no writes to count:
+# its per-write column is empty; per delivery still holds.
 #
 # Each run: the relay (one worker, `--idle park`) under callgrind, `feedrelay bench`
 # outside it (rate x subscribers, 10 s after 2 s warm-up, 256 B, 10 topics), then
@@ -39,7 +44,8 @@ measure() { # name binary rate subs
   local name=$1 bin=$2 rate=$3 subs=$4 log="$out/$1.log" url="" pid
   local args=(run --idle park --listen 127.0.0.1:0 --workers 1)
   [ "${name##*-}" = uws ] && args=(--listen 127.0.0.1:0)
-  valgrind --tool=callgrind --callgrind-out-file="$out/$name.cg" \
+  # shellcheck disable=SC2086 # CALLGRIND_ARGS is a list of options
+  valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$out/$name.cg" \
     "$bin" "${args[@]}" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 240); do

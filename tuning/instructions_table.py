@@ -71,7 +71,8 @@ def measure(out, name):
         "deliveries": deliveries,
         "per_delivery": (total - collector) / max(deliveries, 1),
         "writes": writes,
-        "per_write": (fanout + reap) / max(writes, 1),
+        # No calls to count where `fanout::start` was inlined (a PGO build).
+        "per_write": (fanout + reap) / writes if writes else None,
     }
 
 
@@ -83,15 +84,16 @@ def main():
         got = {v: measure(out, f"{load}-{v}") for v in ("old", "new")}
         for v in ("old", "new"):
             g = got[v]
+            per_write = "" if g["per_write"] is None else f"{g['per_write']:,.0f}"
             print(
                 f"| {load} | {v} | {g['deliveries']:,} | {g['per_delivery']:,.0f} "
-                f"| {g['writes']:,} | {g['per_write']:,.0f} |"
+                f"| {g['writes']:,} | {per_write} |"
             )
         o, n = got["old"], got["new"]
-        print(
-            f"| {load} | new / old | | {n['per_delivery'] / o['per_delivery']:.3f} "
-            f"| | {n['per_write'] / max(o['per_write'], 1e-9):.3f} |"
-        )
+        ratio = ""
+        if o["per_write"] and n["per_write"] is not None:
+            ratio = f"{n['per_write'] / o['per_write']:.3f}"
+        print(f"| {load} | new / old | | {n['per_delivery'] / o['per_delivery']:.3f} | | {ratio} |")
         if os.path.exists(f"{out}/{load}-uws.cg"):
             u = measure_uws(out, f"{load}-uws", load)
             print(f"| {load} | uws | {u['deliveries']:,} (planned) | {u['per_delivery']:,.0f} | | |")
