@@ -15,6 +15,8 @@
 #   it raises the tails a little, so judge latency from a run without it
 #   UWS=$(tuning/uws.sh /path/to/uWebSockets) tuning/fanout.sh   adds uWebSockets
 #   (tuning/uws/uws_relay.cpp, one thread) as a third relay in every round
+#   FEEDRELAY_BIN=target/pgo/release/feedrelay tuning/fanout.sh   measures another
+#   build of feedrelay (there: scripts/pgo.sh's); it is the generator too
 #
 # Columns: p50/p99/p99.99 (µs, from the scheduled send time), relay user and sys CPU
 # per delivery (ns: the exact total from /proc/PID/stat, split by the tick or, with
@@ -30,6 +32,8 @@ rounds="${ROUNDS:-5}"
 loads="${LOADS-5000x100 10000x100 20000x10 50000x10}"
 steer_modes="${STEER-off on}"
 unpinned="${UNPINNED-5000x100 10000x100 50000x10 10000x10}"
+bin="${FEEDRELAY_BIN:-./target/release/feedrelay}"
+[ -x "$bin" ] || { echo "fanout.sh: $bin is not an executable (cargo build --release)" >&2; exit 2; }
 mkdir -p "$out"
 rm -f "$out"/*.json
 base=$(tuning/baseline.sh)
@@ -45,7 +49,7 @@ trap restore EXIT
 run() { # label rate subs round [bench args...]
   local label=$1 rate=$2 subs=$3 r=$4
   shift 4
-  ./target/release/feedrelay bench --spawn "${peers[@]}" --subs "$subs" --rate "$rate" \
+  "$bin" bench --spawn "${peers[@]}" --subs "$subs" --rate "$rate" \
     --duration 10 --warmup 2 --rounds 1 ${CPU_SAMPLES:+--cpu-samples} \
     --json "$out/$label-${rate}x$subs-r$r.json" "$@" \
     >"$out/$label-${rate}x$subs-r$r.txt" 2>&1 || echo "  (round $r of $label ${rate}x$subs failed: see $out)"
