@@ -19,9 +19,8 @@
 #      if missing: it must match rustc's LLVM, which Debian's does not);
 #   4. the build with `-Cprofile-use` (target/pgo), the counts in
 #      target/pgo-data/merged.profdata.
-# Paths no training run takes are laid out as cold: TLS feeds dialled with client
-# certificates, NATS, reloads. They work the same; they may run a little slower than in
-# a plain build.
+# Paths no training run takes are laid out as cold: NATS, wss:// feed lines, reloads.
+# They work the same; they may run a little slower than in a plain build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${TRAIN_SECONDS:-5}"
@@ -34,6 +33,10 @@ sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
 profdata="$sysroot/lib/rustlib/$host/bin/llvm-profdata"
 if [ ! -x "$profdata" ]; then
+  command -v rustup >/dev/null || {
+    echo "pgo.sh: needs llvm-profdata matching rustc's LLVM: rustup's llvm-tools component (no rustup here)" >&2
+    exit 2
+  }
   echo "pgo.sh: adding rustup's llvm-tools (llvm-profdata matching rustc's LLVM)" >&2
   rustup component add llvm-tools
 fi
