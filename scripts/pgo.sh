@@ -14,12 +14,14 @@
 #      starts are both counted) with plain subscribers at 10 and at 100 per message,
 #      then wss:// subscribers (certificates made by `mock-exchange
 #      --tls-self-signed`), then permessage-deflate ones, then `demo --feed` (the relay
-#      dialling two exchange lines and arbitrating them);
+#      dialling two exchange lines and arbitrating them), then `demo --nats` (two
+#      relays across a nats-server the demo starts) if one is on the PATH;
 #   3. the counts merged with `llvm-profdata` (rustup's `llvm-tools` component, added
 #      if missing: it must match rustc's LLVM, which Debian's does not);
 #   4. the build with `-Cprofile-use` (target/pgo), the counts in
 #      target/pgo-data/merged.profdata.
-# Paths no training run takes are laid out as cold: NATS, wss:// feed lines, reloads.
+# Paths no training run takes are laid out as cold: wss:// feed lines, reloads (and
+# NATS without a nats-server).
 # They work the same; they may run a little slower than in a plain build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +69,13 @@ printf '[compression]\nenabled = true\n' >"$data/deflate.toml"
 "$gen" bench --spawn --relay-config "deflate=$data/deflate.toml" --deflate --payload book \
   --rate 5000 --subs 10 "${run[@]}" >"$data/deflate.txt"
 "$gen" demo --feed --duration "$secs" --workers 1 --hlog "$data/demo.hlog" >"$data/demo.txt" 2>&1
+# Across NATS too, where a nats-server is on the PATH (the demo starts its own);
+# without one that path stays cold, and the script says so.
+if command -v nats-server >/dev/null; then
+  "$gen" demo --nats --duration "$secs" --workers 1 --hlog "$data/nats.hlog" >"$data/nats.txt" 2>&1
+else
+  echo "pgo.sh: no nats-server on the PATH: the NATS path is not trained" >&2
+fi
 ls "$data"/raw/*.profraw >/dev/null 2>&1 || { echo "pgo.sh: training left no counts" >&2; exit 1; }
 
 echo "== 3. merging the counts" >&2
