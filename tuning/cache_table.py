@@ -12,11 +12,9 @@ simulated caches take this CPU's sizes; they see user space only: what the kerne
 evicts between system calls is not in them, so real misses are more, not fewer.
 """
 
-import json
-import re
 import sys
 
-from instructions_table import DURATION_S, WARMUP_S
+from instructions_table import planned_deliveries, relay_deliveries
 
 
 def totals(path):
@@ -35,16 +33,8 @@ def totals(path):
 
 def deliveries(out, name, load):
     if name.endswith("-uws"):
-        with open(f"{out}/{name}.json") as f:
-            if any(v["lost"] for v in json.load(f)):
-                raise SystemExit(f"{name}: uWebSockets lost deliveries; its count would be wrong")
-        rate, subs = (int(x) for x in load.split("x"))
-        return rate * subs * (WARMUP_S + DURATION_S)
-    with open(f"{out}/{name}.log") as f:
-        m = re.search(r"messages in \d+ out (\d+)", f.read())
-    if not m:
-        raise SystemExit(f"{name}: no delivery count in the relay's log")
-    return int(m.group(1))
+        return planned_deliveries(out, name, load)
+    return relay_deliveries(out, name)
 
 
 def main():

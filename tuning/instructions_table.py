@@ -38,27 +38,37 @@ def inclusive(lines, pattern):
     return best
 
 
-def measure_uws(out, name, load):
-    """uWebSockets' instructions per delivery: the whole process (one thread) over the
-    deliveries the open-loop bench planned (rate x subscribers x 12 s of warm-up and
-    measurement), which holds only if the bench lost none."""
+def planned_deliveries(out, name, load):
+    """The deliveries the open-loop bench planned (rate x subscribers x 12 s of warm-up
+    and measurement): a peer's count only if the bench lost none, which is checked."""
     with open(f"{out}/{name}.json") as f:
         variants = json.load(f)
     if any(v["lost"] or v["received"] < v["expected"] for v in variants):
         raise SystemExit(f"{name}: uWebSockets lost deliveries; its count would be wrong")
     rate, subs = (int(x) for x in load.split("x"))
-    deliveries = rate * subs * (WARMUP_S + DURATION_S)
+    return rate * subs * (WARMUP_S + DURATION_S)
+
+
+def relay_deliveries(out, name):
+    """The deliveries feedrelay counted, from its log's last line."""
+    with open(f"{out}/{name}.log") as f:
+        m = re.search(r"messages in \d+ out (\d+)", f.read())
+    if not m:
+        raise SystemExit(f"{name}: no delivery count in the relay's log")
+    return int(m.group(1))
+
+
+def measure_uws(out, name, load):
+    """uWebSockets' instructions per delivery: the whole process (one thread) over the
+    deliveries the open-loop bench planned."""
+    deliveries = planned_deliveries(out, name, load)
     total = inclusive(annotate(f"{out}/{name}.cg", "--inclusive=yes").splitlines(), r"PROGRAM TOTALS")
     return {"deliveries": deliveries, "per_delivery": total / deliveries}
 
 
 def measure(out, name):
     path = f"{out}/{name}.cg"
-    with open(f"{out}/{name}.log") as f:
-        m = re.search(r"messages in \d+ out (\d+)", f.read())
-    if not m:
-        raise SystemExit(f"{name}: no delivery count in the relay's log")
-    deliveries = int(m.group(1))
+    deliveries = relay_deliveries(out, name)
     incl = annotate(path, "--inclusive=yes").splitlines()
     total = inclusive(incl, r"PROGRAM TOTALS")
     collector = inclusive(incl, r"metrics::collector::collect::\{\{closure\}\} \[")
