@@ -132,8 +132,9 @@ pub(in crate::relay) struct Direct {
     pub(super) task_waiting: Cell<bool>,
     /// A write of the fan-out's failed: the writer task ends the connection.
     pub(super) failed: Cell<bool>,
-    /// The connection's writes through the fan-out's port.
-    pub(super) port: Rc<PortWriter>,
+    /// The connection's writes through the fan-out's port (inline: the fan-out reads
+    /// it with the flags above on every write, so one allocation, not two).
+    pub(super) port: PortWriter,
 }
 
 impl Direct {
@@ -143,7 +144,7 @@ impl Direct {
             listed: Cell::new(false),
             task_waiting: Cell::new(false),
             failed: Cell::new(false),
-            port: Rc::new(PortWriter::new(driver)),
+            port: PortWriter::new(driver),
         }
     }
 }
