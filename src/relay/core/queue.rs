@@ -290,53 +290,27 @@ mod tests {
         );
     }
 
+    /// Queues `frame` of `topic` under `policy`.
+    fn put(
+        q: &mut SubscriberQueue,
+        topic: &Bytes,
+        frame: &'static [u8],
+        policy: SlowConsumerPolicy,
+    ) -> Push {
+        q.push(topic, Bytes::from_static(frame), policy, 1)
+    }
+
     #[test]
     fn conflate_keeps_latest_per_topic_in_order() {
+        use SlowConsumerPolicy::Conflate;
         let mut q = q(2, 100);
-        q.push(
-            &A,
-            Bytes::from_static(b"a1"),
-            SlowConsumerPolicy::Conflate,
-            1,
-        );
-        q.push(
-            &B,
-            Bytes::from_static(b"b1"),
-            SlowConsumerPolicy::Conflate,
-            1,
-        );
-        assert_eq!(
-            q.push(
-                &A,
-                Bytes::from_static(b"a2"),
-                SlowConsumerPolicy::Conflate,
-                1
-            ),
-            Push::Conflated
-        );
-        assert_eq!(
-            q.push(
-                &A,
-                Bytes::from_static(b"a3"),
-                SlowConsumerPolicy::Conflate,
-                1
-            ),
-            Push::Conflated
-        );
+        put(&mut q, &A, b"a1", Conflate);
+        put(&mut q, &B, b"b1", Conflate);
+        assert_eq!(put(&mut q, &A, b"a2", Conflate), Push::Conflated);
+        assert_eq!(put(&mut q, &A, b"a3", Conflate), Push::Conflated);
         let c = Bytes::from_static(b"C");
-        assert_eq!(
-            q.push(
-                &c,
-                Bytes::from_static(b"c1"),
-                SlowConsumerPolicy::Conflate,
-                1
-            ),
-            Push::Dropped
-        );
-        assert_eq!(
-            drain(&mut q),
-            vec![Bytes::from_static(b"b1"), Bytes::from_static(b"a3")]
-        );
+        assert_eq!(put(&mut q, &c, b"c1", Conflate), Push::Dropped);
+        assert_eq!(drain(&mut q), [&b"b1"[..], &b"a3"[..]]);
         assert_eq!(q.bytes(), 0);
     }
 
@@ -344,51 +318,21 @@ mod tests {
     /// queued before it (control frames, other policies' messages), through drains.
     #[test]
     fn conflate_after_other_entries_replaces_the_right_one() {
+        use SlowConsumerPolicy::{Conflate, Drop};
         let mut q = q(4, 100);
         assert!(q.push_control(Bytes::from_static(b"pong")));
-        q.push(&A, Bytes::from_static(b"a0"), SlowConsumerPolicy::Drop, 1);
-        q.push(
-            &A,
-            Bytes::from_static(b"a1"),
-            SlowConsumerPolicy::Conflate,
-            2,
-        );
-        q.push(
-            &B,
-            Bytes::from_static(b"b1"),
-            SlowConsumerPolicy::Conflate,
-            3,
-        );
+        put(&mut q, &A, b"a0", Drop);
+        put(&mut q, &A, b"a1", Conflate);
+        put(&mut q, &B, b"b1", Conflate);
         // Full: A's conflating entry is replaced, not the Drop-policy one of A.
-        assert_eq!(
-            q.push(
-                &A,
-                Bytes::from_static(b"a2"),
-                SlowConsumerPolicy::Conflate,
-                4
-            ),
-            Push::Conflated
-        );
+        assert_eq!(put(&mut q, &A, b"a2", Conflate), Push::Conflated);
         let mut out = Vec::new();
         q.drain_into(&mut out, 2);
         assert_eq!(out, [&b"pong"[..], &b"a0"[..]]);
-        q.push(&A, Bytes::from_static(b"a3"), SlowConsumerPolicy::Drop, 5);
-        q.push(
-            &B,
-            Bytes::from_static(b"b2"),
-            SlowConsumerPolicy::Conflate,
-            6,
-        );
+        put(&mut q, &A, b"a3", Drop);
+        put(&mut q, &B, b"b2", Conflate);
         // Full again: B's oldest (b1, now at the front) goes.
-        assert_eq!(
-            q.push(
-                &B,
-                Bytes::from_static(b"b3"),
-                SlowConsumerPolicy::Conflate,
-                7
-            ),
-            Push::Conflated
-        );
+        assert_eq!(put(&mut q, &B, b"b3", Conflate), Push::Conflated);
         let rest = [&b"a2"[..], &b"a3"[..], &b"b2"[..], &b"b3"[..]];
         assert_eq!(drain(&mut q), rest);
         assert_eq!((q.len(), q.bytes()), (0, 0));
